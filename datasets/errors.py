@@ -1,0 +1,44 @@
+"""The project's error types: one root, a few kinds, each message naming the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class SsrError(Exception):
+    """Root of every error the project raises on purpose."""
+
+
+class ConfigError(SsrError, ValueError):
+    """A recipe, option or config value is invalid."""
+
+
+class InputError(SsrError):
+    """An input file cannot be used; carries the path and the reason."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+class MissingAssetError(SsrError):
+    """A needed file (weights, data set) is absent; says where to put it and how to get it."""
+
+    def __init__(
+        self,
+        file: str,
+        folder: str | Path,
+        url: str | None = None,
+        sha256: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.file, self.folder, self.url, self.sha256 = file, str(folder), url, sha256
+        parts = [f"missing {file}: put it in {self.folder}"]
+        if url:
+            parts.append(f"download it from {url}")
+        if sha256:
+            parts.append(f"sha256 {sha256}")
+        if hint:
+            parts.append(hint)
+        super().__init__("; ".join(parts))
