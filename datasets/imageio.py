@@ -1,0 +1,271 @@
+"""Decode input images robustly and encode/decode the PNG members of a shard.
+
+Input decoding uses Pillow because its ``load()`` raises on truncated data, whereas
+``cv2.imread`` may hand back a half-decoded image. Pillow reduces 16-bit colour to
+8 bits by taking the high byte (truncation), so 16-bit colour files are decoded a
+second time with OpenCV, which keeps all 16 bits, and rounded to 8 bits here.
+
+Shard members are encoded with OpenCV at a fixed, low PNG compression level, which
+is fast and deterministic for identical pixels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from .errors import InputError
+
+#: Pillow format names accepted as inputs (MPO is how Pillow names many camera JPEGs).
+_FORMATS = {"PNG": "png", "JPEG": "jpeg", "MPO": "jpeg", "BMP": "bmp", "TIFF": "tiff",
+            "WEBP": "webp"}
+
+#: 8-bit Pillow modes converted to RGB, and the note recorded for each.
+_MODE_NOTES = {
+    "RGB": None,
+    "L": "grayscale->rgb",
+    "1": "1-bit->rgb",
+    "P": "palette->rgb",
+    "PA": "palette->rgb (alpha dropped)",
+    "LA": "grayscale->rgb (alpha dropped)",
+    "La": "grayscale->rgb (alpha dropped)",
+    "RGBA": "rgba->rgb (alpha dropped)",
+    "RGBa": "rgba->rgb (alpha dropped)",
+    "RGBX": "rgbx->rgb",
+    "CMYK": "cmyk->rgb",
+    "YCbCr": "ycbcr->rgb",
+    "LAB": "lab->rgb",
+    "HSV": "hsv->rgb",
+}
+
+_PNG_COMPRESSION = 1
+_EXIF_ORIENTATION = 0x0112
+
+
+@dataclass(frozen=True, eq=False)  # arrays make field-wise == ambiguous
+class DecodedImage:
+    """An input image as uint8 RGB plus notes on every conversion applied.
+
+    Attributes:
+        rgb: uint8 array (H, W, 3), C-contiguous, RGB order.
+        conversions: Human-readable notes such as ``"grayscale->rgb"``; empty when
+            the file already held 8-bit RGB.
+    """
+
+    rgb: np.ndarray
+    conversions: tuple[str, ...]
+
+
+def read_image(path: str | Path) -> DecodedImage:
+    """Decode a png/jpeg/bmp/tiff/webp file to uint8 RGB (H, W, 3).
+
+    Grayscale, palette, alpha, CMYK and 16-bit inputs are converted and the
+    conversion is recorded. Alpha is dropped, not composited. EXIF orientation is
+    not applied (a depth map beside the image is stored unrotated too); a non-trivial
+    orientation is recorded as ignored.
+
+    Args:
+        path: Image file.
+
+    Returns:
+        The decoded image and its conversion notes.
+
+    Raises:
+        InputError: The file cannot be read, is empty, is not a supported image,
+            is truncated or corrupt, or has zero width or height.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError(path, f"cannot read file: {exc.strerror or exc}") from exc
+    if not data:
+        raise InputError(path, "empty file (0 bytes)")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            fmt = im.format or "unknown"
+            if fmt not in _FORMATS:
+                raise InputError(path, f"unsupported image format {fmt}; expected one of "
+                                       "png, jpeg, bmp, tiff, webp")
+            notes = _pre_load_notes(im)
+            bits16 = _is_16bit(im, data)
+            im.load()
+            width, height = im.size
+            if width == 0 or height == 0:
+                raise InputError(path, f"zero-size image ({width}x{height})")
+            if fmt == "PNG":
+                _check_png_complete(path, data)
+            rgb, more = _to_rgb(path, im, data, bits16)
+    except InputError:
+        raise
+    except Image.UnidentifiedImageError as exc:
+        raise InputError(path, "not a recognised image (expected png, jpeg, bmp, tiff or "
+                               "webp data)") from exc
+    except Exception as exc:  # noqa: BLE001 - any decoder failure means a bad file
+        raise InputError(path, f"corrupt or truncated image: {exc}") from exc
+    if rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise InputError(path, f"zero-size image ({rgb.shape[1]}x{rgb.shape[0]})")
+    return DecodedImage(rgb=np.ascontiguousarray(rgb, dtype=np.uint8),
+                        conversions=tuple(notes + more))
+
+
+def _pre_load_notes(im: Image.Image) -> list[str]:
+    """Return notes on frames and EXIF orientation, which must be read before load()."""
+    notes = []
+    n_frames = int(getattr(im, "n_frames", 1) or 1)
+    if n_frames > 1:
+        notes.append(f"multi-frame file: used frame 0 of {n_frames}")
+    try:
+        orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:  # noqa: BLE001 - a broken EXIF block must not reject the pixels
+        orientation = 1
+    if orientation not in (None, 1):
+        notes.append(f"exif orientation {orientation} ignored (pixels kept as stored)")
+    return notes
+
+
+def _is_16bit(im: Image.Image, data: bytes) -> bool:
+    """Tell whether the file stores 16 bits per sample (Pillow may hide it)."""
+    if im.mode.startswith("I;16"):
+        return True
+    if im.format == "PNG" and len(data) > 24:
+        # IHDR bit depth sits at a fixed offset: signature 8 + length 4 + type 4 + w 4 + h 4.
+        return data[24] == 16
+    if im.format == "TIFF":
+        bits = getattr(im, "tag_v2", {}).get(258, ())
+        bits = bits if isinstance(bits, tuple) else (bits,)
+        return any(b == 16 for b in bits)
+    return False
+
+
+def _check_png_complete(path: str | Path, data: bytes) -> None:
+    """Raise if the PNG chunk structure is cut short (Pillow's load() misses a lost IEND)."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.verify()
+    except Exception as exc:  # noqa: BLE001
+        raise InputError(path, f"corrupt or truncated PNG: {exc}") from exc
+    end = data.rfind(b"IEND")
+    if end < 0 or len(data) < end + 8:
+        raise InputError(path, "truncated PNG: IEND chunk missing or cut short")
+
+
+def _to_rgb(
+    path: str | Path, im: Image.Image, data: bytes, bits16: bool
+) -> tuple[np.ndarray, list[str]]:
+    """Convert a loaded Pillow image to uint8 RGB (H, W, 3) with conversion notes."""
+    mode = im.mode
+    if bits16 or mode == "I":
+        return _sixteen_to_rgb(path, im, data)
+    if mode not in _MODE_NOTES:
+        raise InputError(path, f"unsupported pixel mode {mode!r}; expected 8/16-bit gray, "
+                               "palette, RGB(A) or CMYK")
+    notes = []
+    note = _MODE_NOTES[mode]
+    if note:
+        if mode == "P" and "transparency" in im.info:
+            note = "palette->rgb (transparency dropped)"
+        notes.append(note)
+    rgb = np.asarray(im if mode == "RGB" else im.convert("RGB"))
+    return rgb, notes
+
+
+def _sixteen_to_rgb(path: str | Path, im: Image.Image, data: bytes) -> tuple[np.ndarray, list]:
+    """Decode a 16-bit file with OpenCV (keeps all bits) and round to uint8 RGB."""
+    notes = ["16-bit->8-bit (rounded)"]
+    if im.mode.startswith("I;16") or im.mode == "I":
+        arr = np.asarray(im)
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            raise InputError(path, f"32-bit integer pixels outside 0..65535 "
+                                   f"(got {arr.min()}..{arr.max()})")
+    else:
+        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if arr is None:
+            raise InputError(path, "corrupt 16-bit image (OpenCV could not decode it)")
+        if arr.ndim == 3:
+            arr = arr[..., [2, 1, 0, 3][: arr.shape[2]]] if arr.shape[2] >= 3 else arr
+    arr = arr.astype(np.uint32)
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        notes.append("rgba->rgb (alpha dropped)")
+        arr = arr[..., :3]
+    elif arr.ndim == 3 and arr.shape[2] == 2:
+        notes.append("grayscale->rgb (alpha dropped)")
+        arr = arr[..., 0]
+    if arr.ndim == 2:
+        notes.append("grayscale->rgb")
+        arr = np.repeat(arr[..., None], 3, axis=2)
+    if arr.max(initial=0) > 65535:
+        raise InputError(path, "16-bit decode produced values above 65535")
+    # round(v * 255 / 65535) in exact integer arithmetic (half rounds up).
+    rgb = ((arr * 255 + 32767) // 65535).astype(np.uint8)
+    return rgb, notes
+
+
+def pixel_sha256(rgb: np.ndarray) -> str:
+    """Hash decoded pixels with their dtype and shape (different shapes never collide).
+
+    Args:
+        rgb: Any numpy array, typically uint8 (H, W, 3).
+
+    Returns:
+        Lower-case hex sha256 of ``"<dtype>|<shape>|"`` followed by the C-order bytes.
+
+    Raises:
+        InputError: ``rgb`` is not a numpy array.
+    """
+    if not isinstance(rgb, np.ndarray):
+        raise InputError("<array>", f"expected a numpy array, got {type(rgb).__name__}")
+    h = hashlib.sha256()
+    h.update(f"{rgb.dtype.str}|{tuple(rgb.shape)}|".encode("ascii"))
+    h.update(np.ascontiguousarray(rgb).tobytes())
+    return h.hexdigest()
+
+
+def encode_png(img: np.ndarray) -> bytes:
+    """Encode uint8 RGB (H, W, 3), uint8 (H, W) or uint16 (H, W) as PNG bytes.
+
+    Encoding is deterministic (OpenCV, compression level 1); colour is given in RGB
+    order and swapped to OpenCV's BGR internally.
+
+    Raises:
+        InputError: Unsupported dtype or shape, or an empty image.
+    """
+    if not isinstance(img, np.ndarray):
+        raise InputError("<array>", f"expected a numpy array, got {type(img).__name__}")
+    ok_shape = (img.dtype == np.uint8 and (img.ndim == 2 or (img.ndim == 3
+                                                              and img.shape[2] == 3))) or (
+        img.dtype == np.uint16 and img.ndim == 2)
+    if not ok_shape:
+        raise InputError("<array>", "expected uint8 (H,W,3), uint8 (H,W) or uint16 (H,W), "
+                                    f"got {img.dtype} {tuple(img.shape)}")
+    if img.shape[0] == 0 or img.shape[1] == 0:
+        raise InputError("<array>", f"cannot encode an empty image {tuple(img.shape)}")
+    arr = img[..., ::-1] if img.ndim == 3 else img
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(arr),
+                           [cv2.IMWRITE_PNG_COMPRESSION, _PNG_COMPRESSION])
+    if not ok:
+        raise InputError("<array>", f"OpenCV failed to encode {img.dtype} {tuple(img.shape)}")
+    return buf.tobytes()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    """Decode PNG bytes keeping the bit depth: uint8/uint16, (H, W) or RGB(A) (H, W, C).
+
+    Raises:
+        InputError: The bytes are not a decodable PNG.
+    """
+    if not data:
+        raise InputError("<png bytes>", "empty PNG data (0 bytes)")
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise InputError("<png bytes>", f"corrupt or truncated PNG ({len(data)} bytes)")
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        arr = arr[..., ::-1]
+    elif arr.ndim == 3 and arr.shape[2] == 4:
+        arr = arr[..., [2, 1, 0, 3]]
+    return np.ascontiguousarray(arr)

@@ -1,0 +1,205 @@
+"""Read, verify and describe a shard set's ``manifest.json``.
+
+The build pipeline writes the manifest last (``shards.write_json_atomic``); this
+module only reads it. Format::
+
+    {"format": "ssr-bench-shards", "schema_version": 1, "package_version": ...,
+     "command": ..., "config": {...}, "config_hash": ..., "recipe": {...},
+     "recipe_hash": ..., "versions": {...}, "split": "train",
+     "shards": [ShardInfo.to_dict(), ...], "skipped": [{"source", "image_id",
+     "path", "reason"}, ...], "totals": {"samples", "images", "skipped"},
+     "timings": {"seconds": ...}}
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+from .schema import SCHEMA_VERSION
+from .shards import ShardInfo, iter_shard, sha256_file
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = "ssr-bench-shards"
+
+
+def read_manifest(out_dir: Path) -> dict[str, Any]:
+    """Load and sanity-check ``out_dir/manifest.json``.
+
+    Raises:
+        InputError: The file is missing, not JSON, has the wrong ``format``, an
+            unsupported ``schema_version`` or no ``shards`` list (path = the file).
+    """
+    path = Path(out_dir) / MANIFEST_NAME
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise InputError(path, "no manifest: not a shard folder, or the build did not "
+                               "finish (the manifest is written last)") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(path, f"cannot read manifest: {exc}") from exc
+    try:
+        manifest = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"invalid JSON: {exc}") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        got = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise InputError(path, f"format: expected {MANIFEST_FORMAT!r}, got {got!r}")
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        raise InputError(path, f"schema_version: this reader knows {SCHEMA_VERSION}, got "
+                               f"{manifest.get('schema_version')!r}")
+    if not isinstance(manifest.get("shards"), list):
+        raise InputError(path, "'shards' must be a list of shard entries")
+    return manifest
+
+
+def manifest_shards(out_dir: Path, manifest: Mapping[str, Any]) -> list[ShardInfo]:
+    """Parse the manifest's shard entries.
+
+    Raises:
+        InputError: An entry is malformed (path = the manifest file).
+    """
+    where = str(Path(out_dir) / MANIFEST_NAME)
+    return [ShardInfo.from_dict(d, where) for d in manifest["shards"]]
+
+
+@dataclass
+class VerifyReport:
+    """Result of ``verify_shard_set``: ``ok`` is True when ``problems`` is empty."""
+
+    ok: bool
+    shards: int
+    samples: int
+    problems: list[str] = field(default_factory=list)
+
+
+def _verify_one(out_dir: Path, info: ShardInfo, checksums: bool, decode: bool) -> tuple[
+        int, list[str]]:
+    """Check one shard; return the number of samples decoded and the problems found."""
+    path = out_dir / info.name
+    if not path.is_file():
+        return 0, [f"{info.name}: missing"]
+    problems = []
+    size = path.stat().st_size
+    if size != info.bytes:
+        problems.append(f"{info.name}: size {size} bytes, manifest says {info.bytes}")
+    if checksums:
+        digest = sha256_file(path)
+        if digest != info.sha256:
+            problems.append(f"{info.name}: sha256 {digest[:16]}..., manifest says "
+                            f"{info.sha256[:16]}...")
+    if len(info.keys) != info.count:
+        problems.append(f"{info.name}: manifest count {info.count} but {len(info.keys)} keys")
+    if not decode:
+        return info.count, problems
+    keys: list[str] = []
+    try:
+        for sample in iter_shard(path):
+            keys.append(sample.key)
+    except InputError as exc:  # SchemaError included
+        problems.append(f"{info.name}: {exc}")
+        return len(keys), problems
+    if keys != list(info.keys):
+        problems.append(f"{info.name}: keys differ from the manifest ({len(keys)} in the "
+                        f"file, {len(info.keys)} listed)")
+    return len(keys), problems
+
+
+def verify_shard_set(out_dir: Path, checksums: bool = True, decode: bool = True) -> VerifyReport:
+    """Check a shard folder against its manifest and report every problem found.
+
+    Checks: each listed shard exists with the recorded size and sha256; every sample
+    decodes and validates; keys and counts match the manifest and are unique across
+    shards; the totals agree; no unlisted ``*.tar`` lies in the folder.
+
+    Args:
+        out_dir: Folder holding ``manifest.json`` and the shards.
+        checksums: Hash every shard (reads every byte).
+        decode: Decode and validate every sample (slowest check).
+
+    Raises:
+        InputError: The manifest itself is missing or unreadable.
+    """
+    out_dir = Path(out_dir)
+    manifest = read_manifest(out_dir)
+    problems: list[str] = []
+    infos = []
+    for i, entry in enumerate(manifest["shards"]):
+        try:
+            infos.append(ShardInfo.from_dict(entry, f"{MANIFEST_NAME} shards[{i}]"))
+        except InputError as exc:
+            problems.append(str(exc))
+    samples = 0
+    seen_keys: set[str] = set()
+    names = [info.name for info in infos]
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"{dup}: listed more than once")
+    for info in infos:
+        n, shard_problems = _verify_one(out_dir, info, checksums, decode)
+        samples += n
+        problems += shard_problems
+        repeated = seen_keys.intersection(info.keys)
+        if repeated:
+            problems.append(f"{info.name}: {len(repeated)} keys repeat earlier shards, e.g. "
+                            f"{sorted(repeated)[0]!r}")
+        seen_keys.update(info.keys)
+    listed_count = sum(info.count for info in infos)
+    total = manifest.get("totals", {}).get("samples") if isinstance(
+        manifest.get("totals"), dict) else None
+    if total is not None and total != listed_count:
+        problems.append(f"totals.samples is {total} but shards list {listed_count}")
+    for extra in sorted(set(p.name for p in out_dir.glob("*.tar")) - set(names)):
+        problems.append(f"{extra}: tar file not listed in the manifest")
+    return VerifyReport(ok=not problems, shards=len(infos), samples=samples, problems=problems)
+
+
+def _lookup(manifest: Mapping[str, Any], *names: str) -> Any:
+    """Return the first of ``names`` found in recipe, config or the top level, else None."""
+    for section in (manifest.get("recipe"), manifest.get("config"), manifest):
+        if isinstance(section, Mapping):
+            for name in names:
+                if section.get(name) is not None:
+                    return section[name]
+    return None
+
+
+def describe(out_dir: Path) -> str:
+    """Summarize a shard set in a few lines (for ``degrade info``).
+
+    Raises:
+        InputError: The manifest is missing or unreadable.
+    """
+    out_dir = Path(out_dir)
+    manifest = read_manifest(out_dir)
+    infos = manifest_shards(out_dir, manifest)
+    total_bytes = sum(info.bytes for info in infos)
+    samples = sum(info.count for info in infos)
+    skipped = manifest.get("skipped") or []
+    lines = [
+        f"shard set   {out_dir}",
+        f"split       {manifest.get('split', '?')}",
+        f"shards      {len(infos)} ({total_bytes / 1e6:.1f} MB, "
+        f"{total_bytes / max(len(infos), 1) / 1e6:.1f} MB each on average)",
+        f"samples     {samples}",
+        f"recipe      {_lookup(manifest, 'name', 'recipe_name') or '?'} "
+        f"(hash {str(manifest.get('recipe_hash', '?'))[:12]})",
+        f"scale       {_lookup(manifest, 'scale') or '?'}",
+        f"kernel size {_lookup(manifest, 'kernel_size', 'K', 'k') or '?'}",
+        f"seed        {_lookup(manifest, 'seed')}",
+        f"skipped     {len(skipped)} input(s)",
+    ]
+    for entry in skipped[:3]:
+        if isinstance(entry, Mapping):
+            lines.append(f"  - {entry.get('source', '?')}/{entry.get('image_id', '?')}: "
+                         f"{entry.get('reason', '?')}")
+    if len(skipped) > 3:
+        lines.append(f"  ... and {len(skipped) - 3} more (see {MANIFEST_NAME})")
+    versions = manifest.get("versions") or {}
+    if isinstance(versions, Mapping) and versions:
+        lines.append("versions    " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
+    lines.append(f"package     {manifest.get('package_version', '?')}")
+    return "\n".join(lines)

@@ -1,0 +1,255 @@
+"""Write WebDataset shards deterministically and atomically, and read them back plainly.
+
+Every file is written to a hidden temp name in the destination folder, fsynced and
+renamed (pooch's temp -> verify -> move), so a killed build never leaves a file that
+looks complete. Tar headers carry no wall-clock time or user, so identical samples
+give byte-identical shards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import tarfile
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from .errors import InputError
+from .schema import MEMBERS, Sample, SchemaError, decode_sample, encode_sample
+
+_TAR_MODE = 0o644
+_FILE_MODE = 0o644
+_END_OF_ARCHIVE = 1024  # two zero blocks end every tar
+
+
+def shard_name(split: str, index: int) -> str:
+    """Name shard ``index`` of a split, e.g. ``train-000003.tar``.
+
+    >>> shard_name("train", 3)
+    'train-000003.tar'
+    """
+    return f"{split}-{index:06d}.tar"
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """What the manifest records for one shard.
+
+    Attributes:
+        name: File name inside the output folder.
+        sha256: Hex sha256 of the whole file.
+        bytes: File size in bytes.
+        count: Number of samples.
+        keys: Sample keys in file order.
+    """
+
+    name: str
+    sha256: str
+    bytes: int
+    count: int
+    keys: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (keys as a list)."""
+        return {"name": self.name, "sha256": self.sha256, "bytes": self.bytes,
+                "count": self.count, "keys": list(self.keys)}
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "<manifest shard entry>") -> ShardInfo:
+        """Parse a dict written by ``to_dict``.
+
+        Raises:
+            InputError: A field is missing or has the wrong type (``where`` is the path).
+        """
+        fields = {"name": str, "sha256": str, "bytes": int, "count": int, "keys": list}
+        if not isinstance(d, dict):
+            raise InputError(where, f"shard entry must be an object, got {type(d).__name__}")
+        for field, kind in fields.items():
+            value = d.get(field)
+            if isinstance(value, bool) or not isinstance(value, kind):
+                raise InputError(where, f"shard entry field {field!r}: expected "
+                                        f"{kind.__name__}, got {value!r:.60}")
+        if not all(isinstance(k, str) for k in d["keys"]):
+            raise InputError(where, f"shard entry {d['name']!r}: keys must be strings")
+        return cls(name=d["name"], sha256=d["sha256"], bytes=d["bytes"], count=d["count"],
+                   keys=tuple(d["keys"]))
+
+
+@contextlib.contextmanager
+def _atomic_file(path: Path) -> Iterator[IO[bytes]]:
+    """Yield a binary file that becomes ``path`` only if the block completes.
+
+    The temp file ``.<name>.<random>.tmp`` sits beside ``path`` (same file system, so
+    the rename is atomic); on any exception it is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Persist a rename (POSIX); silently skipped where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write bytes to ``path`` via temp file + fsync + rename."""
+    with _atomic_file(Path(path)) as f:
+        f.write(data)
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write ``obj`` as JSON (indent 2, sorted keys, strict: no NaN) atomically."""
+    text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
+    """Return a tar header with every field fixed except name and size."""
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mtime = 0
+    info.mode = _TAR_MODE
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.type = tarfile.REGTYPE
+    return info
+
+
+def sha256_file(path: str | Path) -> str:
+    """Return the hex sha256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class _HashingWriter:
+    """Pass writes through to a file while hashing and counting them."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self._f.write(data)
+        self.sha256.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self._f.flush()
+
+
+def write_shard(path: Path, samples: Iterable[Sample]) -> ShardInfo:
+    """Write samples to a deterministic tar at ``path`` atomically.
+
+    Members are ``{key}.{member}`` in ``MEMBERS`` order per sample, PAX format, mtime
+    0, uid/gid 0, empty user/group names, mode 0o644.
+
+    Args:
+        path: Final shard path; its folder must exist.
+        samples: Samples in shard order; each is validated before it is written.
+
+    Returns:
+        The shard's name, sha256, size, sample count and keys.
+
+    Raises:
+        SchemaError: A sample does not validate or a key repeats; nothing is written.
+    """
+    path = Path(path)
+    keys: list[str] = []
+    seen: set[str] = set()
+    with _atomic_file(path) as f:
+        out = _HashingWriter(f)
+        with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for sample in samples:
+                members = encode_sample(sample)
+                if sample.key in seen:
+                    raise SchemaError(f"sample {sample.key!r}", f"duplicate key in {path.name}")
+                seen.add(sample.key)
+                keys.append(sample.key)
+                for member in MEMBERS:
+                    data = members[member]
+                    tar.addfile(_tarinfo(f"{sample.key}.{member}", len(data)), io.BytesIO(data))
+    return ShardInfo(name=path.name, sha256=out.sha256.hexdigest(), bytes=out.size,
+                     count=len(keys), keys=tuple(keys))
+
+
+def iter_shard(path: Path) -> Iterator[Sample]:
+    """Yield the samples of a shard in file order, decoded and validated.
+
+    Raises:
+        InputError: Truncated or corrupt tar, or a malformed member name; the path
+            names the shard and the reason names the member.
+        SchemaError: A sample is incomplete or does not decode/validate.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise InputError(path, f"cannot open shard: {exc.strerror or exc}") from exc
+    _check_tar_end(path, size)
+    key: str | None = None
+    members: dict[str, bytes] = {}
+    last = "<start>"
+    try:
+        with tarfile.open(path, mode="r|") as tar:
+            for info in tar:
+                last = info.name
+                if not info.isreg() or "." not in info.name or "/" in info.name:
+                    raise InputError(path, f"unexpected tar entry {info.name!r}")
+                k, member = info.name.split(".", 1)
+                if k != key:
+                    if key is not None:
+                        yield decode_sample(key, members)
+                    key, members = k, {}
+                if member in members:
+                    raise InputError(path, f"duplicate member {info.name!r}")
+                members[member] = tar.extractfile(info).read()
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise InputError(path, f"corrupt or truncated tar near member {last!r}: {exc}") from exc
+    if key is not None:
+        yield decode_sample(key, members)
+
+
+def _check_tar_end(path: Path, size: int) -> None:
+    """Raise unless the file ends with a tar end-of-archive marker (catches cut shards)."""
+    if size % 512 or size < _END_OF_ARCHIVE:
+        raise InputError(path, f"truncated tar: {size} bytes is not a whole number of "
+                               "512-byte blocks with an end-of-archive marker")
+    with open(path, "rb") as f:
+        f.seek(size - _END_OF_ARCHIVE)
+        if f.read(_END_OF_ARCHIVE).strip(b"\0"):
+            raise InputError(path, "truncated tar: no end-of-archive marker at the end")

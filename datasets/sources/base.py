@@ -1,0 +1,100 @@
+"""What every source produces: listed items, loaded images, and safe, unique ids."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+_ID_BAD = re.compile(r"[^A-Za-z0-9_]+")
+
+
+@dataclass(frozen=True)
+class SourceItem:
+    """One listed input image (picklable, so it can cross process boundaries).
+
+    Attributes:
+        source: Registered source name, e.g. ``"sample"``.
+        image_id: Id unique within the source, characters ``[A-Za-z0-9_]`` only.
+        path: Image file.
+        depth_path: Depth file that belongs to the image, or None.
+    """
+
+    source: str
+    image_id: str
+    path: str
+    depth_path: str | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedImage:
+    """A decoded input image with optional metric depth.
+
+    Attributes:
+        rgb: uint8 (H, W, 3) RGB.
+        depth_m: float32 (H, W) depth in metres, finite and > 0 everywhere (unknown
+            pixels filled, see ``conversions``), or None when the source has no depth.
+        conversions: Notes on every conversion of the image and the depth.
+        pixel_sha256: sha256 of the decoded RGB (``imageio.pixel_sha256``).
+    """
+
+    rgb: np.ndarray
+    depth_m: np.ndarray | None
+    conversions: tuple[str, ...]
+    pixel_sha256: str
+
+
+class Source(Protocol):
+    """A named image source; registered in ``ssr_datasets.sources``."""
+
+    name: str
+    description: str
+
+    def list_items(self, root: Path | None) -> list[SourceItem]:
+        """List the source's images in a deterministic order."""
+
+    def load_item(self, item: SourceItem) -> LoadedImage:
+        """Decode one listed image (and its depth); raise InputError on bad input."""
+
+
+def sanitize_id(text: str) -> str:
+    """Map any text to an id of ``[A-Za-z0-9_]`` characters (runs of others -> ``_``).
+
+    >>> sanitize_id("a dir/IMG-01.final")
+    'a_dir_IMG_01_final'
+    """
+    cleaned = _ID_BAD.sub("_", text).strip("_")
+    return cleaned or "_"
+
+
+def unique_ids(names: Iterable[str]) -> list[str]:
+    """Sanitize names in the given order and suffix ``_2``, ``_3``... to make them unique.
+
+    The first occurrence keeps the plain id, so the result depends only on the order
+    of ``names`` (callers pass them sorted).
+
+    >>> unique_ids(["a.b", "a b", "a_b_2"])
+    ['a_b', 'a_b_3', 'a_b_2']
+    """
+    names = list(names)
+    plain = [sanitize_id(n) for n in names]
+    taken = set(plain)
+    seen: set[str] = set()
+    out = []
+    for pid in plain:
+        if pid not in seen:
+            seen.add(pid)
+            out.append(pid)
+            continue
+        k = 2
+        while f"{pid}_{k}" in taken:
+            k += 1
+        new = f"{pid}_{k}"
+        taken.add(new)
+        seen.add(new)
+        out.append(new)
+    return out

@@ -1,0 +1,191 @@
+"""The `degrade` command: build, inspect and verify shard sets.
+
+Thin commands: parse, validate, call the library, summarize. Library errors (SsrError) become
+click errors here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ssr_datasets.errors import SsrError
+
+_SOURCES = ("sample", "folder")  # mirrors ssr_datasets.sources.SOURCE_NAMES (tested)
+_DEPTH = ("auto", "gt", "prior")  # mirrors degrade.depth.DepthRequest (tested)
+
+
+def _library_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SsrError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="ssr-bench")
+def main() -> None:
+    """Depth-driven, spatially variant degradations for blind super-resolution.
+
+    \b
+    Quick start (offline, the sample photos that scikit-image ships):
+      degrade build --out out/sample
+      degrade verify out/sample
+      degrade info out/sample
+    """
+
+
+@main.command()
+@click.option("--source", type=click.Choice(_SOURCES), default="sample", show_default=True,
+              help="Where images come from: 'sample' = scikit-image's photos (offline; motorcycle "
+                   "has real depth), 'folder' = every png/jpg/bmp/tif/webp under --root.")
+@click.option("--root", type=click.Path(path_type=Path), default=None,
+              help="Folder of the 'folder' source. Depth beside an image: <stem>.depth.npy "
+                   "(float32 metres) or <stem>_depth.png (uint16 millimetres, 0 = unknown).")
+@click.option("--recipe", default="ssr", show_default=True,
+              help="Built-in recipe (ssr, ssr-nonoise, ssr-nojpeg, ssr-wide, cmos-defocus, iso, "
+                   "aniso) or the path of your own recipe .yaml; see manifests/recipes/.")
+@click.option("--depth", type=click.Choice(_DEPTH), default="auto", show_default=True,
+              help="Nearness source: 'gt' = the source's own depth, 'prior' = weight-free "
+                   "estimate, 'auto' = gt when present, else prior (logged per image).")
+@click.option("--scale", type=click.IntRange(1, 16), default=None,
+              help="Downsampling factor s (default: the recipe's, 4).")
+@click.option("--kernel-size", type=click.IntRange(1, 99), default=None,
+              help="Odd kernel window K in HR px (default: the recipe's, 21).")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
+              help="Global seed; each sample's randomness comes from (seed, recipe, key).")
+@click.option("--samples-per-image", type=click.IntRange(1), default=1, show_default=True,
+              help="Degraded variants per input image (different crops and draws).")
+@click.option("--crop", type=click.IntRange(1), nargs=2, default=None, metavar="H W",
+              help="Random HR crop of H x W px (multiples of the scale); default: full image "
+                   "(mod-cropped to the scale).")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Worker processes (one thread each). Output is identical for any number.")
+@click.option("--shard-size", type=click.IntRange(1), default=64, show_default=True,
+              help="Samples per shard (tar file).")
+@click.option("--max-images", type=click.IntRange(1), default=None,
+              help="Use only the first N input images (sorted).")
+@click.option("--split", default="train", show_default=True,
+              help="Shard name prefix: {split}-000000.tar.")
+@click.option("--no-noise", is_flag=True, help="Switch the recipe's noise stage off.")
+@click.option("--no-jpeg", is_flag=True, help="Switch the recipe's JPEG stage off.")
+@click.option("--strict", is_flag=True, help="Fail on the first unusable input instead of skipping it.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace a different build in --out (a matching one is resumed without it).")
+@click.option("--no-preview", is_flag=True, help="Do not write preview.png.")
+@click.option("--out", type=click.Path(path_type=Path), required=True,
+              help="Output folder: shards, manifest.json, preview.png.")
+@_library_errors
+def build(source: str, root: Path | None, recipe: str, depth: str, scale: int | None,
+          kernel_size: int | None, seed: int, samples_per_image: int,
+          crop: tuple[int, int] | None, workers: int, shard_size: int, max_images: int | None,
+          split: str, no_noise: bool, no_jpeg: bool, strict: bool, overwrite: bool,
+          no_preview: bool, out: Path) -> None:
+    """Degrade images into WebDataset shards (HR, LR, nearness, kernel field, json).
+
+    \b
+    Examples:
+      degrade build --out out/sample
+      degrade build --source folder --root ~/photos --recipe ssr --crop 256 256 \\
+          --samples-per-image 4 --workers 2 --out out/photos
+      degrade build --recipe cmos-defocus --depth gt --out out/cmos
+
+    Rerunning the same command resumes: complete shards whose checksum matches are kept.
+    """
+    from tqdm import tqdm
+
+    from .pipeline import BuildConfig, build as run_build
+    from .recipes import load_recipe
+
+    rec = load_recipe(recipe).with_overrides(scale=scale, kernel_size=kernel_size,
+                                             no_noise=no_noise, no_jpeg=no_jpeg)
+    config = BuildConfig(recipe=rec, source=source, root=str(root) if root else None,
+                         depth=depth, seed=seed, samples_per_image=samples_per_image,
+                         crop=tuple(crop) if crop else None, shard_size=shard_size,
+                         max_images=max_images, split=split)
+    bar = tqdm(total=None, unit="img", desc="degrade", dynamic_ncols=True, file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        if bar.total != total:
+            bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        result = run_build(config, out, workers=workers, overwrite=overwrite, strict=strict,
+                           on_progress=progress, preview=not no_preview)
+    except KeyboardInterrupt:
+        bar.close()
+        raise click.ClickException(
+            f"interrupted; the finished shards in {out} are kept: rerun the same command to resume"
+        ) from None
+    finally:
+        bar.close()
+    m = result.manifest
+    tot = m["totals"]
+    click.echo(f"recipe {rec.name} (x{rec.scale}, K={rec.kernel_size}), seed {seed}: "
+               f"{tot['samples']} samples from {tot['images']} images in {tot['shards']} shard(s), "
+               f"{result.seconds:.1f} s ({result.reused_shards} shard(s) reused)")
+    providers = ", ".join(f"{k}: {v} image(s)" for k, v in sorted(m["depth_providers"].items()))
+    if providers:
+        click.echo(f"depth: {providers}")
+    for line in result.warnings:
+        click.secho(f"warning: {line}", fg="yellow", err=True)
+    click.echo(f"shards:   {out}/{m['split']}-*.tar")
+    click.echo(f"manifest: {out}/manifest.json")
+    if result.preview:
+        click.echo(f"preview:  {result.preview}")
+
+
+@main.command()
+@click.argument("out_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@_library_errors
+def info(out_dir: Path) -> None:
+    """Summarize a shard set from its manifest (no shard is read)."""
+    from ssr_datasets.manifest import describe
+
+    click.echo(describe(out_dir))
+
+
+@main.command()
+@click.argument("out_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--no-checksums", is_flag=True, help="Skip sha256 checks (sizes are still checked).")
+@click.option("--no-decode", is_flag=True, help="Skip decoding and validating every sample.")
+@_library_errors
+def verify(out_dir: Path, no_checksums: bool, no_decode: bool) -> None:
+    """Check checksums, sizes, schema and decodability; exit 1 on any mismatch."""
+    from ssr_datasets.manifest import verify_shard_set
+
+    report = verify_shard_set(out_dir, checksums=not no_checksums, decode=not no_decode)
+    if report.ok:
+        click.echo(f"OK: {report.shards} shard(s), {report.samples} sample(s) in {out_dir}")
+        return
+    for problem in report.problems:
+        click.echo(f"problem: {problem}", err=True)
+    click.echo(f"FAILED: {len(report.problems)} problem(s) in {out_dir}", err=True)
+    sys.exit(1)
+
+
+@main.command("recipes")
+def recipes_cmd() -> None:
+    """List the built-in recipes with their kernel model and ranges."""
+    from .recipes import BUILTIN_RECIPES, load_recipe, recipe_path
+
+    for name in BUILTIN_RECIPES:
+        r = load_recipe(name)
+        stages = [s for s, on in (("noise", r.noise), ("jpeg", r.jpeg)) if on is not None]
+        click.echo(f"{name:14s} {r.blur.model:9s} x{r.scale} K={r.kernel_size:<3d} "
+                   f"sigma {r.blur.sigma_range_px[0]}-{r.blur.sigma_range_px[1]} px "
+                   f"{'+'.join(stages) or 'blur only':12s} {recipe_path(name)}")
+
+
+if __name__ == "__main__":
+    main()

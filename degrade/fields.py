@@ -1,0 +1,144 @@
+"""Kernel fields: a recipe and a nearness map become a per-LR-pixel (s1, s2, theta) field.
+
+Every random choice comes from the per-sample ``numpy.random.Generator`` handed in, in a fixed,
+documented order (so that a draw can be redone from the sample's seed):
+
+1. per-sample scalars of the blur model (see :func:`draw_degradation`),
+2. the low-frequency random fields (anisotropy, then orientation) for ``defocus``,
+3. noise sigma, then gray-or-colour, when the recipe has noise,
+4. JPEG quality, when the recipe has JPEG.
+
+Thin-lens defocus is linear in inverse depth, and nearness is normalized inverse depth, so the
+blur size grows linearly with ``|nearness - focus|`` (DESIGN.md section 3).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ssr_datasets.errors import ConfigError
+
+from .recipes import Recipe
+
+
+@dataclass(frozen=True)
+class DegradationDraw:
+    """Everything drawn for one sample: the kernel field and the scalar stage parameters."""
+
+    field: np.ndarray  # float32 (3, h, w): s1, s2 (HR px std devs), theta (radians, [0, pi))
+    noise_sigma_255: float | None
+    noise_gray: bool | None
+    jpeg_quality: int | None
+    blur_params: dict[str, Any] = field(default_factory=dict)
+
+
+def nearness_at_lr(nearness: np.ndarray, scale: int) -> np.ndarray:
+    """Average HR nearness (H, W) over each s x s block: (H/s, W/s) float64, the LR pixel's depth."""
+    h_hr, w_hr = nearness.shape
+    if h_hr % scale or w_hr % scale:
+        raise ConfigError(f"nearness {h_hr}x{w_hr} is not a multiple of scale {scale}")
+    n = nearness.astype(np.float64).reshape(h_hr // scale, scale, w_hr // scale, scale)
+    return n.mean(axis=(1, 3))
+
+
+def smooth_random_field(rng: np.random.Generator, shape: tuple[int, int], cells: int) -> np.ndarray:
+    """Draw a smooth field in [-1, 1] of ``shape``: U[-1, 1] nodes on a coarse grid, C1-interpolated.
+
+    ``cells`` is the number of grid cells along the longer side (correlation length ~ size/cells).
+    """
+    h, w = shape
+    longer = max(h, w)
+    gh = max(1, round(cells * h / longer)) + 1
+    gw = max(1, round(cells * w / longer)) + 1
+    nodes = rng.uniform(-1.0, 1.0, size=(gh, gw))
+    rows = _smooth_interp_matrix(h, gh)
+    cols = _smooth_interp_matrix(w, gw)
+    return rows @ nodes @ cols.T
+
+
+def _smooth_interp_matrix(n: int, g: int) -> np.ndarray:
+    """Return the (n, g) matrix that interpolates g nodes to n pixel centres with smoothstep."""
+    pos = (np.arange(n) + 0.5) / n * (g - 1)
+    i0 = np.clip(np.floor(pos).astype(int), 0, max(g - 2, 0))
+    t = pos - i0
+    t = t * t * (3.0 - 2.0 * t)
+    m = np.zeros((n, g))
+    m[np.arange(n), i0] += 1.0 - t
+    m[np.arange(n), np.minimum(i0 + 1, g - 1)] += t
+    return m
+
+
+def draw_degradation(recipe: Recipe, nearness: np.ndarray, rng: np.random.Generator) -> DegradationDraw:
+    """Draw one sample's kernel field and noise/JPEG parameters from a nearness map (H, W) in [0, 1].
+
+    Blur models (``recipe.blur.model``):
+
+    * ``defocus``: focus ~ U[focus_range], b_max ~ U[max_blur_range_px], rho_max ~
+      U[anisotropy_range], theta0 ~ U[0, pi). Blur size ``b = s_min + (b_max - s_min) |n - focus|
+      / max(focus, 1 - focus)``; anisotropy ``rho = 1 + (rho_max - 1) (f1 + 1) / 2`` and
+      ``theta = theta0 + (pi / 2) f2 (mod pi)`` with f1, f2 smooth random fields;
+      ``s1 = b sqrt(rho)``, ``s2 = b / sqrt(rho)``, both clipped to sigma_range_px.
+    * ``thin-lens``: focus ~ U[focus_range], coc_max ~ U[coc_max_range_px];
+      ``CoC = coc_max |n - focus| / max(focus, 1 - focus)``, ``sigma = (CoC - 1) / 4`` clipped to
+      sigma_range_px, isotropic.
+    * ``iso``: one sigma ~ U[sigma_range_px] for the whole image.
+    * ``aniso``: one s1, s2 ~ U[sigma_range_px], theta ~ U[0, pi) for the whole image.
+    """
+    s = recipe.scale
+    n_lr = nearness_at_lr(nearness, s)
+    h, w = n_lr.shape
+    b = recipe.blur
+    lo, hi = b.sigma_range_px
+    params: dict[str, Any] = {"model": b.model}
+
+    if b.model == "defocus":
+        focus = rng.uniform(*b.focus_range)
+        b_max = rng.uniform(*b.max_blur_range_px)
+        rho_max = rng.uniform(*b.anisotropy_range)
+        theta0 = rng.uniform(0.0, math.pi)
+        f1 = smooth_random_field(rng, (h, w), b.field_cells)
+        f2 = smooth_random_field(rng, (h, w), b.field_cells)
+        size = lo + (b_max - lo) * np.abs(n_lr - focus) / max(focus, 1.0 - focus, 1e-6)
+        rho = 1.0 + (rho_max - 1.0) * (f1 + 1.0) / 2.0
+        s1 = np.clip(size * np.sqrt(rho), lo, hi)
+        s2 = np.clip(size / np.sqrt(rho), lo, hi)
+        theta = np.mod(theta0 + (math.pi / 2) * f2, math.pi)
+        params.update(focus=focus, max_blur_px=b_max, anisotropy_max=rho_max, theta0=theta0)
+    elif b.model == "thin-lens":
+        focus = rng.uniform(*b.focus_range)
+        coc_max = rng.uniform(*b.coc_max_range_px)
+        coc = coc_max * np.abs(n_lr - focus) / max(focus, 1.0 - focus, 1e-6)
+        s1 = s2 = np.clip((coc - 1.0) / 4.0, lo, hi)
+        theta = np.zeros((h, w))
+        params.update(focus=focus, coc_max_px=coc_max)
+    elif b.model == "iso":
+        sigma = rng.uniform(lo, hi)
+        s1 = s2 = np.full((h, w), sigma)
+        theta = np.zeros((h, w))
+        params.update(sigma_px=sigma)
+    elif b.model == "aniso":
+        v1, v2 = rng.uniform(lo, hi), rng.uniform(lo, hi)
+        th = rng.uniform(0.0, math.pi)
+        s1, s2, theta = np.full((h, w), v1), np.full((h, w), v2), np.full((h, w), th)
+        params.update(s1_px=v1, s2_px=v2, theta=th)
+    else:  # the recipe validator makes this unreachable; keep the error for hand-built recipes
+        raise ConfigError(f"unknown blur model {b.model!r}")
+
+    noise_sigma = noise_gray = None
+    if recipe.noise is not None:
+        noise_sigma = float(rng.uniform(*recipe.noise.sigma_range_255))
+        noise_gray = bool(rng.random() < recipe.noise.gray_prob)
+    quality = None
+    if recipe.jpeg is not None:
+        qlo, qhi = recipe.jpeg.quality_range
+        quality = int(rng.integers(qlo, qhi + 1))
+
+    kfield = np.stack([s1, s2, theta]).astype(np.float32)
+    # float32 rounding can carry theta to exactly pi; keep the documented half-open range.
+    kfield[2][kfield[2] >= np.float32(math.pi)] = 0.0
+    params = {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in params.items()}
+    return DegradationDraw(kfield, noise_sigma, noise_gray, quality, params)

@@ -1,0 +1,228 @@
+"""Recipes: the validated, hashable description of a degradation (YAML files in manifests/recipes/).
+
+A recipe holds every range with its unit in the key name (``_px`` = HR pixels, ``_255`` = the
+0-255 intensity scale). Files are validated at load: unknown keys are errors with a "did you
+mean" hint. The hash is over the resolved recipe (after CLI overrides), not the file bytes, so
+two files that mean the same thing hash the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import yaml
+
+from ssr_datasets.errors import ConfigError
+from ssr_manifests import RECIPES_DIR
+
+BlurModel = Literal["defocus", "thin-lens", "iso", "aniso"]
+DeltaMode = Literal["centered", "topleft"]
+Downsampler = Literal["direct"]
+
+BUILTIN_RECIPES: tuple[str, ...] = (
+    "ssr", "ssr-nonoise", "ssr-nojpeg", "ssr-wide", "cmos-defocus", "iso", "aniso",
+)
+# A recipe whose kernels lose more than this share of their mass to the K x K window warns.
+TRUNCATION_WARN = 0.01
+
+
+@dataclass(frozen=True)
+class BlurSpec:
+    """How a nearness map becomes a per-LR-pixel (s1, s2, theta) field."""
+
+    model: BlurModel = "defocus"
+    sigma_range_px: tuple[float, float] = (0.6, 3.5)  # clip range of s1, s2 (std devs, HR px)
+    # defocus: blur size b = sigma_min + (b_max - sigma_min) * |n - focus| / max(focus, 1 - focus)
+    max_blur_range_px: tuple[float, float] = (1.5, 3.5)  # b_max drawn per sample
+    focus_range: tuple[float, float] = (0.0, 1.0)  # focus plane, nearness units
+    anisotropy_range: tuple[float, float] = (1.0, 3.0)  # s1/s2 ceiling drawn per sample
+    field_cells: int = 4  # cells of the low-frequency random fields along the longer side
+    # thin-lens (SYNDOF's rule): sigma = (CoC - 1) / 4, CoC = coc_max * |n - focus| / ...
+    coc_max_range_px: tuple[float, float] = (9.0, 15.0)
+
+
+@dataclass(frozen=True)
+class NoiseSpec:
+    """Additive Gaussian noise after downsampling, sigma on the 0-255 scale."""
+
+    sigma_range_255: tuple[float, float] = (1.0, 25.0)
+    gray_prob: float = 0.4
+
+
+@dataclass(frozen=True)
+class JpegSpec:
+    """JPEG compression with a real codec, quality drawn per sample (integers, inclusive)."""
+
+    quality_range: tuple[int, int] = (30, 95)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A complete degradation recipe (DESIGN.md section 3)."""
+
+    name: str
+    version: int = 1
+    description: str = ""
+    scale: int = 4
+    kernel_size: int = 21
+    delta: DeltaMode = "centered"
+    downsampler: Downsampler = "direct"
+    blur: BlurSpec = field(default_factory=BlurSpec)
+    noise: NoiseSpec | None = field(default_factory=NoiseSpec)
+    jpeg: JpegSpec | None = field(default_factory=JpegSpec)
+
+    @property
+    def delta_px(self) -> float:
+        """Return the LR grid offset in HR px for this recipe's delta mode and scale."""
+        return (self.scale - 1) / 2.0 if self.delta == "centered" else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the resolved recipe as plain JSON-able data."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @property
+    def hash(self) -> str:
+        """Return the sha256 (hex) of the canonical JSON of the resolved recipe."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def with_overrides(
+        self,
+        *,
+        scale: int | None = None,
+        kernel_size: int | None = None,
+        no_noise: bool = False,
+        no_jpeg: bool = False,
+    ) -> Recipe:
+        """Return a copy with CLI overrides applied (None / False means keep)."""
+        changes: dict[str, Any] = {}
+        if scale is not None:
+            changes["scale"] = scale
+        if kernel_size is not None:
+            changes["kernel_size"] = kernel_size
+        if no_noise:
+            changes["noise"] = None
+        if no_jpeg:
+            changes["jpeg"] = None
+        out = dataclasses.replace(self, **changes)
+        _validate(out)
+        return out
+
+
+def recipe_path(name: str) -> Path:
+    """Return the YAML file of a built-in recipe."""
+    return RECIPES_DIR / f"{name}.yaml"
+
+
+def load_recipe(name_or_path: str | Path) -> Recipe:
+    """Load a built-in recipe by name, or a user's YAML file by path, and validate it."""
+    text = str(name_or_path)
+    if text in BUILTIN_RECIPES:
+        path = recipe_path(text)
+    elif text.endswith((".yaml", ".yml")) or Path(text).exists():
+        path = Path(text)
+        if not path.is_file():
+            raise ConfigError(f"recipe file {path} does not exist")
+    else:
+        hint = difflib.get_close_matches(text, BUILTIN_RECIPES, n=1)
+        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise ConfigError(
+            f"unknown recipe {text!r}{extra}; built-in: {', '.join(BUILTIN_RECIPES)}, "
+            "or give the path of a .yaml file"
+        )
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a recipe must be a mapping, got {type(data).__name__}")
+    try:
+        recipe = recipe_from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    return recipe
+
+
+def recipe_from_dict(data: dict[str, Any]) -> Recipe:
+    """Build and validate a Recipe from parsed YAML/JSON data."""
+    data = dict(data)
+    if "name" not in data:
+        raise ConfigError("a recipe needs a 'name'")
+    subs = {"blur": BlurSpec, "noise": NoiseSpec, "jpeg": JpegSpec}
+    for key, cls in subs.items():
+        if key in data and data[key] is not None:
+            data[key] = _build(cls, data[key], key)
+    recipe = _build(Recipe, data, "recipe")
+    _validate(recipe)
+    return recipe
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}")
+    names = [f.name for f in fields(cls)]
+    for key in data:
+        if key not in names:
+            hint = difflib.get_close_matches(key, names, n=1)
+            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+            raise ConfigError(f"unknown key {where}.{key}{extra}; allowed: {', '.join(names)}")
+    kwargs = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        if isinstance(value, list):
+            value = tuple(value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def _range(value: Any, where: str, lo: float = -math.inf, hi: float = math.inf,
+           integer: bool = False) -> None:
+    if not (isinstance(value, tuple) and len(value) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        raise ConfigError(f"{where} must be a [low, high] pair of numbers, got {value!r}")
+    if integer and not all(float(v).is_integer() for v in value):
+        raise ConfigError(f"{where} must hold integers, got {value!r}")
+    a, b = value
+    if not (lo <= a <= b <= hi):
+        raise ConfigError(f"{where} must satisfy {lo} <= low <= high <= {hi}, got {value!r}")
+
+
+def _choice(value: Any, lit: Any, where: str) -> None:
+    choices = get_args(lit)
+    if value not in choices:
+        raise ConfigError(f"{where} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
+def _validate(r: Recipe) -> None:
+    if not isinstance(r.name, str) or not r.name:
+        raise ConfigError(f"name must be a non-empty string, got {r.name!r}")
+    if not isinstance(r.scale, int) or not 1 <= r.scale <= 16:
+        raise ConfigError(f"scale must be an integer in [1, 16], got {r.scale!r}")
+    if not isinstance(r.kernel_size, int) or r.kernel_size < 1 or r.kernel_size % 2 == 0:
+        raise ConfigError(f"kernel_size must be an odd integer >= 1, got {r.kernel_size!r}")
+    _choice(r.delta, DeltaMode, "delta")
+    _choice(r.downsampler, Downsampler, "downsampler")
+    b = r.blur
+    _choice(b.model, BlurModel, "blur.model")
+    _range(b.sigma_range_px, "blur.sigma_range_px", lo=0.05)
+    _range(b.max_blur_range_px, "blur.max_blur_range_px", lo=0.05)
+    _range(b.focus_range, "blur.focus_range", 0.0, 1.0)
+    _range(b.anisotropy_range, "blur.anisotropy_range", lo=1.0)
+    _range(b.coc_max_range_px, "blur.coc_max_range_px", lo=0.0)
+    if not isinstance(b.field_cells, int) or b.field_cells < 1:
+        raise ConfigError(f"blur.field_cells must be an integer >= 1, got {b.field_cells!r}")
+    if r.noise is not None:
+        _range(r.noise.sigma_range_255, "noise.sigma_range_255", 0.0, 255.0)
+        if not 0.0 <= r.noise.gray_prob <= 1.0:
+            raise ConfigError(f"noise.gray_prob must be in [0, 1], got {r.noise.gray_prob!r}")
+    if r.jpeg is not None:
+        _range(r.jpeg.quality_range, "jpeg.quality_range", 1, 100, integer=True)

@@ -1,0 +1,48 @@
+"""Independent, slow references for the tests. Never imported by the package."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def bivariate_gaussian_basicsr(kernel_size: int, sig_x: float, sig_y: float, theta: float) -> np.ndarray:
+    """BasicSR's ``bivariate_Gaussian`` (degradations.py), restated from its formula in float64."""
+    d_matrix = np.array([[sig_x**2, 0.0], [0.0, sig_y**2]])
+    u = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
+    sigma = u @ d_matrix @ u.T
+    ax = np.arange(-kernel_size // 2 + 1.0, kernel_size // 2 + 1.0)
+    xx, yy = np.meshgrid(ax, ax)
+    xy = np.stack([xx, yy], axis=-1)
+    k = np.exp(-0.5 * np.sum(np.dot(xy, np.linalg.inv(sigma)) * xy, axis=2))
+    return k / k.sum()
+
+
+def direct_degradation(hr: np.ndarray, field: np.ndarray, scale: int, kernel_size: int,
+                       delta: float) -> np.ndarray:
+    """Eq. 1 literally: per LR pixel, build its kernel and sum over the reflect-padded window.
+
+    hr: (C, H, W) float64; field: (3, H/s, W/s). Returns (C, H/s, W/s) float64.
+    """
+    c, h_hr, w_hr = hr.shape
+    r = kernel_size // 2
+    pad = np.pad(hr, ((0, 0), (r, r), (r, r)), mode="reflect")
+    h, w = h_hr // scale, w_hr // scale
+    out = np.zeros((c, h, w))
+    offs = np.arange(-r, r + 1, dtype=np.float64)
+    for i in range(h):
+        for j in range(w):
+            s1, s2, th = (float(v) for v in field[:, i, j])
+            rot = np.array([[math.cos(th), -math.sin(th)], [math.sin(th), math.cos(th)]])
+            inv = np.linalg.inv(rot @ np.diag([s1 * s1, s2 * s2]) @ rot.T)
+            k = np.empty((kernel_size, kernel_size))
+            for ia, a in enumerate(offs):
+                for ib, b in enumerate(offs):
+                    d = np.array([b - delta, a - delta])
+                    k[ia, ib] = math.exp(-0.5 * d @ inv @ d)
+            k /= k.sum()
+            ci, cj = scale * i + r, scale * j + r
+            window = pad[:, ci - r:ci + r + 1, cj - r:cj + r + 1]
+            out[:, i, j] = (window * k).sum(axis=(1, 2))
+    return out
