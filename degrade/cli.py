@@ -103,7 +103,8 @@ def build(source: str, root: Path | None, recipe: str, depth: str, scale: int | 
     """
     from tqdm import tqdm
 
-    from .pipeline import BuildConfig, build as run_build
+    from .pipeline import BuildConfig
+    from .pipeline import build as run_build
     from .recipes import load_recipe
 
     rec = load_recipe(recipe).with_overrides(scale=scale, kernel_size=kernel_size,

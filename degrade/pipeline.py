@@ -204,8 +204,18 @@ def _owned_files(out_dir: Path) -> list[Path]:
             if p.name in names or p.suffix == ".tar" or p.name.endswith(".tmp")]
 
 
-def _load_previous(out_dir: Path, config: BuildConfig, overwrite: bool) -> dict[int, ShardResult]:
-    """Return the shards a previous run of the same build completed (checksums verified)."""
+def _task_inputs(task: ShardTask) -> list[str]:
+    return [item.image_id for item in task.items]
+
+
+def _load_previous(out_dir: Path, config: BuildConfig, overwrite: bool,
+                   tasks: Sequence[ShardTask]) -> dict[int, ShardResult]:
+    """Return the shards a previous run of the same build completed (checksums verified).
+
+    A shard is kept only if it holds the same inputs as the plan's shard of that index: files
+    added to or removed from a folder source shift the assignment, and a stale shard would
+    duplicate some samples and drop others.
+    """
     if not out_dir.exists():
         return {}
     if not out_dir.is_dir():
@@ -238,8 +248,14 @@ def _load_previous(out_dir: Path, config: BuildConfig, overwrite: bool) -> dict[
             p.unlink()
         return {}
     done = {}
+    planned = {t.index: t for t in tasks}
     for rec in state.get("shard_results", []):
         info = ShardInfo.from_dict(rec["info"]) if rec.get("info") else None
+        task = planned.get(rec["index"])
+        if task is None or rec.get("inputs") != _task_inputs(task):
+            if info is not None:
+                (out_dir / info.name).unlink(missing_ok=True)  # stale: rebuilt or not planned
+            continue
         if info is not None:
             path = out_dir / info.name
             if not path.is_file() or path.stat().st_size != info.bytes or sha256_file(path) != info.sha256:
@@ -252,6 +268,7 @@ def _load_previous(out_dir: Path, config: BuildConfig, overwrite: bool) -> dict[
 def _manifest(config: BuildConfig, results: dict[int, ShardResult], tasks: Sequence[ShardTask],
               command: str, seconds: float, complete: bool) -> dict[str, Any]:
     ordered = [results[t.index] for t in tasks if t.index in results]
+    tasks_by_index = {t.index: t for t in tasks}
     stage: dict[str, float] = {}
     providers: dict[str, int] = {}
     for r in ordered:
@@ -287,7 +304,7 @@ def _manifest(config: BuildConfig, results: dict[int, ShardResult], tasks: Seque
         "shard_results": [
             {"index": r.index, "info": r.info.to_dict() if r.info else None,
              "skipped": r.skipped, "seconds": r.seconds, "depth_providers": r.depth_providers,
-             "truncation": r.truncation}
+             "truncation": r.truncation, "inputs": _task_inputs(tasks_by_index[r.index])}
             for r in ordered
         ],
     }
@@ -318,8 +335,14 @@ def build(
     start = time.perf_counter()
     tasks = plan(config)
     out_dir = Path(out_dir)
-    results = _load_previous(out_dir, config, overwrite)
+    results = _load_previous(out_dir, config, overwrite, tasks)
     reused = len(results)
+    if strict:  # a skip recorded by an earlier (failed) --strict run must fail this one too
+        for index in sorted(results):
+            if results[index].skipped:
+                first = results[index].skipped[0]
+                raise InputError(first["path"],
+                                 f"{first['reason']} (--strict makes any skip an error)")
     out_dir.mkdir(parents=True, exist_ok=True)
     total_images = sum(len(t.items) for t in tasks)
     done_images = sum(len(t.items) for t in tasks if t.index in results)
@@ -336,11 +359,21 @@ def build(
             raise InputError(first["path"], f"{first['reason']} (--strict makes any skip an error)")
 
     if workers == 1 or len(todo) <= 1:
+        # One thread as in the workers, then give the caller its own settings back.
+        import cv2
+        import torch
+
+        threads = (torch.get_num_threads(), cv2.getNumThreads())
         _init_worker()
-        for task in todo:
-            counter = _Counter(lambda n: on_progress and on_progress(n, total_images), done_images)
-            finished(run_shard(task, config, str(out_dir), counter))
-            done_images = counter.value
+        try:
+            for task in todo:
+                counter = _Counter(lambda n: on_progress and on_progress(n, total_images),
+                                   done_images)
+                finished(run_shard(task, config, str(out_dir), counter))
+                done_images = counter.value
+        finally:
+            torch.set_num_threads(threads[0])
+            cv2.setNumThreads(threads[1])
     else:
         _run_parallel(todo, config, out_dir, workers, finished,
                       lambda n: on_progress and on_progress(n, total_images), done_images)

@@ -180,8 +180,26 @@ def _build(cls: type, data: Any, where: str) -> Any:
         value = data[f.name]
         if isinstance(value, list):
             value = tuple(value)
-        kwargs[f.name] = value
+        kwargs[f.name] = _as_declared(value, f.type)
     return cls(**kwargs)
+
+
+def _as_declared(value: Any, declared: Any) -> Any:
+    # YAML reads `1` as int and `1.0` as float; coerce numbers to the declared type so that two
+    # files that mean the same thing resolve (and hash) the same. Anything else is left for
+    # _validate to reject with a message. (Annotations are strings: `from __future__`.)
+    if declared not in ("float", "tuple[float, float]", "tuple[int, int]"):
+        return value
+    to_int = declared == "tuple[int, int]"
+
+    def conv(v: Any) -> Any:
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            return v
+        if to_int:
+            return int(v) if float(v).is_integer() else v
+        return float(v)
+
+    return tuple(conv(v) for v in value) if isinstance(value, tuple) else conv(value)
 
 
 def _range(value: Any, where: str, lo: float = -math.inf, hi: float = math.inf,

@@ -46,3 +46,36 @@ def direct_degradation(hr: np.ndarray, field: np.ndarray, scale: int, kernel_siz
             window = pad[:, ci - r:ci + r + 1, cj - r:cj + r + 1]
             out[:, i, j] = (window * k).sum(axis=(1, 2))
     return out
+
+
+def gaussian_outside_box_scipy(s1: float, s2: float, theta: float, lo: float, hi: float) -> float:
+    """Mass of N(0, R diag(s1^2, s2^2) R^T) outside the box [lo, hi]^2, by scipy's CDF.
+
+    The box probability is the inclusion-exclusion of four CDF values (Genz's algorithm, tolerance
+    1e-10), independent of the package's Gauss-Legendre quadrature.
+    """
+    from scipy.stats import multivariate_normal
+
+    rot = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
+    cov = rot @ np.diag([s1 * s1, s2 * s2]) @ rot.T
+
+    def cdf(x: float, y: float) -> float:
+        return float(multivariate_normal.cdf(np.array([x, y]), mean=np.zeros(2), cov=cov,
+                                             abseps=1e-10, releps=1e-10))
+
+    inside = cdf(hi, hi) - cdf(lo, hi) - cdf(hi, lo) + cdf(lo, lo)
+    return 1.0 - inside
+
+
+def lattice_outside_window(s1: float, s2: float, theta: float, kernel_size: int, delta: float,
+                           half_extent: int = 80) -> float:
+    """Share of the sampled Gaussian's lattice sum (taps d = (b - delta, a - delta)) outside K x K."""
+    r = kernel_size // 2
+    rot = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
+    inv = np.linalg.inv(rot @ np.diag([s1 * s1, s2 * s2]) @ rot.T)
+    ax = np.arange(-half_extent, half_extent + 1, dtype=np.float64)
+    aa, bb = np.meshgrid(ax, ax, indexing="ij")
+    dx, dy = bb - delta, aa - delta
+    g = np.exp(-0.5 * (inv[0, 0] * dx * dx + 2 * inv[0, 1] * dx * dy + inv[1, 1] * dy * dy))
+    inside = (np.abs(aa) <= r) & (np.abs(bb) <= r)
+    return float(g[~inside].sum() / g.sum())

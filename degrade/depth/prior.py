@@ -74,7 +74,7 @@ def prior_nearness(rgb: np.ndarray) -> tuple[np.ndarray, dict]:
     scale = min(1.0, WORK_SIDE / max(h, w))
     lh, lw = max(1, round(h * scale)), max(1, round(w * scale))
     small = rgb if (lh, lw) == (h, w) else cv2.resize(rgb, (lw, lh), interpolation=cv2.INTER_AREA)
-    guide_small = torch.from_numpy(small).permute(2, 0, 1)[None].float() / 255.0
+    guide_small = torch.from_numpy(np.ascontiguousarray(small.transpose(2, 0, 1)))[None].float() / 255.0
     prior = torch.from_numpy(_prior_field(lh, lw))[None, None]
     radius = max(1, round(min(lh, lw) * RADIUS_FRACTION))
     mean_a, mean_b = guided_filter_coefficients(guide_small, prior, radius, EPS)

@@ -101,8 +101,11 @@ def gaussian_kernels(
     >>> round(float(k.sum()), 6), tuple(k.shape)
     (1.0, (5, 5))
     """
-    if params.shape[-1] != 3:
-        raise ConfigError(f"params must end in a (s1, s2, theta) axis of size 3, got {tuple(params.shape)}")
+    if not params.is_floating_point() or params.shape[-1] != 3:
+        raise ConfigError(
+            f"params must be a float (..., 3) tensor of (s1, s2, theta), got {params.dtype} "
+            f"{tuple(params.shape)}"
+        )
     a, b, c = precision_terms(params[..., 0], params[..., 1], params[..., 2])
     d = tap_offsets(kernel_size, delta, params.dtype, params.device)
     dy, dx = d.view(-1, 1), d.view(1, -1)
@@ -160,7 +163,11 @@ def truncation_stats(
         raise ConfigError(f"field must be (3, h, w), got {tuple(field.shape)}")
     _, h, w = field.shape
     step = max(1, math.ceil(math.sqrt(h * w / max_points)))
-    sub = field[:, ::step, ::step].permute(1, 2, 0)
+    # Evenly spaced rows/columns that include the last ones: the widest kernels of a defocus field
+    # often sit on a border, which a plain [::step] would skip.
+    rows = torch.linspace(0, h - 1, math.ceil(h / step)).round().long().to(field.device)
+    cols = torch.linspace(0, w - 1, math.ceil(w / step)).round().long().to(field.device)
+    sub = field[:, rows][:, :, cols].permute(1, 2, 0)
     mass = truncated_mass(sub.to(torch.float64), kernel_size, delta)
     return float(mass.max()), float(mass.mean())
 
