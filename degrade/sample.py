@@ -23,7 +23,7 @@ from ssr_datasets.sources import LoadedImage, SourceItem
 from . import __version__
 from .depth import DepthRequest, estimate_nearness, resolve_depth
 from .fields import draw_degradation
-from .ops.blur import apply_kernel_field
+from .ops.blur import apply_kernel_field, select_backend
 from .ops.kernels import truncation_stats
 from .ops.noise import add_gaussian_noise
 from .ops.quantize import jpeg_roundtrip, to_uint8
@@ -120,7 +120,8 @@ def _degrade(item: SourceItem, loaded: LoadedImage, recipe: Recipe, key: str, va
     kfield = torch.from_numpy(draw.field)
     t = times.add("field", t)
     hr_t = torch.from_numpy(hr).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
-    lr_t = apply_kernel_field(hr_t, kfield.unsqueeze(0), s, k, delta)[0]
+    backend = select_backend(hr_t, kfield.unsqueeze(0), k, delta)
+    lr_t = apply_kernel_field(hr_t, kfield.unsqueeze(0), s, k, delta, backend=backend)[0]
     t = times.add("blur", t)
     if draw.noise_sigma_255 is not None:
         lr_t = add_gaussian_noise(lr_t, draw.noise_sigma_255, bool(draw.noise_gray), rng)
@@ -151,6 +152,7 @@ def _degrade(item: SourceItem, loaded: LoadedImage, recipe: Recipe, key: str, va
         "delta": delta,
         "delta_mode": recipe.delta,
         "downsampler": recipe.downsampler,
+        "blur_backend": backend,
         "kernel_family": "anisotropic-gaussian-v1",
         "recipe": recipe.name,
         "recipe_version": recipe.version,

@@ -5,7 +5,18 @@ normalized anisotropic Gaussian of the field at LR pixel (i, j) and HRpad the nu
 padding. Only LR positions are computed, so the cost is K*K taps per *LR* pixel: s^2 fewer than a
 full-resolution blur.
 
-How it stays fast on a CPU (measured in bench/engine.py):
+Two backends compute the same sum (both are tested against the literal formula):
+
+* ``"c"``, the CPU fast path (``_svblur.c``, built as an optional extension at install): per LR
+  pixel the K*K weights come from exact multiplicative recurrences (the exponent is quadratic in
+  the tap offset, so neighbouring weights differ by a geometric sequence of factors), started at
+  the tap nearest the kernel centre in double precision, and a tile of 8 LR pixels accumulates in
+  vector registers. About 9 ``exp`` per LR pixel instead of K*K. It is used for float32 CPU
+  tensors when every sigma is above :func:`c_backend_min_sigma` (below it a start value could
+  underflow while its row still carries weight).
+* ``"torch"``, pure torch on any device (CUDA included), chunked over LR rows:
+
+How the torch path stays fast on a CPU (measured in bench/engine.py):
 
 * The padded HR image is split into its s x s polyphase components once, so the pixels that tap
   (a, b) needs for all LR positions form one dense slice ``poly[a % s][b % s][a // s :, b // s :]``.
@@ -22,6 +33,7 @@ How it stays fast on a CPU (measured in bench/engine.py):
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import cv2
 import torch
@@ -42,12 +54,51 @@ _PRUNE_LOG = math.log(1e-11)
 _CHUNK_PIXELS = 8192
 
 
+Backend = Literal["auto", "c", "torch"]
+
+try:
+    from . import _svblur
+except ImportError:  # the extension is optional; the torch path computes the same sum
+    _svblur = None
+
+
+def c_backend_min_sigma(kernel_size: int, delta: float) -> float:
+    """Return the smallest sigma (HR px) for which the C backend's recurrences cannot underflow.
+
+    A row's recurrence starts at the centre column (|dx| <= 0.5) with exponent
+    >= -(0.25 + dy_max^2) / (2 sigma_min^2), dy_max = R + |delta|; doubles hold it down to -700.
+    """
+    dy = kernel_size // 2 + abs(delta)
+    return math.sqrt((0.25 + dy * dy) / 1400.0)
+
+
+def select_backend(hr: torch.Tensor, params: torch.Tensor, kernel_size: int, delta: float,
+                   backend: Backend = "auto") -> Literal["c", "torch"]:
+    """Return the backend apply_kernel_field uses for these inputs ("c" or "torch")."""
+    if backend not in ("auto", "c", "torch"):
+        raise ConfigError(f"backend must be 'auto', 'c' or 'torch', got {backend!r}")
+    ok = (_svblur is not None and hr.device.type == "cpu" and hr.dtype == torch.float32
+          and hr.shape[1] <= 4 and not hr.requires_grad and not params.requires_grad
+          and float(params[:, :2].min()) > c_backend_min_sigma(kernel_size, delta))
+    if backend == "c" and not ok:
+        raise ConfigError(
+            "the C backend needs the compiled extension degrade.ops._svblur"
+            f"{'' if _svblur is not None else ' (not built: reinstall with a C compiler)'}, "
+            "float32 CPU tensors with <= 4 channels and no grad, and every sigma > "
+            f"{c_backend_min_sigma(kernel_size, delta):.3f} px"
+        )
+    if backend == "torch":
+        return "torch"
+    return "c" if ok else "torch"
+
+
 def apply_kernel_field(
     hr: torch.Tensor,
     params: torch.Tensor,
     scale: int,
     kernel_size: int = 21,
     delta: float | None = None,
+    backend: Backend = "auto",
 ) -> torch.Tensor:
     """Blur HR with a per-LR-pixel Gaussian and sample at LR positions (Eq. 1, direct).
 
@@ -58,6 +109,8 @@ def apply_kernel_field(
         scale: integer downsampling factor s >= 1.
         kernel_size: odd window size K in HR px.
         delta: LR grid offset in HR px; ``None`` means centred, (s - 1) / 2.
+        backend: "auto" (the C kernel when it applies, see :func:`select_backend`), "c" or
+            "torch". Both agree with the direct formula to float32 precision.
 
     Returns:
         (B, C, H/s, W/s) tensor on hr's device and dtype.
@@ -75,6 +128,8 @@ def apply_kernel_field(
     r = kernel_size // 2
     dtype, device = hr.dtype, hr.device
     params = params.to(dtype)
+    if select_backend(hr, params, kernel_size, delta, backend) == "c":
+        return _apply_c(hr, params, scale, kernel_size, delta)
 
     poly = _polyphase(hr, r, scale)  # (s, s, B, C, Hq, Wq)
     st = poly.stride()
@@ -120,6 +175,22 @@ def apply_kernel_field(
     return out
 
 
+def _apply_c(hr: torch.Tensor, params: torch.Tensor, scale: int, kernel_size: int,
+             delta: float) -> torch.Tensor:
+    b, c, h_hr, w_hr = hr.shape
+    h, w = h_hr // scale, w_hr // scale
+    out = torch.empty(b, c, h, w, dtype=torch.float32)
+    for n in range(b):
+        poly = _polyphase(hr[n:n + 1], kernel_size // 2, scale)[:, :, 0]  # (s, s, C, Hq, Wq)
+        field = params[n].contiguous()
+        if not poly.is_contiguous():
+            poly = poly.contiguous()
+        hq, wq = poly.shape[-2:]
+        _svblur.svblur(poly.data_ptr(), out[n].data_ptr(), field.data_ptr(), c, h, w, hq, wq,
+                       scale, kernel_size, float(delta))
+    return out
+
+
 def _live_taps(radius2: list[float], smax: float, min_shift: float) -> list[int]:
     """Return the taps that can carry weight for some pixel of a chunk.
 
@@ -144,22 +215,19 @@ def _polyphase(hr: torch.Tensor, r: int, scale: int) -> torch.Tensor:
     extra_h, extra_w = h_pad - h_hr - 2 * r, w_pad - w_hr - 2 * r
     if hr.device.type == "cpu":
         # OpenCV's border copy is ~3x faster than torch's reflection_pad2d on one CPU thread;
-        # BORDER_REFLECT_101 is numpy's 'reflect'.
+        # BORDER_REFLECT_101 is numpy's 'reflect'. Planes go one at a time: de-interleaving
+        # channels-last input first (cv2.split) is cheaper than a 5-D transposing copy.
         poly = torch.empty(scale, scale, b, c, hq, wq, dtype=hr.dtype)
         border = (r, r + extra_h, r, r + extra_w, cv2.BORDER_REFLECT_101)
         for n in range(b):
             hwc = hr[n].detach().permute(1, 2, 0)
-            if hwc.is_contiguous() and c <= 4:
-                # Channels-last input (e.g. straight from a decoded image): pad all channels at
-                # once, with no transposing copy.
-                padded = cv2.copyMakeBorder(hwc.numpy(), *border).reshape(h_pad, w_pad, c)
-                poly[:, :, n].copy_(
-                    torch.from_numpy(padded).view(hq, scale, wq, scale, c).permute(1, 3, 4, 0, 2))
-                continue
-            for ch in range(c):
-                plane = cv2.copyMakeBorder(hr[n, ch].detach().contiguous().numpy(), *border)
-                poly[:, :, n, ch].copy_(
-                    torch.from_numpy(plane).view(hq, scale, wq, scale).permute(1, 3, 0, 2))
+            if hwc.is_contiguous() and 1 < c <= 4:
+                planes = cv2.split(hwc.numpy())
+            else:
+                planes = [hr[n, ch].detach().contiguous().numpy() for ch in range(c)]
+            for ch, plane in enumerate(planes):
+                padded = torch.from_numpy(cv2.copyMakeBorder(plane, *border))
+                poly[:, :, n, ch].copy_(padded.view(hq, scale, wq, scale).permute(1, 3, 0, 2))
         return poly
     padded = F.pad(hr, (r, r, r, r), mode="reflect")
     padded = F.pad(padded, (0, extra_w, 0, extra_h))
