@@ -10,12 +10,9 @@ shards whose checksum matches and redoes the rest. ``manifest.json`` is written 
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import hashlib
 import json
-import multiprocessing as mp
 import platform
-import queue
 import shlex
 import sys
 import time
@@ -32,6 +29,8 @@ from ssr_datasets.sources import SourceItem, list_items, load_item
 
 from . import __version__
 from .depth import DepthRequest
+from .executor import Counter, run_parallel, single_thread
+from .preview import write_shard_preview
 from .recipes import Recipe
 
 PARTIAL_NAME = "manifest.partial.json"
@@ -169,15 +168,6 @@ def run_shard(task: ShardTask, config: BuildConfig, out_dir: str,
     truncation = {"warned": sum(bool(m["warn"]) for m in masses),
                   "worst": max((m["max"] for m in masses), default=0.0)}
     return ShardResult(task.index, info, skipped, times.seconds, providers, truncation)
-
-
-def _init_worker() -> None:
-    # One torch/OpenCV thread per worker process: N workers use N cores, no oversubscription.
-    import cv2
-    import torch
-
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
 
 
 def _versions() -> dict[str, str]:
@@ -340,9 +330,7 @@ def build(
     if strict:  # a skip recorded by an earlier (failed) --strict run must fail this one too
         for index in sorted(results):
             if results[index].skipped:
-                first = results[index].skipped[0]
-                raise InputError(first["path"],
-                                 f"{first['reason']} (--strict makes any skip an error)")
+                raise _strict_error(results[index].skipped)
     out_dir.mkdir(parents=True, exist_ok=True)
     total_images = sum(len(t.items) for t in tasks)
     done_images = sum(len(t.items) for t in tasks if t.index in results)
@@ -355,8 +343,7 @@ def build(
         write_json_atomic(out_dir / PARTIAL_NAME, _manifest(
             config, results, tasks, command, time.perf_counter() - start, complete=False))
         if strict and res.skipped:
-            first = res.skipped[0]
-            raise InputError(first["path"], f"{first['reason']} (--strict makes any skip an error)")
+            raise _strict_error(res.skipped)
 
     if workers == 1 or len(todo) <= 1:
         # One thread as in the workers, then give the caller its own settings back.
@@ -364,66 +351,35 @@ def build(
         import torch
 
         threads = (torch.get_num_threads(), cv2.getNumThreads())
-        _init_worker()
+        single_thread()
         try:
             for task in todo:
-                counter = _Counter(lambda n: on_progress and on_progress(n, total_images),
-                                   done_images)
+                counter = Counter(lambda n: on_progress and on_progress(n, total_images),
+                                  done_images)
                 finished(run_shard(task, config, str(out_dir), counter))
                 done_images = counter.value
         finally:
             torch.set_num_threads(threads[0])
             cv2.setNumThreads(threads[1])
     else:
-        _run_parallel(todo, config, out_dir, workers, finished,
-                      lambda n: on_progress and on_progress(n, total_images), done_images)
+        run_parallel(run_shard, [(t, config, str(out_dir)) for t in todo], workers, finished,
+                     lambda n: on_progress and on_progress(n, total_images), done_images)
 
     seconds = time.perf_counter() - start
     manifest = _manifest(config, results, tasks, command, seconds, complete=True)
     warnings = _warnings(manifest)
     preview_path = None
     if preview and manifest["shards"]:
-        preview_path = write_build_preview(out_dir, manifest)
+        preview_path = out_dir / PREVIEW_NAME
+        write_shard_preview(out_dir / manifest["shards"][0]["name"], preview_path, PREVIEW_ROWS)
     write_json_atomic(out_dir / MANIFEST_NAME, manifest)
     (out_dir / PARTIAL_NAME).unlink(missing_ok=True)
     return BuildResult(out_dir, manifest, reused, len(todo), seconds, preview_path, warnings)
 
 
-class _Counter:
-    """A ticks sink for in-process shards: counts images and reports progress."""
-
-    def __init__(self, report: Callable[[int], Any], value: int) -> None:
-        self.report, self.value = report, value
-
-    def put(self, n: int) -> None:
-        self.value += n
-        self.report(self.value)
-
-
-def _run_parallel(todo: Sequence[ShardTask], config: BuildConfig, out_dir: Path, workers: int,
-                  finished: Callable[[ShardResult], None], report: Callable[[int], Any],
-                  done_images: int) -> None:
-    ctx = mp.get_context("spawn")
-    with ctx.Manager() as manager:
-        ticks = manager.Queue()
-        pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                                      initializer=_init_worker)
-        try:
-            pending = {pool.submit(run_shard, t, config, str(out_dir), ticks) for t in todo}
-            while pending:
-                done, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
-                while True:
-                    try:
-                        done_images += ticks.get_nowait()
-                    except queue.Empty:
-                        break
-                report(done_images)
-                for fut in done:
-                    finished(fut.result())
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-        pool.shutdown(wait=True)
+def _strict_error(skipped: list[dict[str, str]]) -> InputError:
+    first = skipped[0]
+    return InputError(first["path"], f"{first['reason']} (--strict makes any skip an error)")
 
 
 def _warnings(manifest: dict[str, Any]) -> list[str]:
@@ -441,21 +397,3 @@ def _warnings(manifest: dict[str, Any]) -> list[str]:
             out.append(f"skipped {len(ids)} input(s) ({', '.join(ids[:3])}"
                        f"{', ...' if len(ids) > 3 else ''}): {reason}")
     return out
-
-
-def write_build_preview(out_dir: Path, manifest: dict[str, Any]) -> Path:
-    """Write preview.png for the first samples of the first shard (independent of workers)."""
-    from ssr_datasets.schema import nearness_from_u16
-    from ssr_datasets.shards import iter_shard
-
-    from .preview import PreviewRow, write_preview
-
-    rows = []
-    for sample in iter_shard(out_dir / manifest["shards"][0]["name"]):
-        rows.append(PreviewRow(sample.key, sample.hr, nearness_from_u16(sample.nearness),
-                               sample.kernel, sample.lr))
-        if len(rows) == PREVIEW_ROWS:
-            break
-    path = out_dir / PREVIEW_NAME
-    write_preview(rows, path)
-    return path

@@ -290,3 +290,17 @@ def write_preview(rows: Sequence[PreviewRow], path: Path, tile: int = 256) -> No
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_shard_preview(shard: Path, path: Path, rows: int = 4, tile: int = 256) -> None:
+    """Write a contact sheet of the first ``rows`` samples of a shard (atomic)."""
+    from ssr_datasets.schema import nearness_from_u16
+    from ssr_datasets.shards import iter_shard
+
+    picked = []
+    for sample in iter_shard(shard):
+        picked.append(PreviewRow(sample.key, sample.hr, nearness_from_u16(sample.nearness),
+                                 sample.kernel, sample.lr))
+        if len(picked) == rows:
+            break
+    write_preview(picked, path, tile)
