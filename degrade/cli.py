@@ -140,7 +140,9 @@ def build(source: str, root: Path | None, recipe: str, depth: str, scale: int | 
         click.echo(f"depth: {providers}")
     for line in result.warnings:
         click.secho(f"warning: {line}", fg="yellow", err=True)
-    click.echo(f"shards:   {out}/{m['split']}-*.tar")
+    names = [sh["name"] for sh in m["shards"]]
+    shown = names[0] if len(names) == 1 else f"{names[0]} ... {names[-1]}" if names else "none"
+    click.echo(f"shards:   {out}/{shown}")
     click.echo(f"manifest: {out}/manifest.json")
     if result.preview:
         click.echo(f"preview:  {result.preview}")

@@ -78,7 +78,7 @@ def test_build_info_verify_and_resume(image_folder: Path, tmp_path: Path) -> Non
             in res.stdout)
     assert "(0 shard(s) reused)" in res.stdout
     assert "depth: prior: 6 image(s)" in res.stdout
-    assert f"shards:   {out}/train-*.tar" in res.stdout
+    assert f"shards:   {out}/train-000000.tar ... train-000002.tar" in res.stdout
     assert f"manifest: {out}/manifest.json" in res.stdout
     assert "preview:" not in res.stdout and not (out / "preview.png").exists()
 
@@ -186,7 +186,7 @@ def test_readme_default_command_with_the_installed_script(tmp_path: Path) -> Non
     assert run.returncode == 0, run.stderr[-2000:]
     assert "5 samples from 5 images in 1 shard(s)" in run.stdout
     assert "depth: gt: 1 image(s), prior: 4 image(s)" in run.stdout
-    assert f"shards:   {out}/train-*.tar" in run.stdout
+    assert f"shards:   {out}/train-000000.tar" in run.stdout
     assert f"manifest: {out}/manifest.json" in run.stdout
     assert f"preview:  {out}/preview.png" in run.stdout
 
