@@ -179,15 +179,25 @@ def verify(out_dir: Path, no_checksums: bool, no_decode: bool) -> None:
 
 @main.command("recipes")
 def recipes_cmd() -> None:
-    """List the built-in recipes with their kernel model and ranges."""
+    """List the built-in recipes: kernel model, ranges, stages, worst-case truncated mass.
+
+    The last figure is the share of the widest kernel's mass (isotropic, at the top of the
+    sigma range) that falls outside the K x K window on the recipe's LR grid.
+    """
+    import torch
+
+    from .ops.kernels import truncated_mass
     from .recipes import BUILTIN_RECIPES, load_recipe, recipe_path
 
     for name in BUILTIN_RECIPES:
         r = load_recipe(name)
         stages = [s for s, on in (("noise", r.noise), ("jpeg", r.jpeg)) if on is not None]
+        top = r.blur.sigma_range_px[1]
+        lost = float(truncated_mass(torch.tensor([top, top, 0.0], dtype=torch.float64),
+                                    r.kernel_size, r.delta_px))
         click.echo(f"{name:14s} {r.blur.model:9s} x{r.scale} K={r.kernel_size:<3d} "
-                   f"sigma {r.blur.sigma_range_px[0]}-{r.blur.sigma_range_px[1]} px "
-                   f"{'+'.join(stages) or 'blur only':12s} {recipe_path(name)}")
+                   f"sigma {r.blur.sigma_range_px[0]}-{top} px "
+                   f"{'+'.join(stages) or 'blur only':12s} lost <= {lost:6.2%}  {recipe_path(name)}")
 
 
 if __name__ == "__main__":

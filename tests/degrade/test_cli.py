@@ -20,6 +20,7 @@ from degrade.recipes import BUILTIN_RECIPES, recipe_path
 from ssr_datasets.shards import iter_shard
 from ssr_datasets.sources import SOURCE_NAMES
 from tests.degrade.conftest import samples_by_key
+from tests.reference import gaussian_outside_box_scipy
 
 
 def invoke(*args: str) -> Result:
@@ -60,6 +61,10 @@ def test_recipes_lists_every_builtin_recipe() -> None:
         assert line.split()[-1] == str(recipe_path(name)) and recipe_path(name).is_file()
     ssr = lines[BUILTIN_RECIPES.index("ssr")]
     assert "x4 K=21" in ssr and "sigma 0.6-3.5 px" in ssr and "noise+jpeg" in ssr
+    # Worst case: sigma 3.5 isotropic; the 21 unit cells around the taps span [-12, 9] px about
+    # the kernel centre on the centred x4 grid (delta 1.5).
+    lost = gaussian_outside_box_scipy(3.5, 3.5, 0.0, -10.5 - 1.5, 10.5 - 1.5)
+    assert f"lost <= {lost:6.2%}" in ssr
 
 
 def test_cli_choices_mirror_the_registries() -> None:
