@@ -154,7 +154,7 @@ def run_shard(task: ShardTask, config: BuildConfig, out_dir: str,
                                 times=times)
         except InputError as exc:
             skipped.append({"source": item.source, "image_id": item.image_id,
-                            "path": item.path, "reason": exc.reason})
+                            "path": item.portable_path, "reason": exc.reason})
         else:
             samples.extend(made)
             name = made[0].meta["depth"]["provider"]

@@ -141,7 +141,7 @@ def _degrade(item: SourceItem, loaded: LoadedImage, recipe: Recipe, key: str, va
         "image_id": item.image_id,
         "variant": variant,
         "input": {
-            "path": item.path,
+            "path": item.portable_path,
             "pixel_sha256": loaded.pixel_sha256,
             "size": list(loaded.rgb.shape[:2]),
             "conversions": list(loaded.conversions),

@@ -22,12 +22,20 @@ class SourceItem:
         image_id: Id unique within the source, characters ``[A-Za-z0-9_]`` only.
         path: Image file.
         depth_path: Depth file that belongs to the image, or None.
+        rel_path: The image's path relative to the source's root (``path`` when None): what
+            samples and manifests record, so that shards do not depend on where the data lives.
     """
 
     source: str
     image_id: str
     path: str
     depth_path: str | None = None
+    rel_path: str | None = None
+
+    @property
+    def portable_path(self) -> str:
+        """Return the path to record: relative to the source's root when known."""
+        return self.rel_path if self.rel_path is not None else self.path
 
 
 @dataclass(frozen=True, eq=False)

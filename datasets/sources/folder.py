@@ -67,7 +67,7 @@ class FolderSource:
         items = []
         for rel, image_id in zip(rel_paths, ids, strict=True):
             path = root / rel
-            items.append(SourceItem(NAME, image_id, str(path), _find_depth(path)))
+            items.append(SourceItem(NAME, image_id, str(path), _find_depth(path), rel))
         return sorted(items, key=lambda it: it.image_id)
 
     def load_item(self, item: SourceItem) -> LoadedImage:

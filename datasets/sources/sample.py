@@ -77,7 +77,8 @@ class SampleSource:
                 if name is not None and not (folder / name).is_file():
                     raise MissingAssetError(name, folder, hint="reinstall scikit-image")
             depth_path = str(folder / depth_file) if depth_file else None
-            items.append(SourceItem(NAME, image_id, str(folder / image_file), depth_path))
+            items.append(SourceItem(NAME, image_id, str(folder / image_file), depth_path,
+                                    f"skimage/data/{image_file}"))
         return items
 
     def load_item(self, item: SourceItem) -> LoadedImage:

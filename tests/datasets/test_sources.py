@@ -211,7 +211,7 @@ def test_folder_8bit_depth_png_is_rejected(tmp_path, rgb):
 def test_folder_bad_image_raises_on_load_not_on_list(tmp_path):
     (tmp_path / "bad.png").write_bytes(b"")
     (item,) = list_items("folder", tmp_path)
-    assert item == SourceItem("folder", "bad", str(tmp_path / "bad.png"), None)
+    assert item == SourceItem("folder", "bad", str(tmp_path / "bad.png"), None, "bad.png")
     with pytest.raises(InputError, match="empty file"):
         load_item(item)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import cv2
@@ -58,6 +59,16 @@ def test_same_build_twice_gives_identical_bytes(image_folder: Path, tmp_path: Pa
     assert a.manifest["complete"] is True
     assert not (a.out_dir / PARTIAL_NAME).exists()
     assert verify_shard_set(a.out_dir).ok
+
+
+def test_shards_do_not_depend_on_where_the_data_lives(image_folder: Path, tmp_path: Path) -> None:
+    moved = tmp_path / "elsewhere" / "deeper" / "copy"
+    shutil.copytree(image_folder, moved)
+    a = build(make_config(image_folder), tmp_path / "a", command="t", preview=False)
+    b = build(make_config(moved), tmp_path / "b", command="t", preview=False)
+    assert shard_bytes(a.out_dir) == shard_bytes(b.out_dir)
+    meta = next(iter(samples_by_key(a.out_dir).values())).meta
+    assert meta["input"]["path"] == "alpha.png"  # relative to --root, never absolute
 
 
 def test_worker_count_does_not_change_bytes(image_folder: Path, tmp_path: Path) -> None:
