@@ -157,16 +157,6 @@ def verify_shard_set(out_dir: Path, checksums: bool = True, decode: bool = True)
     return VerifyReport(ok=not problems, shards=len(infos), samples=samples, problems=problems)
 
 
-def _lookup(manifest: Mapping[str, Any], *names: str) -> Any:
-    """Return the first of ``names`` found in recipe, config or the top level, else None."""
-    for section in (manifest.get("recipe"), manifest.get("config"), manifest):
-        if isinstance(section, Mapping):
-            for name in names:
-                if section.get(name) is not None:
-                    return section[name]
-    return None
-
-
 def describe(out_dir: Path) -> str:
     """Summarize a shard set in a few lines (for ``degrade info``).
 
@@ -178,18 +168,27 @@ def describe(out_dir: Path) -> str:
     infos = manifest_shards(out_dir, manifest)
     total_bytes = sum(info.bytes for info in infos)
     samples = sum(info.count for info in infos)
+    recipe = manifest.get("recipe") or {}
+    config = manifest.get("config") or {}
+    stages = [name for name in ("noise", "jpeg") if recipe.get(name) is not None]
     skipped = manifest.get("skipped") or []
+    providers = manifest.get("depth_providers") or {}
+    where = f" (root {config['root']})" if config.get("root") else ""
     lines = [
         f"shard set   {out_dir}",
+        f"command     {manifest.get('command', '?')}",
+        f"source      {config.get('source', '?')}{where}",
         f"split       {manifest.get('split', '?')}",
         f"shards      {len(infos)} ({total_bytes / 1e6:.1f} MB, "
         f"{total_bytes / max(len(infos), 1) / 1e6:.1f} MB each on average)",
-        f"samples     {samples}",
-        f"recipe      {_lookup(manifest, 'name', 'recipe_name') or '?'} "
-        f"(hash {str(manifest.get('recipe_hash', '?'))[:12]})",
-        f"scale       {_lookup(manifest, 'scale') or '?'}",
-        f"kernel size {_lookup(manifest, 'kernel_size', 'K', 'k') or '?'}",
-        f"seed        {_lookup(manifest, 'seed')}",
+        f"samples     {samples} ({config.get('samples_per_image', 1)} per image)",
+        f"recipe      {recipe.get('name', '?')} (hash {str(manifest.get('recipe_hash', '?'))[:12]}), "
+        f"blur {(recipe.get('blur') or {}).get('model', '?')}, {'+'.join(stages) or 'no noise/JPEG'}",
+        f"scale       {recipe.get('scale', '?')}, kernel size {recipe.get('kernel_size', '?')}, "
+        f"delta {recipe.get('delta', '?')}",
+        f"seed        {config.get('seed', '?')}",
+        "depth       " + (", ".join(f"{k}: {v} image(s)" for k, v in sorted(providers.items()))
+                           or "?"),
         f"skipped     {len(skipped)} input(s)",
     ]
     for entry in skipped[:3]:
@@ -201,5 +200,4 @@ def describe(out_dir: Path) -> str:
     versions = manifest.get("versions") or {}
     if isinstance(versions, Mapping) and versions:
         lines.append("versions    " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
-    lines.append(f"package     {manifest.get('package_version', '?')}")
     return "\n".join(lines)

@@ -30,6 +30,7 @@ from ssr_datasets.sources import SourceItem, list_items, load_item
 from . import __version__
 from .depth import DepthRequest
 from .executor import Counter, run_parallel, single_thread
+from .ops import blur
 from .preview import write_shard_preview
 from .recipes import Recipe
 
@@ -185,6 +186,9 @@ def _versions() -> dict[str, str]:
         "webdataset": getattr(webdataset, "__version__", "unknown"),
         "platform": platform.platform(), "machine": platform.machine(),
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        # Shards built with and without the compiled kernel agree to float32 precision, not bit
+        # for bit: which one ran belongs to the provenance.
+        "degrade_c_kernel": "built" if blur._svblur is not None else "absent (pure-torch blur)",
     }
 
 
