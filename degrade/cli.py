@@ -97,7 +97,7 @@ def build(source: str, root: Path | None, recipe: str, depth: str, scale: int | 
       degrade build --out out/sample
       degrade build --source folder --root ~/photos --recipe ssr --crop 256 256 \\
           --samples-per-image 4 --workers 2 --out out/photos
-      degrade build --recipe cmos-defocus --depth gt --out out/cmos
+      degrade build --recipe cmos-defocus --depth gt --out out/cmos   # images with depth only
 
     Rerunning the same command resumes: complete shards whose checksum matches are kept.
     """

@@ -89,6 +89,9 @@ def make_samples(
     h, w = loaded.rgb.shape[:2]
     if min(h - h % s, w - w % s) < max(k, 2 * s):
         raise InputError(item.path, f"image {h}x{w} is smaller than the {k}x{k} kernel window")
+    if depth == "gt" and loaded.depth_m is None:
+        # A per-image fact, not a bad option: skip this image, keep the build going.
+        raise InputError(item.portable_path, "no ground-truth depth (asked for --depth gt)")
     t = time.perf_counter()
     provider, reason = resolve_depth(depth, loaded.depth_m is not None)
     depth_result = estimate_nearness(provider, loaded.rgb, loaded.depth_m)

@@ -451,3 +451,14 @@ def test_reader_yields_every_sample_with_uint16_nearness(image_folder: Path,
         assert smp.nearness.dtype == np.uint16 and smp.nearness.shape == (H, W)
         assert np.array_equal(smp.nearness, direct[smp.key].nearness)
         assert np.array_equal(smp.lr, direct[smp.key].lr)
+
+
+def test_depth_gt_skips_images_without_depth_and_keeps_going(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    write_folder(root, ("with", "without"))
+    np.save(root / "with.depth.npy", np.full((H, W), 2.5, np.float32))
+    result = build(make_config(root, depth="gt"), tmp_path / "o", command="t", preview=False)
+    assert [s["image_id"] for s in result.manifest["skipped"]] == ["without"]
+    assert result.manifest["skipped"][0]["reason"] == "no ground-truth depth (asked for --depth gt)"
+    assert result.manifest["totals"]["samples"] == 1
+    assert result.manifest["depth_providers"] == {"gt": 1}
