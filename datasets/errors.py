@@ -42,3 +42,18 @@ class MissingAssetError(SsrError):
         if hint:
             parts.append(hint)
         super().__init__("; ".join(parts))
+
+
+class DownloadError(SsrError):
+    """Every URL of a file failed, or a download came back with the wrong size or checksum."""
+
+
+class ShardsFailedError(SsrError):
+    """Some shards of a `degrade build --cluster` failed; the others are kept for a rerun."""
+
+    def __init__(self, out: str, failures: dict[str, str]) -> None:
+        self.out, self.failures = out, failures
+        lines = [f"  {name}: {error}" for name, error in sorted(failures.items())]
+        super().__init__(f"{len(failures)} shard(s) failed (after a retry); the finished shards "
+                         f"in {out} are kept: rerun the same command to build the rest\n"
+                         + "\n".join(lines))

@@ -14,29 +14,37 @@ module only reads it. Format::
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from .errors import InputError
 from .schema import SCHEMA_VERSION
-from .shards import ShardInfo, iter_shard, sha256_file
+from .shards import ShardInfo, iter_shard
+from .storage import Storage
+
+Location = str | os.PathLike[str] | Storage  # a folder: path, fsspec URL or Storage
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "ssr-bench-shards"
 
 
-def read_manifest(out_dir: Path) -> dict[str, Any]:
-    """Load and sanity-check ``out_dir/manifest.json``.
+def _storage(out_dir: Location) -> Storage:
+    return out_dir if isinstance(out_dir, Storage) else Storage(out_dir)
+
+
+def read_manifest(out_dir: Location) -> dict[str, Any]:
+    """Load and sanity-check ``out_dir/manifest.json`` (a local folder or an fsspec URL).
 
     Raises:
         InputError: The file is missing, not JSON, has the wrong ``format``, an
             unsupported ``schema_version`` or no ``shards`` list (path = the file).
     """
-    path = Path(out_dir) / MANIFEST_NAME
+    storage = _storage(out_dir)
+    path = storage.url(MANIFEST_NAME)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = storage.read_bytes(MANIFEST_NAME).decode("utf-8")
     except FileNotFoundError as exc:
         raise InputError(path, "no manifest: not a shard folder, or the build did not "
                                "finish (the manifest is written last)") from exc
@@ -57,13 +65,13 @@ def read_manifest(out_dir: Path) -> dict[str, Any]:
     return manifest
 
 
-def manifest_shards(out_dir: Path, manifest: Mapping[str, Any]) -> list[ShardInfo]:
+def manifest_shards(out_dir: Location, manifest: Mapping[str, Any]) -> list[ShardInfo]:
     """Parse the manifest's shard entries.
 
     Raises:
         InputError: An entry is malformed (path = the manifest file).
     """
-    where = str(Path(out_dir) / MANIFEST_NAME)
+    where = _storage(out_dir).url(MANIFEST_NAME)
     return [ShardInfo.from_dict(d, where) for d in manifest["shards"]]
 
 
@@ -77,18 +85,17 @@ class VerifyReport:
     problems: list[str] = field(default_factory=list)
 
 
-def _verify_one(out_dir: Path, info: ShardInfo, checksums: bool, decode: bool) -> tuple[
+def _verify_one(storage: Storage, info: ShardInfo, checksums: bool, decode: bool) -> tuple[
         int, list[str]]:
     """Check one shard; return the number of samples decoded and the problems found."""
-    path = out_dir / info.name
-    if not path.is_file():
+    if not storage.exists(info.name):
         return 0, [f"{info.name}: missing"]
     problems = []
-    size = path.stat().st_size
+    size = storage.size(info.name)
     if size != info.bytes:
         problems.append(f"{info.name}: size {size} bytes, manifest says {info.bytes}")
     if checksums:
-        digest = sha256_file(path)
+        digest = storage.sha256(info.name)
         if digest != info.sha256:
             problems.append(f"{info.name}: sha256 {digest[:16]}..., manifest says "
                             f"{info.sha256[:16]}...")
@@ -98,7 +105,7 @@ def _verify_one(out_dir: Path, info: ShardInfo, checksums: bool, decode: bool) -
         return info.count, problems
     keys: list[str] = []
     try:
-        for sample in iter_shard(path):
+        for sample in iter_shard(storage.target(info.name)):
             keys.append(sample.key)
     except InputError as exc:  # SchemaError included
         problems.append(f"{info.name}: {exc}")
@@ -109,7 +116,8 @@ def _verify_one(out_dir: Path, info: ShardInfo, checksums: bool, decode: bool) -
     return len(keys), problems
 
 
-def verify_shard_set(out_dir: Path, checksums: bool = True, decode: bool = True) -> VerifyReport:
+def verify_shard_set(out_dir: Location, checksums: bool = True,
+                     decode: bool = True) -> VerifyReport:
     """Check a shard folder against its manifest and report every problem found.
 
     Checks: each listed shard exists with the recorded size and sha256; every sample
@@ -117,15 +125,15 @@ def verify_shard_set(out_dir: Path, checksums: bool = True, decode: bool = True)
     shards; the totals agree; no unlisted ``*.tar`` lies in the folder.
 
     Args:
-        out_dir: Folder holding ``manifest.json`` and the shards.
+        out_dir: Folder holding ``manifest.json`` and the shards: a path or fsspec URL.
         checksums: Hash every shard (reads every byte).
         decode: Decode and validate every sample (slowest check).
 
     Raises:
         InputError: The manifest itself is missing or unreadable.
     """
-    out_dir = Path(out_dir)
-    manifest = read_manifest(out_dir)
+    storage = _storage(out_dir)
+    manifest = read_manifest(storage)
     problems: list[str] = []
     infos = []
     for i, entry in enumerate(manifest["shards"]):
@@ -139,7 +147,7 @@ def verify_shard_set(out_dir: Path, checksums: bool = True, decode: bool = True)
     for dup in sorted({n for n in names if names.count(n) > 1}):
         problems.append(f"{dup}: listed more than once")
     for info in infos:
-        n, shard_problems = _verify_one(out_dir, info, checksums, decode)
+        n, shard_problems = _verify_one(storage, info, checksums, decode)
         samples += n
         problems += shard_problems
         repeated = seen_keys.intersection(info.keys)
@@ -152,20 +160,21 @@ def verify_shard_set(out_dir: Path, checksums: bool = True, decode: bool = True)
         manifest.get("totals"), dict) else None
     if total is not None and total != listed_count:
         problems.append(f"totals.samples is {total} but shards list {listed_count}")
-    for extra in sorted(set(p.name for p in out_dir.glob("*.tar")) - set(names)):
+    tars = {n for n in storage.listdir() if n.endswith(".tar")}
+    for extra in sorted(tars - set(names)):
         problems.append(f"{extra}: tar file not listed in the manifest")
     return VerifyReport(ok=not problems, shards=len(infos), samples=samples, problems=problems)
 
 
-def describe(out_dir: Path) -> str:
+def describe(out_dir: Location) -> str:
     """Summarize a shard set in a few lines (for ``degrade info``).
 
     Raises:
         InputError: The manifest is missing or unreadable.
     """
-    out_dir = Path(out_dir)
-    manifest = read_manifest(out_dir)
-    infos = manifest_shards(out_dir, manifest)
+    storage = _storage(out_dir)
+    manifest = read_manifest(storage)
+    infos = manifest_shards(storage, manifest)
     total_bytes = sum(info.bytes for info in infos)
     samples = sum(info.count for info in infos)
     recipe = manifest.get("recipe") or {}
@@ -175,7 +184,7 @@ def describe(out_dir: Path) -> str:
     providers = manifest.get("depth_providers") or {}
     where = f" (root {config['root']})" if config.get("root") else ""
     lines = [
-        f"shard set   {out_dir}",
+        f"shard set   {storage.location}",
         f"command     {manifest.get('command', '?')}",
         f"source      {config.get('source', '?')}{where}",
         f"split       {manifest.get('split', '?')}",

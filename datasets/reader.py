@@ -3,34 +3,45 @@
 WebDataset's default image decoders go through Pillow and reduce ``depth.png``
 (uint16) to 8 bits, so the pipeline decodes raw member bytes with
 ``schema.decode_sample`` instead, which keeps all 16 bits.
+
+Shards are read from local paths, ``pipe:`` commands (WebDataset's own opener) and any
+fsspec URL (``memory://``, ``s3://``, ``gs://``, ...: the pipeline's URL opener is
+swapped for one that opens those through fsspec).
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import webdataset as wds
+from webdataset import cache
+from webdataset.gopen import gopen_schemes
 
 from .errors import InputError
 from .manifest import MANIFEST_NAME, manifest_shards, read_manifest
 from .schema import Sample, decode_sample
-from .shards import sha256_file
+from .storage import Storage, is_remote
 
 
 def shard_urls(path: str | Path) -> list[str]:
-    """Turn a shard-folder path, a brace pattern or a single ``.tar`` into shard URLs.
+    """Turn a shard folder, a brace pattern or a single ``.tar`` into shard URLs.
 
-    A folder must hold ``manifest.json``; its shards come back in manifest order.
-    Brace patterns (``train-{000000..000009}.tar``) pass through unexpanded.
+    A folder (local path, or an fsspec URL that does not end in ``.tar``) must hold
+    ``manifest.json``; its shards come back in manifest order. Brace patterns
+    (``train-{000000..000009}.tar``) and ``pipe:`` URLs pass through unexpanded.
 
     Raises:
         InputError: A folder without a readable manifest.
     """
     text = str(path)
-    if Path(text).is_dir():
+    if is_remote(text) and not text.endswith(".tar") and "{" not in text:
+        storage = Storage(text)
+        return [storage.url(info.name) for info in manifest_shards(storage, read_manifest(storage))]
+    if not text.startswith("pipe:") and Path(text).is_dir():
         manifest = read_manifest(Path(text))
         return [str(Path(text) / info.name) for info in manifest_shards(Path(text), manifest)]
     return [text]
@@ -44,28 +55,68 @@ def _expand(urls: Iterable[str]) -> list[str]:
 
 
 def check_shard_checksums(urls: Iterable[str]) -> None:
-    """Check each local shard's sha256 against the manifest in its folder.
+    """Check each shard's sha256 (local path or fsspec URL) against its folder's manifest.
 
     Raises:
-        InputError: A shard has no manifest beside it, is not listed, or its sha256
-            differs from the recorded one.
+        InputError: A ``pipe:`` URL (no folder to find a manifest in), a shard with no
+            manifest beside it, not listed, or whose sha256 differs from the recorded one.
     """
-    manifests: dict[Path, dict[str, str]] = {}
+    manifests: dict[str, dict[str, str]] = {}
     for url in _expand(urls):
-        path = Path(url)
-        folder = path.parent
+        if url.startswith("pipe:"):
+            raise InputError(url, "cannot verify checksums of a pipe: URL; open the shard "
+                                  "folder or the shard's path/URL instead")
+        storage, name = Storage.of_file(url)
+        folder = storage.location
         if folder not in manifests:
-            manifest = read_manifest(folder)
-            manifests[folder] = {i.name: i.sha256 for i in manifest_shards(folder, manifest)}
-        expected = manifests[folder].get(path.name)
+            manifest = read_manifest(storage)
+            manifests[folder] = {i.name: i.sha256 for i in manifest_shards(storage, manifest)}
+        expected = manifests[folder].get(name)
         if expected is None:
-            raise InputError(path, f"not listed in {folder / MANIFEST_NAME}; cannot verify")
-        if not path.is_file():
-            raise InputError(path, "shard listed in the manifest is missing")
-        got = sha256_file(path)
+            raise InputError(url, f"not listed in {storage.url(MANIFEST_NAME)}; cannot verify")
+        if not storage.exists(name):
+            raise InputError(url, "shard listed in the manifest is missing")
+        got = storage.sha256(name)
         if got != expected:
-            raise InputError(path, f"sha256 mismatch: file {got[:16]}..., manifest "
-                                   f"{expected[:16]}... (corrupt or replaced shard)")
+            raise InputError(url, f"sha256 mismatch: file {got[:16]}..., manifest "
+                                  f"{expected[:16]}... (corrupt or replaced shard)")
+
+
+def _opens_with_fsspec(url: str) -> bool:
+    """Return True for URLs fsspec should open: remote, not ``pipe:``, and not a scheme
+    WebDataset handles itself unless fsspec has a backend for it (``gs`` via gcsfs beats
+    shelling out to gsutil; ``http`` without aiohttp stays with WebDataset's curl)."""
+    if not is_remote(url):
+        return False
+    scheme = urlparse(url).scheme
+    if scheme not in gopen_schemes:
+        return True
+    import fsspec
+
+    try:
+        fsspec.get_filesystem_class(scheme)
+    except (ImportError, ValueError):
+        return False
+    return True
+
+
+class _FsspecOpen(cache.StreamingOpen):
+    """WebDataset's URL-opener stage, opening fsspec URLs through fsspec (others as before)."""
+
+    def __call__(self, urls: Iterable[Any]) -> Iterator[dict[str, Any]]:
+        for url in urls:
+            url = url["url"] if isinstance(url, dict) else url
+            if not _opens_with_fsspec(url):
+                yield from super().__call__([url])
+                continue
+            try:
+                storage, name = Storage.of_file(url)
+                stream = storage.open_read(name)
+            except Exception as exn:  # same contract as StreamingOpen: the handler decides
+                if self.handler(exn):
+                    continue
+                break
+            yield {"url": url, "stream": stream}
 
 
 def _to_sample(raw: Mapping[str, Any]) -> Sample:
@@ -93,10 +144,10 @@ def open_shards(
     """Open shards as an iterable of ``Sample`` (hr, lr, uint16 nearness, kernel, meta).
 
     Args:
-        path_or_urls: Shard folder (with manifest), brace pattern, one ``.tar``, or a
-            list of shard paths/URLs.
+        path_or_urls: Shard folder (with manifest; a path or fsspec URL), brace
+            pattern, one ``.tar``, a ``pipe:cmd`` URL, or a list of shard paths/URLs.
         verify_checksums: Hash every shard against its folder's manifest before
-            anything is yielded (local files only).
+            anything is yielded (local paths and fsspec URLs; not ``pipe:``).
         shuffle: Sample shuffle buffer size; 0 keeps file order. When > 0 the shard
             order is shuffled too. Both are seeded by ``seed``.
         seed: Seed for shard and sample shuffling.
@@ -129,6 +180,9 @@ def open_shards(
     dataset = wds.WebDataset(urls, handler=_reraise_as_input_error, shardshuffle=shardshuffle,
                              detshuffle=True, seed=seed, resampled=resampled,
                              empty_check=False)
+    dataset.pipeline = [_FsspecOpen(handler=_reraise_as_input_error)
+                        if type(stage) is cache.StreamingOpen else stage
+                        for stage in dataset.pipeline]
     if shuffle > 0:
         dataset = dataset.shuffle(shuffle, rng=random.Random(seed))
     return dataset.map(_to_sample)

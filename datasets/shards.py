@@ -1,30 +1,28 @@
 """Write WebDataset shards deterministically and atomically, and read them back plainly.
 
-Every file is written to a hidden temp name in the destination folder, fsynced and
-renamed (pooch's temp -> verify -> move), so a killed build never leaves a file that
-looks complete. Tar headers carry no wall-clock time or user, so identical samples
-give byte-identical shards.
+Every file is written to a hidden temp name and then takes its final name (pooch's
+temp -> verify -> move), so a killed build never leaves a file that looks complete:
+locally a temp file beside the target, fsynced and renamed; for an fsspec URL a local
+temp file, uploaded to a hidden temp object and moved (``storage`` documents what that
+guarantees per backend). Tar headers carry no wall-clock time or user, so identical
+samples give byte-identical shards. Paths may be local paths or fsspec URLs throughout.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
-import json
 import os
 import tarfile
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any
 
 from .errors import InputError
 from .schema import MEMBERS, Sample, SchemaError, decode_sample, encode_sample
+from .storage import Storage, dump_json
 
 _TAR_MODE = 0o644
-_FILE_MODE = 0o644
 _END_OF_ARCHIVE = 1024  # two zero blocks end every tar
 
 
@@ -81,53 +79,15 @@ class ShardInfo:
                    keys=tuple(d["keys"]))
 
 
-@contextlib.contextmanager
-def _atomic_file(path: Path) -> Iterator[IO[bytes]]:
-    """Yield a binary file that becomes ``path`` only if the block completes.
-
-    The temp file ``.<name>.<random>.tmp`` sits beside ``path`` (same file system, so
-    the rename is atomic); on any exception it is removed and ``path`` is untouched.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write bytes to a local path (temp file + fsync + rename) or an fsspec URL (temp + move)."""
+    storage, name = Storage.of_file(path)
+    storage.write_bytes_atomic(name, data)
 
 
-def _fsync_dir(folder: Path) -> None:
-    """Persist a rename (POSIX); silently skipped where folders cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write bytes to ``path`` via temp file + fsync + rename."""
-    with _atomic_file(Path(path)) as f:
-        f.write(data)
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
+def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
     """Write ``obj`` as JSON (indent 2, sorted keys, strict: no NaN) atomically."""
-    text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
-    write_bytes_atomic(path, text.encode("utf-8"))
+    write_bytes_atomic(path, dump_json(obj))
 
 
 def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
@@ -142,13 +102,10 @@ def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
     return info
 
 
-def sha256_file(path: str | Path) -> str:
-    """Return the hex sha256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Return the hex sha256 of a file (local path or fsspec URL), read in 1 MiB blocks."""
+    storage, name = Storage.of_file(path)
+    return storage.sha256(name)
 
 
 class _HashingWriter:
@@ -172,14 +129,14 @@ class _HashingWriter:
         self._f.flush()
 
 
-def write_shard(path: Path, samples: Iterable[Sample]) -> ShardInfo:
+def write_shard(path: str | os.PathLike[str], samples: Iterable[Sample]) -> ShardInfo:
     """Write samples to a deterministic tar at ``path`` atomically.
 
     Members are ``{key}.{member}`` in ``MEMBERS`` order per sample, PAX format, mtime
     0, uid/gid 0, empty user/group names, mode 0o644.
 
     Args:
-        path: Final shard path; its folder must exist.
+        path: Final shard path (its folder must exist) or fsspec URL.
         samples: Samples in shard order; each is validated before it is written.
 
     Returns:
@@ -188,68 +145,77 @@ def write_shard(path: Path, samples: Iterable[Sample]) -> ShardInfo:
     Raises:
         SchemaError: A sample does not validate or a key repeats; nothing is written.
     """
-    path = Path(path)
+    storage, name = Storage.of_file(path)
     keys: list[str] = []
     seen: set[str] = set()
-    with _atomic_file(path) as f:
+    # The bytes are hashed as they are written, so a remote shard is never read back.
+    with storage.atomic_writer(name) as f:
         out = _HashingWriter(f)
         with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
             for sample in samples:
                 members = encode_sample(sample)
                 if sample.key in seen:
-                    raise SchemaError(f"sample {sample.key!r}", f"duplicate key in {path.name}")
+                    raise SchemaError(f"sample {sample.key!r}", f"duplicate key in {name}")
                 seen.add(sample.key)
                 keys.append(sample.key)
                 for member in MEMBERS:
                     data = members[member]
                     tar.addfile(_tarinfo(f"{sample.key}.{member}", len(data)), io.BytesIO(data))
-    return ShardInfo(name=path.name, sha256=out.sha256.hexdigest(), bytes=out.size,
+    return ShardInfo(name=name, sha256=out.sha256.hexdigest(), bytes=out.size,
                      count=len(keys), keys=tuple(keys))
 
 
-def iter_shard(path: Path) -> Iterator[Sample]:
-    """Yield the samples of a shard in file order, decoded and validated.
+def iter_shard(path: str | os.PathLike[str]) -> Iterator[Sample]:
+    """Yield the samples of a shard (local path or fsspec URL) in file order, validated.
 
     Raises:
         InputError: Truncated or corrupt tar, or a malformed member name; the path
             names the shard and the reason names the member.
         SchemaError: A sample is incomplete or does not decode/validate.
     """
-    path = Path(path)
+    storage, name = Storage.of_file(path)
+    where = str(path)
     try:
-        size = path.stat().st_size
+        size = storage.size(name)
+        f = storage.open_read(name)
     except OSError as exc:
-        raise InputError(path, f"cannot open shard: {exc.strerror or exc}") from exc
-    _check_tar_end(path, size)
+        raise InputError(where, f"cannot open shard: {exc.strerror or exc}") from exc
+    with f:
+        _check_tar_end(f, size, where)
+        f.seek(0)
+        yield from _iter_tar(f, where)
+
+
+def _iter_tar(f: IO[bytes], where: str) -> Iterator[Sample]:
+    """Yield the samples of an open tar stream, grouping members by key."""
     key: str | None = None
     members: dict[str, bytes] = {}
     last = "<start>"
     try:
-        with tarfile.open(path, mode="r|") as tar:
+        with tarfile.open(fileobj=f, mode="r|") as tar:
             for info in tar:
                 last = info.name
                 if not info.isreg() or "." not in info.name or "/" in info.name:
-                    raise InputError(path, f"unexpected tar entry {info.name!r}")
+                    raise InputError(where, f"unexpected tar entry {info.name!r}")
                 k, member = info.name.split(".", 1)
                 if k != key:
                     if key is not None:
                         yield decode_sample(key, members)
                     key, members = k, {}
                 if member in members:
-                    raise InputError(path, f"duplicate member {info.name!r}")
+                    raise InputError(where, f"duplicate member {info.name!r}")
                 members[member] = tar.extractfile(info).read()
     except (tarfile.TarError, EOFError, OSError) as exc:
-        raise InputError(path, f"corrupt or truncated tar near member {last!r}: {exc}") from exc
+        raise InputError(where, f"corrupt or truncated tar near member {last!r}: {exc}") from exc
     if key is not None:
         yield decode_sample(key, members)
 
 
-def _check_tar_end(path: Path, size: int) -> None:
+def _check_tar_end(f: IO[bytes], size: int, where: str) -> None:
     """Raise unless the file ends with a tar end-of-archive marker (catches cut shards)."""
     if size % 512 or size < _END_OF_ARCHIVE:
-        raise InputError(path, f"truncated tar: {size} bytes is not a whole number of "
-                               "512-byte blocks with an end-of-archive marker")
-    with open(path, "rb") as f:
-        f.seek(size - _END_OF_ARCHIVE)
-        if f.read(_END_OF_ARCHIVE).strip(b"\0"):
-            raise InputError(path, "truncated tar: no end-of-archive marker at the end")
+        raise InputError(where, f"truncated tar: {size} bytes is not a whole number of "
+                                "512-byte blocks with an end-of-archive marker")
+    f.seek(size - _END_OF_ARCHIVE)
+    if f.read(_END_OF_ARCHIVE).strip(b"\0"):
+        raise InputError(where, "truncated tar: no end-of-archive marker at the end")

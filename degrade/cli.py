@@ -10,14 +10,18 @@ import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import click
 
 from ssr_datasets.errors import SsrError
+from ssr_datasets.sources import SOURCE_NAMES
 
-_SOURCES = ("sample", "folder")  # mirrors ssr_datasets.sources.SOURCE_NAMES (tested)
-_DEPTH = ("auto", "gt", "prior")  # mirrors degrade.depth.DepthRequest (tested)
+from .depth import DepthRequest
+
+# The registries themselves (both import lazily what their entries need, so --help stays fast).
+_SOURCES = SOURCE_NAMES
+_DEPTH = get_args(DepthRequest)
 
 
 def _library_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -29,6 +33,27 @@ def _library_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise click.ClickException(str(exc)) from exc
 
     return wrapper
+
+
+class _Location(click.ParamType):
+    """A folder path (-> Path, checked like click.Path) or an fsspec URL (-> str, as typed)."""
+
+    name = "path|url"
+
+    def __init__(self, exists: bool = False) -> None:
+        self._path = click.Path(path_type=Path, exists=exists, file_okay=False)
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Path | str:
+        from ssr_datasets.storage import is_remote
+
+        if isinstance(value, str) and is_remote(value):
+            return value  # pathlib would fold "s3://b" into "s3:/b"; checked when opened
+        return self._path.convert(value, param, ctx)
+
+
+_LOCATION = _Location()
+_EXISTING_LOCATION = _Location(exists=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -70,6 +95,11 @@ def main() -> None:
                    "(mod-cropped to the scale).")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
               help="Worker processes (one thread each). Output is identical for any number.")
+@click.option("--cluster", default=None, metavar="ADDRESS",
+              help="Run one task per shard on a Dask cluster: a scheduler address "
+                   "(tcp://scheduler:8786) or local:N for N worker processes here. Needs "
+                   "pip install 'ssr-bench[cluster]'; --out and the inputs must be reachable "
+                   "from every worker (shared filesystem, or an s3:// / gs:// URL).")
 @click.option("--shard-size", type=click.IntRange(1), default=64, show_default=True,
               help="Samples per shard (tar file).")
 @click.option("--max-images", type=click.IntRange(1), default=None,
@@ -82,14 +112,15 @@ def main() -> None:
 @click.option("--overwrite", is_flag=True,
               help="Replace a different build in --out (a matching one is resumed without it).")
 @click.option("--no-preview", is_flag=True, help="Do not write preview.png.")
-@click.option("--out", type=click.Path(path_type=Path), required=True,
-              help="Output folder: shards, manifest.json, preview.png.")
+@click.option("--out", type=_LOCATION, required=True,
+              help="Output folder or fsspec URL (s3://bucket/set needs s3fs): shards, "
+                   "manifest.json, preview.png.")
 @_library_errors
 def build(source: str, root: Path | None, recipe: str, depth: str, scale: int | None,
           kernel_size: int | None, seed: int, samples_per_image: int,
-          crop: tuple[int, int] | None, workers: int, shard_size: int, max_images: int | None,
-          split: str, no_noise: bool, no_jpeg: bool, strict: bool, overwrite: bool,
-          no_preview: bool, out: Path) -> None:
+          crop: tuple[int, int] | None, workers: int, cluster: str | None, shard_size: int,
+          max_images: int | None, split: str, no_noise: bool, no_jpeg: bool, strict: bool,
+          overwrite: bool, no_preview: bool, out: Path | str) -> None:
     """Degrade images into WebDataset shards (HR, LR, nearness, kernel field, json).
 
     \b
@@ -121,8 +152,8 @@ def build(source: str, root: Path | None, recipe: str, depth: str, scale: int | 
         bar.update(done - bar.n)
 
     try:
-        result = run_build(config, out, workers=workers, overwrite=overwrite, strict=strict,
-                           on_progress=progress, preview=not no_preview)
+        result = run_build(config, out, workers=workers, cluster=cluster, overwrite=overwrite,
+                           strict=strict, on_progress=progress, preview=not no_preview)
     except KeyboardInterrupt:
         bar.close()
         raise click.ClickException(
@@ -149,9 +180,9 @@ def build(source: str, root: Path | None, recipe: str, depth: str, scale: int | 
 
 
 @main.command()
-@click.argument("out_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.argument("out_dir", type=_EXISTING_LOCATION)
 @_library_errors
-def info(out_dir: Path) -> None:
+def info(out_dir: Path | str) -> None:
     """Summarize a shard set from its manifest (no shard is read)."""
     from ssr_datasets.manifest import describe
 
@@ -159,11 +190,11 @@ def info(out_dir: Path) -> None:
 
 
 @main.command()
-@click.argument("out_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.argument("out_dir", type=_EXISTING_LOCATION)
 @click.option("--no-checksums", is_flag=True, help="Skip sha256 checks (sizes are still checked).")
 @click.option("--no-decode", is_flag=True, help="Skip decoding and validating every sample.")
 @_library_errors
-def verify(out_dir: Path, no_checksums: bool, no_decode: bool) -> None:
+def verify(out_dir: Path | str, no_checksums: bool, no_decode: bool) -> None:
     """Check checksums, sizes, schema and decodability; exit 1 on any mismatch."""
     from ssr_datasets.manifest import verify_shard_set
 
@@ -198,6 +229,11 @@ def recipes_cmd() -> None:
         click.echo(f"{name:14s} {r.blur.model:9s} x{r.scale} K={r.kernel_size:<3d} "
                    f"sigma {r.blur.sigma_range_px[0]}-{top} px "
                    f"{'+'.join(stages) or 'blur only':12s} lost <= {lost:6.2%}  {recipe_path(name)}")
+
+
+from .cli_datasets import datasets_group  # noqa: E402 - registered after main is defined
+
+main.add_command(datasets_group)
 
 
 if __name__ == "__main__":

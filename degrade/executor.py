@@ -1,8 +1,13 @@
-"""Running shards: in this process, or on a pool of worker processes with live progress.
+"""Running shards: in this process, on a pool of worker processes, or on a Dask cluster.
 
 Workers are spawned (not forked: torch and OpenCV thread pools do not survive a fork) and run
 one torch/OpenCV thread each, so N workers use N cores. Results come back in completion order;
 the caller records each as it arrives, which is what makes an interrupted build resumable.
+
+The cluster path uses Dask distributed (the optional ``cluster`` extra,
+``dask[distributed]>=2024.1``): pure Python, a ``LocalCluster`` on one big machine or a
+``Client(address)`` for a real scheduler, and it needs nothing but a filesystem (or object
+store) that every worker can write to. One task per shard, so a lost worker costs one shard.
 """
 
 from __future__ import annotations
@@ -10,8 +15,16 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing as mp
 import queue
-from collections.abc import Callable, Sequence
+import re
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
+
+from ssr_datasets.errors import ConfigError
+
+CLUSTER_REQUIREMENT = "dask[distributed]>=2024.1"
+_LOCAL = re.compile(r"^local:(\d+)$")
 
 
 def single_thread() -> None:
@@ -64,3 +77,119 @@ def run_parallel(fn: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], worker
             pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
+
+
+def single_threaded_call(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run ``fn(*args)`` with one torch and one OpenCV thread (what a cluster task runs).
+
+    A wrapper rather than a worker plugin: it also holds on workers that join the cluster
+    after the build started, and setting the thread count is cheap next to a shard.
+    """
+    single_thread()
+    return fn(*args)
+
+
+def parse_cluster(spec: str) -> tuple[str, int | None]:
+    """Split a ``--cluster`` value into ("local", n_workers) or ("address", None).
+
+    >>> parse_cluster("local:4"), parse_cluster("tcp://scheduler:8786")
+    (('local', 4), ('address', None))
+
+    Raises:
+        ConfigError: ``local:N`` with N < 1, or an empty value.
+    """
+    spec = spec.strip()
+    m = _LOCAL.match(spec)
+    if m:
+        n = int(m.group(1))
+        if n < 1:
+            raise ConfigError(f"--cluster local:N needs N >= 1 workers, got {spec!r}")
+        return "local", n
+    if not spec or spec.startswith("local"):
+        raise ConfigError(f"--cluster: expected a scheduler address (tcp://host:8786) or "
+                          f"local:N, got {spec!r}")
+    return "address", None
+
+
+def _import_distributed() -> Any:
+    try:
+        import distributed
+    except ImportError as exc:
+        raise ConfigError(
+            f"--cluster needs Dask distributed: pip install 'ssr-bench[cluster]' (that is "
+            f"{CLUSTER_REQUIREMENT!r}); import failed: {exc}"
+        ) from exc
+    return distributed
+
+
+@contextmanager
+def cluster_client(spec: str) -> Iterator[Any]:
+    """Yield a ``distributed.Client`` for ``--cluster`` (closing what this call started).
+
+    ``local:N`` starts ``LocalCluster(n_workers=N, threads_per_worker=1, processes=True)``
+    listening on 127.0.0.1 only (its HTTP server on a free port); any other value is a
+    scheduler address (``tcp://host:8786``).
+
+    Raises:
+        ConfigError: Dask is not installed, the value is malformed, or no scheduler answers.
+    """
+    kind, n = parse_cluster(spec)
+    distributed = _import_distributed()
+    cluster = None
+    try:
+        if kind == "local":
+            cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                               host="127.0.0.1", dashboard_address="127.0.0.1:0")
+            client = distributed.Client(cluster)
+        else:
+            client = distributed.Client(spec)
+    except (OSError, TimeoutError, ValueError, RuntimeError) as exc:  # RuntimeError: no nanny
+        if cluster is not None:
+            cluster.close()
+        raise ConfigError(f"--cluster {spec}: cannot connect to a Dask scheduler ({exc})") from exc
+    try:
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def run_on_cluster(client: Any, fn: Callable[..., Any], jobs: Sequence[tuple[int, tuple[Any, ...]]],
+                   finished: Callable[[Any], None], retries: int = 1) -> dict[int, str]:
+    """Run ``fn(*args)`` single-threaded for every ``(index, args)`` job on a Dask cluster.
+
+    One task per job, keyed ``shard-{index}-{build}`` (the random build id keeps two builds on
+    one scheduler from sharing results). ``finished(result)`` sees each result in completion
+    order. A job that raises is retried ``retries`` times (a worker that dies is retried by the
+    scheduler up to its ``allowed-failures``), then reported, not raised: the other jobs go on.
+    On any exception from ``finished`` (Ctrl-C included) the pending jobs are cancelled.
+
+    Returns:
+        ``{index: "ExceptionType: message"}`` for the jobs that failed.
+    """
+    distributed = _import_distributed()
+    build_id = uuid.uuid4().hex[:8]
+    futures = {}
+    for index, args in jobs:
+        fut = client.submit(single_threaded_call, fn, *args, pure=False, retries=retries,
+                            key=f"shard-{index}-{build_id}")
+        futures[fut] = index
+    failed: dict[int, str] = {}
+    try:
+        for fut in distributed.as_completed(list(futures)):
+            index = futures.pop(fut)
+            try:
+                result = fut.result()
+            except Exception as exc:  # the task's own error, KilledWorker, CancelledError
+                failed[index] = f"{type(exc).__name__}: {exc}"
+                continue
+            finally:
+                # Collected results must not pin the task: a worker lost later would make the
+                # scheduler recompute every shard whose result it still held.
+                fut.release()
+            finished(result)
+    except BaseException:
+        client.cancel(list(futures))
+        raise
+    return failed

@@ -1,7 +1,8 @@
 """Image sources, registered here explicitly (no folder scanning) and imported lazily.
 
-Each entry names a module that defines ``SOURCE``, an object with ``name``,
-``description``, ``list_items(root)`` and ``load_item(item)``.
+Each entry names a module and the object in it (``SOURCE`` unless given after a colon),
+an object with ``name``, ``description``, ``list_items(root[, split])`` and
+``load_item(item)``; optional ``splits`` and ``real_pairs`` (see ``base.Source``).
 """
 
 from __future__ import annotations
@@ -10,19 +11,40 @@ import importlib
 from pathlib import Path
 
 from ..errors import ConfigError
-from .base import LoadedImage, Source, SourceItem, sanitize_id, unique_ids
+from .base import (
+    LoadedImage,
+    Source,
+    SourceItem,
+    resolve_split,
+    sanitize_id,
+    source_splits,
+    unique_ids,
+)
 
-#: Source name -> module (relative to this package) that defines ``SOURCE``.
+#: Source name -> ``module[:OBJECT]`` (module relative to this package; OBJECT defaults to SOURCE).
 _MODULES: dict[str, str] = {
     "sample": ".sample",
     "folder": ".folder",
+    "div2k": ".df2k:DIV2K",
+    "flickr2k": ".df2k:FLICKR2K",
+    "set5": ".benchmarks:SET5",
+    "set14": ".benchmarks:SET14",
+    "bsds100": ".benchmarks:BSDS100",
+    "urban100": ".benchmarks:URBAN100",
+    "drealsr": ".drealsr",
+    "nyuv2": ".nyuv2",
+    "cityscapes": ".cityscapes",
+    "middlebury": ".middlebury",
 }
 
-SOURCE_NAMES: tuple[str, ...] = ("sample", "folder")
+SOURCE_NAMES: tuple[str, ...] = (
+    "sample", "folder", "div2k", "flickr2k", "set5", "set14", "bsds100", "urban100",
+    "drealsr", "nyuv2", "cityscapes", "middlebury",
+)
 
 __all__ = [
     "SOURCE_NAMES", "LoadedImage", "Source", "SourceItem", "get_source", "list_items",
-    "load_item", "sanitize_id", "unique_ids",
+    "load_item", "require_build_source", "sanitize_id", "splits_of", "unique_ids",
 ]
 
 
@@ -34,17 +56,40 @@ def get_source(name: str) -> Source:
     """
     if name not in _MODULES:
         raise ConfigError(f"unknown source {name!r}; choose one of: {', '.join(SOURCE_NAMES)}")
-    module = importlib.import_module(_MODULES[name], __name__)
-    return module.SOURCE
+    module_name, _, attr = _MODULES[name].partition(":")
+    module = importlib.import_module(module_name, __name__)
+    return getattr(module, attr or "SOURCE")
 
 
-def list_items(name: str, root: Path | None = None) -> list[SourceItem]:
-    """List a source's items sorted by image_id (deterministic for the same files).
+def splits_of(name: str) -> tuple[str, ...]:
+    """Return the splits of a source, default first (``()`` when it takes none).
 
     Raises:
-        ConfigError: Unknown source, or a root that the source refuses or needs.
+        ConfigError: Unknown source.
     """
-    items = get_source(name).list_items(None if root is None else Path(root))
+    return source_splits(get_source(name))
+
+
+def list_items(name: str, root: Path | None = None, split: str | None = None) -> list[SourceItem]:
+    """List a source's items sorted by image_id (deterministic for the same files).
+
+    Args:
+        name: Registered source name.
+        root: The folder holding the data set, for sources that need one.
+        split: One of the source's splits (None: its default); sources without splits
+            (``sample``, ``folder``, ...) accept only None.
+
+    Raises:
+        ConfigError: Unknown source or split, or a root that the source refuses or needs.
+        MissingAssetError: The data set under ``root`` is absent or incomplete.
+    """
+    source = get_source(name)
+    root = None if root is None else Path(root)
+    resolved = resolve_split(source, split)
+    if resolved is None:
+        items = source.list_items(root)
+    else:
+        items = source.list_items(root, resolved)
     return sorted(items, key=lambda item: item.image_id)
 
 
@@ -56,3 +101,14 @@ def load_item(item: SourceItem) -> LoadedImage:
         ConfigError: ``item.source`` is not registered.
     """
     return get_source(item.source).load_item(item)
+
+
+def require_build_source(name: str) -> None:
+    """Refuse sources that are not inputs to a synthetic degradation build.
+
+    Raises:
+        ConfigError: Unknown source, or one that holds real LR/HR pairs (``real_pairs``).
+    """
+    if getattr(get_source(name), "real_pairs", False):
+        raise ConfigError(f"{name} holds real LR/HR pairs: score them with ssr-eval; it is not "
+                          "a degrade build source")

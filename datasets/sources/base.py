@@ -10,6 +10,8 @@ from typing import Protocol
 
 import numpy as np
 
+from ..errors import ConfigError
+
 _ID_BAD = re.compile(r"[^A-Za-z0-9_]+")
 
 
@@ -57,7 +59,16 @@ class LoadedImage:
 
 
 class Source(Protocol):
-    """A named image source; registered in ``ssr_datasets.sources``."""
+    """A named image source; registered in ``ssr_datasets.sources``.
+
+    Optional attributes, read with ``getattr`` and these defaults:
+
+    - ``splits: tuple[str, ...] = ()``: the splits the source knows (first = default);
+      a source with splits takes ``list_items(root, split)``, one without takes
+      ``list_items(root)`` and refuses any split.
+    - ``real_pairs: bool = False``: the source holds real LR/HR pairs for evaluation and
+      is not an input to a synthetic degradation build.
+    """
 
     name: str
     description: str
@@ -106,3 +117,33 @@ def unique_ids(names: Iterable[str]) -> list[str]:
         seen.add(new)
         out.append(new)
     return out
+
+
+def source_splits(source: object) -> tuple[str, ...]:
+    """Return the splits a source declares (``()`` when it has none); the first is the default."""
+    return tuple(getattr(source, "splits", ()))
+
+
+def resolve_split(source: object, split: str | None) -> str | None:
+    """Return the split to list: ``split`` checked against the source's, or its default.
+
+    >>> class S: name, splits = "x", ("train", "valid")
+    >>> resolve_split(S(), None), resolve_split(S(), "valid")
+    ('train', 'valid')
+
+    Raises:
+        ConfigError: A split the source does not know (the message lists its splits), or
+            any split for a source without splits.
+    """
+    name = getattr(source, "name", "?")
+    splits = source_splits(source)
+    if not splits:
+        if split is not None:
+            raise ConfigError(f"source {name!r} has no splits; got split={split!r} (leave it out)")
+        return None
+    if split is None:
+        return splits[0]
+    if split not in splits:
+        raise ConfigError(f"source {name!r} has no split {split!r}; choose one of: "
+                          f"{', '.join(splits)} (default {splits[0]})")
+    return split

@@ -1,0 +1,219 @@
+"""Extract downloaded .zip / .tar / .tar.gz archives safely and atomically.
+
+Every member is checked before anything is written: absolute paths, ``..`` components,
+links whose target leaves the destination, and device files / FIFOs are refused (the
+whole archive is rejected, nothing is extracted). Extraction goes to a hidden temp folder
+inside ``dest_dir``; only when every member is out are its top-level entries renamed into
+``dest_dir`` (one rename per entry, so a folder such as ``DIV2K_valid_HR/`` appears whole or
+not at all), and a completion marker is written last under ``<dest_dir>/.ssr-bench/``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import shutil
+import stat
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import InputError
+from .shards import write_json_atomic
+
+#: Hidden folder under a dataset root for markers and the checksum lock file.
+STATE_DIR = ".ssr-bench"
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class ExtractResult:
+    """What an extraction put in place.
+
+    Attributes:
+        archive: The archive that was extracted.
+        dest_dir: The folder it was extracted into.
+        entries: Top-level names created or updated in ``dest_dir``, sorted.
+        members: Number of archive members written.
+        marker: The completion marker file.
+    """
+
+    archive: Path
+    dest_dir: Path
+    entries: tuple[str, ...]
+    members: int
+    marker: Path
+
+
+def archive_kind(path: str | Path) -> str:
+    """Return ``"zip"`` or ``"tar"`` from the file name (``.zip``, ``.tar``, ``.tar.gz``, ``.tgz``).
+
+    >>> archive_kind("DIV2K_valid_HR.zip")
+    'zip'
+
+    Raises:
+        InputError: Any other suffix.
+    """
+    name = Path(path).name.lower()
+    if name.endswith(".zip"):
+        return "zip"
+    if name.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")):
+        return "tar"
+    raise InputError(path, "not an archive this tool extracts (expected .zip, .tar, .tar.gz)")
+
+
+def marker_path(dest_dir: str | Path, archive_name: str) -> Path:
+    """Return the completion marker of ``archive_name`` extracted into ``dest_dir``."""
+    return Path(dest_dir) / STATE_DIR / "extracted" / f"{archive_name}.json"
+
+
+def _safe_name(archive: Path, name: str) -> str:
+    """Return the normalized relative posix name of a member, or raise on an unsafe one."""
+    raw = name.replace("\\", "/")
+    if raw.startswith("/") or (len(raw) > 1 and raw[1] == ":"):
+        raise InputError(archive, f"unsafe member {name!r}: absolute path")
+    parts = [p for p in raw.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise InputError(archive, f"unsafe member {name!r}: '..' leaves the destination")
+    if not parts:
+        raise InputError(archive, f"unsafe member {name!r}: empty name")
+    if parts[0] == STATE_DIR:
+        raise InputError(archive, f"unsafe member {name!r}: {STATE_DIR}/ is reserved")
+    return "/".join(parts)
+
+
+def _check_link(archive: Path, member: str, target: str, hard: bool) -> None:
+    """Raise unless a link stays inside the destination (``member`` is already safe).
+
+    A symlink target is relative to the member's folder; a hard link target is an archive
+    path. Absolute targets are refused either way.
+    """
+    kind = "hard link" if hard else "symlink"
+    tgt = target.replace("\\", "/")
+    if tgt.startswith("/") or (len(tgt) > 1 and tgt[1] == ":"):
+        raise InputError(archive, f"unsafe {kind} {member!r} -> {target!r}: absolute target")
+    base = "" if hard else posixpath.dirname(member)
+    resolved = posixpath.normpath(posixpath.join(base, tgt))
+    if resolved == ".." or resolved.startswith("../"):
+        raise InputError(archive, f"unsafe {kind} {member!r} -> {target!r}: points outside "
+                                  "the destination")
+
+
+def _zip_plan(archive: Path, zf: zipfile.ZipFile) -> list[tuple[zipfile.ZipInfo, str, str]]:
+    """Check every zip member; return (info, safe name, kind) with kind file/dir/symlink."""
+    plan = []
+    for info in zf.infolist():
+        name = _safe_name(archive, info.filename)
+        mode = info.external_attr >> 16
+        if info.is_dir():
+            kind = "dir"
+        elif stat.S_ISLNK(mode):
+            _check_link(archive, name, zf.read(info).decode("utf-8", "replace"), hard=False)
+            kind = "symlink"
+        elif mode and stat.S_IFMT(mode) and not stat.S_ISREG(mode):
+            raise InputError(archive, f"unsafe member {info.filename!r}: special file "
+                                      f"(mode {oct(stat.S_IFMT(mode))})")
+        else:
+            kind = "file"
+        plan.append((info, name, kind))
+    return plan
+
+
+def _extract_zip(archive: Path, tmp: Path) -> int:
+    with zipfile.ZipFile(archive) as zf:
+        plan = _zip_plan(archive, zf)
+        for info, name, kind in plan:
+            out = tmp / name
+            if kind == "dir":
+                out.mkdir(parents=True, exist_ok=True)
+                continue
+            out.parent.mkdir(parents=True, exist_ok=True)
+            if kind == "symlink":
+                os.symlink(zf.read(info).decode("utf-8"), out)
+                continue
+            with zf.open(info) as src, open(out, "wb") as dst:
+                shutil.copyfileobj(src, dst, _CHUNK)
+        return len(plan)
+
+
+def _tar_plan(archive: Path, tf: tarfile.TarFile) -> list[tarfile.TarInfo]:
+    """Check every tar member; return the members with normalized names."""
+    members = []
+    for m in tf.getmembers():
+        name = _safe_name(archive, m.name)
+        if m.ischr() or m.isblk() or m.isfifo() or m.isdev():
+            raise InputError(archive, f"unsafe member {m.name!r}: device file or FIFO")
+        if not (m.isfile() or m.isdir() or m.issym() or m.islnk()):
+            raise InputError(archive, f"unsafe member {m.name!r}: unsupported tar entry type")
+        if m.issym() or m.islnk():
+            _check_link(archive, name, m.linkname, hard=m.islnk())
+            if m.islnk():
+                m.linkname = _safe_name(archive, m.linkname)
+        m.name = name
+        members.append(m)
+    return members
+
+
+def _extract_tar(archive: Path, tmp: Path) -> int:
+    with tarfile.open(archive, mode="r:*") as tf:
+        members = _tar_plan(archive, tf)
+        # Our checks ran on every member; the "data" filter (Python >= 3.10.12) is a second
+        # guard and also strips setuid bits and ownership.
+        kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        tf.extractall(tmp, members=members, **kwargs)  # noqa: S202 - members checked above
+        return len(members)
+
+
+def _move_into(src: Path, dst: Path) -> None:
+    """Rename ``src`` to ``dst``; merge into an existing folder entry by entry."""
+    if dst.is_dir() and not dst.is_symlink() and src.is_dir() and not src.is_symlink():
+        for child in sorted(src.iterdir()):
+            _move_into(child, dst / child.name)
+        src.rmdir()
+        return
+    if dst.is_dir() and not dst.is_symlink():
+        shutil.rmtree(dst)
+    os.replace(src, dst)
+
+
+def extract(archive: str | Path, dest_dir: str | Path) -> ExtractResult:
+    """Extract a .zip or .tar(.gz) into ``dest_dir`` safely, all-or-nothing per entry.
+
+    Args:
+        archive: The archive file.
+        dest_dir: Destination folder (created if needed). Existing top-level folders of the
+            same name are merged into (files replaced); other contents are left alone.
+
+    Returns:
+        The top-level entries put in place, the member count and the marker path.
+
+    Raises:
+        InputError: The archive is corrupt or contains an absolute path, a ``..`` component,
+            a link pointing outside ``dest_dir`` or a device file; nothing is extracted.
+    """
+    archive, dest_dir = Path(archive), Path(dest_dir)
+    kind = archive_kind(archive)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest_dir, prefix=f".{archive.name}.", suffix=".extract"))
+    try:
+        try:
+            count = _extract_zip(archive, tmp) if kind == "zip" else _extract_tar(archive, tmp)
+        except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, UnicodeError) as exc:
+            if isinstance(exc, getattr(tarfile, "FilterError", ())):
+                raise InputError(archive, f"unsafe member refused by tarfile: {exc}") from exc
+            raise InputError(archive, f"corrupt or unreadable archive: {exc}") from exc
+        entries = tuple(sorted(p.name for p in tmp.iterdir()))
+        for entry in entries:
+            _move_into(tmp / entry, dest_dir / entry)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(tmp)
+    marker = marker_path(dest_dir, archive.name)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(marker, {"archive": archive.name, "entries": list(entries),
+                               "members": count})
+    return ExtractResult(archive=archive, dest_dir=dest_dir, entries=entries, members=count,
+                         marker=marker)

@@ -1,0 +1,87 @@
+"""The ``div2k`` and ``flickr2k`` sources: the DF2K training family of numbered HR PNGs.
+
+DIV2K (Agustsson and Timofte, NTIRE 2017): splits ``train`` (default; ``0001.png`` to
+``0800.png``) and ``valid`` (``0801.png`` to ``0900.png``), in the folders that the official
+``DIV2K_train_HR.zip`` / ``DIV2K_valid_HR.zip`` extract to: ``ROOT/DIV2K_train_HR/`` or
+``ROOT/DIV2K/DIV2K_train_HR/`` (same for ``valid``).
+
+Flickr2K (Lim et al., EDSR 2017): no splits, ``000001.png`` to ``002650.png`` in
+``ROOT/Flickr2K/Flickr2K_HR/`` (the official tarball) or ``ROOT/Flickr2K_HR/``.
+
+Listing checks that every expected file is present and that no foreign PNG sits among
+them; image ids are the file stems (``0001``, ``000001``). Neither set has depth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..imageio import pixel_sha256, read_image
+from .base import LoadedImage, SourceItem, resolve_split
+from .layout import check_expected, files_in, find_folder, no_layout, rel_to, require_root
+
+
+@dataclass(frozen=True)
+class _Split:
+    folders: tuple[str, ...]  # accepted locations relative to root, in order of preference
+    first: int
+    last: int
+    digits: int
+
+    def names(self) -> list[str]:
+        return [f"{i:0{self.digits}d}.png" for i in range(self.first, self.last + 1)]
+
+
+class NumberedHRSource:
+    """HR images named by consecutive numbers in one folder per split."""
+
+    def __init__(self, name: str, description: str, split_layouts: dict[str, _Split],
+                 title: str, has_splits: bool) -> None:
+        self.name = name
+        self.description = description
+        self._layouts = split_layouts
+        self._title = title
+        self.splits: tuple[str, ...] = tuple(split_layouts) if has_splits else ()
+
+    def list_items(self, root: Path | None, split: str | None = None) -> list[SourceItem]:
+        """List every HR image of a split, after checking that all of them are there.
+
+        Raises:
+            ConfigError: No root, an unknown split, or foreign PNGs in the folder.
+            MissingAssetError: The folder or some of its images are missing.
+        """
+        root = require_root(self.name, root)
+        key = resolve_split(self, split) or next(iter(self._layouts))
+        layout = self._layouts[key]
+        expected = layout.names()
+        split_word = f" {key}" if self.splits else ""
+        what = f"{self._title}{split_word} HR images {expected[0]}..{expected[-1]}"
+        folder = find_folder(root, layout.folders)
+        if folder is None:
+            raise no_layout(self.name, root, layout.folders, f"folder with {len(expected)} {what}")
+        check_expected(self.name, root, folder, files_in(folder), expected, what)
+        return [SourceItem(self.name, n[:-4], str(folder / n), None, rel_to(root, folder / n))
+                for n in expected]
+
+    def load_item(self, item: SourceItem) -> LoadedImage:
+        """Decode one HR image (uint8 RGB, no depth).
+
+        Raises:
+            InputError: The file is unreadable or not an image.
+        """
+        decoded = read_image(item.path)
+        return LoadedImage(rgb=decoded.rgb, depth_m=None, conversions=decoded.conversions,
+                           pixel_sha256=pixel_sha256(decoded.rgb))
+
+
+DIV2K = NumberedHRSource(
+    "div2k", "DIV2K HR photos (2K): train 0001-0800, valid 0801-0900",
+    {"train": _Split(("DIV2K_train_HR", "DIV2K/DIV2K_train_HR"), 1, 800, 4),
+     "valid": _Split(("DIV2K_valid_HR", "DIV2K/DIV2K_valid_HR"), 801, 900, 4)},
+    "DIV2K", has_splits=True)
+
+FLICKR2K = NumberedHRSource(
+    "flickr2k", "Flickr2K HR photos (2K): 000001-002650",
+    {"all": _Split(("Flickr2K/Flickr2K_HR", "Flickr2K_HR"), 1, 2650, 6)},
+    "Flickr2K", has_splits=False)

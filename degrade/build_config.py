@@ -1,0 +1,99 @@
+"""What a build is: its config (which decides the bytes), its units of work and its results."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ssr_datasets.errors import ConfigError
+from ssr_datasets.shards import ShardInfo
+from ssr_datasets.sources import SourceItem
+
+from .depth import DepthRequest
+from .recipes import Recipe
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything that decides the bytes of a shard set (workers and output folder do not)."""
+
+    recipe: Recipe
+    source: str = "sample"
+    root: str | None = None
+    depth: DepthRequest = "auto"
+    seed: int = 0
+    samples_per_image: int = 1
+    crop: tuple[int, int] | None = None
+    shard_size: int = 64
+    max_images: int | None = None
+    split: str = "train"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the resolved config as JSON-able data (the recipe by name and hash)."""
+        d = asdict(self)
+        d["recipe"] = {"name": self.recipe.name, "hash": self.recipe.hash}
+        d["crop"] = list(self.crop) if self.crop else None
+        return d
+
+    @property
+    def hash(self) -> str:
+        """Return the sha256 of the canonical JSON of the config."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """One unit of work: the (item, variant-count) inputs of one shard, in order."""
+
+    index: int
+    name: str
+    items: tuple[SourceItem, ...]
+
+
+@dataclass
+class ShardResult:
+    """What a worker reports for one shard."""
+
+    index: int
+    info: ShardInfo | None  # None when every input of the shard was skipped
+    skipped: list[dict[str, str]]
+    seconds: dict[str, float]
+    depth_providers: dict[str, int]
+    truncation: dict[str, float] = field(default_factory=dict)  # {"warned": n, "worst": mass}
+
+
+@dataclass
+class BuildResult:
+    """Summary of a finished build (``out_dir``/``preview``: a Path, or a URL for fsspec)."""
+
+    out_dir: Path | str
+    manifest: dict[str, Any]
+    reused_shards: int
+    built_shards: int
+    seconds: float
+    preview: Path | str | None
+    warnings: list[str] = field(default_factory=list)
+
+
+def validate_config(config: BuildConfig) -> None:
+    """Raise ConfigError for options that cannot work together."""
+    s = config.recipe.scale
+    if config.samples_per_image < 1:
+        raise ConfigError(f"--samples-per-image must be >= 1, got {config.samples_per_image}")
+    if config.shard_size < 1:
+        raise ConfigError(f"--shard-size must be >= 1, got {config.shard_size}")
+    if config.max_images is not None and config.max_images < 1:
+        raise ConfigError(f"--max-images must be >= 1, got {config.max_images}")
+    if config.crop is not None:
+        ch, cw = config.crop
+        if ch % s or cw % s or ch < config.recipe.kernel_size or cw < config.recipe.kernel_size:
+            raise ConfigError(
+                f"--crop {ch} {cw}: both sides must be multiples of the scale {s} and at least "
+                f"the kernel size {config.recipe.kernel_size}"
+            )
+    if not config.split.replace("_", "").isalnum():
+        raise ConfigError(f"--split must be letters, digits or '_', got {config.split!r}")

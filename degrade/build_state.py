@@ -1,0 +1,183 @@
+"""What a build leaves behind: the manifest it writes, and the state a rerun resumes from.
+
+After every shard the pipeline rewrites ``manifest.partial.json`` (the same document as the
+final manifest, with ``complete: false``); a rerun of the same config keeps each recorded shard
+whose inputs, size and sha256 still match, and everything else is redone.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Sequence
+from typing import Any
+
+from ssr_datasets.errors import ConfigError, InputError
+from ssr_datasets.manifest import MANIFEST_FORMAT, MANIFEST_NAME
+from ssr_datasets.schema import SCHEMA_VERSION
+from ssr_datasets.shards import ShardInfo
+from ssr_datasets.storage import Storage, is_temp_name
+
+from . import __version__
+from .build_config import BuildConfig, ShardResult, ShardTask
+from .ops import blur
+
+PARTIAL_NAME = "manifest.partial.json"
+PREVIEW_NAME = "preview.png"
+
+
+def versions() -> dict[str, str]:
+    import cv2
+    import numpy
+    import scipy
+    import skimage
+    import torch
+    import webdataset
+
+    return {
+        "ssr-bench": __version__, "python": platform.python_version(),
+        "numpy": numpy.__version__, "scipy": scipy.__version__, "torch": torch.__version__,
+        "opencv": cv2.__version__, "scikit-image": skimage.__version__,
+        "webdataset": getattr(webdataset, "__version__", "unknown"),
+        "platform": platform.platform(), "machine": platform.machine(),
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        # Shards built with and without the compiled kernel agree to float32 precision, not bit
+        # for bit: which one ran belongs to the provenance.
+        "degrade_c_kernel": "built" if blur._svblur is not None else "absent (pure-torch blur)",
+    }
+
+
+def owned_files(storage: Storage) -> list[str]:
+    names = {MANIFEST_NAME, PARTIAL_NAME, PREVIEW_NAME}
+    return [n for n in storage.listdir()
+            if n in names or n.endswith(".tar") or n.endswith(".tmp")]
+
+
+def task_inputs(task: ShardTask) -> list[str]:
+    return [item.image_id for item in task.items]
+
+
+def load_previous(storage: Storage, config: BuildConfig, overwrite: bool,
+                   tasks: Sequence[ShardTask]) -> dict[int, ShardResult]:
+    """Return the shards a previous run of the same build completed (checksums verified).
+
+    A shard is kept only if it holds the same inputs as the plan's shard of that index: files
+    added to or removed from a folder source shift the assignment, and a stale shard would
+    duplicate some samples and drop others.
+    """
+    out_dir = storage.location
+    if storage.is_file():
+        raise ConfigError(f"--out {out_dir} exists and is not a folder")
+    if not storage.is_folder():
+        return {}
+    for name in storage.listdir():
+        if is_temp_name(name):
+            storage.remove(name)  # left by a killed run; never a complete shard
+    state = None
+    for name in (MANIFEST_NAME, PARTIAL_NAME):
+        if storage.exists(name):
+            try:
+                state = json.loads(storage.read_bytes(name))
+            except (OSError, json.JSONDecodeError):
+                state = None
+            break
+    owned = owned_files(storage)
+    if state is None or state.get("config_hash") != config.hash:
+        if not owned:
+            return {}
+        if not overwrite:
+            raise ConfigError(
+                f"{out_dir} holds a different build (other options, recipe or version); pass "
+                "--overwrite to replace it, or choose another --out"
+            )
+        for name in owned:
+            storage.remove(name)
+        return {}
+    if overwrite:
+        for name in owned:
+            storage.remove(name)
+        return {}
+    done = {}
+    planned = {t.index: t for t in tasks}
+    for rec in state.get("shard_results", []):
+        info = ShardInfo.from_dict(rec["info"]) if rec.get("info") else None
+        task = planned.get(rec["index"])
+        if task is None or rec.get("inputs") != task_inputs(task):
+            if info is not None:
+                storage.remove(info.name)  # stale: rebuilt or not planned
+            continue
+        if info is not None:
+            if (not storage.exists(info.name) or storage.size(info.name) != info.bytes
+                    or storage.sha256(info.name) != info.sha256):
+                continue
+        done[rec["index"]] = ShardResult(rec["index"], info, rec["skipped"], rec["seconds"],
+                                         rec["depth_providers"], rec["truncation"])
+    return done
+
+
+def build_manifest(config: BuildConfig, results: dict[int, ShardResult], tasks: Sequence[ShardTask],
+              command: str, seconds: float, complete: bool) -> dict[str, Any]:
+    ordered = [results[t.index] for t in tasks if t.index in results]
+    tasks_by_index = {t.index: t for t in tasks}
+    stage: dict[str, float] = {}
+    providers: dict[str, int] = {}
+    for r in ordered:
+        for k, v in r.seconds.items():
+            stage[k] = stage.get(k, 0.0) + v
+        for k, v in r.depth_providers.items():
+            providers[k] = providers.get(k, 0) + v
+    shards = [r.info.to_dict() for r in ordered if r.info is not None]
+    skipped = [s for r in ordered for s in r.skipped]
+    truncation = {"warned": sum(r.truncation.get("warned", 0) for r in ordered),
+                  "worst": max((r.truncation.get("worst", 0.0) for r in ordered), default=0.0)}
+    images = sum(len(t.items) for t in tasks if t.index in results)
+    return {
+        "format": MANIFEST_FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "package_version": __version__,
+        "complete": complete,
+        "command": command,
+        "config": config.to_dict(),
+        "config_hash": config.hash,
+        "recipe": config.recipe.to_dict(),
+        "recipe_hash": config.recipe.hash,
+        "versions": versions(),
+        "split": config.split,
+        "shards": shards,
+        "skipped": skipped,
+        "depth_providers": providers,
+        "truncated_mass": truncation,
+        "totals": {"samples": sum(s["count"] for s in shards), "images": images,
+                   "skipped": len(skipped), "shards": len(shards)},
+        "timings": {"seconds": round(seconds, 3),
+                    "stage_seconds": {k: round(v, 3) for k, v in sorted(stage.items())}},
+        "shard_results": [
+            {"index": r.index, "info": r.info.to_dict() if r.info else None,
+             "skipped": r.skipped, "seconds": r.seconds, "depth_providers": r.depth_providers,
+             "truncation": r.truncation, "inputs": task_inputs(tasks_by_index[r.index])}
+            for r in ordered
+        ],
+    }
+
+
+
+def strict_error(skipped: list[dict[str, str]]) -> InputError:
+    first = skipped[0]
+    return InputError(first["path"], f"{first['reason']} (--strict makes any skip an error)")
+
+
+def build_warnings(manifest: dict[str, Any]) -> list[str]:
+    out = []
+    trunc = manifest["truncated_mass"]
+    if trunc["warned"]:
+        k = manifest["recipe"]["kernel_size"]
+        out.append(f"{trunc['warned']} sample(s) lose more than 1% of a kernel's mass to the "
+                   f"{k}x{k} window (worst {trunc['worst']:.2%}); a larger --kernel-size keeps it")
+    if manifest["totals"]["skipped"]:
+        reasons = {}
+        for s in manifest["skipped"]:
+            reasons.setdefault(s["reason"], []).append(s["image_id"])
+        for reason, ids in reasons.items():
+            out.append(f"skipped {len(ids)} input(s) ({', '.join(ids[:3])}"
+                       f"{', ...' if len(ids) > 3 else ''}): {reason}")
+    return out
