@@ -29,7 +29,7 @@ class BuildConfig:
     crop: tuple[int, int] | None = None
     shard_size: int = 64
     max_images: int | None = None
-    split: str = "train"
+    split: str | None = None  # the source's split (its default when None); also names shards
 
     def to_dict(self) -> dict[str, Any]:
         """Return the resolved config as JSON-able data (the recipe by name and hash)."""
@@ -95,5 +95,25 @@ def validate_config(config: BuildConfig) -> None:
                 f"--crop {ch} {cw}: both sides must be multiples of the scale {s} and at least "
                 f"the kernel size {config.recipe.kernel_size}"
             )
-    if not config.split.replace("_", "").isalnum():
+    if config.split is not None and not config.split.replace("_", "").isalnum():
         raise ConfigError(f"--split must be letters, digits or '_', got {config.split!r}")
+
+
+def shard_prefix(config: BuildConfig) -> str:
+    """Return the shard name prefix: the source's split, or ``train`` for sources without splits."""
+    from ssr_datasets.sources import splits_of
+
+    splits = splits_of(config.source)
+    if config.split is not None:
+        return config.split
+    return splits[0] if splits else "train"
+
+
+def source_split(config: BuildConfig) -> str | None:
+    """Return the split to list from the source (None for sources without splits)."""
+    from ssr_datasets.sources import splits_of
+
+    splits = splits_of(config.source)
+    if not splits:
+        return None
+    return config.split if config.split is not None else splits[0]

@@ -19,7 +19,7 @@ from ssr_datasets.shards import ShardInfo
 from ssr_datasets.storage import Storage, is_temp_name
 
 from . import __version__
-from .build_config import BuildConfig, ShardResult, ShardTask
+from .build_config import BuildConfig, ShardResult, ShardTask, shard_prefix
 from .ops import blur
 
 PARTIAL_NAME = "manifest.partial.json"
@@ -142,7 +142,7 @@ def build_manifest(config: BuildConfig, results: dict[int, ShardResult], tasks: 
         "recipe": config.recipe.to_dict(),
         "recipe_hash": config.recipe.hash,
         "versions": versions(),
-        "split": config.split,
+        "split": shard_prefix(config),
         "shards": shards,
         "skipped": skipped,
         "depth_providers": providers,

@@ -104,8 +104,10 @@ def main() -> None:
               help="Samples per shard (tar file).")
 @click.option("--max-images", type=click.IntRange(1), default=None,
               help="Use only the first N input images (sorted).")
-@click.option("--split", default="train", show_default=True,
-              help="Shard name prefix: {split}-000000.tar.")
+@click.option("--split", default=None,
+              help="The source's split (div2k: train|valid, nyuv2: all|train|test, cityscapes: "
+                   "train|val|test, ...; default: the source's first) and the shard name prefix "
+                   "{split}-000000.tar ('train' for sources without splits).")
 @click.option("--no-noise", is_flag=True, help="Switch the recipe's noise stage off.")
 @click.option("--no-jpeg", is_flag=True, help="Switch the recipe's JPEG stage off.")
 @click.option("--strict", is_flag=True, help="Fail on the first unusable input instead of skipping it.")
@@ -119,7 +121,7 @@ def main() -> None:
 def build(source: str, root: Path | None, recipe: str, depth: str, scale: int | None,
           kernel_size: int | None, seed: int, samples_per_image: int,
           crop: tuple[int, int] | None, workers: int, cluster: str | None, shard_size: int,
-          max_images: int | None, split: str, no_noise: bool, no_jpeg: bool, strict: bool,
+          max_images: int | None, split: str | None, no_noise: bool, no_jpeg: bool, strict: bool,
           overwrite: bool, no_preview: bool, out: Path | str) -> None:
     """Degrade images into WebDataset shards (HR, LR, nearness, kernel field, json).
 

@@ -28,10 +28,18 @@ from typing import Any
 from ssr_datasets.errors import ConfigError, InputError, ShardsFailedError
 from ssr_datasets.manifest import MANIFEST_NAME
 from ssr_datasets.shards import shard_name, write_shard
-from ssr_datasets.sources import list_items, load_item
+from ssr_datasets.sources import list_items, load_item, require_build_source
 from ssr_datasets.storage import Storage
 
-from .build_config import BuildConfig, BuildResult, ShardResult, ShardTask, validate_config
+from .build_config import (
+    BuildConfig,
+    BuildResult,
+    ShardResult,
+    ShardTask,
+    shard_prefix,
+    source_split,
+    validate_config,
+)
 from .build_state import (
     PARTIAL_NAME,
     PREVIEW_NAME,
@@ -53,7 +61,9 @@ PREVIEW_ROWS = 4
 
 def plan(config: BuildConfig) -> list[ShardTask]:
     """List the inputs and cut them into shards; depends only on the sorted input list."""
-    items = list_items(config.source, Path(config.root) if config.root else None)
+    require_build_source(config.source)
+    items = list_items(config.source, Path(config.root) if config.root else None,
+                       source_split(config))
     if config.max_images is not None:
         items = items[: config.max_images]
     if not items:
@@ -61,8 +71,9 @@ def plan(config: BuildConfig) -> list[ShardTask]:
         raise ConfigError(f"source {config.source!r} has no images{where}")
     # Whole images per shard keep an image's variants together (they share the depth pass).
     per_shard = max(1, config.shard_size // config.samples_per_image)
+    prefix = shard_prefix(config)
     return [
-        ShardTask(i, shard_name(config.split, i), tuple(items[start:start + per_shard]))
+        ShardTask(i, shard_name(prefix, i), tuple(items[start:start + per_shard]))
         for i, start in enumerate(range(0, len(items), per_shard))
     ]
 

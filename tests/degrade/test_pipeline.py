@@ -7,6 +7,7 @@ source. Every build writes under ``tmp_path``; images are 48 x 64, so a build ta
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
@@ -19,7 +20,7 @@ import torch
 
 import degrade
 import degrade.pipeline as pipeline
-from degrade.pipeline import PARTIAL_NAME, build
+from degrade.pipeline import PARTIAL_NAME, BuildConfig, build
 from degrade.recipes import load_recipe
 from ssr_datasets.errors import ConfigError, InputError
 from ssr_datasets.imageio import pixel_sha256
@@ -462,3 +463,27 @@ def test_depth_gt_skips_images_without_depth_and_keeps_going(tmp_path: Path) -> 
     assert result.manifest["skipped"][0]["reason"] == "no ground-truth depth (asked for --depth gt)"
     assert result.manifest["totals"]["samples"] == 1
     assert result.manifest["depth_providers"] == {"gt": 1}
+
+
+def test_split_selects_the_source_split_and_names_the_shards(tmp_path: Path) -> None:
+    from tests.datasets.layouts import div2k_valid
+
+    root = div2k_valid(tmp_path / "data")  # the full 0801-0900 listing; the first two decode
+    rec = load_recipe("ssr")
+    config = BuildConfig(recipe=rec, source="div2k", root=str(root), split="valid", max_images=2)
+    result = build(config, tmp_path / "o", command="t", preview=False)
+    assert [s["name"] for s in result.manifest["shards"]] == ["valid-000000.tar"]
+    assert result.manifest["shards"][0]["keys"] == ["div2k-0801-000", "div2k-0802-000"]
+    assert result.manifest["split"] == "valid"
+    with pytest.raises(ConfigError, match="split"):
+        build(dataclasses.replace(config, split="test"), tmp_path / "o2", command="t")
+
+
+def test_real_pair_sources_are_refused_before_any_work(tmp_path: Path) -> None:
+    from tests.datasets.layouts import drealsr
+
+    root = drealsr(tmp_path / "data")
+    config = BuildConfig(recipe=load_recipe("ssr"), source="drealsr", root=str(root))
+    with pytest.raises(ConfigError, match="real LR/HR pairs: score them with ssr-eval"):
+        build(config, tmp_path / "o", command="t")
+    assert not (tmp_path / "o").exists()
