@@ -30,6 +30,8 @@ class BuildConfig:
     shard_size: int = 64
     max_images: int | None = None
     split: str | None = None  # the source's split (its default when None); also names shards
+    depth_model: str | None = None  # learned depth checkpoint (alias or hub id); None = default
+    depth_device: str = "cpu"  # torch device of the learned depth model (GPU rounds differently)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the resolved config as JSON-able data (the recipe by name and hash)."""
@@ -43,6 +45,16 @@ class BuildConfig:
         """Return the sha256 of the canonical JSON of the config."""
         blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class DepthOptions:
+    """Where learned depth comes from and is kept: changes no byte of the output."""
+
+    weights_dir: str | None = None  # --depth-weights; None = $SSR_BENCH_DEPTH_WEIGHTS, HF cache
+    cache_dir: str | None = None  # None = $SSR_BENCH_CACHE/depth or ~/.cache/ssr-bench/depth
+    use_cache: bool = True
+    batch_size: int = 4  # images per learned-depth forward pass
 
 
 @dataclass(frozen=True)
@@ -95,6 +107,8 @@ def validate_config(config: BuildConfig) -> None:
                 f"--crop {ch} {cw}: both sides must be multiples of the scale {s} and at least "
                 f"the kernel size {config.recipe.kernel_size}"
             )
+    if config.depth_model is not None and config.depth not in ("midas", "depth-anything", "auto"):
+        raise ConfigError(f"--depth-model needs --depth midas or depth-anything, got --depth {config.depth}")
     if config.split is not None and not config.split.replace("_", "").isalnum():
         raise ConfigError(f"--split must be letters, digits or '_', got {config.split!r}")
 

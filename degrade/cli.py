@@ -80,8 +80,26 @@ def main() -> None:
               help="Built-in recipe (ssr, ssr-nonoise, ssr-nojpeg, ssr-wide, cmos-defocus, iso, "
                    "aniso) or the path of your own recipe .yaml; see manifests/recipes/.")
 @click.option("--depth", type=click.Choice(_DEPTH), default="auto", show_default=True,
-              help="Nearness source: 'gt' = the source's own depth, 'prior' = weight-free "
-                   "estimate, 'auto' = gt when present, else prior (logged per image).")
+              help="Nearness source: 'gt' = the source's own depth; 'midas' (DPT-Hybrid) or "
+                   "'depth-anything' (V2) = a learned model (pip install 'ssr-bench[depth]', "
+                   "weights from the Hugging Face cache or --depth-weights); 'prior' = "
+                   "weight-free estimate; 'auto' = gt when present, else a learned model whose "
+                   "weights are on disk, else prior (counted per provider in the summary).")
+@click.option("--depth-model", default=None, metavar="NAME",
+              help="Learned checkpoint: midas: dpt-hybrid (default), dpt-large or any DPT hub id; "
+                   "depth-anything: small (default), base, large or a hub id.")
+@click.option("--depth-weights", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Folder with the checkpoint (the model folder, or one holding <org>--<name>/); "
+                   "default: $SSR_BENCH_DEPTH_WEIGHTS, then the Hugging Face cache.")
+@click.option("--device", default="cpu", show_default=True,
+              help="Torch device of the learned depth model (cpu, cuda, cuda:1).")
+@click.option("--depth-cache", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Where learned nearness maps are kept, keyed by (image pixels, model): "
+                   "rebuilding with another recipe never recomputes depth. Default: "
+                   "$SSR_BENCH_CACHE/depth or ~/.cache/ssr-bench/depth.")
+@click.option("--no-depth-cache", is_flag=True, help="Neither read nor write the depth cache.")
+@click.option("--depth-batch", type=click.IntRange(1), default=4, show_default=True,
+              help="Images per learned-depth forward pass.")
 @click.option("--scale", type=click.IntRange(1, 16), default=None,
               help="Downsampling factor s (default: the recipe's, 4).")
 @click.option("--kernel-size", type=click.IntRange(1, 99), default=None,
@@ -118,7 +136,9 @@ def main() -> None:
               help="Output folder or fsspec URL (s3://bucket/set needs s3fs): shards, "
                    "manifest.json, preview.png.")
 @_library_errors
-def build(source: str, root: Path | None, recipe: str, depth: str, scale: int | None,
+def build(source: str, root: Path | None, recipe: str, depth: str, depth_model: str | None,
+          depth_weights: Path | None, device: str, depth_cache: Path | None, no_depth_cache: bool,
+          depth_batch: int, scale: int | None,
           kernel_size: int | None, seed: int, samples_per_image: int,
           crop: tuple[int, int] | None, workers: int, cluster: str | None, shard_size: int,
           max_images: int | None, split: str | None, no_noise: bool, no_jpeg: bool, strict: bool,
@@ -131,12 +151,14 @@ def build(source: str, root: Path | None, recipe: str, depth: str, scale: int | 
       degrade build --source folder --root ~/photos --recipe ssr --crop 256 256 \\
           --samples-per-image 4 --workers 2 --out out/photos
       degrade build --recipe cmos-defocus --depth gt --out out/cmos   # images with depth only
+      degrade build --source div2k --root ~/data --split valid --depth midas \
+          --depth-weights ~/weights --out out/div2k-valid
 
     Rerunning the same command resumes: complete shards whose checksum matches are kept.
     """
     from tqdm import tqdm
 
-    from .pipeline import BuildConfig
+    from .pipeline import BuildConfig, DepthOptions
     from .pipeline import build as run_build
     from .recipes import load_recipe
 
@@ -145,24 +167,37 @@ def build(source: str, root: Path | None, recipe: str, depth: str, scale: int | 
     config = BuildConfig(recipe=rec, source=source, root=str(root) if root else None,
                          depth=depth, seed=seed, samples_per_image=samples_per_image,
                          crop=tuple(crop) if crop else None, shard_size=shard_size,
-                         max_images=max_images, split=split)
-    bar = tqdm(total=None, unit="img", desc="degrade", dynamic_ncols=True, file=sys.stderr)
+                         max_images=max_images, split=split, depth_model=depth_model,
+                         depth_device=device)
+    depth_options = DepthOptions(weights_dir=str(depth_weights) if depth_weights else None,
+                                 cache_dir=str(depth_cache) if depth_cache else None,
+                                 use_cache=not no_depth_cache, batch_size=depth_batch)
+    bars: list[tqdm] = []  # made on the first report, so that fail-fast errors print alone
 
     def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, unit="img", desc="degrade", dynamic_ncols=True,
+                             file=sys.stderr))
+        bar = bars[0]
         if bar.total != total:
             bar.total = total
         bar.update(done - bar.n)
 
+    def close() -> None:
+        for bar in bars:
+            bar.close()
+
     try:
         result = run_build(config, out, workers=workers, cluster=cluster, overwrite=overwrite,
-                           strict=strict, on_progress=progress, preview=not no_preview)
+                           strict=strict, on_progress=progress, preview=not no_preview,
+                           depth_options=depth_options)
     except KeyboardInterrupt:
-        bar.close()
+        close()
         raise click.ClickException(
             f"interrupted; the finished shards in {out} are kept: rerun the same command to resume"
         ) from None
     finally:
-        bar.close()
+        close()
     m = result.manifest
     tot = m["totals"]
     click.echo(f"recipe {rec.name} (x{rec.scale}, K={rec.kernel_size}), seed {seed}: "

@@ -28,12 +28,13 @@ from typing import Any
 from ssr_datasets.errors import ConfigError, InputError, ShardsFailedError
 from ssr_datasets.manifest import MANIFEST_NAME
 from ssr_datasets.shards import shard_name, write_shard
-from ssr_datasets.sources import list_items, load_item, require_build_source
+from ssr_datasets.sources import SourceItem, list_items, load_item, require_build_source
 from ssr_datasets.storage import Storage
 
 from .build_config import (
     BuildConfig,
     BuildResult,
+    DepthOptions,
     ShardResult,
     ShardTask,
     shard_prefix,
@@ -48,11 +49,12 @@ from .build_state import (
     load_previous,
     strict_error,
 )
+from .depth import check_depth_provider
 from .executor import Counter, cluster_client, run_on_cluster, run_parallel, single_thread
 from .preview import write_shard_preview
 
 __all__ = [
-    "PARTIAL_NAME", "PREVIEW_NAME", "BuildConfig", "BuildResult", "ShardResult", "ShardTask",
+    "PARTIAL_NAME", "PREVIEW_NAME", "BuildConfig", "BuildResult", "DepthOptions", "ShardResult", "ShardTask",
     "ShardsFailedError", "build", "plan", "run_shard", "validate_config",
 ]
 
@@ -79,32 +81,36 @@ def plan(config: BuildConfig) -> list[ShardTask]:
 
 
 def run_shard(task: ShardTask, config: BuildConfig, out_dir: str,
-              ticks: Any = None) -> ShardResult:
+              depth_options: DepthOptions | None = None, ticks: Any = None) -> ShardResult:
     """Degrade every input of one shard and write it atomically; bad inputs become skips.
 
+    Inputs go in groups of ``depth_options.batch_size``: load, nearness (learned models run one
+    batched pass per group and reuse the depth cache), then the degradations.
     ``out_dir`` is a local folder or an fsspec URL, as seen from the process that runs this.
     """
-    from .sample import StageTimes, make_samples
+    from .sample import StageTimes
 
+    opts = depth_options or DepthOptions()
+    cache = None
+    if opts.use_cache:
+        from .depth.cache import DepthCache
+
+        cache = DepthCache(opts.cache_dir)
     times = StageTimes()
     samples, skipped, providers = [], [], {}
-    for item in task.items:
-        t = time.perf_counter()
-        try:
-            loaded = load_item(item)
-            t = times.add("load", t)
-            made = make_samples(item, loaded, config.recipe, variants=config.samples_per_image,
-                                seed=config.seed, crop=config.crop, depth=config.depth,
-                                times=times)
-        except InputError as exc:
-            skipped.append({"source": item.source, "image_id": item.image_id,
-                            "path": item.portable_path, "reason": exc.reason})
-        else:
-            samples.extend(made)
-            name = made[0].meta["depth"]["provider"]
-            providers[name] = providers.get(name, 0) + 1
-        if ticks is not None:
-            ticks.put(1)
+    items = list(task.items)
+    for start in range(0, len(items), max(1, opts.batch_size)):
+        group = items[start:start + max(1, opts.batch_size)]
+        for item, made, error in _degrade_group(group, config, opts, cache, times):
+            if error is not None:
+                skipped.append({"source": item.source, "image_id": item.image_id,
+                                "path": item.portable_path, "reason": error})
+            else:
+                samples.extend(made)
+                name = made[0].meta["depth"]["provider"]
+                providers[name] = providers.get(name, 0) + 1
+            if ticks is not None:
+                ticks.put(1)
     t = time.perf_counter()
     info = write_shard(Storage(out_dir).target(task.name), samples) if samples else None
     times.add("write", t)
@@ -112,6 +118,66 @@ def run_shard(task: ShardTask, config: BuildConfig, out_dir: str,
     truncation = {"warned": sum(bool(m["warn"]) for m in masses),
                   "worst": max((m["max"] for m in masses), default=0.0)}
     return ShardResult(task.index, info, skipped, times.seconds, providers, truncation)
+
+
+def _degrade_group(group: list[SourceItem], config: BuildConfig, opts: DepthOptions,
+                   cache: Any, times: Any) -> list[tuple[SourceItem, list, str | None]]:
+    """Load, estimate nearness for and degrade a few inputs; (item, samples, skip reason)."""
+    from .depth import estimate_nearness_batch, resolve_depth
+    from .sample import check_usable, make_samples
+
+    out: dict[int, tuple[SourceItem, list, str | None]] = {}
+    ready = []  # (position, item, loaded, provider, reason)
+    for pos, item in enumerate(group):
+        t = time.perf_counter()
+        try:
+            loaded = load_item(item)
+            check_usable(item, loaded, config.recipe, config.depth)
+            provider, reason = resolve_depth(config.depth, loaded.depth_m is not None,
+                                             weights_dir=opts.weights_dir)
+        except InputError as exc:
+            out[pos] = (item, [], exc.reason)
+        else:
+            ready.append((pos, item, loaded, provider, reason))
+        times.add("load", t)
+    depth: dict[int, Any] = {}
+    t = time.perf_counter()
+    for provider in sorted({r[3] for r in ready}):
+        batch = [r for r in ready if r[3] == provider]
+        try:
+            results = estimate_nearness_batch(
+                provider, [r[2].rgb for r in batch], [r[2].depth_m for r in batch],
+                [r[2].pixel_sha256 for r in batch], model=config.depth_model,
+                weights_dir=opts.weights_dir, device=config.depth_device, cache=cache,
+                batch_size=opts.batch_size)
+        except InputError:
+            # one bad depth map must not cost the others: redo this provider image by image
+            results = []
+            for r in batch:
+                try:
+                    results.extend(estimate_nearness_batch(
+                        provider, [r[2].rgb], [r[2].depth_m], [r[2].pixel_sha256],
+                        model=config.depth_model, weights_dir=opts.weights_dir,
+                        device=config.depth_device, cache=cache, batch_size=1))
+                except InputError as exc:
+                    out[r[0]] = (r[1], [], exc.reason)
+                    results.append(None)
+        for r, res in zip(batch, results, strict=True):
+            if res is not None:
+                depth[r[0]] = dataclasses.replace(res, info={**res.info, "choice": r[4]})
+    times.add("depth", t)
+    for pos, item, loaded, _, _ in ready:
+        if pos not in depth:
+            continue
+        try:
+            made = make_samples(item, loaded, config.recipe, depth[pos],
+                                variants=config.samples_per_image, seed=config.seed,
+                                crop=config.crop, times=times)
+        except InputError as exc:
+            out[pos] = (item, [], exc.reason)
+        else:
+            out[pos] = (item, made, None)
+    return [out[pos] for pos in range(len(group))]
 
 
 def build(
@@ -125,6 +191,7 @@ def build(
     command: str | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     preview: bool = True,
+    depth_options: DepthOptions | None = None,
 ) -> BuildResult:
     """Build (or resume) a shard set in ``out_dir``; ``on_progress(done_images, total_images)``.
 
@@ -134,6 +201,7 @@ def build(
         cluster: Dask scheduler address (``tcp://host:8786``) or ``local:N``; one task per
             shard, progress per finished shard. Local ``out_dir`` paths must be on a
             filesystem that every worker sees at the same path.
+        depth_options: learned-depth weights folder, cache and batch size (no effect on bytes).
 
     Raises:
         ConfigError: invalid options, or ``out_dir`` holds another build without ``overwrite``.
@@ -144,6 +212,10 @@ def build(
     validate_config(config)
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
+    opts = depth_options or DepthOptions()
+    # A learned model without weights fails here, before any image is read.
+    check_depth_provider(config.depth, model=config.depth_model, weights_dir=opts.weights_dir,
+                         device=config.depth_device)
     storage = Storage(out_dir)
     if cluster is not None:
         storage = _storage_for_cluster(storage)
@@ -183,7 +255,7 @@ def build(
 
         with cluster_client(cluster) as client:
             failed = run_on_cluster(client, run_shard,
-                                    [(t.index, (_for_workers(t), config, out)) for t in todo],
+                                    [(t.index, (_for_workers(t), config, out, opts)) for t in todo],
                                     finished_on_cluster)
         if failed:
             names = {t.index: t.name for t in todo}
@@ -199,13 +271,13 @@ def build(
             for task in todo:
                 counter = Counter(lambda n: on_progress and on_progress(n, total_images),
                                   done_images)
-                finished(run_shard(task, config, out, counter))
+                finished(run_shard(task, config, out, opts, counter))
                 done_images = counter.value
         finally:
             torch.set_num_threads(threads[0])
             cv2.setNumThreads(threads[1])
     else:
-        run_parallel(run_shard, [(t, config, out) for t in todo], workers, finished,
+        run_parallel(run_shard, [(t, config, out, opts) for t in todo], workers, finished,
                      lambda n: on_progress and on_progress(n, total_images), done_images)
 
     seconds = time.perf_counter() - start

@@ -21,7 +21,7 @@ from ssr_datasets.schema import SCHEMA_VERSION, Sample, make_key, nearness_to_u1
 from ssr_datasets.sources import LoadedImage, SourceItem
 
 from . import __version__
-from .depth import DepthRequest, estimate_nearness, resolve_depth
+from .depth import DepthRequest, DepthResult
 from .fields import draw_degradation
 from .ops.blur import apply_kernel_field, select_backend
 from .ops.kernels import truncation_stats
@@ -73,31 +73,33 @@ def crop_box(shape: tuple[int, int], crop: tuple[int, int] | None, scale: int,
     return top, left, ch, cw
 
 
+def check_usable(item: SourceItem, loaded: LoadedImage, recipe: Recipe, depth: DepthRequest) -> None:
+    """Raise InputError if an image cannot give samples (too small, or no depth for --depth gt)."""
+    s, k = recipe.scale, recipe.kernel_size
+    h, w = loaded.rgb.shape[:2]
+    if min(h - h % s, w - w % s) < max(k, 2 * s):
+        raise InputError(item.portable_path, f"image {h}x{w} is smaller than the {k}x{k} kernel window")
+    if depth == "gt" and loaded.depth_m is None:
+        # A per-image fact, not a bad option: skip this image, keep the build going.
+        raise InputError(item.portable_path, "no ground-truth depth (asked for --depth gt)")
+
+
 def make_samples(
     item: SourceItem,
     loaded: LoadedImage,
     recipe: Recipe,
+    depth: DepthResult,
     *,
     variants: int,
     seed: int,
     crop: tuple[int, int] | None,
-    depth: DepthRequest,
     times: StageTimes,
 ) -> list[Sample]:
-    """Degrade one loaded image ``variants`` times; raise InputError if it cannot be used."""
-    s, k = recipe.scale, recipe.kernel_size
+    """Degrade one loaded image with its nearness ``variants`` times; InputError if unusable."""
+    s = recipe.scale
     h, w = loaded.rgb.shape[:2]
-    if min(h - h % s, w - w % s) < max(k, 2 * s):
-        raise InputError(item.path, f"image {h}x{w} is smaller than the {k}x{k} kernel window")
-    if depth == "gt" and loaded.depth_m is None:
-        # A per-image fact, not a bad option: skip this image, keep the build going.
-        raise InputError(item.portable_path, "no ground-truth depth (asked for --depth gt)")
-    t = time.perf_counter()
-    provider, reason = resolve_depth(depth, loaded.depth_m is not None)
-    depth_result = estimate_nearness(provider, loaded.rgb, loaded.depth_m)
-    t = times.add("depth", t)
-    depth_meta = {**depth_result.info, "choice": reason}
-
+    depth_meta = depth.info
+    depth_result = depth
     samples = []
     for variant in range(variants):
         key = make_key(item.source, item.image_id, variant)
@@ -105,7 +107,7 @@ def make_samples(
         try:
             top, left, ch, cw = crop_box((h, w), crop, s, rng)
         except ValueError as exc:
-            raise InputError(item.path, str(exc)) from exc
+            raise InputError(item.portable_path, str(exc)) from exc
         hr = loaded.rgb[top:top + ch, left:left + cw].copy()
         near = depth_result.nearness[top:top + ch, left:left + cw].copy()
         samples.append(_degrade(item, loaded, recipe, key, variant, seed, rng, hr, near,

@@ -156,10 +156,14 @@ class LearnedDepth:
 
     @property
     def model_tag(self) -> str:
-        """Return ``model_id@revision`` (or ``@sha256:<hex16>``): the model part of cache keys."""
+        """Return ``model_id@revision/device-type``: the model part of cache keys.
+
+        The device type is part of it because GPU and CPU kernels round differently, and a map
+        cached on one must not stand in for the other (shards would depend on cache state).
+        """
         ident = self.identity
         rev = ident["revision"] or f"sha256:{(ident['weights_sha256'] or '')[:16]}"
-        return f"{self.model_id}@{rev}"
+        return f"{self.model_id}@{rev}/{self.device.type}"
 
     def _load(self) -> None:
         if self._model is not None:
@@ -241,12 +245,13 @@ class LearnedDepth:
         """Return the json-serializable provenance recorded with every nearness map.
 
         Identical whether the map was computed or read from the cache (shards must not depend on
-        cache state), so it holds no timing, path or device.
+        cache state), so it holds no timing or path; the device type is recorded (it is part of
+        the cache key too).
         """
         config = read_config(self._location.folder) if self._location is not None else {}
         model_type = config.get("model_type") or getattr(getattr(self._model, "config", None),
                                                          "model_type", None)
-        return {**self.identity, "model_type": model_type,
+        return {**self.identity, "model_type": model_type, "device_type": self.device.type,
                 "z_min_m": None, "z_max_m": None, "relative": True,
                 "normalization": normalization_tag(lo_pct, hi_pct),
                 "preprocessing": "checkpoint's image processor (PIL backend); prediction resized "

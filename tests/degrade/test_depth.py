@@ -11,6 +11,7 @@ import pytest
 import degrade.depth as depth
 from degrade.depth import (
     DEPTH_PROVIDERS,
+    LEARNED_PROVIDERS,
     DepthRequest,
     DepthResult,
     estimate_nearness,
@@ -26,12 +27,20 @@ RNG_RGB = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
 # --- registry and resolve_depth -------------------------------------------------------------
 
 
+@pytest.fixture
+def no_local_weights(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty Hugging Face cache and no configured weights folder (the developer's may hold MiDaS)."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.delenv("SSR_BENCH_DEPTH_WEIGHTS", raising=False)
+
+
 def test_registry_matches_public_names() -> None:
     assert DEPTH_PROVIDERS == tuple(depth._REGISTRY)
     assert typing.get_args(DepthRequest) == ("auto", *DEPTH_PROVIDERS)
 
 
-@pytest.mark.parametrize("provider", DEPTH_PROVIDERS)
+# the learned providers' contract test (tiny local models) is in test_depth_learned.py
+@pytest.mark.parametrize("provider", [p for p in DEPTH_PROVIDERS if p not in LEARNED_PROVIDERS])
 def test_every_provider_contract(provider: str) -> None:
     depth_m = np.linspace(1.0, 9.0, 40 * 56, dtype=np.float32).reshape(40, 56)
     result = estimate_nearness(provider, RNG_RGB, depth_m)
@@ -48,7 +57,7 @@ def test_resolve_auto_with_gt() -> None:
     assert resolve_depth("auto", has_gt=True)[0] == "gt"
 
 
-def test_resolve_auto_without_gt_falls_back_to_prior() -> None:
+def test_resolve_auto_without_gt_falls_back_to_prior(no_local_weights: None) -> None:
     name, reason = resolve_depth("auto", has_gt=False)
     assert name == "prior" and "no learned depth weights" in reason
 
@@ -60,7 +69,7 @@ def test_resolve_auto_prefers_local_learned_model(monkeypatch: pytest.MonkeyPatc
     assert resolve_depth("auto", has_gt=True)[0] == "gt"  # ground truth still wins
 
 
-def test_learned_hook_is_empty_for_now() -> None:
+def test_learned_hook_is_none_without_local_weights(no_local_weights: None) -> None:
     assert depth._learned_available() is None
 
 
@@ -79,8 +88,9 @@ def test_resolve_gt_without_gt_depth_fails() -> None:
 
 
 def test_resolve_unknown_request_lists_choices() -> None:
-    with pytest.raises(ConfigError, match=r"unknown depth request 'midas'.*'auto', 'gt', 'prior'"):
-        resolve_depth("midas", has_gt=False)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"unknown depth request 'zoe'.*'auto', 'gt', 'prior', "
+                                          r"'midas', 'depth-anything'"):
+        resolve_depth("zoe", has_gt=False)  # type: ignore[arg-type]
 
 
 def test_estimate_unknown_provider_lists_choices() -> None:

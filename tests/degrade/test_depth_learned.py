@@ -28,74 +28,24 @@ from degrade.depth import weights as weights_mod  # noqa: E402
 from degrade.depth.cache import DepthCache  # noqa: E402
 from degrade.depth.learned import LearnedDepth, relative_to_nearness  # noqa: E402
 from ssr_datasets.errors import ConfigError, MissingAssetError  # noqa: E402
+from tests.degrade.tiny_depth_models import (  # noqa: E402
+    tiny_depth_anything,
+    tiny_dpt,
+    tiny_hybrid,
+    weights_dir_with,
+)
 
 MIDAS = "Intel/dpt-hybrid-midas"
 DA_SMALL = "depth-anything/Depth-Anything-V2-Small-hf"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
-def _save(model, folder: Path, **proc_kw) -> Path:
-    from transformers import DPTImageProcessorPil
-
-    model.save_pretrained(folder)
-    DPTImageProcessorPil(image_mean=[0.5] * 3, image_std=[0.5] * 3, **proc_kw).save_pretrained(folder)
-    return folder
-
-
-def _tiny_hybrid(folder: Path) -> Path:
-    """DPT-hybrid (BiT + ViT) like Intel/dpt-hybrid-midas, ~90k parameters, 32x32 input."""
-    import torch
-    from transformers import DPTConfig, DPTForDepthEstimation
-
-    torch.manual_seed(0)
-    config = DPTConfig(
-        hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=37,
-        image_size=32, patch_size=16, is_hybrid=True, backbone_out_indices=[0, 1, 2, 3],
-        neck_hidden_sizes=[8, 16, 16, 16], fusion_hidden_size=16, reassemble_factors=[1, 1, 1, 0.5],
-        use_auxiliary_head=False, backbone_featmap_shape=[1, 32, 2, 2],
-        backbone_config={"global_padding": "same", "layer_type": "bottleneck", "depths": [1, 1, 1],
-                         "hidden_sizes": [8, 16, 32], "embedding_size": 8, "num_groups": 4,
-                         "out_features": ["stage1", "stage2", "stage3"],
-                         "embedding_dynamic_padding": True})
-    return _save(DPTForDepthEstimation(config).eval(), folder, size={"height": 32, "width": 32})
-
-
-def _tiny_dpt(folder: Path) -> Path:
-    """Plain ViT DPT like Intel/dpt-large, ~100k parameters, 32x32 input."""
-    import torch
-    from transformers import DPTConfig, DPTForDepthEstimation
-
-    torch.manual_seed(1)
-    config = DPTConfig(
-        hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=37,
-        image_size=32, patch_size=8, backbone_out_indices=[0, 1, 2, 3],
-        neck_hidden_sizes=[8, 16, 16, 16], fusion_hidden_size=16, use_auxiliary_head=False)
-    return _save(DPTForDepthEstimation(config).eval(), folder, size={"height": 32, "width": 32})
-
-
-def _tiny_depth_anything(folder: Path) -> Path:
-    """Depth Anything V2 layout (Dinov2 backbone), keep-aspect-ratio processor like the real one."""
-    import torch
-    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation
-
-    torch.manual_seed(2)
-    config = DepthAnythingConfig(
-        backbone_config={"model_type": "dinov2", "hidden_size": 32, "num_hidden_layers": 2,
-                         "num_attention_heads": 2, "intermediate_size": 37, "image_size": 28,
-                         "patch_size": 14, "out_features": ["stage1", "stage2"],
-                         "reshape_hidden_states": False},
-        reassemble_hidden_size=32, patch_size=14, neck_hidden_sizes=[8, 16],
-        reassemble_factors=[2, 1], fusion_hidden_size=16, head_hidden_size=8)
-    return _save(DepthAnythingForDepthEstimation(config).eval(), folder,
-                 size={"height": 28, "width": 28}, keep_aspect_ratio=True, ensure_multiple_of=14)
-
-
 @pytest.fixture(scope="session")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Tiny checkpoints, built once: name -> folder."""
     root = tmp_path_factory.mktemp("tiny-depth-models")
-    return {"hybrid": _tiny_hybrid(root / "hybrid"), "dpt": _tiny_dpt(root / "dpt"),
-            "da": _tiny_depth_anything(root / "da")}
+    return {"hybrid": tiny_hybrid(root / "hybrid"), "dpt": tiny_dpt(root / "dpt"),
+            "da": tiny_depth_anything(root / "da")}
 
 
 @pytest.fixture(autouse=True)
@@ -107,14 +57,6 @@ def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv(weights_mod.WEIGHTS_ENV, raising=False)
     learned_mod._SHARED.clear()
     return hub
-
-
-def _weights_dir(tmp_path: Path, folders: dict[str, Path]) -> Path:
-    """A --depth-weights folder holding ``<org>--<name>`` copies of the given checkpoints."""
-    root = tmp_path / "weights"
-    for model_id, src in folders.items():
-        shutil.copytree(src, root / model_id.replace("/", "--"))
-    return root
 
 
 def _images(sizes: list[tuple[int, int]], seed: int = 0) -> list[np.ndarray]:
@@ -205,7 +147,7 @@ def test_missing_weights_fail_before_any_work(tmp_path: Path, offline: Path,
 
 def test_missing_transformers_names_the_extra(monkeypatch: pytest.MonkeyPatch, models: dict[str, Path],
                                               tmp_path: Path) -> None:
-    root = _weights_dir(tmp_path, {MIDAS: models["hybrid"]})
+    root = weights_dir_with(tmp_path, {MIDAS: models["hybrid"]})
     monkeypatch.setattr(weights_mod.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ConfigError, match=r'pip install "ssr-bench\[depth\]"'):
         check_depth_provider("midas", weights_dir=str(root))
@@ -299,7 +241,7 @@ def test_cache_hit_skips_the_model_and_gives_identical_results(models: dict[str,
 def test_cache_is_keyed_by_model(models: dict[str, Path], tmp_path: Path) -> None:
     cache = DepthCache(tmp_path / "cache")
     rgb, sha = _images([(24, 24)]), ["4" * 64]
-    weights = _weights_dir(tmp_path, {MIDAS: models["hybrid"], "Intel/dpt-large": models["dpt"]})
+    weights = weights_dir_with(tmp_path, {MIDAS: models["hybrid"], "Intel/dpt-large": models["dpt"]})
     a = estimate_nearness_batch("midas", rgb, [None], sha, weights_dir=str(weights), cache=cache)[0]
     b = estimate_nearness_batch("midas", rgb, [None], sha, model="dpt-large",
                                 weights_dir=str(weights), cache=cache)[0]
@@ -316,7 +258,7 @@ def test_auto_picks_midas_when_weights_are_present(models: dict[str, Path], tmp_
                                                    offline: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert depth._learned_available() is None
     assert resolve_depth("auto", has_gt=False)[0] == "prior"
-    weights = _weights_dir(tmp_path, {MIDAS: models["hybrid"]})
+    weights = weights_dir_with(tmp_path, {MIDAS: models["hybrid"]})
     name, reason = resolve_depth("auto", has_gt=False, weights_dir=str(weights))
     assert name == "midas" and "found locally" in reason
     assert resolve_depth("auto", has_gt=True, weights_dir=str(weights))[0] == "gt"
@@ -332,7 +274,7 @@ def test_auto_picks_midas_when_weights_are_present(models: dict[str, Path], tmp_
 
 
 def test_auto_falls_back_to_depth_anything_then_prior(models: dict[str, Path], tmp_path: Path) -> None:
-    only_da = _weights_dir(tmp_path, {DA_SMALL: models["da"]})
+    only_da = weights_dir_with(tmp_path, {DA_SMALL: models["da"]})
     assert depth._learned_available(str(only_da)) == "depth-anything"
     assert depth._learned_available(str(models["da"])) == "depth-anything"  # the folder itself
     assert depth._learned_available(str(tmp_path / "nothing")) is None
