@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -23,6 +23,7 @@ from typing import Any, Literal
 import yaml
 
 from .archive import STATE_DIR, marker_path
+from .config import dataclass_from_mapping
 from .errors import ConfigError, InputError
 from .shards import sha256_file, write_json_atomic
 
@@ -119,25 +120,10 @@ def _typed(cls: type, data: Any, where: str) -> Any:
     """Build a frozen dataclass from a mapping; unknown keys fail with a suggestion."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
-    names = [f.name for f in fields(cls)]
-    for key in data:
-        if key not in names:
-            hint = difflib.get_close_matches(str(key), names, n=1)
-            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-            raise ConfigError(f"{where}: unknown key {key!r}{extra}; allowed: {', '.join(names)}")
-    required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
-    missing = [k for k in required if k not in data]
-    if missing:
-        raise ConfigError(f"{where}: missing key(s) {', '.join(missing)}")
-    out = {}
-    for f in fields(cls):
-        if f.name not in data:
-            continue
-        value = data[f.name]
-        if isinstance(value, list):
-            value = tuple(value)
-        out[f.name] = value
-    return cls(**out)
+    try:
+        return dataclass_from_mapping(cls, data, lambda key, hint: f"unknown key {key!r}{hint}")
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
 
 
 def _check_type(value: Any, kinds: tuple[type, ...], where: str) -> None:

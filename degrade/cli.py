@@ -6,17 +6,15 @@ click errors here and nowhere else.
 
 from __future__ import annotations
 
-import functools
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, get_args
 
 import click
 
-from ssr_datasets.errors import SsrError
 from ssr_datasets.sources import SOURCE_NAMES
 
+from .cli_support import library_errors
 from .depth import DepthRequest
 
 # The registries themselves (both import lazily what their entries need, so --help stays fast).
@@ -24,15 +22,6 @@ _SOURCES = SOURCE_NAMES
 _DEPTH = get_args(DepthRequest)
 
 
-def _library_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except SsrError as exc:
-            raise click.ClickException(str(exc)) from exc
-
-    return wrapper
 
 
 class _Location(click.ParamType):
@@ -135,7 +124,7 @@ def main() -> None:
 @click.option("--out", type=_LOCATION, required=True,
               help="Output folder or fsspec URL (s3://bucket/set needs s3fs): shards, "
                    "manifest.json, preview.png.")
-@_library_errors
+@library_errors
 def build(source: str, root: Path | None, recipe: str, depth: str, depth_model: str | None,
           depth_weights: Path | None, device: str, depth_cache: Path | None, no_depth_cache: bool,
           depth_batch: int, scale: int | None,
@@ -218,7 +207,7 @@ def build(source: str, root: Path | None, recipe: str, depth: str, depth_model: 
 
 @main.command()
 @click.argument("out_dir", type=_EXISTING_LOCATION)
-@_library_errors
+@library_errors
 def info(out_dir: Path | str) -> None:
     """Summarize a shard set from its manifest (no shard is read)."""
     from ssr_datasets.manifest import describe
@@ -230,7 +219,7 @@ def info(out_dir: Path | str) -> None:
 @click.argument("out_dir", type=_EXISTING_LOCATION)
 @click.option("--no-checksums", is_flag=True, help="Skip sha256 checks (sizes are still checked).")
 @click.option("--no-decode", is_flag=True, help="Skip decoding and validating every sample.")
-@_library_errors
+@library_errors
 def verify(out_dir: Path | str, no_checksums: bool, no_decode: bool) -> None:
     """Check checksums, sizes, schema and decodability; exit 1 on any mismatch."""
     from ssr_datasets.manifest import verify_shard_set

@@ -6,29 +6,17 @@ live here, library errors become click errors here.
 
 from __future__ import annotations
 
-import functools
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import click
 
-from ssr_datasets.errors import SsrError
+from .cli_support import library_errors
 
 _ROOT_HELP = ("The data set's own folder (e.g. data/div2k): archives are saved and extracted "
               "there; checksums recorded on first download go to DIR/.ssr-bench/checksums.json.")
 
 
-def _library_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except SsrError as exc:
-            raise click.ClickException(str(exc)) from exc
-
-    return wrapper
 
 
 def _size(n: int | None) -> str:
@@ -95,7 +83,7 @@ def list_cmd() -> None:
                    "URLs follow as fallbacks. Checksums are enforced whatever the source.")
 @click.option("--timeout", type=click.FloatRange(1, 600), default=60, show_default=True,
               help="Seconds a connection may stall before the next mirror is tried.")
-@_library_errors
+@library_errors
 def download_cmd(name: str, root: Path, split: str | None, mirror: str | None,
                  timeout: float) -> None:
     """Download, verify (size + sha256) and extract NAME into --root.
@@ -154,7 +142,7 @@ def download_cmd(name: str, root: Path, split: str | None, mirror: str | None,
 @click.option("--strict", is_flag=True,
               help="Also fail when a benchmark image's decoded pixels differ from the recorded "
                    "copy or are not found (reported as warnings otherwise).")
-@_library_errors
+@library_errors
 def verify_cmd(name: str, root: Path, strict: bool) -> None:
     """Check a data set in --root: archive checksums, folder layout, benchmark pixels.
 

@@ -13,12 +13,13 @@ import difflib
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
 
+from ssr_datasets.config import dataclass_from_mapping
 from ssr_datasets.errors import ConfigError
 from ssr_manifests import RECIPES_DIR
 
@@ -167,21 +168,8 @@ def recipe_from_dict(data: dict[str, Any]) -> Recipe:
 def _build(cls: type, data: Any, where: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}")
-    names = [f.name for f in fields(cls)]
-    for key in data:
-        if key not in names:
-            hint = difflib.get_close_matches(key, names, n=1)
-            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-            raise ConfigError(f"unknown key {where}.{key}{extra}; allowed: {', '.join(names)}")
-    kwargs = {}
-    for f in fields(cls):
-        if f.name not in data:
-            continue
-        value = data[f.name]
-        if isinstance(value, list):
-            value = tuple(value)
-        kwargs[f.name] = _as_declared(value, f.type)
-    return cls(**kwargs)
+    return dataclass_from_mapping(cls, data, lambda key, hint: f"unknown key {where}.{key}{hint}",
+                                  _as_declared)
 
 
 def _as_declared(value: Any, declared: Any) -> Any:

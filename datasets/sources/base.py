@@ -147,3 +147,16 @@ def resolve_split(source: object, split: str | None) -> str | None:
         raise ConfigError(f"source {name!r} has no split {split!r}; choose one of: "
                           f"{', '.join(splits)} (default {splits[0]})")
     return split
+
+
+def load_image_only(item: SourceItem) -> LoadedImage:
+    """Decode an item's image to uint8 RGB (conversions recorded), with no depth.
+
+    Raises:
+        InputError: The file is unreadable or not an image.
+    """
+    from ..imageio import pixel_sha256, read_image
+
+    decoded = read_image(item.path)
+    return LoadedImage(rgb=decoded.rgb, depth_m=None, conversions=decoded.conversions,
+                       pixel_sha256=pixel_sha256(decoded.rgb))

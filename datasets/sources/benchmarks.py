@@ -26,8 +26,7 @@ import re
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..imageio import pixel_sha256, read_image
-from .base import LoadedImage, SourceItem
+from .base import LoadedImage, SourceItem, load_image_only
 from .layout import check_count, files_in, find_folder, no_layout, rel_to, require_root
 
 #: Image files a benchmark folder may hold.
@@ -124,9 +123,7 @@ class BenchmarkSource:
         Raises:
             InputError: The file is unreadable or not an image.
         """
-        decoded = read_image(item.path)
-        return LoadedImage(rgb=decoded.rgb, depth_m=None, conversions=decoded.conversions,
-                           pixel_sha256=pixel_sha256(decoded.rgb))
+        return load_image_only(item)
 
 
 SET5 = BenchmarkSource("set5", "Set5", ("Set5", "set5"), 5, SET5_NAMES)

@@ -17,8 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..imageio import pixel_sha256, read_image
-from .base import LoadedImage, SourceItem, resolve_split
+from .base import LoadedImage, SourceItem, load_image_only, resolve_split
 from .layout import check_expected, files_in, find_folder, no_layout, rel_to, require_root
 
 
@@ -70,9 +69,7 @@ class NumberedHRSource:
         Raises:
             InputError: The file is unreadable or not an image.
         """
-        decoded = read_image(item.path)
-        return LoadedImage(rgb=decoded.rgb, depth_m=None, conversions=decoded.conversions,
-                           pixel_sha256=pixel_sha256(decoded.rgb))
+        return load_image_only(item)
 
 
 DIV2K = NumberedHRSource(

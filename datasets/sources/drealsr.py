@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, InputError, MissingAssetError
-from ..imageio import pixel_sha256, read_image
-from .base import LoadedImage, SourceItem, resolve_split, sanitize_id
+from ..imageio import read_image
+from .base import LoadedImage, SourceItem, load_image_only, resolve_split, sanitize_id
 from .layout import download_hint, files_in, no_layout, preview, rel_to, require_root
 
 NAME = "drealsr"
@@ -106,9 +106,7 @@ class DRealSRSource:
         Raises:
             InputError: The file is unreadable or not an image.
         """
-        decoded = read_image(item.path)
-        return LoadedImage(rgb=decoded.rgb, depth_m=None, conversions=decoded.conversions,
-                           pixel_sha256=pixel_sha256(decoded.rgb))
+        return load_image_only(item)
 
 
 def load_pair(item: SourceItem) -> tuple[np.ndarray, np.ndarray]:

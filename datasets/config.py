@@ -1,0 +1,52 @@
+"""Strict config data: a mapping becomes a frozen dataclass, or an error that helps.
+
+One owner for what recipes (degrade/recipes.py) and dataset manifests (catalog.py) both need:
+unknown keys fail with a "did you mean", lists become tuples (frozen dataclasses must hash).
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, fields
+from typing import Any
+
+from .errors import ConfigError
+
+
+def dataclass_from_mapping(
+    cls: type,
+    data: Mapping[str, Any],
+    unknown: Callable[[str, str], str],
+    convert: Callable[[Any, Any], Any] | None = None,
+) -> Any:
+    """Build ``cls`` from ``data``; unknown keys raise ConfigError(unknown(key, hint) + allowed).
+
+    Args:
+        cls: a dataclass.
+        data: its fields by name; missing optional fields keep their defaults.
+        unknown: formats the start of the message for an unknown key, given the key and
+            " (did you mean 'x'?)" or "".
+        convert: ``convert(value, declared_type)`` applied to each value (lists already tuples).
+
+    Raises:
+        ConfigError: an unknown key, or a required field that is missing.
+    """
+    names = [f.name for f in fields(cls)]
+    for key in data:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{unknown(str(key), hint)}; allowed: {', '.join(names)}")
+    required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise ConfigError(f"missing key(s) {', '.join(missing)}")
+    kwargs = {}
+    for f in fields(cls):
+        if f.name in data:
+            value = data[f.name]
+            if isinstance(value, list):
+                value = tuple(value)
+            kwargs[f.name] = convert(value, f.type) if convert else value
+    return cls(**kwargs)
