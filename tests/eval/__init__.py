@@ -1,0 +1,1 @@
+"""Tests of eval: metrics, scorer and the ssr-eval CLI."""

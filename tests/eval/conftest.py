@@ -1,0 +1,108 @@
+"""Fixtures for the scorer and `ssr-eval` tests: fake metrics that count their calls, images."""
+
+from __future__ import annotations
+
+import math
+import sys
+import types
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from eval.metrics.registry import METRICS, MetricSpec
+from ssr_datasets.errors import ConfigError, MissingAssetError
+
+FAKE_MODULE = "ssr_bench_test_fake_metrics"  # a module made in memory: registry factories import it
+CALLS: Counter[str] = Counter()  # metric name -> __call__ count
+
+
+class FakeMetric:
+    """A metric with the registry's contract whose value is trivially checkable.
+
+    fake_fr: mean |pred - gt| over the cropped RGB values; fake_nr: mean of pred (uint8 scale);
+    fake_missing: check() raises MissingAssetError.
+    """
+
+    def __init__(self, spec: MetricSpec, crop_border: int = 0) -> None:
+        self.spec, self.crop_border = spec, crop_border
+
+    def check(self) -> None:
+        if self.spec.name == "fake_missing":
+            raise MissingAssetError("fake_weights.pth", "/nowhere/weights",
+                                    url="https://example.invalid/fake_weights.pth")
+
+    def __call__(self, pred: np.ndarray, gt: np.ndarray | None = None) -> float:
+        CALLS[self.spec.name] += 1
+        c = self.crop_border
+        p = pred[c:pred.shape[0] - c, c:pred.shape[1] - c].astype(np.float64)
+        if not self.spec.full_reference:
+            return float(p.mean())
+        if gt is None:
+            raise ConfigError("fake_fr needs gt")
+        g = gt[c:gt.shape[0] - c, c:gt.shape[1] - c].astype(np.float64)
+        return float(np.abs(p - g).mean())
+
+    def conventions(self) -> dict[str, Any]:
+        return {"fake": True, "crop_border": self.crop_border}
+
+
+def fake_spec(name: str, full_reference: bool, version: str = "1", extra: str | None = None,
+              higher_is_better: bool = False) -> MetricSpec:
+    return MetricSpec(name, name.upper(), higher_is_better, full_reference, "", None, version,
+                      f"{FAKE_MODULE}:FakeMetric", extra, f"{name}: a test metric")
+
+
+@pytest.fixture
+def fake_metrics(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Register fake_fr, fake_nr and fake_missing (undone after the test); return the call counter."""
+    module = types.ModuleType(FAKE_MODULE)
+    module.FakeMetric = FakeMetric  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, FAKE_MODULE, module)
+    for spec in (fake_spec("fake_fr", True), fake_spec("fake_nr", False, higher_is_better=True),
+                 fake_spec("fake_missing", True)):
+        monkeypatch.setitem(METRICS, spec.name, spec)
+    CALLS.clear()
+    return CALLS
+
+
+def psnr_y_reference(gt: np.ndarray, pred: np.ndarray, crop: int) -> float:
+    """Return PSNR in dB from first principles: MATLAB rgb2ycbcr Y (unrounded), crop, 10 log10."""
+
+    def y(img: np.ndarray) -> np.ndarray:
+        f = img.astype(np.float64)
+        return 16.0 + (65.481 * f[..., 0] + 128.553 * f[..., 1] + 24.966 * f[..., 2]) / 255.0
+
+    a, b = y(gt), y(pred)
+    if crop:
+        a, b = a[crop:-crop, crop:-crop], b[crop:-crop, crop:-crop]
+    return 10.0 * math.log10(255.0**2 / np.mean((a - b) ** 2))
+
+
+def random_rgb(seed: int, h: int = 32, w: int = 40) -> np.ndarray:
+    """Return a uint8 (h, w, 3) random RGB image."""
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def noisy(img: np.ndarray, sigma: float, seed: int = 1) -> np.ndarray:
+    """Return ``img`` plus Gaussian noise of ``sigma`` (0-255 scale), rounded and clipped."""
+    n = np.random.default_rng(seed).normal(0.0, sigma, img.shape)
+    return np.clip(np.rint(img + n), 0, 255).astype(np.uint8)
+
+
+def smooth_rgb(seed: int, h: int = 128, w: int = 128) -> np.ndarray:
+    """Return a natural-ish uint8 image: smoothed noise plus a gradient (NIQE needs structure)."""
+    rng = np.random.default_rng(seed)
+    base = cv2.GaussianBlur(rng.normal(128, 60, (h, w, 3)), (0, 0), 2.0)
+    ramp = np.linspace(-40, 40, w)[None, :, None]
+    return np.clip(np.rint(base + ramp), 0, 255).astype(np.uint8)
+
+
+def write_image(path: Path, rgb: np.ndarray) -> None:
+    """Write uint8 RGB with OpenCV (BGR order); the suffix picks the format."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), np.ascontiguousarray(rgb[..., ::-1])):
+        raise OSError(f"cv2 could not write {path}")
