@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ssr_datasets.errors import ConfigError
+from ssr_datasets.paths import user_cache_dir
 from ssr_datasets.schema import nearness_to_u16
 
 NEARNESS_MAX = 65535
@@ -39,11 +40,7 @@ _SHA = re.compile(r"^[0-9a-f]{64}$")
 
 def default_cache_dir() -> Path:
     """Return the default depth cache folder (see the module docstring); nothing is created."""
-    if os.environ.get("SSR_BENCH_CACHE"):
-        return Path(os.environ["SSR_BENCH_CACHE"]).expanduser() / "depth"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "ssr-bench" / "depth"
+    return user_cache_dir("depth")
 
 
 @dataclass(frozen=True)

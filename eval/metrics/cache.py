@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import sqlite3
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -29,6 +28,7 @@ from types import TracebackType
 from typing import Any, NamedTuple
 
 from ssr_datasets.errors import ConfigError
+from ssr_datasets.paths import user_cache_dir
 
 FILE_NAME = "scores.sqlite3"
 NO_GT = "-"  # the gt hash of a no-reference metric's key
@@ -48,11 +48,7 @@ CREATE TABLE IF NOT EXISTS scores (
 
 def default_cache_dir() -> Path:
     """Return the default score cache folder (see the module docstring); nothing is created."""
-    if os.environ.get("SSR_BENCH_CACHE"):
-        return Path(os.environ["SSR_BENCH_CACHE"]).expanduser() / "scores"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "ssr-bench" / "scores"
+    return user_cache_dir("scores")
 
 
 def options_hash(options: Mapping[str, Any]) -> str:

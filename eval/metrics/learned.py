@@ -35,6 +35,7 @@ Inputs follow :func:`eval.metrics.color.to_float255` (uint8 ``(H, W, 3)`` RGB, f
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import importlib
 import importlib.metadata
@@ -164,7 +165,7 @@ def to_batch(img: Any, device: Any) -> Any:
     return t.permute(2, 0, 1).unsqueeze(0).contiguous().to(device)
 
 
-class _PyiqaMetric:
+class _PyiqaMetric(abc.ABC):
     """A pyiqa metric with verified local weights: ``check()``, ``__call__``, ``conventions()``.
 
     The model is built on the first call (once per instance), in eval mode, and run without
@@ -269,9 +270,9 @@ class _PyiqaMetric:
     def _import(self) -> types.ModuleType:
         return import_pyiqa()
 
+    @abc.abstractmethod
     def _overrides(self, paths: dict[str, str]) -> dict[str, Any]:
         """Return the create_metric options that point pyiqa at the local files."""
-        raise NotImplementedError
 
 
 class LPIPS(_PyiqaMetric):
