@@ -14,6 +14,10 @@ Two backends compute the same sum (both are tested against the literal formula):
   vector registers. About 9 ``exp`` per LR pixel instead of K*K. It is used for float32 CPU
   tensors when every sigma is above :func:`c_backend_min_sigma` (below it a start value could
   underflow while its row still carries weight).
+* ``"autograd"``: the same sum through ``F.unfold`` and a softmax over the taps, so gradients
+  flow to ``hr`` and ``params`` (data-consistency steps, kernel re-degradation losses); it holds
+  all K*K patches at once, so keep it to training-sized crops. ``auto`` picks it when either
+  input requires grad (the other backends write into preallocated buffers).
 * ``"torch"``, pure torch on any device (CUDA included), chunked over LR rows:
 
 How the torch path stays fast on a CPU (measured in bench/engine.py):
@@ -54,7 +58,7 @@ _PRUNE_LOG = math.log(1e-11)
 _CHUNK_PIXELS = 8192
 
 
-Backend = Literal["auto", "c", "torch"]
+Backend = Literal["auto", "c", "torch", "autograd"]
 
 try:
     from . import _svblur
@@ -73,10 +77,12 @@ def c_backend_min_sigma(kernel_size: int, delta: float) -> float:
 
 
 def select_backend(hr: torch.Tensor, params: torch.Tensor, kernel_size: int, delta: float,
-                   backend: Backend = "auto") -> Literal["c", "torch"]:
-    """Return the backend apply_kernel_field uses for these inputs ("c" or "torch")."""
-    if backend not in ("auto", "c", "torch"):
-        raise ConfigError(f"backend must be 'auto', 'c' or 'torch', got {backend!r}")
+                   backend: Backend = "auto") -> Literal["c", "torch", "autograd"]:
+    """Return the backend apply_kernel_field uses for these inputs ("c", "torch" or "autograd")."""
+    if backend not in ("auto", "c", "torch", "autograd"):
+        raise ConfigError(f"backend must be 'auto', 'c', 'torch' or 'autograd', got {backend!r}")
+    if backend == "autograd" or (backend == "auto" and (hr.requires_grad or params.requires_grad)):
+        return "autograd"
     ok = (_svblur is not None and hr.device.type == "cpu" and hr.dtype == torch.float32
           and hr.shape[1] <= 4 and not hr.requires_grad and not params.requires_grad
           and float(params[:, :2].min()) > c_backend_min_sigma(kernel_size, delta))
@@ -128,8 +134,11 @@ def apply_kernel_field(
     r = kernel_size // 2
     dtype, device = hr.dtype, hr.device
     params = params.to(dtype)
-    if select_backend(hr, params, kernel_size, delta, backend) == "c":
+    chosen = select_backend(hr, params, kernel_size, delta, backend)
+    if chosen == "c":
         return _apply_c(hr, params, scale, kernel_size, delta)
+    if chosen == "autograd":
+        return _apply_autograd(hr, params, scale, kernel_size, delta)
 
     poly = _polyphase(hr, r, scale)  # (s, s, B, C, Hq, Wq)
     st = poly.stride()
@@ -173,6 +182,23 @@ def apply_kernel_field(
                 acc.addcmul_(poly.as_strided(size, stride, tap_base[k] + offset), wk)
             torch.div(acc, total, out=out[n, :, r0:r1])
     return out
+
+
+def _apply_autograd(hr: torch.Tensor, params: torch.Tensor, scale: int, kernel_size: int,
+                    delta: float) -> torch.Tensor:
+    b, c, h_hr, w_hr = hr.shape
+    h, w, r = h_hr // scale, w_hr // scale, kernel_size // 2
+    d = tap_offsets(kernel_size, delta, hr.dtype, hr.device)
+    dy = d.view(-1, 1).expand(kernel_size, kernel_size).reshape(-1, 1, 1)
+    dx = d.view(1, -1).expand(kernel_size, kernel_size).reshape(-1, 1, 1)
+    a_, b_t, c_t = (x.unsqueeze(1) for x in precision_terms(params[:, 0], params[:, 1], params[:, 2]))
+    # softmax over the taps = exp(q) / sum exp(q), the normalized kernel, without overflow
+    weights = torch.softmax(-0.5 * (a_ * dx * dx + 2 * b_t * dx * dy + c_t * dy * dy), dim=1)
+    padded = F.pad(hr, (r, r, r, r), mode="reflect")
+    patches = F.unfold(padded, kernel_size, stride=scale)  # (B, C*K*K, rows*cols)
+    cols = (padded.shape[-1] - kernel_size) // scale + 1
+    patches = patches.view(b, c, kernel_size * kernel_size, -1, cols)[..., :h, :w]
+    return (patches * weights.unsqueeze(1)).sum(2)
 
 
 def _apply_c(hr: torch.Tensor, params: torch.Tensor, scale: int, kernel_size: int,

@@ -1,0 +1,31 @@
+"""Fixtures for the ssr_models tests: one tiny shard set built by the real pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from degrade.pipeline import build
+from ssr_datasets.manifest import read_manifest
+from ssr_datasets.schema import Sample
+from ssr_datasets.shards import iter_shard
+from tests.degrade.conftest import make_config, write_folder
+
+CROP = 16  # HR crop side: 4 LR px at the recipe's x4
+
+
+@pytest.fixture(scope="session")
+def shard_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three shards of two 48x64 samples each (recipe ``ssr``, x4, K = 21)."""
+    root = tmp_path_factory.mktemp("ssr_models_shards")
+    write_folder(root / "images")
+    build(make_config(root / "images"), root / "shards", command="test", preview=False)
+    return root / "shards"
+
+
+@pytest.fixture(scope="session")
+def samples(shard_dir: Path) -> dict[str, Sample]:
+    """Every sample of ``shard_dir`` by key, read directly from the tar files."""
+    manifest = read_manifest(shard_dir)
+    return {s.key: s for e in manifest["shards"] for s in iter_shard(shard_dir / e["name"])}
