@@ -1,0 +1,207 @@
+"""Training configs: YAML files naming, per stage, a model and its Trainer and data settings.
+
+A config has up to three stages (``kernel``, ``nbsr``, ``diffusion``; DESIGN.md's training
+order), each::
+
+    kernel:
+      model: dkenet-tiny          # a registry name (ssr_models.MODELS) allowed for the stage
+      model_overrides: {}         # keyword overrides for the model's config dataclass
+      data: {crop_hr: 48, batch_size: 4, epoch_samples: null, num_workers: 0}
+      trainer: {steps: 300, lr: 0.001, ...}   # TrainerConfig fields except out_dir
+
+Everything is validated at load: unknown keys at every level are a ConfigError with a "did you
+mean"; the model name must be registered for its stage. The model overrides are validated when
+the model is built (``create_model`` -> ``with_overrides``: same "did you mean"), which the CLI
+does before any training. ``out_dir`` is not a config key: the CLI's ``--out`` decides it.
+
+Built-in configs live in ``ssr_models/configs/<name>.yaml`` (``tiny``, ``paper``); any other
+``*.yaml`` path is read as a file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import yaml
+
+from ssr_datasets.config import dataclass_from_mapping
+from ssr_datasets.errors import ConfigError
+
+from . import MODELS
+from .trainer import TrainerConfig
+
+__all__ = ["BUILTIN_CONFIGS", "CONFIG_DIR", "STAGES", "STAGE_MODELS", "DataConfig", "Stage",
+           "StageConfig", "TrainConfig", "load_train_config", "parse_train_config"]
+
+Stage = Literal["kernel", "nbsr", "diffusion"]
+STAGES: tuple[str, ...] = get_args(Stage)  # also the order of ``--stage all``
+CONFIG_DIR = Path(__file__).parent / "configs"
+BUILTIN_CONFIGS: tuple[str, ...] = ("tiny", "paper")
+# Registry names each stage may train (the stage decides what run.json and ssr-infer expect).
+STAGE_MODELS: dict[str, tuple[str, ...]] = {
+    "kernel": tuple(n for n in MODELS if n.startswith("dkenet")),
+    "nbsr": tuple(n for n in MODELS if n.startswith("nbsr")),
+    "diffusion": tuple(n for n in MODELS if n.startswith("diffusion")),
+}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How the TrainingStream cuts batches.
+
+    Attributes:
+        crop_hr: HR crop side in px (a multiple of the shards' scale); validation uses centre
+            crops of the same side.
+        batch_size: Samples per step per rank.
+        epoch_samples: Samples per (resampled) epoch; None = the manifest's count (local folder).
+        num_workers: DataLoader workers (0 = read in the training process).
+    """
+
+    crop_hr: int
+    batch_size: int
+    epoch_samples: int | None = None
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.crop_hr < 1 or self.batch_size < 1 or self.num_workers < 0:
+            raise ConfigError(f"need crop_hr >= 1, batch_size >= 1, num_workers >= 0: {self}")
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One stage: the model (registry name + overrides), the Trainer settings and the data."""
+
+    model: str
+    trainer: dict[str, Any]
+    data: DataConfig
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+
+    def trainer_config(self, out_dir: str | Path, **overrides: Any) -> TrainerConfig:
+        """Return the TrainerConfig writing to ``out_dir``; ``overrides`` that are None are skipped."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return _trainer_from_mapping({**self.trainer, **given, "out_dir": str(out_dir)})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A whole config: its name and the stages it defines (a subset of STAGES)."""
+
+    name: str
+    stages: dict[str, StageConfig]
+
+    def stage(self, name: str) -> StageConfig:
+        """Return stage ``name``; a stage the config lacks is a ConfigError."""
+        if name not in self.stages:
+            raise ConfigError(f"config {self.name!r} has no stage {name!r} "
+                              f"(it has: {', '.join(self.stages) or 'none'})")
+        return self.stages[name]
+
+
+def _unknown_key(where: str, key: str, allowed: tuple[str, ...] | list[str]) -> ConfigError:
+    close = difflib.get_close_matches(str(key), list(allowed), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(f"unknown {where} key {key!r}{hint}; allowed: {', '.join(allowed)}")
+
+
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where} must be a mapping, got {type(value).__name__}")
+    return value
+
+
+def _to_number(value: Any, declared: Any) -> Any:
+    # PyYAML reads "1e-3" (no dot) as a string; accept it where the field is a float.
+    if isinstance(value, str) and "float" in str(declared):
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"expected a number, got {value!r}") from None
+    return value
+
+
+def _trainer_from_mapping(data: Mapping[str, Any]) -> TrainerConfig:
+    return dataclass_from_mapping(TrainerConfig, data,
+                                  lambda k, hint: f"unknown trainer key {k!r}{hint}", _to_number)
+
+
+def _parse_stage(name: str, data: Any, where: str) -> StageConfig:
+    data = _mapping(data, f"{where}: stage {name!r}")
+    keys = [f.name for f in dataclasses.fields(StageConfig)]
+    for key in data:
+        if key not in keys:
+            raise _unknown_key(f"{where}: stage {name!r}", key, keys)
+    for key in ("model", "trainer", "data"):
+        if key not in data:
+            raise ConfigError(f"{where}: stage {name!r} needs a {key!r} key")
+    model = data["model"]
+    if model not in STAGE_MODELS[name]:
+        close = difflib.get_close_matches(str(model), STAGE_MODELS[name], n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"{where}: stage {name!r} cannot train model {model!r}{hint}; "
+                          f"choose one of: {', '.join(STAGE_MODELS[name])}")
+    trainer = dict(_mapping(data["trainer"], f"{where}: {name}.trainer"))
+    if "out_dir" in trainer:
+        raise ConfigError(f"{where}: {name}.trainer.out_dir is set by --out, not the config")
+    try:
+        # Validate now (unknown keys, ranges) with a placeholder out_dir; kept as a mapping so
+        # that --steps/--seed can override before the real TrainerConfig is built.
+        _trainer_from_mapping({**trainer, "out_dir": "."})
+        data_cfg = dataclass_from_mapping(DataConfig, _mapping(data["data"], f"{name}.data"),
+                                          lambda k, hint: f"unknown data key {k!r}{hint}")
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: stage {name!r}: {exc}") from None
+    overrides = dict(_mapping(data.get("model_overrides") or {}, f"{name}.model_overrides"))
+    return StageConfig(model=model, trainer=trainer, data=data_cfg, model_overrides=overrides)
+
+
+def parse_train_config(data: Any, name: str = "<config>") -> TrainConfig:
+    """Validate a config mapping (as read from YAML) into a TrainConfig.
+
+    Raises:
+        ConfigError: Unknown keys ("did you mean"), a missing key, a model the stage cannot
+            train, or an invalid trainer/data value.
+    """
+    data = _mapping(data, name)
+    top = ("name", "description", "stages")
+    for key in data:
+        if key not in top:
+            raise _unknown_key(f"{name}: top-level", key, top)
+    stages = _mapping(data.get("stages") or {}, f"{name}: stages")
+    for key in stages:
+        if key not in STAGES:
+            raise _unknown_key(f"{name}: stage", key, STAGES)
+    if not stages:
+        raise ConfigError(f"{name}: no stages (give one or more of {', '.join(STAGES)})")
+    parsed = {s: _parse_stage(s, stages[s], name) for s in STAGES if s in stages}
+    return TrainConfig(name=str(data.get("name", name)), stages=parsed)
+
+
+def load_train_config(name_or_path: str | Path) -> TrainConfig:
+    """Load a built-in config by name (``tiny``, ``paper``) or a YAML file by path.
+
+    Raises:
+        ConfigError: An unknown name (the choices are listed), an unreadable file or an
+            invalid config.
+    """
+    text = str(name_or_path)
+    if text in BUILTIN_CONFIGS:
+        path = CONFIG_DIR / f"{text}.yaml"
+    elif text.endswith((".yaml", ".yml")) or Path(text).is_file():
+        path = Path(text)
+        if not path.is_file():
+            raise ConfigError(f"config file {text!r} does not exist")
+    else:
+        close = difflib.get_close_matches(text, BUILTIN_CONFIGS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(f"unknown config {text!r}{hint}; choose one of: "
+                          f"{', '.join(BUILTIN_CONFIGS)}, or give a .yaml file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from None
+    return parse_train_config(data, name=path.name)

@@ -1,0 +1,356 @@
+"""Blind SR inference from a training run folder: SVKR, one DKENet -> NBSR pass, or diffusion.
+
+``SRPipeline.from_checkpoint(run_dir)`` rebuilds the trained stages (``run_dir/kernel``,
+``run_dir/nbsr``, ``run_dir/diffusion``; EMA weights) through :mod:`ssr_models.run`, and
+``pipeline(lr_uint8)`` returns an :class:`SRResult`. Methods (``Method``):
+
+* ``svkr``: Algorithm 1 (:class:`ssr_models.svkr.SVKR`) with DKENet as KE, NBSR as the restorer
+  and the degrade depth provider ``depth`` (default ``prior``) as DE; the SR image is I^T.
+* ``nbsr-dkenet``: one pass, D = DE(bicubic LR), K = DKENet(LR, D), SR = NBSR(LR, K).
+* ``diffusion``: ``DiffusionSR.sample`` conditioned on DKENet's kernel field and the nearness.
+  When the run also has an nbsr stage, ``svkr_iterations > 0`` and the diffusion model was
+  trained with ``use_svkr``, K and D come from SVKR (K^T, D^T), else from the one pass above.
+* ``auto``: ``diffusion`` if the run has kernel and diffusion stages, else ``svkr``.
+
+Kernel field for diffusion (and for ``SRResult.kernel_field``): (s1, s2, theta) per LR pixel.
+A param-head DKENet gives it directly. A kernel-head DKENet gives K x K taps; each is reduced to
+its second central moments, Sigma = sum_ab k (d - mu)(d - mu)^T with d = (column offset, row
+offset) in HR px, then :func:`degrade.ops.kernels.sigmas_from_covariance`. The LR grid offset
+delta drops out of central moments. A Gaussian cut by the K x K window has a smaller variance
+than its sigma^2, so wide kernels come out a little narrow; s1, s2 are clamped below at the
+DKENet's ``min_sigma`` (a one-tap kernel would give 0, which Eq. 1's precision cannot take).
+
+Tiling (any image size): the LR image is cut into ``tile`` x ``tile`` windows (LR px) that
+overlap by at least ``overlap`` px (the last window on each axis is moved flush with the image
+edge, so some overlaps are larger). Every window runs the whole method on its own: the nearness
+and the kernel field are estimated per tile, so a global depth cue (the ``prior`` provider's
+top-to-bottom ramp) restarts in every tile; use a tile at least the image size when that
+matters. Outputs are blended with a separable raised-cosine window that rises over ``overlap``
+px on every side that has a neighbour (flat 1 at image edges), then divided by the summed
+weights, so the result is continuous across tile borders. Kernel fields are blended through
+their covariances (as SVKR's Eq. 2 does), which avoids the theta = 0 / pi wrap. Images (or
+tiles) smaller than ``min_size`` or not a multiple of what the diffusion UNet needs are
+reflect-padded at the bottom and right and the output is cropped back.
+
+Determinism: no global RNG; diffusion noise comes from one ``torch.Generator`` seeded with
+``seed`` per image, tiles are drawn in a fixed order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from degrade.depth import check_depth_provider
+from degrade.ops.kernels import centered_delta, covariance_from_sigmas, sigmas_from_covariance
+from ssr_datasets.errors import ConfigError, InputError
+
+from .svkr import SVKR, provider_depth_estimator
+
+Method = Literal["auto", "svkr", "nbsr-dkenet", "diffusion"]
+METHODS: tuple[str, ...] = ("auto", "svkr", "nbsr-dkenet", "diffusion")
+DepthChoice = Literal["prior", "midas", "depth-anything"]
+DEPTH_CHOICES: tuple[str, ...] = ("prior", "midas", "depth-anything")
+STAGES: tuple[str, ...] = ("kernel", "nbsr", "diffusion")
+_NEEDS: dict[str, tuple[str, ...]] = {"svkr": ("kernel", "nbsr"), "nbsr-dkenet": ("kernel", "nbsr"),
+                                      "diffusion": ("kernel", "diffusion")}
+# (sr (1, 3, sT, sT), nearness (1, 1, sT, sT) | None, field (1, 3, T, T) | None) of one LR tile
+TileFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]]
+
+
+@dataclass(frozen=True)
+class SRResult:
+    """One super-resolved image.
+
+    Attributes:
+        sr: uint8 (s*h, s*w, 3) RGB.
+        nearness: float32 (s*h, s*w) in [0, 1] (1 = near), the depth the method used, or None.
+        kernel_field: float32 (3, h, w) of (s1, s2, theta) per LR pixel (HR px, radians), or None.
+    """
+
+    sr: np.ndarray
+    nearness: np.ndarray | None
+    kernel_field: np.ndarray | None
+
+
+def kernels_to_params(kernels: torch.Tensor, min_sigma: float = 0.2) -> torch.Tensor:
+    """Fit (s1, s2, theta) (B, 3, h, w) to per-pixel kernels (B, K*K, h, w) by their second moments.
+
+    s1 >= s2 >= ``min_sigma`` in HR px, theta in [0, pi) from +x toward +y (DESIGN.md section 3).
+    """
+    b, kk, h, w = kernels.shape
+    k = math.isqrt(kk)
+    if k * k != kk or k % 2 == 0:
+        raise ConfigError(f"kernels must have K*K channels with K odd, got {kk}")
+    taps = kernels.double().view(b, k, k, h, w)
+    taps = taps / taps.sum((1, 2), keepdim=True).clamp_min(1e-12)
+    d = torch.arange(k, dtype=torch.float64, device=kernels.device) - k // 2
+    dy, dx = d.view(1, k, 1, 1, 1), d.view(1, 1, k, 1, 1)
+    mx, my = (taps * dx).sum((1, 2)), (taps * dy).sum((1, 2))
+    xx = (taps * dx * dx).sum((1, 2)) - mx * mx
+    yy = (taps * dy * dy).sum((1, 2)) - my * my
+    xy = (taps * dx * dy).sum((1, 2)) - mx * my
+    cov = torch.stack([torch.stack([xx, xy], -1), torch.stack([xy, yy], -1)], -2)
+    s1, s2, theta = sigmas_from_covariance(cov)
+    return torch.stack([s1.clamp_min(min_sigma), s2.clamp_min(min_sigma), theta], 1).to(kernels.dtype)
+
+
+def tile_starts(n: int, tile: int, overlap: int) -> list[int]:
+    """Return the start offsets of windows of ``min(tile, n)`` px covering [0, n), overlap >= ``overlap``."""
+    if n <= tile:
+        return [0]
+    stride = tile - overlap
+    starts = list(range(0, n - tile, stride))
+    return [*starts, n - tile]
+
+
+def ramp_window(length: int, ramp: int, left: bool, right: bool) -> torch.Tensor:
+    """Return a (length,) raised-cosine weight rising over ``ramp`` px on the flagged ends, else 1."""
+    x = torch.arange(length, dtype=torch.float64)
+    w = torch.ones(length, dtype=torch.float64)
+    if ramp > 0:
+        if left:
+            w = w * torch.sin(0.5 * math.pi * ((x + 0.5) / ramp).clamp(0, 1)) ** 2
+        if right:
+            w = w * torch.sin(0.5 * math.pi * ((length - 0.5 - x) / ramp).clamp(0, 1)) ** 2
+    return w
+
+
+def blend_tiles(lr: torch.Tensor, fn: TileFn, scale: int, tile: int, overlap: int
+                ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """Run ``fn`` on overlapping LR tiles of lr (1, 3, h, w) and blend; see the module docstring.
+
+    Returns:
+        sr (1, 3, s*h, s*w), nearness (1, 1, s*h, s*w) or None, field (1, 3, h, w) or None.
+    """
+    if not 0 <= overlap < tile:
+        raise ConfigError(f"need 0 <= overlap < tile, got overlap {overlap}, tile {tile}")
+    h, w = lr.shape[-2:]
+    ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
+    th, tw = min(tile, h), min(tile, w)
+    acc: dict[str, torch.Tensor] = {}
+    for y in ys:
+        for x in xs:
+            sr, near, field = fn(lr[..., y:y + th, x:x + tw])
+            for res, ramp_scale in ((scale, scale), (1, 1)):
+                wy = ramp_window(th * res, overlap * ramp_scale, y > 0, y + th < h)
+                wx = ramp_window(tw * res, overlap * ramp_scale, x > 0, x + tw < w)
+                wgt = (wy[:, None] * wx[None, :]).to(lr.dtype).to(lr.device)
+                if res == 1:
+                    if field is None:
+                        continue
+                    cov = covariance_from_sigmas(field[0, 0], field[0, 1], field[0, 2])  # (T, T, 2, 2)
+                    parts = {"cov": cov * wgt[..., None, None], "w_lr": wgt}
+                else:
+                    parts = {"sr": sr[0] * wgt, "w_hr": wgt}
+                    if near is not None:
+                        parts["near"] = near[0] * wgt
+                sl = (slice(y * res, (y + th) * res), slice(x * res, (x + tw) * res))
+                for name, value in parts.items():
+                    if name not in acc:
+                        shape = (*value.shape[:-2], h * res, w * res) if name != "cov" else (h, w, 2, 2)
+                        acc[name] = torch.zeros(shape, dtype=value.dtype, device=value.device)
+                    if name == "cov":
+                        acc[name][sl] += value
+                    else:
+                        acc[name][(..., *sl)] += value
+    sr = (acc["sr"] / acc["w_hr"])[None]
+    near = (acc["near"] / acc["w_hr"])[None] if "near" in acc else None
+    field = None
+    if "cov" in acc:
+        s1, s2, theta = sigmas_from_covariance(acc["cov"] / acc["w_lr"][..., None, None])
+        field = torch.stack([s1, s2, theta])[None]
+    return sr, near, field
+
+
+def _reflect_pad(lr: torch.Tensor, min_size: int, multiple: int) -> torch.Tensor:
+    """Reflect-pad lr (1, 3, h, w) at the bottom/right to >= min_size and a multiple of ``multiple``."""
+    h, w = lr.shape[-2:]
+    th = -(-max(h, min_size) // multiple) * multiple
+    tw = -(-max(w, min_size) // multiple) * multiple
+    if (th, tw) == (h, w):
+        return lr
+    arr = np.pad(lr.cpu().numpy(), ((0, 0), (0, 0), (0, th - h), (0, tw - w)), mode="symmetric")
+    return torch.from_numpy(arr).to(lr.device)
+
+
+def find_stages(path: str | Path) -> dict[str, Path]:
+    """Return {stage: folder} of a run folder, or of a stage folder plus its siblings.
+
+    Raises:
+        InputError: ``path`` is not a folder, or a stage folder lacks ``last.pt``.
+    """
+    from .run import read_run
+
+    root = Path(path)
+    if not root.is_dir():
+        raise InputError(root, "checkpoint must be a training run folder (holding kernel/, nbsr/, "
+                               "diffusion/) or one stage folder; no such folder")
+    stages: dict[str, Path] = {}
+    if (root / "run.json").is_file():  # a stage folder given directly: siblings in its parent
+        stages[str(read_run(root)["stage"])] = root
+        root = root.parent
+    for stage in STAGES:
+        folder = root / stage
+        if stage not in stages and (folder / "run.json").is_file():
+            stages[stage] = folder
+    for stage, folder in stages.items():
+        if not (folder / "last.pt").is_file():
+            raise InputError(folder, f"stage {stage!r} has run.json but no last.pt checkpoint")
+    return stages
+
+
+def _resolve_method(method: str, stages: dict[str, Path], path: str | Path) -> str:
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
+    if method == "auto":
+        method = "diffusion" if {"kernel", "diffusion"} <= stages.keys() else "svkr"
+    missing = [s for s in _NEEDS[method] if s not in stages]
+    if missing:
+        found = ", ".join(sorted(stages)) or "none"
+        raise InputError(path, f"method {method!r} needs the stages {' + '.join(_NEEDS[method])}; "
+                               f"missing: {', '.join(f'{s}/ (with run.json and last.pt)' for s in missing)}"
+                               f"; found: {found}")
+    return method
+
+
+class SRPipeline:
+    """Super-resolve uint8 RGB images with trained SSR stages; see the module docstring."""
+
+    def __init__(self, method: Method, kernel_net: nn.Module, *, scale: int,
+                 restorer: nn.Module | None = None,
+                 diffusion: nn.Module | None = None, delta: float | None = None, device: str = "cpu",
+                 svkr_iterations: int = 3, gamma: float = 0.9, depth: DepthChoice = "prior",
+                 tile: int = 128, overlap: int = 16, min_size: int = 16, seed: int = 0,
+                 steps: int | None = None) -> None:
+        """Hold eval-mode models; ``method`` must already be resolved (not "auto").
+
+        Args:
+            kernel_net: DKENet. restorer: NBSR (svkr, nbsr-dkenet; optional for diffusion).
+            diffusion: DiffusionSR (diffusion). scale: s. delta: LR grid offset, HR px (None: centred).
+            svkr_iterations: T of Algorithm 1 (>= 1 for svkr). gamma: Eq. 2 weight.
+            depth: degrade depth provider used as DE. tile, overlap, min_size: LR px (tiling).
+            seed: diffusion noise seed. steps: diffusion reverse steps (None: all T).
+        """
+        need = {"svkr": restorer, "nbsr-dkenet": restorer, "diffusion": diffusion}
+        if method not in need or need[method] is None:
+            raise ConfigError(f"method {method!r} needs its restorer model (methods: {METHODS[1:]})")
+        if method == "svkr" and svkr_iterations < 1:
+            raise ConfigError(f"svkr needs svkr_iterations >= 1, got {svkr_iterations}")
+        if depth not in DEPTH_CHOICES:
+            raise ConfigError(f"unknown depth provider {depth!r}; choose one of: {', '.join(DEPTH_CHOICES)}")
+        if tile < 1 or not 0 <= overlap < tile or min_size < 1:
+            raise ConfigError(f"need tile >= 1, 0 <= overlap < tile, min_size >= 1; "
+                              f"got tile {tile}, overlap {overlap}, min_size {min_size}")
+        try:
+            torch_device = torch.device(device)
+        except RuntimeError as exc:
+            raise ConfigError(f"unknown device {device!r} (cpu, cuda, cuda:1, ...): {exc}") from None
+        check_depth_provider(depth, device=device)
+        self.method, self.device, self.scale = method, torch_device, int(scale)
+        self.kernel_net = kernel_net.to(self.device).eval()
+        self.restorer = restorer.to(self.device).eval() if restorer is not None else None
+        self.diffusion = diffusion.to(self.device).eval() if diffusion is not None else None
+        self.delta = centered_delta(self.scale) if delta is None else float(delta)
+        self.svkr_iterations, self.gamma, self.seed, self.steps = svkr_iterations, gamma, seed, steps
+        self.depth_estimator = provider_depth_estimator(depth)
+        self.multiple = 1
+        if self.diffusion is not None and method == "diffusion":  # UNet needs H, W multiples of factor
+            factor = self.diffusion.unet.factor
+            self.multiple = factor // math.gcd(factor, self.scale)
+        self.min_size = -(-min_size // self.multiple) * self.multiple
+        self.tile = max(self.min_size, tile // self.multiple * self.multiple)
+        self.overlap = min(overlap, self.tile - 1)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, method: Method = "auto", device: str = "cpu",
+                        svkr_iterations: int = 3, depth: DepthChoice = "prior", **options: object
+                        ) -> SRPipeline:
+        """Load the stages of a run folder (EMA weights) and build the pipeline for ``method``.
+
+        ``options`` go to the constructor (tile, overlap, min_size, seed, steps, gamma).
+
+        Raises:
+            InputError: no such folder, or a stage the method needs is missing (names the folder
+                and the missing stage).
+            ConfigError: stages disagree on the scale; unknown method.
+        """
+        from .run import load_model_from_run, read_run
+
+        stages = find_stages(path)
+        method = _resolve_method(method, stages, path)
+        use = [s for s in STAGES if s in stages and (s in _NEEDS[method] or method == "diffusion")]
+        runs = {s: read_run(stages[s]) for s in use}
+        scales = {s: int(r["scale"]) for s, r in runs.items()}
+        if len(set(scales.values())) != 1:
+            raise ConfigError(f"{path}: stages disagree on the scale: {scales}")
+        models = {s: load_model_from_run(stages[s], use_ema=True, map_location="cpu") for s in use}
+        return cls(method, models["kernel"], scale=next(iter(scales.values())),
+                   restorer=models.get("nbsr"), diffusion=models.get("diffusion"),
+                   delta=runs["kernel"].get("delta"), device=device, svkr_iterations=svkr_iterations,
+                   depth=depth, **options)  # type: ignore[arg-type]
+
+    # ---- one tile -----------------------------------------------------------------------------
+    def _estimate(self, lr: torch.Tensor, nearness: torch.Tensor) -> torch.Tensor:
+        """KE for SVKR/NBSR: params (param head, or kernel sizes differ), else kernel taps."""
+        est = self.kernel_net(lr, nearness, self.delta)
+        if est.params is not None:
+            return est.params
+        k_restorer = None if self.restorer is None else self.restorer.config.kernel_size
+        if k_restorer is not None and k_restorer != self.kernel_net.config.kernel_size:
+            return kernels_to_params(est.kernels, self.kernel_net.config.min_sigma)
+        return est.kernels
+
+    def _as_field(self, kernel: torch.Tensor) -> torch.Tensor:
+        if kernel.shape[1] == 3:
+            return kernel
+        return kernels_to_params(kernel, self.kernel_net.config.min_sigma)
+
+    def _run_tile(self, lr: torch.Tensor, generator: torch.Generator
+                  ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        h, w = lr.shape[-2:]
+        lr = _reflect_pad(lr, self.min_size, self.multiple)
+        refine = self.restorer is not None and self.svkr_iterations > 0 and (
+            self.method == "svkr" or (self.method == "diffusion" and self.diffusion.config.use_svkr))
+        if refine:
+            svkr = SVKR(self._estimate, self.restorer.super_resolve, self.depth_estimator,
+                        self.svkr_iterations, self.gamma, self.scale)
+            sr, kernel, near = svkr(lr)
+        else:
+            up = F.interpolate(lr, scale_factor=self.scale, mode="bicubic", align_corners=False)
+            near = self.depth_estimator(up.clamp(0, 1))
+            kernel = self._estimate(lr, near)
+            sr = self.restorer.super_resolve(lr, kernel) if self.method == "nbsr-dkenet" else None
+        field = self._as_field(kernel)
+        if self.method == "diffusion":
+            sr = self.diffusion.sample(lr, field, near, steps=self.steps, generator=generator,
+                                       scale=self.scale, kernel_size=self.kernel_net.config.kernel_size,
+                                       delta=self.delta)
+        s = self.scale
+        return sr[..., :s * h, :s * w], near[..., :s * h, :s * w], field[..., :h, :w]
+
+    # ---- one image ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def __call__(self, lr: np.ndarray, seed: int | None = None) -> SRResult:
+        """Super-resolve lr uint8 (h, w, 3) RGB; ``seed`` overrides the pipeline's diffusion seed."""
+        if not isinstance(lr, np.ndarray) or lr.dtype != np.uint8 or lr.ndim != 3 or lr.shape[2] != 3:
+            got = f"{lr.dtype} {lr.shape}" if isinstance(lr, np.ndarray) else type(lr).__name__
+            raise ConfigError(f"lr must be a uint8 (h, w, 3) RGB array, got {got}")
+        if min(lr.shape[:2]) < 1:
+            raise ConfigError(f"lr has zero size {lr.shape}")
+        x = torch.from_numpy(np.array(lr, order="C")).permute(2, 0, 1)[None].float().div(255).to(self.device)
+        generator = torch.Generator(device=self.device).manual_seed(self.seed if seed is None else seed)
+        sr, near, field = blend_tiles(x, lambda t: self._run_tile(t, generator), self.scale,
+                                      self.tile, self.overlap)
+        out = (sr[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        return SRResult(np.ascontiguousarray(out),
+                        None if near is None else near[0, 0].float().cpu().numpy(),
+                        None if field is None else field[0].float().cpu().numpy())

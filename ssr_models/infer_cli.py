@@ -1,0 +1,174 @@
+"""The ``ssr-infer`` command: super-resolve a folder of images or a shard set with a trained run.
+
+Thin: parse, load ``ssr_models.infer.SRPipeline``, list the inputs, write one PNG per input,
+summarize. Library errors (SsrError) become click errors through
+``degrade.cli_support.library_errors``.
+
+Inputs (``--input``):
+
+- a folder of images: the png/jpg/jpeg/bmp/tif/tiff/webp files directly in it (grayscale, palette,
+  RGBA, 16-bit converted to 8-bit RGB by ``read_image``); output ``OUT/<stem>.png``; two files
+  with one stem (``a.png``, ``a.jpg``) are refused as ambiguous.
+- a shard set (a folder holding ``manifest.json`` of ``degrade build``): the LR image of every
+  sample; output ``OUT/<key>.png``.
+
+Each output is written to a temp file and renamed. Existing outputs are refused unless
+``--overwrite``. ``--save-maps`` adds ``<stem>_nearness.png`` (viridis, 0 = far) and
+``<stem>_blur.png`` (inferno, sqrt(s1 s2) from 0 to ``degrade.preview.BLUR_MAX_PX`` HR px,
+nearest-upsampled from the LR grid), both at the SR size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+import numpy as np
+
+from degrade.cli_support import library_errors
+from ssr_datasets.errors import ConfigError, InputError
+
+if TYPE_CHECKING:  # imported lazily at run time, so that --help stays fast
+    from ssr_models.infer import SRResult
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+_METHODS = ("auto", "svkr", "nbsr-dkenet", "diffusion")  # = ssr_models.infer.METHODS (fast --help)
+_DEPTHS = ("prior", "midas", "depth-anything")  # = ssr_models.infer.DEPTH_CHOICES
+_SHOWN = 8  # names listed in a message before "... and N more"
+
+Loader = Callable[[], np.ndarray]
+
+
+def _folder_inputs(folder: Path) -> dict[str, Loader]:
+    """Return stem -> loader of the images directly in ``folder``."""
+    from ssr_datasets.imageio import read_image
+
+    found: dict[str, list[Path]] = {}
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES:
+            found.setdefault(p.stem, []).append(p)
+    dupes = sorted(s for s, ps in found.items() if len(ps) > 1)
+    if dupes:
+        raise ConfigError(f"ambiguous file names in {folder}: several images per stem for "
+                          f"{', '.join(dupes[:_SHOWN])}; keep one file per stem")
+    if not found:
+        raise InputError(folder, f"no images (looked for {', '.join(IMAGE_SUFFIXES)} files directly "
+                                 "in it, or a manifest.json of a shard set)")
+    return {s: (lambda p=ps[0]: read_image(p).rgb) for s, ps in found.items()}
+
+
+def _shard_inputs(folder: Path) -> tuple[int, Iterator[tuple[str, np.ndarray]]]:
+    """Return (count, iterator of (key, LR uint8)) over a shard set, in manifest order."""
+    from ssr_datasets.manifest import read_manifest
+    from ssr_datasets.reader import shard_urls
+    from ssr_datasets.shards import iter_shard
+
+    manifest = read_manifest(folder)
+    count = sum(int(e.get("count", 0)) for e in manifest.get("shards", []))
+
+    def samples() -> Iterator[tuple[str, np.ndarray]]:
+        for url in shard_urls(folder):
+            for sample in iter_shard(url):
+                yield sample.key, sample.lr
+
+    return count, samples()
+
+
+def _write_outputs(out: Path, name: str, result: SRResult, save_maps: bool) -> None:
+    """Write the SR PNG (and the heat maps) of one input atomically under ``out``."""
+    import cv2
+
+    from degrade.preview import BLUR_MAX_PX, _colorize
+    from ssr_datasets.imageio import encode_png
+    from ssr_datasets.shards import write_bytes_atomic
+
+    write_bytes_atomic(out / f"{name}.png", encode_png(result.sr))
+    if not save_maps:
+        return
+    if result.nearness is not None:
+        write_bytes_atomic(out / f"{name}_nearness.png",
+                           encode_png(_colorize(result.nearness, 1.0, cv2.COLORMAP_VIRIDIS)))
+    if result.kernel_field is not None:
+        size = np.sqrt(result.kernel_field[0] * result.kernel_field[1])
+        s = result.sr.shape[0] // size.shape[0]
+        size = np.repeat(np.repeat(size, s, axis=0), s, axis=1)
+        write_bytes_atomic(out / f"{name}_blur.png",
+                           encode_png(_colorize(size, BLUR_MAX_PX, cv2.COLORMAP_INFERNO)))
+
+
+def _outputs(name: str, save_maps: bool) -> list[str]:
+    return [f"{name}.png"] + ([f"{name}_nearness.png", f"{name}_blur.png"] if save_maps else [])
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--checkpoint", type=click.Path(path_type=Path), required=True, metavar="RUN_DIR",
+              help="Training run folder (kernel/, nbsr/, diffusion/ stages) or one stage folder "
+                   "(its siblings are used).")
+@click.option("--input", "input_path", type=click.Path(path_type=Path, exists=True, file_okay=False),
+              required=True, metavar="DIR_OR_SHARDS", help="Folder of images, or a shard set folder.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Output folder: <stem>.png per input at scale x its size.")
+@click.option("--method", type=click.Choice(_METHODS), default="auto", show_default=True,
+              help="auto = diffusion when the run has it, else svkr.")
+@click.option("--tile", type=click.IntRange(min=8), default=128, show_default=True,
+              help="Tile side in LR px (larger inputs are tiled).")
+@click.option("--overlap", type=click.IntRange(min=0), default=16, show_default=True,
+              help="Tile overlap in LR px (blended with a cosine ramp); must be < --tile.")
+@click.option("--device", default="cpu", show_default=True, help="Torch device (cpu, cuda, cuda:1).")
+@click.option("--depth", type=click.Choice(_DEPTHS), default=None,
+              help="Depth provider used as DE [default: prior].")
+@click.option("--svkr-iterations", type=click.IntRange(min=0), default=None,
+              help="SVKR iterations T [default: 3].")
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="Diffusion reverse steps [default: all of the model's T].")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Seed of the diffusion noise (same seed, same output).")
+@click.option("--save-maps", is_flag=True, help="Also write <stem>_nearness.png and <stem>_blur.png.")
+@click.option("--overwrite", is_flag=True, help="Replace outputs that already exist in --out.")
+@library_errors
+def main(checkpoint: Path, input_path: Path, out: Path, method: str, tile: int, overlap: int,
+         device: str, depth: str | None, svkr_iterations: int | None, steps: int | None, seed: int,
+         save_maps: bool, overwrite: bool) -> None:
+    """Super-resolve images with a trained SSR run (SVKR, DKENet+NBSR or diffusion)."""
+    from tqdm import tqdm
+
+    from ssr_models.infer import SRPipeline
+
+    if overlap >= tile:
+        raise click.BadParameter(f"--overlap {overlap} must be smaller than --tile {tile}",
+                                 param_hint="--overlap")
+    options: dict[str, object] = {"tile": tile, "overlap": overlap, "seed": seed}
+    if depth is not None:
+        options["depth"] = depth
+    if svkr_iterations is not None:
+        options["svkr_iterations"] = svkr_iterations
+    if steps is not None:
+        options["steps"] = steps
+    pipeline = SRPipeline.from_checkpoint(checkpoint, method=method, device=device, **options)
+    if (input_path / "manifest.json").is_file():
+        count, items = _shard_inputs(input_path)
+        kind = "shard set"
+    else:
+        loaders = _folder_inputs(input_path)
+        count, items = len(loaders), ((k, load()) for k, load in loaders.items())
+        kind = "folder"
+    out.mkdir(parents=True, exist_ok=True)
+    done = 0
+    with tqdm(total=count, unit="img", desc="ssr-infer", dynamic_ncols=True, leave=False) as bar:
+        for name, lr in items:
+            existing = [n for n in _outputs(name, save_maps) if (out / n).exists()]
+            if existing and not overwrite:
+                raise ConfigError(f"{out / existing[0]} already exists; pass --overwrite to replace "
+                                  f"it or choose another --out ({done} image(s) written so far)")
+            _write_outputs(out, name, pipeline(lr), save_maps)
+            done += 1
+            bar.update(1)
+    click.echo(f"ssr-infer: {done} image(s) from {kind} {input_path} -> {out} "
+               f"(method {pipeline.method}, x{pipeline.scale}, tile {pipeline.tile}, "
+               f"overlap {pipeline.overlap}, seed {seed})")
+
+
+if __name__ == "__main__":
+    main()

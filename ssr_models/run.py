@@ -1,0 +1,222 @@
+"""The run folder: what ``ssr-train`` leaves per stage and ``ssr-infer`` reads back.
+
+Contract (one folder per stage, ``OUT/kernel``, ``OUT/nbsr``, ``OUT/diffusion``):
+
+* ``last.pt`` and ``ckpt-{step:07d}.pt``: Trainer checkpoints (``ssr_models.trainer``);
+  ``last.pt`` names the newest. Inference loads the ``ema`` weights by default.
+* ``config.json``, ``metrics.jsonl``: written by the Trainer.
+* ``run.json`` (written atomically, sorted keys)::
+
+      {"stage": "kernel" | "nbsr" | "diffusion",
+       "model": registry name (ssr_models.MODELS),
+       "model_config": model.config.to_dict(),   # create_model(model, **model_config) rebuilds it
+       "scale": int, "kernel_size": int, "delta": float,   # of the training shards (HR px)
+       "shards": the --shards argument as given, "val_shards": the --val-shards one or null,
+       "trainer": TrainerConfig as a dict,
+       "versions": {"ssr-bench", "torch", "numpy", "python", "run_format"}}
+
+``train_stage`` makes one such folder: stream(s), model, Trainer, run.json, fit; with
+``resume=True`` it continues from ``last.pt`` and skips a stage whose ``last.pt`` already
+reached the configured steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ssr_datasets.errors import ConfigError, InputError
+from ssr_datasets.shards import write_json_atomic
+
+from . import create_model
+from .configs import STAGES
+from .trainer import TrainerConfig, load_checkpoint
+
+__all__ = ["LAST", "RUN_FILE", "RUN_FORMAT", "StageResult", "load_model_from_run", "read_run",
+           "run_versions", "stage_step", "train_stage", "write_run"]
+
+RUN_FILE = "run.json"
+LAST = "last.pt"
+RUN_FORMAT = 1
+_KEYS = ("stage", "model", "model_config", "scale", "kernel_size", "delta", "shards", "trainer",
+         "versions")
+
+
+def run_versions() -> dict[str, str]:
+    """Return the versions that produced a run (package, torch, numpy, python, run format)."""
+    try:
+        own = metadata.version("ssr-bench")
+    except metadata.PackageNotFoundError:  # running from a source tree that is not installed
+        own = "unknown"
+    return {"ssr-bench": own, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version(), "run_format": str(RUN_FORMAT)}
+
+
+def write_run(folder: str | Path, *, stage: str, model: str, model_config: dict[str, Any],
+              scale: int, kernel_size: int, delta: float, shards: str,
+              trainer: TrainerConfig | dict[str, Any], val_shards: str | None = None) -> Path:
+    """Write ``folder/run.json`` atomically and return its path (see the module docstring).
+
+    Raises:
+        ConfigError: ``stage`` is not one of STAGES.
+    """
+    if stage not in STAGES:
+        raise ConfigError(f"unknown stage {stage!r}; choose one of: {', '.join(STAGES)}")
+    trainer_dict = dataclasses.asdict(trainer) if dataclasses.is_dataclass(trainer) else dict(trainer)
+    record = {"stage": stage, "model": model, "model_config": model_config, "scale": int(scale),
+              "kernel_size": int(kernel_size), "delta": float(delta), "shards": str(shards),
+              "val_shards": None if val_shards is None else str(val_shards),
+              "trainer": trainer_dict, "versions": run_versions()}
+    path = Path(folder) / RUN_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(path, record)
+    return path
+
+
+def read_run(folder: str | Path) -> dict[str, Any]:
+    """Return the parsed ``folder/run.json``.
+
+    Raises:
+        InputError: No run.json, not JSON, or a key of the contract missing.
+    """
+    path = Path(folder) / RUN_FILE
+    if not path.is_file():
+        raise InputError(str(path), "no run.json: not an ssr-train stage folder "
+                                    "(give OUT/kernel, OUT/nbsr or OUT/diffusion)")
+    try:
+        run = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(str(path), f"unreadable run.json: {exc}") from None
+    missing = [k for k in _KEYS if k not in run]
+    if missing:
+        raise InputError(str(path), f"run.json lacks {', '.join(missing)}")
+    return run
+
+
+def stage_step(folder: str | Path) -> int | None:
+    """Return the step of ``folder/last.pt``, or None when the stage has no checkpoint yet."""
+    path = Path(folder) / LAST
+    return int(load_checkpoint(path)["step"]) if path.is_file() else None
+
+
+def load_model_from_run(folder: str | Path, use_ema: bool = True,
+                        map_location: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a stage's model from ``run.json`` and load its ``last.pt`` weights (eval mode).
+
+    Args:
+        folder: A stage folder (``OUT/kernel`` ...).
+        use_ema: Load the EMA weights (what validation and inference use) rather than the raw ones.
+        map_location: Where the weights (and the returned model) go.
+
+    Raises:
+        InputError: No run.json or no last.pt.
+        ConfigError: A checkpoint that is not a Trainer's, or weights whose keys/shapes do not
+            match the rebuilt model (strict loading).
+    """
+    run = read_run(folder)
+    ckpt_path = Path(folder) / LAST
+    if not ckpt_path.is_file():
+        raise InputError(str(ckpt_path), "no last.pt: the stage has not checkpointed yet")
+    ckpt = load_checkpoint(ckpt_path, map_location=map_location)
+    # JSON turned the config's tuples into lists; not every factory converts them back.
+    config = {k: tuple(v) if isinstance(v, list) else v for k, v in run["model_config"].items()}
+    model = create_model(run["model"], **config)
+    try:
+        model.load_state_dict(ckpt["ema" if use_ema else "model"], strict=True)
+    except RuntimeError as exc:
+        raise ConfigError(f"{ckpt_path}: weights do not match model {run['model']!r} "
+                          f"rebuilt from run.json: {str(exc).splitlines()[0]}") from None
+    return model.to(map_location).eval()
+
+
+@dataclasses.dataclass(frozen=True)
+class StageResult:
+    """What ``train_stage`` did: the folder, the step reached and whether it was already done."""
+
+    folder: Path
+    step: int
+    skipped: bool
+
+
+def _shard_geometry(shards: str) -> tuple[int, int, float]:
+    """Return (scale, kernel_size, delta) of the first sample of ``shards``."""
+    from .data import validation_batches
+
+    batch = next(iter(validation_batches(shards, crop_hr=None, batch_size=1)), None)
+    if batch is None:
+        raise InputError(str(shards), "the shards hold no samples")
+    return batch.scale, batch.kernel_size, batch.delta
+
+
+def _check_model_matches(model: nn.Module, scale: int, kernel_size: int, delta: float) -> None:
+    cfg = model.config
+    for name, want in (("scale", scale), ("kernel_size", kernel_size)):
+        got = getattr(cfg, name, want)
+        if got != want:
+            raise ConfigError(f"model {name} {got} != the shards' {name} {want}: set "
+                              f"model_overrides.{name} in the config")
+    got_delta = getattr(cfg, "resolved_delta", delta)
+    if abs(got_delta - delta) > 1e-6:
+        raise ConfigError(f"model delta {got_delta} != the shards' delta {delta}: set "
+                          "model_overrides.delta in the config")
+
+
+def train_stage(stage: str, stage_config: Any, shards: str, folder: str | Path, *,
+                val_shards: str | None = None, resume: bool = False, steps: int | None = None,
+                seed: int | None = None, device: str | None = None) -> StageResult:
+    """Train one stage into ``folder`` (run.json + Trainer files); return where it stopped.
+
+    Args:
+        stage: One of STAGES. stage_config: its ``configs.StageConfig``.
+        shards, val_shards: Shard folder/pattern/URL (training, validation; no validation when None).
+        resume: Continue from ``folder/last.pt`` (a stage already at its steps is skipped).
+        steps, seed: Override the config's trainer steps/seed when not None.
+        device: torch device ("cpu", "cuda"); None = the Trainer's default.
+
+    Raises:
+        ConfigError: ``folder`` already holds a checkpoint and ``resume`` is False, or the
+            model does not match the shards.
+    """
+    import torch.distributed as dist
+
+    from .data import TrainingStream, validation_batches
+    from .trainer import Trainer
+
+    folder = Path(folder)
+    distributed = dist.is_available() and dist.is_initialized()
+    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    tcfg = stage_config.trainer_config(folder, steps=steps, seed=seed)
+    done = stage_step(folder)
+    if done is not None and not resume:
+        raise ConfigError(f"{folder} already holds a checkpoint (step {done}); pass --resume "
+                          "to continue it or choose another --out")
+    if done is not None and done >= tcfg.steps:
+        return StageResult(folder, done, skipped=True)
+    scale, kernel_size, delta = _shard_geometry(shards)
+    # Seed before building: the weights' initialisation draws from the global torch RNG
+    # (the Trainer seeds again, after the model exists).
+    torch.manual_seed(tcfg.seed)
+    model = create_model(stage_config.model, **stage_config.model_overrides)
+    _check_model_matches(model, scale, kernel_size, delta)
+    data = stage_config.data
+    stream = TrainingStream(shards, crop_hr=data.crop_hr, batch_size=data.batch_size,
+                            seed=tcfg.seed, epoch_samples=data.epoch_samples, rank=rank,
+                            world_size=world, num_workers=data.num_workers)
+    val = (None if val_shards is None or rank != 0
+           else validation_batches(val_shards, crop_hr=data.crop_hr, batch_size=data.batch_size))
+    trainer = Trainer(model, tcfg, stream, val_batches=val, device=device)
+    if rank == 0:
+        write_run(folder, stage=stage, model=stage_config.model, model_config=model.config.to_dict(),
+                  scale=scale, kernel_size=kernel_size, delta=delta, shards=shards, trainer=tcfg,
+                  val_shards=val_shards)
+    if done is not None:
+        trainer.resume(folder / LAST)
+    return StageResult(folder, trainer.fit(), skipped=False)
