@@ -229,7 +229,7 @@ class SRPipeline:
                  restorer: nn.Module | None = None,
                  diffusion: nn.Module | None = None, delta: float | None = None, device: str = "cpu",
                  svkr_iterations: int = 3, gamma: float = 0.9, depth: DepthChoice = "prior",
-                 tile: int = 128, overlap: int = 16, min_size: int = 16, seed: int = 0,
+                 tile: int = 256, overlap: int = 16, min_size: int = 16, seed: int = 0,
                  steps: int | None = None) -> None:
         """Hold eval-mode models; ``method`` must already be resolved (not "auto").
 

@@ -112,8 +112,9 @@ def _outputs(name: str, save_maps: bool) -> list[str]:
               help="Output folder: <stem>.png per input at scale x its size.")
 @click.option("--method", type=click.Choice(_METHODS), default="auto", show_default=True,
               help="auto = diffusion when the run has it, else svkr.")
-@click.option("--tile", type=click.IntRange(min=8), default=128, show_default=True,
-              help="Tile side in LR px (larger inputs are tiled).")
+@click.option("--tile", type=click.IntRange(min=8), default=256, show_default=True,
+              help="Tile side in LR px (larger inputs are tiled; depth and kernels are estimated "
+                   "per tile, so keep tiles large when the depth cue is global, as the prior is).")
 @click.option("--overlap", type=click.IntRange(min=0), default=16, show_default=True,
               help="Tile overlap in LR px (blended with a cosine ramp); must be < --tile.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device (cpu, cuda, cuda:1).")
