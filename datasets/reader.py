@@ -47,8 +47,8 @@ def shard_urls(path: str | Path) -> list[str]:
     return [text]
 
 
-def _expand(urls: Iterable[str]) -> list[str]:
-    """Expand brace patterns into individual shard paths."""
+def expand_urls(urls: Iterable[str]) -> list[str]:
+    """Expand brace patterns (``train-{000000..000009}.tar``) into individual shard paths/URLs."""
     import braceexpand  # a webdataset dependency
 
     return [u for url in urls for u in braceexpand.braceexpand(url)]
@@ -62,7 +62,7 @@ def check_shard_checksums(urls: Iterable[str]) -> None:
             manifest beside it, not listed, or whose sha256 differs from the recorded one.
     """
     manifests: dict[str, dict[str, str]] = {}
-    for url in _expand(urls):
+    for url in expand_urls(urls):
         if url.startswith("pipe:"):
             raise InputError(url, "cannot verify checksums of a pipe: URL; open the shard "
                                   "folder or the shard's path/URL instead")
@@ -167,7 +167,7 @@ def open_shards(
     else:
         urls = [str(u) for u in path_or_urls]
     # Expand here: webdataset expands braces in a single string but not inside a list.
-    urls = _expand(urls)
+    urls = expand_urls(urls)
     if not urls:
         raise InputError(str(path_or_urls), "no shards to read")
     if shuffle < 0:

@@ -96,8 +96,8 @@ def _fitted_size(hw: tuple[int, int], tile: int) -> tuple[int, int]:
     return max(1, min(tile, round(w * f))), max(1, min(tile, round(h * f)))
 
 
-def _colorize(values: np.ndarray, vmax: float, cmap: int) -> np.ndarray:
-    """Map float values in [0, vmax] to RGB uint8 with an OpenCV colour map."""
+def colorize(values: np.ndarray, vmax: float, cmap: int) -> np.ndarray:
+    """Map float values in [0, vmax] to RGB uint8 (H, W, 3) with an OpenCV colour map (NaN -> 0)."""
     level = np.clip(np.nan_to_num(values) / vmax, 0.0, 1.0)
     bgr = cv2.applyColorMap(np.round(level * 255.0).astype(np.uint8), cmap)
     return np.ascontiguousarray(bgr[..., ::-1])
@@ -153,7 +153,7 @@ def _colour_bar(
     bar_w = max(8, width - lw - rw - 4 * gap)
     x0 = x + (width - bar_w - lw - rw - 2 * gap) // 2
     ramp = np.linspace(0.0, 1.0, bar_w, dtype=np.float32)[None, :].repeat(bar_h, axis=0)
-    sheet[y : y + bar_h, x0 + lw + gap : x0 + lw + gap + bar_w] = _colorize(ramp, 1.0, cmap)
+    sheet[y : y + bar_h, x0 + lw + gap : x0 + lw + gap + bar_w] = colorize(ramp, 1.0, cmap)
     base = y + bar_h
     cv2.putText(sheet, labels[0], (x0, base), _FONT, scale, _FG, 1, cv2.LINE_AA)
     cv2.putText(
@@ -248,12 +248,12 @@ def render_preview(rows: Sequence[PreviewRow], tile: int = 256) -> np.ndarray:
             sheet_w - 2 * pad,
         )
         blur = np.sqrt(np.clip(row.kernel[0], 0, None) * np.clip(row.kernel[1], 0, None))
-        heat = _colorize(_fit(blur.astype(np.float32), size), BLUR_MAX_PX, cv2.COLORMAP_INFERNO)
+        heat = colorize(_fit(blur.astype(np.float32), size), BLUR_MAX_PX, cv2.COLORMAP_INFERNO)
         _draw_ticks(heat, row.kernel, spacing, thickness)
         near = _fit(row.nearness.astype(np.float32), size)
         cells = [
             _fit(row.hr, size),
-            _colorize(near, 1.0, cv2.COLORMAP_VIRIDIS),
+            colorize(near, 1.0, cv2.COLORMAP_VIRIDIS),
             heat,
             cv2.resize(row.lr, size, interpolation=cv2.INTER_NEAREST),
         ]

@@ -42,7 +42,7 @@ from webdataset.shardlists import single_node_only, split_by_worker
 
 from ssr_datasets.errors import ConfigError, InputError
 from ssr_datasets.manifest import read_manifest
-from ssr_datasets.reader import _expand, check_shard_checksums, open_shards, shard_urls
+from ssr_datasets.reader import check_shard_checksums, expand_urls, open_shards, shard_urls
 from ssr_datasets.schema import Sample
 
 from .batch import Batch, collate
@@ -64,7 +64,7 @@ def _key_hash(key: str) -> int:
 
 def _resolve(shards: str | Path | Iterable[str]) -> list[str]:
     urls = shard_urls(shards) if isinstance(shards, (str, Path)) else [str(u) for u in shards]
-    urls = _expand(urls)
+    urls = expand_urls(urls)
     if not urls:
         raise InputError(str(shards), "no shards to read")
     return urls

@@ -80,7 +80,7 @@ def _write_outputs(out: Path, name: str, result: SRResult, save_maps: bool) -> N
     """Write the SR PNG (and the heat maps) of one input atomically under ``out``."""
     import cv2
 
-    from degrade.preview import BLUR_MAX_PX, _colorize
+    from degrade.preview import BLUR_MAX_PX, colorize
     from ssr_datasets.imageio import encode_png
     from ssr_datasets.shards import write_bytes_atomic
 
@@ -89,13 +89,13 @@ def _write_outputs(out: Path, name: str, result: SRResult, save_maps: bool) -> N
         return
     if result.nearness is not None:
         write_bytes_atomic(out / f"{name}_nearness.png",
-                           encode_png(_colorize(result.nearness, 1.0, cv2.COLORMAP_VIRIDIS)))
+                           encode_png(colorize(result.nearness, 1.0, cv2.COLORMAP_VIRIDIS)))
     if result.kernel_field is not None:
         size = np.sqrt(result.kernel_field[0] * result.kernel_field[1])
         s = result.sr.shape[0] // size.shape[0]
         size = np.repeat(np.repeat(size, s, axis=0), s, axis=1)
         write_bytes_atomic(out / f"{name}_blur.png",
-                           encode_png(_colorize(size, BLUR_MAX_PX, cv2.COLORMAP_INFERNO)))
+                           encode_png(colorize(size, BLUR_MAX_PX, cv2.COLORMAP_INFERNO)))
 
 
 def _outputs(name: str, save_maps: bool) -> list[str]:
