@@ -37,8 +37,9 @@ from ssr_datasets.errors import ConfigError, InputError
 from ssr_datasets.shards import write_json_atomic
 
 from . import create_model
+from .checkpoint import load_checkpoint
 from .configs import STAGES
-from .trainer import TrainerConfig, load_checkpoint
+from .trainer import TrainerConfig
 
 __all__ = ["LAST", "RUN_FILE", "RUN_FORMAT", "StageResult", "load_model_from_run", "read_run",
            "run_versions", "stage_step", "train_stage", "write_run"]

@@ -37,8 +37,6 @@ import dataclasses
 import json
 import math
 import os
-import random
-import tempfile
 import time
 import warnings
 from collections.abc import Iterable
@@ -46,7 +44,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -55,11 +52,19 @@ from ssr_datasets.errors import ConfigError, SsrError
 from ssr_datasets.shards import write_bytes_atomic, write_json_atomic
 
 from .batch import Batch
+from .checkpoint import (
+    CKPT_FORMAT,
+    CKPT_VERSION,
+    link_atomic,
+    load_checkpoint,
+    rng_state,
+    save_atomic,
+    seed_all,
+    set_rng_state,
+)
 
 __all__ = ["NonFiniteError", "Trainer", "TrainerConfig", "load_checkpoint"]
 
-CKPT_FORMAT = "ssr-bench-checkpoint"
-CKPT_VERSION = 1
 Schedule = Literal["cosine", "constant"]
 
 
@@ -129,62 +134,6 @@ class _Step(nn.Module):
         return self.model.training_step(batch)
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _link_atomic(src: Path, dst: Path) -> None:
-    """Make ``dst`` name the same bytes as ``src``: hard link (or copy) to a temp, rename."""
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-        os.replace(tmp, dst)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        write_bytes_atomic(dst, src.read_bytes())
-
-
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a Trainer checkpoint (``model``, ``ema``, ``step``, ``config``, ... keys).
-
-    Raises:
-        ConfigError: The file is not a Trainer checkpoint of a known version.
-    """
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT:
-        raise ConfigError(f"{path}: not an ssr-bench Trainer checkpoint")
-    if ckpt.get("version") != CKPT_VERSION:
-        raise ConfigError(f"{path}: checkpoint version {ckpt.get('version')}, "
-                          f"this code reads {CKPT_VERSION}")
-    return ckpt
-
-
-def _rng_state() -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-             "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def _model_config(model: nn.Module) -> Any:
     cfg = getattr(model, "config", None)
     return dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else None
@@ -231,7 +180,7 @@ class Trainer:
         self.out_dir = Path(config.out_dir)
         self.is_main = self.rank == 0
 
-        _seed_all(config.seed + self.rank)
+        seed_all(config.seed + self.rank)
         self.model = model.to(self.device)
         step_module: nn.Module = _Step(self.model)
         if self.distributed:  # broadcasts rank 0's weights to every rank
@@ -345,7 +294,7 @@ class Trainer:
 
     # ---- checkpoints ----------------------------------------------------------------------
     def _per_rank_state(self) -> list[dict[str, Any]]:
-        mine = {"rng": _rng_state(), "data": (self.stream.state_dict()
+        mine = {"rng": rng_state(), "data": (self.stream.state_dict()
                                               if hasattr(self.stream, "state_dict") else None)}
         if not self.distributed:
             return [mine]
@@ -370,8 +319,8 @@ class Trainer:
                 "per_rank": per_rank, "world_size": self.world_size,
                 "config": dataclasses.asdict(self.config)}
         path = self.out_dir / f"ckpt-{self.step:07d}.pt"
-        _atomic_torch_save(ckpt, path)
-        _link_atomic(path, self.out_dir / "last.pt")
+        save_atomic(ckpt, path)
+        link_atomic(path, self.out_dir / "last.pt")
         return path
 
     def resume(self, path: str | Path) -> int:
@@ -391,7 +340,7 @@ class Trainer:
         self.scaler.load_state_dict(ckpt["scaler"])
         self.step = int(ckpt["step"])
         mine = ckpt["per_rank"][self.rank]
-        _set_rng_state(mine["rng"])
+        set_rng_state(mine["rng"])
         if mine["data"] is not None and hasattr(self.stream, "load_state_dict"):
             self.stream.load_state_dict(mine["data"])
         if self.is_main:
@@ -447,9 +396,3 @@ def _float_states(*modules: nn.Module) -> Iterable[tuple[str, torch.Tensor]]:
         for name, value in module.state_dict().items():
             if isinstance(value, torch.Tensor) and value.is_floating_point():
                 yield name, value
-
-
-def _seed_all(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)
-    random.seed(seed)

@@ -19,10 +19,10 @@ from PIL import Image
 from degrade.ops.kernels import gaussian_kernels
 from ssr_datasets.errors import ConfigError, InputError
 from ssr_models import create_model
+from ssr_models.checkpoint import CKPT_FORMAT, CKPT_VERSION
 from ssr_models.infer import SRPipeline, blend_tiles, kernels_to_params, ramp_window, tile_starts
 from ssr_models.infer_cli import main
 from ssr_models.run import write_run
-from ssr_models.trainer import CKPT_FORMAT, CKPT_VERSION
 
 SCALE = 4
 STAGE_MODELS = {"kernel": "dkenet-tiny", "nbsr": "nbsr-tiny", "diffusion": "diffusion-tiny"}

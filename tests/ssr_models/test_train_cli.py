@@ -23,6 +23,7 @@ import yaml
 from click.testing import CliRunner
 
 from degrade.pipeline import build
+from ssr_models.checkpoint import load_checkpoint
 from ssr_models.configs import CONFIG_DIR, load_train_config
 from ssr_models.data import validation_batches
 from ssr_models.dkenet import canonical_params
@@ -30,7 +31,6 @@ from ssr_models.kernel_pca import params_to_kernels
 from ssr_models.nbsr import bicubic_up, psnr
 from ssr_models.run import load_model_from_run, read_run
 from ssr_models.train_cli import main
-from ssr_models.trainer import load_checkpoint
 from tests.degrade.conftest import make_config, write_rgb
 
 STEPS = 200  # KPI runs (kernel and nbsr), about 18 s each on one core
