@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import pytest
 import torch
@@ -11,6 +10,7 @@ import torch.nn.functional as F
 
 from degrade.ops.blur import apply_kernel_field
 from ssr_datasets.errors import ConfigError
+from ssr_models.batch import Batch
 from ssr_models.diffusion import (
     DiffusionConfig,
     ResShiftSchedule,
@@ -28,17 +28,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
-
-
-@dataclass
-class Batch:
-    hr: torch.Tensor
-    lr: torch.Tensor
-    nearness: torch.Tensor
-    kernel: torch.Tensor
-    scale: int
-    kernel_size: int
-    delta: float
 
 
 def _batch(b: int = 2, seed: int = 0) -> Batch:
