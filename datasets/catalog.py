@@ -12,8 +12,6 @@ archives are saved there and extracted there, so ``provides`` paths are relative
 
 from __future__ import annotations
 
-import difflib
-import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -23,7 +21,7 @@ from typing import Any, Literal
 import yaml
 
 from .archive import STATE_DIR, marker_path
-from .config import dataclass_from_mapping
+from .config import dataclass_from_mapping, named_or_yaml_path
 from .errors import ConfigError, InputError
 from .shards import sha256_file, write_json_atomic
 
@@ -192,15 +190,7 @@ def load_dataset(name_or_path: str | Path) -> DatasetSpec:
             built-in file whose ``name`` differs from its file name.
     """
     text = str(name_or_path)
-    if text in DATASET_NAMES:
-        path = manifest_path(text)
-    elif text.endswith((".yaml", ".yml")) or os.sep in text:
-        path = Path(text)
-    else:
-        hint = difflib.get_close_matches(text, DATASET_NAMES, n=1)
-        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise ConfigError(f"unknown dataset {text!r}{extra}; choose one of: "
-                          f"{', '.join(DATASET_NAMES)}, or give the path of a .yaml manifest")
+    path = named_or_yaml_path(text, DATASET_NAMES, manifest_path, "dataset")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:

@@ -7,8 +7,9 @@ unknown keys fail with a "did you mean", lists become tuples (frozen dataclasses
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, fields
+from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
@@ -50,3 +51,24 @@ def dataclass_from_mapping(
                 value = tuple(value)
             kwargs[f.name] = convert(value, f.type) if convert else value
     return cls(**kwargs)
+
+
+def named_or_yaml_path(text: str, builtin: Sequence[str], path_of: Callable[[str], Path],
+                       what: str) -> Path:
+    """Resolve a built-in name (``path_of(name)``) or the path of a user's YAML file.
+
+    Raises:
+        ConfigError: a .yaml path that does not exist, or an unknown name (with "did you mean"
+            and the choices).
+    """
+    if text in builtin:
+        return path_of(text)
+    path = Path(text)
+    if text.endswith((".yaml", ".yml")) or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"{what} file {text} does not exist")
+        return path
+    close = difflib.get_close_matches(text, list(builtin), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ConfigError(f"unknown {what} {text!r}{hint}; choose one of: {', '.join(builtin)}, "
+                      "or give the path of a .yaml file")

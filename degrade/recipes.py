@@ -9,7 +9,6 @@ two files that mean the same thing hash the same.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
 import math
@@ -19,7 +18,7 @@ from typing import Any, Literal, get_args
 
 import yaml
 
-from ssr_datasets.config import dataclass_from_mapping
+from ssr_datasets.config import dataclass_from_mapping, named_or_yaml_path
 from ssr_datasets.errors import ConfigError
 from ssr_manifests import RECIPES_DIR
 
@@ -124,20 +123,7 @@ def recipe_path(name: str) -> Path:
 
 def load_recipe(name_or_path: str | Path) -> Recipe:
     """Load a built-in recipe by name, or a user's YAML file by path, and validate it."""
-    text = str(name_or_path)
-    if text in BUILTIN_RECIPES:
-        path = recipe_path(text)
-    elif text.endswith((".yaml", ".yml")) or Path(text).exists():
-        path = Path(text)
-        if not path.is_file():
-            raise ConfigError(f"recipe file {path} does not exist")
-    else:
-        hint = difflib.get_close_matches(text, BUILTIN_RECIPES, n=1)
-        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise ConfigError(
-            f"unknown recipe {text!r}{extra}; built-in: {', '.join(BUILTIN_RECIPES)}, "
-            "or give the path of a .yaml file"
-        )
+    path = named_or_yaml_path(str(name_or_path), BUILTIN_RECIPES, recipe_path, "recipe")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:

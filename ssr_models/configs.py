@@ -29,7 +29,7 @@ from typing import Any, Literal, get_args
 
 import yaml
 
-from ssr_datasets.config import dataclass_from_mapping
+from ssr_datasets.config import dataclass_from_mapping, named_or_yaml_path
 from ssr_datasets.errors import ConfigError
 
 from . import MODELS
@@ -188,18 +188,8 @@ def load_train_config(name_or_path: str | Path) -> TrainConfig:
         ConfigError: An unknown name (the choices are listed), an unreadable file or an
             invalid config.
     """
-    text = str(name_or_path)
-    if text in BUILTIN_CONFIGS:
-        path = CONFIG_DIR / f"{text}.yaml"
-    elif text.endswith((".yaml", ".yml")) or Path(text).is_file():
-        path = Path(text)
-        if not path.is_file():
-            raise ConfigError(f"config file {text!r} does not exist")
-    else:
-        close = difflib.get_close_matches(text, BUILTIN_CONFIGS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"unknown config {text!r}{hint}; choose one of: "
-                          f"{', '.join(BUILTIN_CONFIGS)}, or give a .yaml file")
+    path = named_or_yaml_path(str(name_or_path), BUILTIN_CONFIGS,
+                              lambda name: CONFIG_DIR / f"{name}.yaml", "config")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from degrade.pipeline import build
 from ssr_datasets.manifest import read_manifest
@@ -29,3 +31,12 @@ def samples(shard_dir: Path) -> dict[str, Sample]:
     """Every sample of ``shard_dir`` by key, read directly from the tar files."""
     manifest = read_manifest(shard_dir)
     return {s.key: s for e in manifest["shards"] for s in iter_shard(shard_dir / e["name"])}
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Run a test on one intra-op torch thread and restore the caller's setting afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -22,12 +22,8 @@ S, K, HR = 4, 9, 32
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Run on one intra-op thread: small convs are ~20x slower when threads compete for 2 cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_torch_thread):
+    """Small convs are ~20x slower when threads compete for 2 cores."""
 
 
 def _batch(b: int = 2, seed: int = 0) -> Batch:
