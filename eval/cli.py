@@ -23,42 +23,23 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
 from degrade.cli_support import library_errors
-from eval.metrics.registry import METRICS, get_metric
+from eval.metrics.registry import METRICS
 from ssr_datasets.errors import ConfigError
+
+from .cli_options import MetricList
 
 if TYPE_CHECKING:  # imported lazily at run time, so that --help stays fast
     from eval.metrics.scoring import ImagePair, ScoreResult
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+from ssr_datasets.formats import IMAGE_SUFFIXES
+
 _MANIFEST = "manifest.json"
 _SHOWN = 8  # names listed in a message before "... and N more"
-
-
-class _MetricList(click.ParamType):
-    """A comma-separated list of registered metric names (order kept, repeats refused)."""
-
-    name = "list"
-
-    def convert(self, value: Any, param: click.Parameter | None,
-                ctx: click.Context | None) -> list[str]:
-        if isinstance(value, list):
-            return value
-        names = [n.strip().lower() for n in str(value).split(",") if n.strip()]
-        if not names:
-            self.fail("give at least one metric", param, ctx)
-        for name in names:
-            try:
-                get_metric(name)
-            except ConfigError as exc:
-                self.fail(str(exc), param, ctx)
-        if len(set(names)) != len(names):
-            self.fail(f"a metric is listed twice in {value!r}", param, ctx)
-        return names
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -94,7 +75,7 @@ def main() -> None:
                    "it, matched to --gt by file stem), or, "
                    "without --gt, a folder or a shard set (its LR images) for no-reference "
                    "metrics.")
-@click.option("--metrics", "metric_names", type=_MetricList(), default=None,
+@click.option("--metrics", "metric_names", type=MetricList(), default=None,
               metavar=",".join(METRICS),
               help=f"Comma-separated metrics from: {', '.join(METRICS)}. Default: all of them "
                    "with --gt, else the no-reference ones.")
@@ -331,3 +312,14 @@ def _summarize(result: ScoreResult, describe: str, crop_border: int, rgb: bool) 
         click.echo(f"{spec.title + ' ' + spec.arrow:10s} {mean:12.4f}  {spec.unit}{note}".rstrip())
     for name, reason in result.unavailable.items():
         click.secho(f"unavailable: {name}: {reason}", fg="yellow")
+
+
+def _register_table_commands() -> None:
+    """Add ``run`` and ``tables`` (their module imports nothing heavy at load time)."""
+    from .cli_run import run_cmd, tables_cmd
+
+    main.add_command(run_cmd)
+    main.add_command(tables_cmd)
+
+
+_register_table_commands()

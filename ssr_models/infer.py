@@ -126,7 +126,7 @@ def ramp_window(length: int, ramp: int, left: bool, right: bool) -> torch.Tensor
 
 def blend_tiles(lr: torch.Tensor, fn: TileFn, scale: int, tile: int, overlap: int
                 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """Run ``fn`` on overlapping LR tiles of lr (1, 3, h, w) and blend; see the module docstring.
+    """Run ``fn`` on overlapping LR tiles of lr (1, C, h, w) and blend; see the module docstring.
 
     Returns:
         sr (1, 3, s*h, s*w), nearness (1, 1, s*h, s*w) or None, field (1, 3, h, w) or None.

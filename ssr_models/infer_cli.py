@@ -33,7 +33,8 @@ from ssr_datasets.errors import ConfigError, InputError
 if TYPE_CHECKING:  # imported lazily at run time, so that --help stays fast
     from ssr_models.infer import SRResult
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+from ssr_datasets.formats import IMAGE_SUFFIXES
+
 _METHODS = ("auto", "svkr", "nbsr-dkenet", "diffusion")  # = ssr_models.infer.METHODS (fast --help)
 _DEPTHS = ("prior", "midas", "depth-anything")  # = ssr_models.infer.DEPTH_CHOICES
 _SHOWN = 8  # names listed in a message before "... and N more"

@@ -79,3 +79,59 @@ def lattice_outside_window(s1: float, s2: float, theta: float, kernel_size: int,
     g = np.exp(-0.5 * (inv[0, 0] * dx * dx + 2 * inv[0, 1] * dx * dy + inv[1, 1] * dy * dy))
     inside = (np.abs(aa) <= r) & (np.abs(bb) <= r)
     return float(g[~inside].sum() / g.sum())
+
+
+def imresize_bicubic_matlab(img: np.ndarray, scale: int) -> np.ndarray:
+    """MATLAB ``imresize(img, scale, 'bicubic')`` for upscaling, one output pixel at a time.
+
+    Restated from MATLAB's imresize.m (contributions / cubic / symmetric ``aux`` indexing) as a
+    direct 2-D sum: out(x, y) = sum_ij k(u - i) k(v - j) img(aux(i), aux(j)) / sum_ij k k, over
+    the six candidate taps MATLAB considers (``floor(u - 2) + 0..5``, 1-based), with
+    u = x / s + 0.5 (1 - 1 / s). img: (H, W) float64. Returns (s*H, s*W) float64.
+    """
+
+    def cubic(x: float) -> float:
+        a = abs(x)
+        if a <= 1:
+            return 1.5 * a**3 - 2.5 * a**2 + 1
+        if a <= 2:
+            return -0.5 * a**3 + 2.5 * a**2 - 4 * a + 2
+        return 0.0
+
+    def contributions(n_in: int, n_out: int) -> list[list[tuple[int, float]]]:
+        aux = list(range(1, n_in + 1)) + list(range(n_in, 0, -1))  # MATLAB's symmetric rule
+        rows = []
+        for x in range(1, n_out + 1):
+            u = x / scale + 0.5 * (1 - 1 / scale)
+            left = math.floor(u - 2)
+            taps = [(aux[(i - 1) % len(aux)] - 1, cubic(u - i)) for i in range(left, left + 6)]
+            rows.append(taps)
+        return rows
+
+    h, w = img.shape
+    rows, cols = contributions(h, scale * h), contributions(w, scale * w)
+    out = np.zeros((scale * h, scale * w))
+    for x, rtaps in enumerate(rows):
+        for y, ctaps in enumerate(cols):
+            num = den = 0.0
+            for i, wi in rtaps:
+                for j, wj in ctaps:
+                    num += wi * wj * float(img[i, j])
+                    den += wi * wj
+            out[x, y] = num / den
+    return out
+
+
+def y_reference(rgb: np.ndarray) -> np.ndarray:
+    """MATLAB rgb2ycbcr Y on [0, 255] without rounding, written out channel by channel."""
+    r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
+    return 16.0 + (65.481 * r + 128.553 * g + 24.966 * b) / 255.0
+
+
+def ssim_skimage_valid(x: np.ndarray, y: np.ndarray) -> float:
+    """scikit-image's SSIM map with BasicSR's options, averaged over the valid region only."""
+    from skimage.metrics import structural_similarity
+
+    _, smap = structural_similarity(x, y, win_size=11, gaussian_weights=True, sigma=1.5,
+                                    use_sample_covariance=False, data_range=255, full=True)
+    return float(smap[5:-5, 5:-5].mean())

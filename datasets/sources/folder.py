@@ -13,12 +13,13 @@ import os
 from pathlib import Path
 
 from ..errors import ConfigError, InputError
+from ..formats import IMAGE_SUFFIXES
 from ..imageio import pixel_sha256, read_image
 from .base import LoadedImage, SourceItem, unique_ids
 from .depth import fill_unknown, match_size, read_depth_file
 
 NAME = "folder"
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
 NPY_DEPTH_SUFFIX = ".depth.npy"
 PNG_DEPTH_SUFFIX = "_depth.png"
 
@@ -30,7 +31,7 @@ def _walk_images(root: Path) -> list[str]:
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         rel_dir = Path(dirpath).relative_to(root)
         for name in filenames:
-            if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS):
+            if not name.startswith(".") and name.lower().endswith(IMAGE_SUFFIXES):
                 found.append((rel_dir / name).as_posix())
     return sorted(found)
 

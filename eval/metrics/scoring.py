@@ -45,7 +45,8 @@ from .registry import MetricSpec, create_metric, get_metric
 #: The module that tells whether an optional extra is installed (probed without importing it).
 _EXTRA_PROBES = {"metrics": "pyiqa"}
 #: Packages whose versions are recorded in the conventions when installed.
-_PACKAGES = ("ssr-bench", "numpy", "torch", "pyiqa", "torchvision")
+_PACKAGES = ("ssr-bench", "numpy", "torch", "pyiqa", "torchvision", "spandrel", "opencv-python",
+             "scikit-image")
 MEAN_CONVENTION = ("arithmetic mean of per-image values (float64); +inf if any image is +inf "
                    "(identical images under PSNR); JSON writes non-finite values as \"inf\", "
                    "\"-inf\", \"nan\"")
@@ -256,7 +257,7 @@ def score(
     mean = {m: float(np.mean(np.array([r[m] for r in per_image.values()], dtype=np.float64)))
             for m in ran}
     conventions = {"crop_border": crop_border, "y_channel": y_channel, "device": device,
-                   "mean": MEAN_CONVENTION, "packages": _package_versions(),
+                   "mean": MEAN_CONVENTION, "packages": package_versions(),
                    "metrics": per_metric}
     return ScoreResult(per_image=per_image, mean=mean, unavailable=unavailable,
                        conventions=conventions, computed=computed, cached=cached, metrics=ran)
@@ -318,7 +319,7 @@ def _compute(act: _Active, pair: ImagePair) -> float:
     return float(act.metric(pair.pred, pair.gt if act.spec.full_reference else None))
 
 
-def _package_versions() -> dict[str, str]:
+def package_versions() -> dict[str, str]:
     """Return the installed versions of the packages that can move a value."""
     versions = {}
     for name in _PACKAGES:

@@ -11,18 +11,12 @@ import math
 import numpy as np
 import pytest
 import torch
-from skimage.metrics import structural_similarity
 
 from eval.metrics.color import rgb_to_y, to_float255
 from eval.metrics.native import PSNR, SSIM, psnr, ssim
 from eval.metrics.registry import create_metric, get_metric
 from ssr_datasets.errors import ConfigError
-
-
-def y_reference(rgb: np.ndarray) -> np.ndarray:
-    """MATLAB rgb2ycbcr Y on [0, 255] without rounding, written out channel by channel."""
-    r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
-    return 16.0 + (65.481 * r + 128.553 * g + 24.966 * b) / 255.0
+from tests.reference import ssim_skimage_valid, y_reference
 
 
 def psnr_reference(a: np.ndarray, b: np.ndarray) -> float:
@@ -58,13 +52,6 @@ def ssim_direct(x: np.ndarray, y: np.ndarray) -> float:
             cxy = (win * (px - mx) * (py - my)).sum()
             vals.append((2 * mx * my + c1) * (2 * cxy + c2) / ((mx**2 + my**2 + c1) * (vx + vy + c2)))
     return float(np.mean(vals))
-
-
-def ssim_skimage_valid(x: np.ndarray, y: np.ndarray) -> float:
-    """scikit-image's SSIM map with BasicSR's options, averaged over the valid region only."""
-    _, smap = structural_similarity(x, y, win_size=11, gaussian_weights=True, sigma=1.5,
-                                    use_sample_covariance=False, data_range=255, full=True)
-    return float(smap[5:-5, 5:-5].mean())
 
 
 # --- colour ---------------------------------------------------------------------------------

@@ -1,0 +1,32 @@
+"""Click option types shared by the ``ssr-eval`` commands."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from eval.metrics.registry import get_metric
+from ssr_datasets.errors import ConfigError
+
+
+class MetricList(click.ParamType):
+    """A comma-separated list of registered metric names (order kept, repeats refused)."""
+
+    name = "list"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> list[str]:
+        if isinstance(value, list):
+            return value
+        names = [n.strip().lower() for n in str(value).split(",") if n.strip()]
+        if not names:
+            self.fail("give at least one metric", param, ctx)
+        for name in names:
+            try:
+                get_metric(name)
+            except ConfigError as exc:
+                self.fail(str(exc), param, ctx)
+        if len(set(names)) != len(names):
+            self.fail(f"a metric is listed twice in {value!r}", param, ctx)
+        return names

@@ -1,0 +1,189 @@
+"""``ssr-eval run`` and ``ssr-eval tables``: the paper's tables, rebuilt beside its numbers.
+
+Thin commands: parse, resolve the table and the methods, call ``eval.tables.runner.run_table``,
+render (``eval.tables.render``). Library errors become click errors at the edge.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from degrade.cli_support import library_errors
+
+from .cli_options import MetricList
+
+#: The formats of ``eval.tables.render.FORMATS``, restated so that ``--help`` imports no numpy
+#: (a test keeps the two equal).
+FORMATS = ("terminal", "markdown", "csv", "json", "latex", "html")
+
+_EXT_FORMATS = {".md": "markdown", ".csv": "csv", ".json": "json", ".tex": "latex",
+                ".html": "html", ".htm": "html", ".txt": "terminal"}
+
+
+def default_data_root() -> Path:
+    """Return ``$SSR_BENCH_DATA``, else ``./data``."""
+    return Path(os.environ.get("SSR_BENCH_DATA") or "data")
+
+
+def _root_pairs(values: tuple[str, ...]) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for text in values:
+        name, sep, path = text.partition("=")
+        if not sep or not name or not path:
+            raise click.BadParameter(f"expected GROUP=DIR (e.g. div2k=/data/DIV2K), got {text!r}",
+                                     param_hint="--dataset-root")
+        out[name.strip()] = Path(path).expanduser()
+    return out
+
+
+def _tqdm_progress() -> Callable[[str, int], Callable[[int], None]]:
+    """Return a progress factory drawing one tqdm bar per stage on stderr."""
+    from tqdm import tqdm
+
+    def factory(desc: str, total: int) -> Callable[[int], None]:
+        bar = tqdm(total=total or None, desc=desc, unit="img", file=sys.stderr, leave=False,
+                   dynamic_ncols=True)
+
+        def update(n: int) -> None:
+            bar.update(n)
+            if bar.total and bar.n >= bar.total:
+                bar.close()
+
+        return update
+
+    return factory
+
+
+@click.command("run")
+@click.option("--table", "table", required=True, metavar="1|2|3|FILE.yaml",
+              help="Which table: 1 (ten methods on DIV2K valid, BSDS100, Urban100, DRealSR), "
+                   "2 (ablation of DI-Kernel, depth, SVKR), 3 (three degradations), or a table "
+                   "specification file (see manifests/tables/).")
+@click.option("--method", "methods", multiple=True, metavar="NAME[=PATH]",
+              help="Fill the row NAME (case-insensitive; a new row if the table has none): "
+                   "PATH a training run folder (ssr-train --out), a checkpoint file that spandrel "
+                   "loads (SwinIR, HAT, RealESRGAN, DAT, ...), or a folder of SR outputs named by "
+                   "key or image id (DIR/<group>/ first). nbsr-oracle=RUN feeds NBSR the ground-"
+                   "truth kernels. Repeatable.")
+@click.option("--data-root", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Folder holding the data sets (one folder per data set, e.g. DATA/div2k, "
+                   "DATA/BSDS100, DATA/DRealSR). Default: $SSR_BENCH_DATA, else ./data.")
+@click.option("--dataset-root", "dataset_roots", multiple=True, metavar="GROUP=DIR",
+              help="Folder of one data set, by group id or source name (div2k=/data/DIV2K). "
+                   "Repeatable; wins over --data-root.")
+@click.option("--stand-in", type=click.Choice(["sample"]), default=None,
+              help="Run every row group on this source instead (scikit-image's photos, offline), "
+                   "labelled as a stand-in in every output.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+              help="Output format. Default: from the --out suffix (.md .csv .json .tex .html), "
+                   "else terminal.")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write the table to this file (atomically) instead of stdout.")
+@click.option("--metrics", "metric_names", type=MetricList(), default=None,
+              help="Only these of the table's metrics (comma-separated).")
+@click.option("--max-images", type=click.IntRange(1), default=None, metavar="N",
+              help="Only the first N images of each test set (a different, recorded test set).")
+@click.option("--depth", type=click.Choice(["auto", "gt", "prior", "midas", "depth-anything"]),
+              default=None, help="Depth provider of the synthetic test sets instead of the "
+                                 "table's (prior); a learned one needs its weights.")
+@click.option("--work-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Where test sets, LR exports and SR outputs are kept. Default: "
+                   "$SSR_BENCH_CACHE/tables or ~/.cache/ssr-bench/tables.")
+@click.option("--device", default="cpu", show_default=True,
+              help="Torch device of the methods and learned metrics (cpu, cuda, cuda:1).")
+@click.option("--tile", type=click.IntRange(16), default=256, show_default=True, metavar="PX",
+              help="LR tile size of network methods (memory), with --overlap px of overlap.")
+@click.option("--overlap", type=click.IntRange(0), default=16, show_default=True, metavar="PX")
+@click.option("--weights-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="A $TORCH_HOME-like folder with the learned metrics' weights.")
+@click.option("--cache", "cache_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Score cache folder. Default: $SSR_BENCH_CACHE/scores.")
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the score cache.")
+@click.option("--no-previews", is_flag=True, help="Skip the zoomed crops of the HTML report.")
+@library_errors
+def run_cmd(table: str, methods: tuple[str, ...], data_root: Path | None,
+            dataset_roots: tuple[str, ...], stand_in: str | None, fmt: str | None, out: Path | None,
+            metric_names: list[str] | None, max_images: int | None, depth: str | None,
+            work_dir: Path | None, device: str, tile: int, overlap: int, weights_dir: Path | None,
+            cache_dir: Path | None, no_cache: bool, no_previews: bool) -> None:
+    """Rebuild a table of the SSR paper and print it beside the paper's numbers.
+
+    \b
+    Examples:
+      ssr-eval run --table 1 --stand-in sample              # offline, on the sample photos
+      ssr-eval run --table 1 --data-root /data --method SSR=runs/ssr \\
+          --method SwinIR=weights/SwinIR-M_x4.pth --method DAN=results/DAN/
+      ssr-eval run --table 2 --method ssr-no-svkr=runs/no-svkr --format markdown
+      ssr-eval run --table 3 --data-root /data --out table3.html
+
+    Synthetic test sets are built with the table's recipe and seed on first use and reused
+    after checking their checksums; their LR images are exported under WORK/lr/ for methods
+    run elsewhere. A data set that is absent keeps the paper's numbers, marked "not found".
+    Scores are cached per image, method and metric: adding a method computes only its rows.
+    """
+    from eval.metrics.cache import ScoreCache
+    from ssr_datasets.paths import user_cache_dir
+    from ssr_datasets.shards import write_bytes_atomic
+
+    from .tables.methods import parse_method
+    from .tables.render import render
+    from .tables.runner import RunOptions, run_table
+    from .tables.spec import load_table
+    from .tables.testsets import Roots
+
+    if cache_dir is not None and no_cache:
+        raise click.UsageError("--cache and --no-cache exclude each other")
+    if fmt is None:
+        fmt = _EXT_FORMATS.get(out.suffix.lower(), "terminal") if out is not None else "terminal"
+    spec = load_table(table)
+    parsed = [parse_method(m, device=device, tile=tile, overlap=overlap) for m in methods]
+    roots = Roots(data_root if data_root is not None else default_data_root(),
+                  _root_pairs(dataset_roots))
+    cache = None if no_cache else ScoreCache(cache_dir)
+    options = RunOptions(roots=roots, work_dir=work_dir or user_cache_dir("tables"),
+                         methods=parsed, metrics=tuple(metric_names) if metric_names else None,
+                         stand_in=stand_in, max_images=max_images, depth=depth,  # type: ignore[arg-type]
+                         device=device, weights_dir=str(weights_dir) if weights_dir else None,
+                         cache=cache, previews=not no_previews and fmt == "html",
+                         progress=_tqdm_progress(),
+                         command=" ".join(shlex.quote(a) for a in ["ssr-eval", *sys.argv[1:]]))
+    try:
+        result = run_table(spec, options)
+    finally:
+        if cache is not None:
+            cache.close()
+    text = render(result, fmt, color=out is None and sys.stdout.isatty())
+    if out is None:
+        click.echo(text, nl=not text.endswith("\n"))
+    else:
+        write_bytes_atomic(out, text.encode("utf-8"))
+        click.echo(f"wrote {out} ({fmt})", err=True)
+    t = result.timings
+    click.echo(f"{result.computed} score(s) computed, {result.cached} from the cache; "
+               f"build {t['build']:.1f} s, infer {t['infer']:.1f} s, score {t['score']:.1f} s; "
+               f"work dir {options.work_dir}", err=True)
+
+
+@click.command("tables")
+def tables_cmd() -> None:
+    """List the built-in tables: groups, rows and what fills each row."""
+    from .tables.spec import BUILTIN_TABLES, load_table
+
+    for name in BUILTIN_TABLES:
+        spec = load_table(name)
+        click.echo(f"{name}: {spec.title}")
+        click.echo(f"  metrics: {', '.join(spec.metrics)}")
+        for g in spec.groups:
+            what = (f"{g.source} {g.split or ''} recipe {g.recipe}, seed {g.seed}, depth {g.depth}"
+                    if g.recipe else f"{g.source} {g.split or ''} real pairs")
+            click.echo(f"  group {g.id:10s} {g.label}: {' '.join(what.split())}")
+        for r in spec.rows:
+            fill = f"built-in {r.builtin}" if r.builtin else (
+                "paper numbers" + (f"; --method {r.id}=PATH" if not r.hint else f"; {r.hint}"))
+            click.echo(f"  row   {r.id:20s} {fill}")

@@ -1,0 +1,244 @@
+"""Tables end to end on miniatures: spec loading, test sets, rows, caching, the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from eval.cli import main
+from eval.metrics.cache import ScoreCache
+from eval.tables.runner import RunOptions, run_table
+from eval.tables.spec import load_table, table_from_dict
+from eval.tables.testsets import Roots
+from ssr_datasets.errors import ConfigError
+from ssr_datasets.imageio import read_image
+from ssr_datasets.shards import iter_shard
+from tests.eval.conftest import psnr_y_reference
+from tests.reference import imresize_bicubic_matlab, ssim_skimage_valid, y_reference
+
+BENCH = Path(__file__).resolve().parents[3] / "shared" / "bench-data"
+PAPER_JSON = BENCH.parent / "papers" / "ssr-tables.json"
+CROP = 4
+
+
+def mini_spec(**changes: object) -> dict:
+    """A two-group table: a synthetic set (folder source) and real pairs (drealsr layout)."""
+    spec = {
+        "name": "mini", "title": "Mini table", "paper": "test", "scale": 4,
+        "metrics": ["psnr", "ssim", "niqe"], "group_title": "Datasets",
+        "attributes": [{"key": "backbone", "title": "Backbone"}],
+        "groups": [
+            {"id": "synth", "label": "Synth", "source": "folder", "recipe": "ssr", "seed": 0,
+             "depth": "prior"},
+            {"id": "real", "label": "Real", "source": "drealsr", "split": "x4"},
+        ],
+        "rows": [
+            {"id": "DAN", "label": "DAN", "attributes": {"backbone": "CNN"},
+             "paper": {"synth": [20.0, 0.5, 7.0], "real": [30.0, 0.9, 8.0]}},
+            {"id": "bicubic", "label": "Bicubic", "builtin": "bicubic"},
+        ],
+    }
+    spec.update(changes)
+    return spec
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> dict[str, Path]:
+    """Two tiny HR crops of Set5 as a folder source, and two tiny DRealSR-style pairs."""
+    synth = tmp_path / "synth"
+    synth.mkdir()
+    real = tmp_path / "real" / "DRealSR" / "Test_x4"
+    (real / "test_HR").mkdir(parents=True)
+    (real / "test_LR").mkdir()
+    for i, name in enumerate(("img_001.png", "img_002.png")):
+        rgb = read_image(BENCH / "set5" / name).rgb
+        crop = rgb[40:104, 60:132]  # 64 x 72
+        cv2.imwrite(str(synth / f"im{i}.png"), crop[..., ::-1])
+        hr = rgb[100:164, 20:84]
+        lr = cv2.resize(hr, (16, 16), interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(real / "test_HR" / f"P{i}_x1.png"), hr[..., ::-1])
+        cv2.imwrite(str(real / "test_LR" / f"P{i}_x4.png"), lr[..., ::-1])
+    return {"synth": synth, "real": tmp_path / "real", "work": tmp_path / "work",
+            "cache": tmp_path / "cache"}
+
+
+def run(spec: dict, data: dict[str, Path], **options: object):
+    roots = Roots(None, {"synth": data["synth"], "real": data["real"]})
+    with ScoreCache(data["cache"]) as cache:
+        opts = RunOptions(roots=roots, work_dir=data["work"], cache=cache, **options)
+        return run_table(table_from_dict(spec), opts)
+
+
+def bicubic_reference(lr: np.ndarray) -> np.ndarray:
+    up = np.stack([imresize_bicubic_matlab(lr[..., c].astype(np.float64), 4) for c in range(3)], -1)
+    return np.clip(np.floor(up + 0.5), 0, 255).astype(np.uint8)
+
+
+def test_mini_table_bicubic_cells_equal_direct_computation(data: dict[str, Path]) -> None:
+    result = run(mini_spec(), data)
+    synth, real = result.groups
+    assert (synth.status, real.status) == ("ok", "ok")
+    images = {"synth": [(s.hr, s.lr) for shard in sorted(Path(synth.testset["path"]).glob("*.tar"))
+                        for s in iter_shard(shard)]}
+    images["real"] = []
+    for i in range(2):
+        base = data["real"] / "DRealSR" / "Test_x4"
+        images["real"].append((read_image(base / "test_HR" / f"P{i}_x1.png").rgb,
+                               read_image(base / "test_LR" / f"P{i}_x4.png").rgb))
+    for group in (synth, real):
+        bicubic = next(r for r in group.rows if r.spec.id == "bicubic")
+        pairs = images[group.spec.id]
+        assert bicubic.n_images == len(pairs) == 2
+        srs = [bicubic_reference(lr) for _, lr in pairs]
+        want_psnr = np.mean([psnr_y_reference(hr, sr, CROP) for (hr, _), sr in zip(pairs, srs, strict=True)])
+        want_ssim = np.mean([ssim_skimage_valid(y_reference(hr)[CROP:-CROP, CROP:-CROP],
+                                                y_reference(sr)[CROP:-CROP, CROP:-CROP])
+                             for (hr, _), sr in zip(pairs, srs, strict=True)])
+        assert bicubic.cells["psnr"].status == "ok"
+        assert bicubic.cells["psnr"].ours == pytest.approx(want_psnr, abs=1e-9)
+        assert bicubic.cells["ssim"].ours == pytest.approx(want_ssim, abs=1e-6)
+        assert bicubic.cells["psnr"].paper is None
+        # 64 px images are too small for NIQE's 96x96 blocks: n/a with the reason, never empty
+        niqe = bicubic.cells["niqe"]
+        assert niqe.status == "na" and niqe.ours is None
+        assert "96" in result.footnotes[niqe.note - 1]
+        dan = next(r for r in group.rows if r.spec.id == "DAN")
+        assert dan.cells["psnr"].status == "paper-only"
+        assert dan.cells["psnr"].paper == (20.0 if group.spec.id == "synth" else 30.0)
+        assert "--method NAME=PATH" in result.footnotes[dan.note - 1]
+    assert synth.testset["recipe"]["name"] == "ssr" and len(synth.testset["fingerprint"]) == 64
+    assert real.testset["kind"] == "real-pairs"
+    assert result.provenance["metrics"]["psnr"]["options"]["crop_border"] == CROP
+    assert "bicubic" in result.provenance["methods"]
+
+
+def test_rerun_reads_caches_and_a_new_method_computes_only_its_rows(data: dict[str, Path]) -> None:
+    first = run(mini_spec(), data)
+    assert first.computed == 8 and first.timings["build"] > 0  # 2 groups x 2 images x psnr, ssim
+    again = run(mini_spec(), data)
+    assert (again.computed, again.cached) == (0, 8)
+    assert again.groups[0].testset["fingerprint"] == first.groups[0].testset["fingerprint"]
+    # a "method" run elsewhere: the HR images themselves, as a folder of outputs by key
+    outputs = data["work"].parent / "perfect"
+    for group in first.groups:
+        (outputs / group.spec.id).mkdir(parents=True)
+        for shard in sorted(Path(group.testset.get("path", "")).glob("*.tar")):
+            for s in iter_shard(shard):
+                cv2.imwrite(str(outputs / "synth" / f"{s.key}.png"), s.hr[..., ::-1])
+    for i in range(2):
+        hr = data["real"] / "DRealSR" / "Test_x4" / "test_HR" / f"P{i}_x1.png"
+        (outputs / "real" / f"P{i}.png").write_bytes(hr.read_bytes())
+    from eval.tables.methods import parse_method
+
+    third = run(mini_spec(), data, methods=[parse_method(f"perfect={outputs}")])
+    assert (third.computed, third.cached) == (8, 8)
+    perfect = next(r for r in third.groups[0].rows if r.spec.id == "perfect")
+    assert perfect.added and math.isinf(perfect.cells["psnr"].ours)
+    assert perfect.cells["ssim"].ours == pytest.approx(1.0)
+
+
+def test_absent_dataset_keeps_paper_numbers_and_says_where(data: dict[str, Path]) -> None:
+    data["real"] = data["real"] / "nowhere"
+    result = run(mini_spec(), data)
+    real = result.groups[1]
+    assert real.status == "not-found"
+    assert "not found under" in real.reason and "nowhere" in real.reason
+    dan = next(r for r in real.rows if r.spec.id == "DAN")
+    assert [dan.cells[m].paper for m in ("psnr", "ssim", "niqe")] == [30.0, 0.9, 8.0]
+    assert all(c.status == "no-data" and c.ours is None for c in dan.cells.values())
+
+
+def test_two_methods_for_one_row_are_refused(data: dict[str, Path]) -> None:
+    from eval.tables.methods import parse_method
+
+    with pytest.raises(ConfigError, match="two --method options fill the row 'DAN'"):
+        run(mini_spec(), data, methods=[parse_method(f"DAN={data['synth']}"),
+                                        parse_method(f"dan={data['synth']}")])
+
+
+def test_metric_subset_must_be_table_columns(data: dict[str, Path]) -> None:
+    with pytest.raises(ConfigError, match="has no column lpips"):
+        run(mini_spec(), data, metrics=("psnr", "lpips"))
+
+
+# --- the built-in specifications ---------------------------------------------------------------
+def test_builtin_tables_hold_the_papers_values() -> None:
+    """Every printed value equals the independent transcription in shared/papers/ssr-tables.json."""
+    paper = json.loads(PAPER_JSON.read_text())
+    t1 = load_table("1")
+    ids = {"DIV2K": "div2k", "BSDS100": "bsds100", "Urban100": "urban100", "DRealSR": "drealsr"}
+    assert len(paper["table1"]) == 40
+    for entry in paper["table1"]:
+        row = t1.row(entry["method"])
+        assert row.attributes["backbone"] == entry["backbone"]
+        assert row.paper[ids[entry["dataset"]]] == tuple(entry[m] for m in t1.metrics)
+    t2 = load_table("table2")
+    tick = {True: "\u2713", False: "\u2717"}
+    for entry, row in zip(paper["table2"]["rows"], t2.rows, strict=False):
+        assert [row.attributes[k] for k in ("di_kernel", "depth_map", "svkr")] == \
+            [tick[entry[k]] for k in ("di_kernel", "depth_map", "svkr")]
+        assert row.paper["div2k"] == tuple(entry[m] for m in t2.metrics)
+    t3 = load_table("3")
+    for entry, group in zip(paper["table3"]["rows"], t3.groups, strict=True):
+        assert group.label == entry["degradation"]
+        assert t3.row("SSR").paper[group.id] == tuple(entry[m] for m in t3.metrics)
+    assert any("DAN and DCLS rows of Table 1" in n for n in t3.notes)
+    assert [g.recipe for g in t3.groups] == ["ssr-nonoise", "ssr-nojpeg", "ssr"]
+
+
+@pytest.mark.parametrize(("change", "match"), [
+    ({"colour": 1}, "unknown table key 'colour'"),
+    ({"metrics": ["psnr", "ssimm"]}, "did you mean 'ssim'"),
+    ({"rows": [{"id": "X", "label": "X", "paper": {"synth": [1.0]}}]}, "must list 3 numbers"),
+    ({"rows": [{"id": "X", "label": "X", "paper": {"elsewhere": [1, 2, 3]}}]}, "unknown group"),
+    ({"groups": [{"id": "g", "label": "G", "source": "folder"}]}, "needs a 'recipe'"),
+    ({"groups": [{"id": "g", "label": "G", "source": "drealsr", "recipe": "ssr"}]}, "real pairs"),
+    ({"rows": [{"id": "X", "label": "X", "attributes": {"gpu": "yes"}}]}, "not in 'attributes'"),
+])
+def test_invalid_specs_fail_naming_the_problem(change: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        table_from_dict(mini_spec(**change))
+
+
+def test_table_file_path_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(mini_spec()))
+    assert load_table(str(path)).name == "mini"
+    with pytest.raises(ConfigError, match="unknown table 'table9'"):
+        load_table("9")
+
+
+# --- the CLI -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("table", ["1", "2", "3"])
+def test_cli_stand_in_runs_each_table(tmp_path: Path, table: str) -> None:
+    out = tmp_path / "t.json"
+    args = ["run", "--table", table, "--stand-in", "sample", "--max-images", "1",
+            "--metrics", "psnr,ssim", "--out", str(out), "--work-dir", str(tmp_path / "w"),
+            "--cache", str(tmp_path / "c")]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    doc = json.loads(out.read_text())
+    text = json.dumps(doc)
+    assert "stand-in" in text or "stand_in" in text
+    assert doc["stand_in"] == "sample"
+    spec = load_table(table)
+    assert len(doc["groups"]) == len(spec.groups)
+    md = CliRunner().invoke(main, [*args[:-6], "--format", "markdown", "--work-dir",
+                                   str(tmp_path / "w"), "--cache", str(tmp_path / "c")])
+    assert md.exit_code == 0, md.output
+    assert "stand-in" in md.output and "| " in md.output
+    assert "0 score(s) computed" in md.output  # the second run reads the cache
+
+
+def test_cli_formats_are_the_renderers() -> None:
+    from eval.cli_run import FORMATS
+    from eval.tables.render import FORMATS as RENDERED
+
+    assert FORMATS == RENDERED
