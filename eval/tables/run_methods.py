@@ -122,6 +122,10 @@ class NBSROracleMethod:
             return "real LR/HR pairs have no ground-truth kernel field for the NBSR oracle"
         if testset.delta is None:
             return "the test set records no LR grid offset delta for its kernel field"
+        downsampler = testset.info.get("downsampler", "direct")
+        if downsampler != "direct":
+            return (f"the test set's {downsampler!r} downsampler is not the exact per-pixel kernel "
+                    "degradation, so its kernel field is not the ground truth NBSR expects")
         if testset.scale != scale:
             return f"x{scale} NBSR on a x{testset.scale} test set"
         if abs(testset.delta - delta) > 1e-6:

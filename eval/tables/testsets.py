@@ -175,6 +175,7 @@ def synthetic_testset(group: GroupSpec, config: BuildConfig, work_dir: Path,
     recipe = config.recipe
     info = {"kind": "synthetic", "source": config.source, "split": config.split,
             "recipe": {"name": recipe.name, "hash": recipe.hash}, "seed": config.seed,
+            "downsampler": recipe.downsampler,
             "depth": config.depth, "max_images": config.max_images, "count": len(keys),
             "config_hash": manifest["config_hash"], "fingerprint": fingerprint, "path": str(out),
             "skipped": manifest.get("skipped", []),

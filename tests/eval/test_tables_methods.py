@@ -388,6 +388,9 @@ def test_oracle_is_unsupported_without_matching_ground_truth(tmp_path: Path, run
     assert method.unsupported(make_set(tmp_path / "b", [image], scale=2)) == "x4 NBSR on a x2 test set"
     reason = method.unsupported(make_set(tmp_path / "c", [image], delta=0.0))
     assert reason is not None and "trained with delta 1.5 HR px, the test set uses delta 0" in reason
+    bicubic_set = make_set(tmp_path / "e", [image])
+    bicubic_set.info["downsampler"] = "bicubic"
+    assert "'bicubic' downsampler is not the exact" in method.unsupported(bicubic_set)
     with pytest.raises(ConfigError, match="image k has no ground-truth kernel field"):
         method.super_resolve(image, make_set(tmp_path / "d", [image]))
     with pytest.raises(ConfigError, match="nbsr-oracle methods cannot fill it"):
