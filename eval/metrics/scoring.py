@@ -116,9 +116,9 @@ class ScoreResult:
         Non-finite numbers become the strings "inf", "-inf", "nan" (strict JSON has none).
         """
         out: dict[str, Any] = {
-            "per_image": _jsonable(self.per_image),
-            "mean": _jsonable(self.mean),
-            "conventions": _jsonable(self.conventions),
+            "per_image": jsonable(self.per_image),
+            "mean": jsonable(self.mean),
+            "conventions": jsonable(self.conventions),
         }
         if self.unavailable:
             out["unavailable"] = dict(self.unavailable)
@@ -330,14 +330,14 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     """Return ``obj`` with non-finite floats as strings and tuples as lists (strict JSON)."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, np.generic):
-        return _jsonable(obj.item())
+        return jsonable(obj.item())
     return obj

@@ -13,7 +13,7 @@ import json
 from html import escape
 
 from eval.metrics.registry import get_metric
-from eval.metrics.scoring import _jsonable
+from eval.metrics.scoring import jsonable
 
 from .figures import preview_figure
 from .layout import (
@@ -108,7 +108,7 @@ def _list(title: str, items: list[str], tag: str, anchor: str | None = None) -> 
 
 def _provenance(result: TableResult) -> str:
     lines = "".join(f"<li>{escape(p)}</li>" for p in compact_provenance(result))
-    full = json.dumps(_jsonable(result.provenance), indent=2, sort_keys=True, ensure_ascii=False,
+    full = json.dumps(jsonable(result.provenance), indent=2, sort_keys=True, ensure_ascii=False,
                       default=str)
     return (f"<details><summary>Provenance</summary><ul>{lines}</ul>"
             f"<pre>{escape(full)}</pre></details>")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from eval.metrics.scoring import _jsonable
+from eval.metrics.scoring import jsonable
 
 from .layout import DELTA, LEGEND, Layout, Piece, Style, build_layout, stand_in_text, styled
 from .result import TableResult
@@ -69,7 +69,7 @@ def render_latex(result: TableResult) -> str:
     out += [r"\bottomrule", r"\end{tabular}}", r"\par\smallskip\footnotesize"]
     out += [rf"\noindent {line}\par" for line in _below(result, lay)]
     out.append(r"\end{table}")
-    prov = json.dumps(_jsonable(result.provenance), indent=2, sort_keys=True, ensure_ascii=False,
+    prov = json.dumps(jsonable(result.provenance), indent=2, sort_keys=True, ensure_ascii=False,
                       default=str)
     out += ["% provenance (JSON):", *(f"% {line}" for line in prov.splitlines())]
     return "\n".join(out) + "\n"

@@ -39,7 +39,7 @@ import textwrap
 from typing import Any, Literal, get_args
 
 from eval.metrics.registry import get_metric
-from eval.metrics.scoring import _jsonable
+from eval.metrics.scoring import jsonable
 from ssr_datasets.errors import ConfigError
 
 from .layout import (
@@ -261,14 +261,14 @@ def _num(value: float | None) -> float | str:
 
 
 def _one_line_json(obj: Any) -> str:
-    return json.dumps(_jsonable(obj), sort_keys=True, ensure_ascii=False, allow_nan=False, default=str)
+    return json.dumps(jsonable(obj), sort_keys=True, ensure_ascii=False, allow_nan=False, default=str)
 
 
 def table_to_dict(result: TableResult) -> dict[str, Any]:
     """Return the whole result as strict-JSON-ready data (see the module docstring)."""
     spec = result.spec
     metrics = table_metrics(result)
-    return _jsonable({
+    return jsonable({
         "table": spec.name, "title": spec.title, "paper": spec.paper, "scale": spec.scale,
         "group_title": spec.group_title, "notes": list(spec.notes), "stand_in": result.stand_in,
         "metrics": [{"name": m, "title": get_metric(m).title, "arrow": get_metric(m).arrow,
