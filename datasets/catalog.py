@@ -21,7 +21,7 @@ from typing import Any, Literal
 import yaml
 
 from .archive import STATE_DIR, marker_path
-from .config import dataclass_from_mapping, named_or_yaml_path
+from .config import dataclass_at, named_or_yaml_path
 from .errors import ConfigError, InputError
 from .shards import sha256_file, write_json_atomic
 
@@ -114,16 +114,6 @@ class DatasetSpec:
         return tuple(f for f in self.files if not f.splits or split in f.splits)
 
 
-def _typed(cls: type, data: Any, where: str) -> Any:
-    """Build a frozen dataclass from a mapping; unknown keys fail with a suggestion."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
-    try:
-        return dataclass_from_mapping(cls, data, lambda key, hint: f"unknown key {key!r}{hint}")
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
-
-
 def _check_type(value: Any, kinds: tuple[type, ...], where: str) -> None:
     if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
         want = " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
@@ -137,7 +127,7 @@ def dataset_from_dict(data: Any, where: str = "<dataset manifest>") -> DatasetSp
         ConfigError: Unknown or missing key (with "did you mean"), wrong type, malformed
             sha256, a file name with a folder in it, or a split not in ``splits``.
     """
-    spec = _typed(DatasetSpec, data, where)
+    spec = dataclass_at(DatasetSpec, data, where)
     for key in ("name", "description", "homepage", "license", "citation"):
         _check_type(getattr(spec, key), (str,), f"{where}: {key}")
     for key in ("manual", "layout", "notes", "pixel_sha256_source"):
@@ -147,7 +137,7 @@ def dataset_from_dict(data: Any, where: str = "<dataset manifest>") -> DatasetSp
     files = []
     for i, raw in enumerate(spec.files):
         w = f"{where}: files[{i}]"
-        f = _typed(FileSpec, raw, w)
+        f = dataclass_at(FileSpec, raw, w)
         _check_type(f.name, (str,), f"{w}.name")
         if "/" in f.name or "\\" in f.name or f.name in ("", ".", ".."):
             raise ConfigError(f"{w}.name: a plain file name is expected, got {f.name!r}")
@@ -165,7 +155,7 @@ def dataset_from_dict(data: Any, where: str = "<dataset manifest>") -> DatasetSp
         files.append(f)
     images = []
     for i, raw in enumerate(spec.images):
-        img = _typed(ImageSpec, raw, f"{where}: images[{i}]")
+        img = dataclass_at(ImageSpec, raw, f"{where}: images[{i}]")
         if not _SHA256.match(str(img.pixel_sha256)):
             raise ConfigError(f"{where}: images[{i}].pixel_sha256 is not a sha256 hex digest")
         images.append(img)

@@ -53,6 +53,21 @@ def dataclass_from_mapping(
     return cls(**kwargs)
 
 
+def dataclass_at(cls: type, data: Any, where: str) -> Any:
+    """Build ``cls`` from the mapping found at ``where`` (a YAML path) or fail naming ``where``.
+
+    Raises:
+        ConfigError: ``data`` is not a mapping, has an unknown key (with "did you mean") or lacks
+            a required one; the message starts with ``where``.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    try:
+        return dataclass_from_mapping(cls, data, lambda key, hint: f"unknown key {key!r}{hint}")
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
 def named_or_yaml_path(text: str, builtin: Sequence[str], path_of: Callable[[str], Path],
                        what: str) -> Path:
     """Resolve a built-in name (``path_of(name)``) or the path of a user's YAML file.

@@ -39,7 +39,7 @@ Determinism: no global RNG; diffusion noise comes from one ``torch.Generator`` s
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -208,7 +208,12 @@ def find_stages(path: str | Path) -> dict[str, Path]:
     return stages
 
 
-def _resolve_method(method: str, stages: dict[str, Path], path: str | Path) -> str:
+def resolve_method(method: str, stages: dict[str, Path] | Mapping[str, object], path: str | Path) -> str:
+    """Return the concrete method ("auto" resolved) for a run's stages, or say what is missing.
+
+    Raises:
+        ConfigError: unknown method. InputError: a stage the method needs is missing.
+    """
     if method not in METHODS:
         raise ConfigError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
     if method == "auto":
@@ -220,6 +225,11 @@ def _resolve_method(method: str, stages: dict[str, Path], path: str | Path) -> s
                                f"missing: {', '.join(f'{s}/ (with run.json and last.pt)' for s in missing)}"
                                f"; found: {found}")
     return method
+
+
+def stages_used(method: str, stages: Mapping[str, object]) -> list[str]:
+    """Return the stages a resolved method loads: its needs, plus nbsr for diffusion (SVKR's K, D)."""
+    return [s for s in STAGES if s in stages and (s in _NEEDS[method] or method == "diffusion")]
 
 
 class SRPipeline:
@@ -286,8 +296,8 @@ class SRPipeline:
         from .run import load_model_from_run, read_run
 
         stages = find_stages(path)
-        method = _resolve_method(method, stages, path)
-        use = [s for s in STAGES if s in stages and (s in _NEEDS[method] or method == "diffusion")]
+        method = resolve_method(method, stages, path)
+        use = stages_used(method, stages)
         runs = {s: read_run(stages[s]) for s in use}
         scales = {s: int(r["scale"]) for s, r in runs.items()}
         if len(set(scales.values())) != 1:

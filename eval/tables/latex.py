@@ -30,10 +30,18 @@ _LABEL_CHARS, _LABEL_WIDTH = 24, "3.5cm"
 def latex_escape(text: str) -> str:
     r"""Escape LaTeX's special characters and spell the table's symbols as commands.
 
+    A hyphen before another hyphen becomes ``-{}`` so that ``--method`` is not set as an en dash.
+
     >>> latex_escape("50% of R&D_x ✓")
     '50\\% of R\\&D\\_x \\checkmark{}'
+    >>> latex_escape("--method")
+    '-{}-method'
     """
-    return "".join(_CHARS.get(ch, ch) for ch in text)
+    # TeX ligatures: -- is an en dash, --- an em dash. NUL marks the breaks until the mapping
+    # below has turned our own em dashes into ---.
+    while "--" in text:
+        text = text.replace("--", "-\x00-")
+    return "".join(_CHARS.get(ch, ch) for ch in text).replace("\x00", "{}")
 
 
 def _number(text: str) -> str:

@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 
     from ssr_models.infer import SRPipeline
 
-_STAGES = ("kernel", "nbsr", "diffusion")  # ssr_models.infer.STAGES, in its order
 
 
 @dataclass
@@ -184,15 +183,17 @@ class SSRMethod:
 
     @property
     def method(self) -> str:
-        """The pipeline method ``auto`` resolves to: diffusion when there is a diffusion stage."""
-        return "diffusion" if "diffusion" in self.stages.folders else "svkr"
+        """The pipeline method ``auto`` resolves to (SRPipeline's own rule)."""
+        from ssr_models.infer import resolve_method
+
+        return resolve_method("auto", self.stages.folders, self.stages.path)
 
     @property
     def used(self) -> tuple[str, ...]:
         """The stages SRPipeline.from_checkpoint loads for ``method``."""
-        if self.method == "svkr":
-            return ("kernel", "nbsr")
-        return tuple(s for s in _STAGES if s in self.stages.folders)
+        from ssr_models.infer import stages_used
+
+        return tuple(stages_used(self.method, self.stages.folders))
 
     @property
     def scale(self) -> int:

@@ -165,10 +165,25 @@ def run_table(spec: TableSpec, options: RunOptions) -> TableResult:
             result.preview = _preview(testset, result.rows, chosen, options)
         groups.append(result)
     provenance.update(_environment(options, spec))
-    whole = {m: next(iter(r)) for m, r in unavailable.items() if len(r) == 1}
+    whole = _unavailable_everywhere(groups, unavailable, notes)
     return TableResult(spec, groups, notes.texts, whole, provenance, timings,
                        counts["computed"], counts["cached"],
                        stand_in=options.stand_in)
+
+
+def _unavailable_everywhere(groups: list[GroupResult], reasons: dict[str, set[str]],
+                            notes: _Footnotes) -> dict[str, str]:
+    """Return metric -> reason for metrics that got no value anywhere, for one stated reason.
+
+    Their cell footnotes are shortened to point at that reason (printed once, under
+    "unavailable"), instead of repeating a long fetch hint per footnote.
+    """
+    scored = {m for g in groups for r in g.rows for m, c in r.cells.items() if c.status == "ok"}
+    whole = {m: next(iter(r)) for m, r in reasons.items() if len(r) == 1 and m not in scored}
+    for m, why in whole.items():
+        index = notes.texts.index(f"{m}: {why}")
+        notes.texts[index] = f"{m}: unavailable on this machine (the reason is given once, below)"
+    return whole
 
 
 def _testset(group: GroupSpec, spec: TableSpec, options: RunOptions) -> tuple[TestSet, str | None]:

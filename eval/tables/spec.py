@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from ssr_datasets.config import dataclass_from_mapping, named_or_yaml_path
+from ssr_datasets.config import dataclass_at, dataclass_from_mapping, named_or_yaml_path
 from ssr_datasets.errors import ConfigError
 
 TABLES_DIR = Path(__file__).resolve().parents[2] / "manifests" / "tables"
@@ -169,9 +169,9 @@ def table_from_dict(data: Any) -> TableSpec:
     for key in ("groups", "rows"):
         if not isinstance(raw.get(key), list) or not raw[key]:
             raise ConfigError(f"'{key}' must be a non-empty list")
-    groups = tuple(_item(GroupSpec, g, f"groups[{i}]") for i, g in enumerate(raw.pop("groups")))
+    groups = tuple(dataclass_at(GroupSpec, g, f"groups[{i}]") for i, g in enumerate(raw.pop("groups")))
     rows_raw = raw.pop("rows")
-    attributes = tuple(_item(AttributeSpec, a, f"attributes[{i}]")
+    attributes = tuple(dataclass_at(AttributeSpec, a, f"attributes[{i}]")
                        for i, a in enumerate(raw.pop("attributes", None) or []))
     spec = dataclass_from_mapping(TableSpec, {**raw, "groups": groups, "rows": (),
                                               "attributes": attributes},
@@ -205,18 +205,9 @@ def table_from_dict(data: Any) -> TableSpec:
     return TableSpec(**{**spec.__dict__, "rows": rows})
 
 
-def _item(cls: type, data: Any, where: str) -> Any:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}")
-    try:
-        return dataclass_from_mapping(cls, data, lambda k, hint: f"{where}: unknown key {k!r}{hint}")
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}" if not str(exc).startswith(where) else str(exc)) from exc
-
-
 def _row(data: Any, index: int, spec: TableSpec, group_ids: list[str]) -> RowSpec:
     where = f"rows[{index}]"
-    row = _item(RowSpec, data, where)
+    row = dataclass_at(RowSpec, data, where)
     paper: dict[str, tuple[float | None, ...]] = {}
     for group, values in dict(row.paper or {}).items():
         if group not in group_ids:

@@ -242,3 +242,82 @@ def test_cli_formats_are_the_renderers() -> None:
     from eval.tables.render import FORMATS as RENDERED
 
     assert FORMATS == RENDERED
+
+
+# --- the built-in tables end to end on a miniature data root -----------------------------------
+@pytest.fixture(scope="module")
+def mini_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny stand-ins for every data set of Tables 1-3, in the layouts their sources expect.
+
+    The sources check that whole sets are present (DIV2K valid 0801-0900, 100 BSDS100/Urban100
+    images), so the folders hold that many 32x32 crops; ``--max-images 2`` then uses two of each.
+    DRealSR gets two real-style pairs (LR by area downsampling).
+    """
+    root = tmp_path_factory.mktemp("data")
+    photo = read_image(BENCH / "bsd100" / "img_002.png").rgb
+    folders = {"DIV2K_valid_HR": [f"{i:04d}.png" for i in range(801, 901)],
+               "BSDS100": [f"img_{i:03d}.png" for i in range(1, 101)],
+               "Urban100": [f"img{i:03d}.png" for i in range(1, 101)]}
+    for folder, names in folders.items():
+        (root / folder).mkdir()
+        for i, name in enumerate(names):
+            y, x = (7 * i) % (photo.shape[0] - 32), (13 * i) % (photo.shape[1] - 32)
+            cv2.imwrite(str(root / folder / name), photo[y:y + 32, x:x + 32, ::-1])
+    base = root / "DRealSR" / "Test_x4"
+    for side in ("test_HR", "test_LR"):
+        (base / side).mkdir(parents=True)
+    for i in range(2):
+        hr = photo[40 * i:40 * i + 48, 60:108]
+        cv2.imwrite(str(base / "test_HR" / f"D{i}_x1.png"), hr[..., ::-1])
+        lr = cv2.resize(hr, (12, 12), interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(base / "test_LR" / f"D{i}_x4.png"), lr[..., ::-1])
+    return root
+
+
+@pytest.mark.parametrize("table", ["1", "2", "3"])
+def test_builtin_table_end_to_end_on_miniature_data(mini_root: Path, tmp_path: Path, table: str) -> None:
+    out = tmp_path / "t.json"
+    args = ["run", "--table", table, "--data-root", str(mini_root), "--max-images", "2",
+            "--out", str(out), "--work-dir", str(tmp_path / "w"), "--cache", str(tmp_path / "c")]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    doc = json.loads(out.read_text())
+    spec = load_table(table)
+    assert doc["stand_in"] is None
+    assert [g["id"] for g in doc["groups"]] == [g.id for g in spec.groups]
+    for group, gspec in zip(doc["groups"], spec.groups, strict=True):
+        assert group["status"] == "ok", group["reason"]
+        rows = {r["id"]: r for r in group["rows"]}
+        assert list(rows)[:len(spec.rows)] == [r.id for r in spec.rows]
+        for rspec in spec.rows:  # the paper's value beside ours in every cell
+            for i, m in enumerate(spec.metrics):
+                assert rows[rspec.id]["cells"][m]["paper"] == rspec.paper_value(gspec.id, i)
+        bicubic = rows["bicubic"]
+        assert bicubic["n_images"] == 2
+        if gspec.recipe is not None:
+            samples = [s for shard in sorted(Path(group["testset"]["path"]).glob("*.tar"))
+                       for s in iter_shard(shard)]
+            assert group["testset"]["recipe"]["name"] == gspec.recipe
+            pairs = [(s.hr, s.lr) for s in samples]
+        else:
+            base = mini_root / "DRealSR" / "Test_x4"
+            pairs = [(read_image(base / "test_HR" / f"D{i}_x1.png").rgb,
+                      read_image(base / "test_LR" / f"D{i}_x4.png").rgb) for i in range(2)]
+        want = np.mean([psnr_y_reference(hr, bicubic_reference(lr), CROP) for hr, lr in pairs])
+        assert bicubic["cells"]["psnr"]["ours"] == pytest.approx(want, abs=1e-9)
+        if "niqe" in spec.metrics:  # 32 px images: NIQE refuses them, with the reason
+            assert bicubic["cells"]["niqe"]["status"] == "na"
+    if table == "3":
+        assert any("DAN and DCLS rows of Table 1" in n for n in doc["notes"])
+
+
+def test_metric_missing_everywhere_is_stated_once(data: dict[str, Path], fake_metrics: object) -> None:
+    result = run(mini_spec(metrics=["psnr", "ssim", "fake_missing"]), data)
+    reason = result.unavailable["fake_missing"]
+    assert "missing" in reason
+    for group in result.groups:
+        cell = next(r for r in group.rows if r.spec.id == "bicubic").cells["fake_missing"]
+        assert cell.status == "na"
+        assert result.footnotes[cell.note - 1] == \
+            "fake_missing: unavailable on this machine (the reason is given once, below)"
+    assert not any(reason in text for text in result.footnotes)
