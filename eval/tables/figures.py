@@ -42,11 +42,14 @@ def gradient_energy(image: np.ndarray) -> np.ndarray:
     return energy
 
 
-def choose_crops(image: np.ndarray, size: int, count: int = 3, step: int | None = None) -> list[Box]:
-    """Return up to ``count`` non-overlapping ``size`` x ``size`` windows, most gradient energy first.
+def choose_crops(image: np.ndarray, size: int, count: int = 3, step: int | None = None,
+                 gap: int | None = None) -> list[Box]:
+    """Return up to ``count`` ``size`` x ``size`` windows, most gradient energy first, ``gap`` px apart.
 
     Windows start on a grid of ``step`` pixels (default ``size // 4``); ties go to the first
-    window in row-major order, so the choice depends on the pixels only.
+    window in row-major order, so the choice depends on the pixels only. Chosen windows are at
+    least ``gap`` px apart (default ``size``) along x or y: blur varies with depth, so crops
+    spread over the image show more of it than three neighbours on one texture would.
 
     Raises:
         InputError: ``size`` outside [1, min(H, W)], or ``count``/``step`` below 1.
@@ -57,6 +60,7 @@ def choose_crops(image: np.ndarray, size: int, count: int = 3, step: int | None 
     """
     h, w = image.shape[:2]
     step = max(1, size // 4) if step is None else step
+    apart = size + (size if gap is None else max(0, gap))
     if not 1 <= size <= min(h, w) or count < 1 or step < 1:
         raise InputError("<array>", f"crop size must be in [1, {min(h, w)}] for a {w}x{h} image and "
                                     f"count, step >= 1; got size {size}, count {count}, step {step}")
@@ -68,7 +72,7 @@ def choose_crops(image: np.ndarray, size: int, count: int = 3, step: int | None 
     chosen: list[Box] = []
     for flat in np.argsort(-sums, axis=None, kind="stable"):
         y, x = int(ys[flat // len(xs)]), int(xs[flat % len(xs)])
-        if all(abs(y - cy) >= size or abs(x - cx) >= size for cy, cx, _, _ in chosen):
+        if all(abs(y - cy) >= apart or abs(x - cx) >= apart for cy, cx, _, _ in chosen):
             chosen.append((y, x, size, size))
             if len(chosen) == count:
                 break

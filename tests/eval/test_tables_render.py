@@ -281,9 +281,20 @@ def test_choose_crops_finds_the_textured_patch_first() -> None:
     assert boxes == choose_crops(img.copy(), 32, count=3, step=8)
     for i, (y1, x1, _, _) in enumerate(boxes):
         for y2, x2, _, _ in boxes[i + 1:]:
-            assert abs(y1 - y2) >= 32 or abs(x1 - x2) >= 32
+            assert abs(y1 - y2) >= 64 or abs(x1 - x2) >= 64  # one crop apart by default
     with pytest.raises(InputError, match="crop size must be in"):
         choose_crops(img, 200)
+
+
+def test_choose_crops_spreads_over_the_image() -> None:
+    img = np.full((64, 256), 100, np.uint8)
+    rng = np.random.default_rng(2)
+    img[:, :64] = rng.integers(0, 256, (64, 64), dtype=np.uint8)  # a texture two crops wide, left
+    img[16:48, 200:232] = rng.integers(70, 130, (32, 32), dtype=np.uint8)  # a weak patch far right
+    spread = choose_crops(img, 32, count=2, step=8)
+    assert spread[1] == (16, 200, 32, 32)  # the neighbour on the same texture is too close
+    packed = choose_crops(img, 32, count=2, step=8, gap=0)
+    assert packed[1][1] < 64  # without the gap, the second crop stays on the strong texture
 
 
 def test_lr_crop_is_nearest_upsampled_on_the_hr_grid() -> None:
