@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,6 +154,20 @@ def testset_dir_name(config: BuildConfig) -> str:
     return "-".join(p for p in parts if p) + f"-{digest}"
 
 
+def degrade_command(config: BuildConfig, out: Path) -> str:
+    """Return the ``degrade build`` command that builds the same shards as ``config``."""
+    parts = ["degrade", "build", "--source", config.source]
+    if config.root is not None:
+        parts += ["--root", config.root]
+    if config.split is not None:
+        parts += ["--split", config.split]
+    parts += ["--recipe", config.recipe.name, "--seed", str(config.seed), "--depth", config.depth]
+    if config.max_images is not None:
+        parts += ["--max-images", str(config.max_images)]
+    parts += ["--out", str(out)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
 def synthetic_testset(group: GroupSpec, config: BuildConfig, work_dir: Path,
                       on_progress: Callable[[int, int], None] | None = None) -> TestSet:
     """Build the group's shard set if missing or not matching its manifest; return it.
@@ -166,7 +181,7 @@ def synthetic_testset(group: GroupSpec, config: BuildConfig, work_dir: Path,
     out = work_dir / "testsets" / testset_dir_name(config)
     if not _complete(out, config):
         build(config, out, overwrite=True, on_progress=on_progress, preview=False,
-              command=f"ssr-eval run (group {group.id})")
+              command=degrade_command(config, out))
     manifest = read_manifest(out)
     shards = manifest_shards(out, manifest)
     keys = [k for info in shards for k in info.keys]
@@ -178,6 +193,7 @@ def synthetic_testset(group: GroupSpec, config: BuildConfig, work_dir: Path,
             "downsampler": recipe.downsampler,
             "depth": config.depth, "max_images": config.max_images, "count": len(keys),
             "config_hash": manifest["config_hash"], "fingerprint": fingerprint, "path": str(out),
+            "degrade_command": degrade_command(config, out),
             "skipped": manifest.get("skipped", []),
             "depth_providers": manifest.get("depth_providers", {})}
     lr_dir = work_dir / "lr" / out.name

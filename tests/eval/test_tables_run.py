@@ -321,3 +321,29 @@ def test_metric_missing_everywhere_is_stated_once(data: dict[str, Path], fake_me
         assert result.footnotes[cell.note - 1] == \
             "fake_missing: unavailable on this machine (the reason is given once, below)"
     assert not any(reason in text for text in result.footnotes)
+
+
+def test_test_set_is_what_degrade_build_makes(data: dict[str, Path], tmp_path: Path) -> None:
+    """The recorded degrade command, run by the CLI elsewhere, gives the same shard bytes."""
+    from degrade.cli import main as degrade_main
+
+    result = run(mini_spec(), data, previews=False)
+    info = result.groups[0].testset
+    args = info["degrade_command"].split()[2:]
+    again = tmp_path / "again"
+    args[args.index("--out") + 1] = str(again)
+    res = CliRunner().invoke(degrade_main, ["build", *args, "--no-preview"])
+    assert res.exit_code == 0, res.output
+    ours = sorted(Path(info["path"]).glob("*.tar"))
+    assert [p.name for p in ours] == [p.name for p in sorted(again.glob("*.tar"))]
+    for p in ours:
+        assert p.read_bytes() == (again / p.name).read_bytes()
+
+
+def test_package_exports_resolve() -> None:
+    import eval.tables as tables
+
+    for name in tables.__all__:
+        assert getattr(tables, name) is not None
+    with pytest.raises(AttributeError):
+        tables.nothing  # noqa: B018
