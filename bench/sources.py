@@ -147,6 +147,8 @@ def bench_depth(args: argparse.Namespace) -> None:
 
 # Sizes (H, W) of the data sets' images; DRealSR's HR size is assumed DIV2K-like (it varies).
 URBAN100 = (768, 1024)
+#: the workplace's read-only benchmark images, in ../shared beside the repository
+BENCH_DATA = Path(__file__).resolve().parents[2] / "shared" / "bench-data"
 CITYSCAPES = (1024, 2048)
 MIDDLEBURY = (1988, 2880)  # a typical 2014 "perfect" im0.png
 NYU = (480, 640)
@@ -208,7 +210,7 @@ def _bench_set(root: Path, folder: str, bench: str, count: int) -> Path:
     (root / folder).mkdir(parents=True)
     for i in range(1, count + 1):
         (root / folder / f"img_{i:03d}.png").symlink_to(
-            Path("/work/shared/bench-data") / bench / f"img_{i:03d}.png")
+            BENCH_DATA / bench / f"img_{i:03d}.png")
     return root
 
 

@@ -9,7 +9,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-BENCH = Path("/work/shared/bench-data")
+from tests.shared_data import BENCH_DATA
+
+BENCH = BENCH_DATA
 H, W = 24, 32
 
 

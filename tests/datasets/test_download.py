@@ -36,6 +36,7 @@ from ssr_datasets.download import download_dataset, fetch
 from ssr_datasets.errors import ConfigError, DownloadError, InputError, MissingAssetError
 from ssr_datasets.imageio import pixel_sha256, read_image
 from ssr_manifests import ROOT as MANIFESTS_ROOT
+from tests.shared_data import bench_data
 
 TIMEOUT = 5.0  # seconds; every client and server socket is bounded by it
 
@@ -476,9 +477,7 @@ def test_div2k_manifest_carries_the_published_checksums() -> None:
 
 def test_benchmark_manifests_match_the_local_copy_regression() -> None:
     # Regression, not a golden value: the hashes were recorded from this very copy.
-    bench = Path("/work/shared/bench-data")
-    if not bench.is_dir():
-        pytest.skip("no bench-data copy on this machine")
+    bench = bench_data()
     spec = load_dataset("set5")
     for img in spec.images:
         rgb = read_image(bench / "set5" / Path(img.path).name).rgb

@@ -27,8 +27,9 @@ from eval.tables.render import CSV_COLUMNS, FORMATS, render
 from eval.tables.result import Cell, GroupResult, Preview, RowResult, TableResult
 from eval.tables.spec import RowSpec, TableSpec, load_table, table_from_dict
 from ssr_datasets.errors import ConfigError, InputError
+from tests.shared_data import BENCH_DATA
 
-PAPER_TABLES = Path("/work/shared/papers/ssr-tables.json")
+PAPER_TABLES = BENCH_DATA.parent / "papers" / "ssr-tables.json"
 METRICS = ("psnr", "ssim", "niqe")
 REASON = "Set B not found under /data/drealsr_x4 (give --data-root)"
 NA_NOTE = "niqe: pristine model missing (50% & more)"

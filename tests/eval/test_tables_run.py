@@ -22,8 +22,9 @@ from ssr_datasets.imageio import read_image
 from ssr_datasets.shards import iter_shard
 from tests.eval.conftest import psnr_y_reference
 from tests.reference import imresize_bicubic_matlab, ssim_skimage_valid, y_reference
+from tests.shared_data import BENCH_DATA
 
-BENCH = Path(__file__).resolve().parents[3] / "shared" / "bench-data"
+BENCH = BENCH_DATA
 PAPER_JSON = BENCH.parent / "papers" / "ssr-tables.json"
 CROP = 4
 
