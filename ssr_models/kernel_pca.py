@@ -40,11 +40,10 @@ def params_to_kernels(params: torch.Tensor, kernel_size: int, delta: float) -> t
     if params.ndim != 4 or params.shape[1] != 3:
         raise ConfigError(f"params must be (B, 3, h, w), got {tuple(params.shape)}")
     b, _, h, w = params.shape
-    # Built in float64 and cast back: in float32 the far taps of narrow kernels are denormal, and
-    # denormals make the exp backward (and matmuls) 10-50x slower on CPUs; in float64 they are
-    # normal numbers (or exactly 0), then flush_tiny zeroes them before the cast.
-    k64 = gaussian_kernels(params.permute(0, 2, 3, 1).double(), kernel_size, delta)  # (B, h, w, K, K)
-    k = flush_tiny(k64).to(params.dtype)
+    # Built in the params' dtype (float32 in training, fast on GPUs): gaussian_kernels floors the
+    # exponents at LOG_FLOOR so no weight is denormal, and flush_tiny zeroes those floored weights
+    # (< 2e-22) so that products with them in the losses and their backward stay normal too.
+    k = flush_tiny(gaussian_kernels(params.permute(0, 2, 3, 1), kernel_size, delta))  # (B, h, w, K, K)
     return k.reshape(b, h, w, kernel_size * kernel_size).permute(0, 3, 1, 2)
 
 

@@ -19,6 +19,20 @@ def bivariate_gaussian_basicsr(kernel_size: int, sig_x: float, sig_y: float, the
     return k / k.sum()
 
 
+def gaussian_kernel_direct(s1: float, s2: float, theta: float, kernel_size: int,
+                           delta: float) -> np.ndarray:
+    """DESIGN.md section 3's kernel, tap by tap in float64: rows = row offset a, cols = column b."""
+    rot = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
+    inv = np.linalg.inv(rot @ np.diag([s1 * s1, s2 * s2]) @ rot.T)
+    r = kernel_size // 2
+    k = np.empty((kernel_size, kernel_size))
+    for ia, a in enumerate(range(-r, r + 1)):
+        for ib, b in enumerate(range(-r, r + 1)):
+            d = np.array([b - delta, a - delta])
+            k[ia, ib] = math.exp(-0.5 * d @ inv @ d)
+    return k / k.sum()
+
+
 def direct_degradation(hr: np.ndarray, field: np.ndarray, scale: int, kernel_size: int,
                        delta: float) -> np.ndarray:
     """Eq. 1 literally: per LR pixel, build its kernel and sum over the reflect-padded window.

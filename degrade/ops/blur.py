@@ -45,10 +45,8 @@ import torch.nn.functional as F
 
 from ssr_datasets.errors import ConfigError
 
-from .kernels import centered_delta, check_kernel_size, precision_terms, tap_offsets
+from .kernels import LOG_FLOOR, centered_delta, check_kernel_size, precision_terms, tap_offsets
 
-# Shifted exponents below this are floored: exp(-50) < 2e-22, far below float32 resolution.
-_LOG_FLOOR = -50.0
 # A tap is left out of a chunk when its weight is below this share of the pixel's largest weight
 # for every pixel of the chunk; the K*K such shares add up to < 5e-9 of the sum (float32 eps 1.2e-7).
 _PRUNE_LOG = math.log(1e-11)
@@ -173,7 +171,7 @@ def apply_kernel_field(
             taps = _live_taps(radius2, float(smax[n, r0:r1].max()), float(shift[n, r0:r1].min()))
             weights = wbuf[: len(taps), : m * w]
             torch.mm(basis[taps], coeffs[n, :, r0:r1].reshape(4, m * w), out=weights)
-            weights.clamp_min_(_LOG_FLOOR).exp_()
+            weights.clamp_min_(LOG_FLOOR).exp_()  # see kernels.LOG_FLOOR
             total = weights.sum(0).view(1, m, w)
             acc = abuf[:, :m].zero_()
             offset = n * st[2] + r0 * st[4]

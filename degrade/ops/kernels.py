@@ -24,6 +24,12 @@ from ssr_datasets.errors import ConfigError
 # deviations keep the quadrature error under 1e-6 for the recipes' sigma ranges.
 _GL_NODES = 64
 
+# Shifted exponents (0 at each kernel's peak) are floored here, in every kernel builder of the
+# project: exp(-50) < 2e-22 is far below float32 resolution next to a peak weight of 1, and the
+# floor keeps every weight a normal float32 number (denormals make x86 exp, multiplies and their
+# backward 10-50x slower; with the floor, no float64 detour is needed).
+LOG_FLOOR = -50.0
+
 
 def centered_delta(scale: int) -> float:
     """Return the LR grid offset (s - 1) / 2 in HR pixels that centres kernels on s x s blocks."""
@@ -58,13 +64,32 @@ def covariance_from_sigmas(
 
 
 def sigmas_from_covariance(cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Return (s1, s2, theta) with s1 >= s2 and theta in [0, pi) from Sigma (..., 2, 2)."""
+    """Return (s1, s2, theta) with s1 >= s2 (HR px) and theta in [0, pi) from Sigma (..., 2, 2).
+
+    Closed form of the symmetric 2 x 2 eigenproblem, elementwise, so it runs on any device and
+    batch size (``torch.linalg.eigh`` on large CUDA batches fails inside cusolver): with
+    ``Sigma = [[a, b], [b, c]]`` the variances are ``(a + c) / 2 +- hypot((a - c) / 2, b)``
+    (``hypot`` neither overflows nor loses the smaller term) and the major axis lies at
+    ``theta = atan2(2 b, a - c) / 2``. Negative variances from rounding are clamped to 0. A
+    circle (a = c, b = 0) gets theta = 0: every angle describes it. Only the symmetric part of
+    ``cov`` is read (``b`` is the mean of the two off-diagonal entries).
+
+    >>> s1, s2, th = sigmas_from_covariance(torch.tensor([[4.0, 0.0], [0.0, 1.0]]))
+    >>> float(s1), float(s2), float(th)
+    (2.0, 1.0, 0.0)
+    """
     if cov.shape[-2:] != (2, 2):
         raise ConfigError(f"covariance must have shape (..., 2, 2), got {tuple(cov.shape)}")
-    evals, evecs = torch.linalg.eigh(cov)
-    s1 = evals[..., 1].clamp_min(0).sqrt()
-    s2 = evals[..., 0].clamp_min(0).sqrt()
-    theta = torch.atan2(evecs[..., 1, 1], evecs[..., 0, 1]) % math.pi
+    a, c = cov[..., 0, 0], cov[..., 1, 1]
+    b = 0.5 * (cov[..., 0, 1] + cov[..., 1, 0])
+    mean = 0.5 * (a + c)
+    radius = torch.hypot(0.5 * (a - c), b)
+    s1 = (mean + radius).clamp_min(0).sqrt()
+    s2 = (mean - radius).clamp_min(0).sqrt()
+    theta = 0.5 * torch.atan2(2 * b, a - c)  # in [-pi/2, pi/2]
+    theta = torch.where(theta < 0, theta + math.pi, theta)
+    # theta + pi can round up to pi itself for a tiny negative angle; pi and 0 are the same axis.
+    theta = torch.where(theta >= math.pi, torch.zeros_like(theta), theta)
     return s1, s2, theta
 
 
@@ -95,7 +120,9 @@ def gaussian_kernels(
 ) -> torch.Tensor:
     """Build normalized kernels (..., K, K) from a field (..., 3) of (s1, s2, theta).
 
-    Rows of a kernel index the row offset ``a``, columns the column offset ``b``.
+    Rows of a kernel index the row offset ``a``, columns the column offset ``b``. Works in the
+    dtype of ``params``; exponents below :data:`LOG_FLOOR` are floored (weights < 2e-22 of the
+    peak), so float32 kernels hold no denormal numbers.
 
     >>> k = gaussian_kernels(torch.tensor([1.0, 1.0, 0.0]), kernel_size=5)
     >>> round(float(k.sum()), 6), tuple(k.shape)
@@ -111,7 +138,7 @@ def gaussian_kernels(
     dy, dx = d.view(-1, 1), d.view(1, -1)
     q = (a[..., None, None] * dx * dx + 2 * b[..., None, None] * dx * dy
          + c[..., None, None] * dy * dy)
-    k = torch.exp(-0.5 * (q - q.amin(dim=(-2, -1), keepdim=True)))
+    k = torch.exp((-0.5 * (q - q.amin(dim=(-2, -1), keepdim=True))).clamp_min(LOG_FLOOR))
     return k / k.sum(dim=(-2, -1), keepdim=True)
 
 

@@ -150,6 +150,76 @@ def test_sigmas_from_covariance_isotropic():
     np.testing.assert_allclose(covariance_from_sigmas(s1, s2, th).numpy(), cov.numpy(), atol=1e-12)
 
 
+def _random_spd(rng: np.random.Generator, n: int) -> np.ndarray:
+    """n random symmetric positive-definite 2 x 2 matrices with spread-out spectra."""
+    m = rng.normal(size=(n, 2, 2)) * rng.uniform(0.1, 10.0, size=(n, 1, 1))
+    return m @ np.swapaxes(m, -1, -2) + 1e-3 * np.eye(2)
+
+
+def _check_against_eigh(cov: np.ndarray, dtype: torch.dtype, rtol: float) -> None:
+    """Eigenvalues match numpy.linalg.eigh; the major axis matches where the spectrum splits."""
+    s1, s2, th = sigmas_from_covariance(torch.from_numpy(cov).to(dtype))
+    s1, s2, th = (v.double().numpy() for v in (s1, s2, th))
+    evals, evecs = np.linalg.eigh(cov)
+    scale = evals[..., 1]  # eigenvalues are known to about eps times the largest one
+    np.testing.assert_allclose(s1 ** 2, evals[..., 1], rtol=rtol)
+    np.testing.assert_allclose(s2 ** 2, np.maximum(evals[..., 0], 0), atol=4 * rtol * scale.max())
+    assert np.all((th >= 0) & (th < PI))
+    split = (evals[..., 1] - evals[..., 0]) > 1e-3 * evals[..., 1]
+    major = np.arctan2(evecs[..., 1, 1], evecs[..., 0, 1])
+    assert _angle_diff_mod_pi(th[split], major[split]).max() < 1e3 * rtol
+
+
+@pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-12), (torch.float32, 3e-6)])
+def test_sigmas_from_covariance_matches_numpy_eigh(dtype, rtol):
+    rng = np.random.default_rng(7)
+    _check_against_eigh(_random_spd(rng, 500), dtype, rtol)
+
+
+@pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-12), (torch.float32, 3e-6)])
+def test_sigmas_from_covariance_degenerate_spectra(dtype, rtol):
+    """Isotropic, near-isotropic, huge anisotropy, rank-deficient and axis-aligned covariances."""
+    s1 = np.array([2.0, 2.0, 2.0 + 1e-7, 1.0 + 1e-3, 50.0, 1e3, 3.0, 1.5, 0.6, 1.0])
+    s2 = np.array([2.0, 2.0, 2.0, 1.0, 0.01, 1e-3, 0.0, 1.5, 0.6, 1.0])
+    th = np.array([0.0, 1.1, 0.4, 2.9, 0.3, 1.2, 2.0, PI / 2, PI - 1e-9, PI / 4])
+    cov = covariance_from_sigmas(*(torch.from_numpy(v) for v in (s1, s2, th))).numpy()
+    _check_against_eigh(cov, dtype, rtol)
+    # rebuilding Sigma from the result gives Sigma back, whatever angle a circle gets
+    got = sigmas_from_covariance(torch.from_numpy(cov).to(dtype))
+    back = covariance_from_sigmas(*(v.double() for v in got)).numpy()
+    big = np.abs(cov).max(axis=(-2, -1), keepdims=True)
+    assert (np.abs(back - cov) / big).max() < 10 * rtol
+
+
+def test_sigmas_from_covariance_round_trip_float32_batch():
+    """The forward builder and the closed form invert each other on a large float32 batch
+    (the shapes SVKR and ssr-infer feed it), with the axes ordered and the angle wrapped."""
+    g = torch.Generator().manual_seed(3)
+    n = 100_000
+    s = 0.6 + 2.9 * torch.rand(n, 2, generator=g)
+    th = math.pi * torch.rand(n, generator=g)
+    s = torch.where((s[:, :1] - s[:, 1:]).abs() < 0.05, s + torch.tensor([0.2, 0.0]), s)
+    r1, r2, rth = sigmas_from_covariance(covariance_from_sigmas(s[:, 0], s[:, 1], th))
+    torch.testing.assert_close(r1, s.amax(1), rtol=2e-6, atol=0)
+    torch.testing.assert_close(r2, s.amin(1), rtol=1e-5, atol=0)
+    expected = torch.where(s[:, 1] > s[:, 0], th + math.pi / 2, th).double().numpy()
+    assert _angle_diff_mod_pi(rth.double().numpy(), expected).max() < 1e-4
+    assert bool(((rth >= 0) & (rth < math.pi)).all())
+
+
+def test_sigmas_from_covariance_needs_no_linear_algebra_library(monkeypatch):
+    """torch.linalg.eigh on large CUDA batches raises CUSOLVER_STATUS_INTERNAL_ERROR (issue 12,
+    ssr-infer --device cuda); the closed form must not reach any torch.linalg solver."""
+    def cusolver_failure(*args, **kwargs):
+        raise RuntimeError("cusolver error: CUSOLVER_STATUS_INTERNAL_ERROR")
+
+    for name in ("eigh", "eigvalsh", "eig", "svd", "svdvals"):
+        monkeypatch.setattr(torch.linalg, name, cusolver_failure)
+    cov = covariance_from_sigmas(torch.tensor([3.0]), torch.tensor([1.0]), torch.tensor([0.5]))
+    s1, s2, th = sigmas_from_covariance(cov)
+    torch.testing.assert_close(torch.cat([s1, s2, th]), torch.tensor([3.0, 1.0, 0.5]))
+
+
 def test_variance_converters():
     s1, s2, th = torch.tensor([0.5, 3.0]), torch.tensor([2.0, 0.1]), torch.tensor([0.3, 2.0])
     l1, l2, th2 = variances_from_sigmas(s1, s2, th)

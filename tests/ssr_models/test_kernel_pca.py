@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from degrade.ops.kernels import gaussian_kernels
 from ssr_datasets.errors import ConfigError
 from ssr_models.kernel_pca import KernelPCA, params_to_kernels, sample_kernel_params
+from tests.reference import gaussian_kernel_direct
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +43,43 @@ def test_encode_accepts_params_or_kernels(pca: KernelPCA) -> None:
     torch.testing.assert_close(codes, pca.encode(params_to_kernels(params, 21, 1.5)))
     k = gaussian_kernels(torch.tensor([2.0, 1.0, 0.4]), 21, 1.5).reshape(-1)
     torch.testing.assert_close(params_to_kernels(params, 21, 1.5)[1, :, 2, 4], k)
+
+
+# narrow, wide, anisotropic at both angles' ends: the far taps of s = 0.6 are below 1e-38 unfloored
+GT_FIELD = [(0.6, 0.6, 0.0), (0.6, 3.5, 0.3), (3.5, 3.5, 1.0), (3.5, 0.6, 3.1), (1.3, 2.2, 1.6),
+            (0.6, 1.0, 2.0)]
+
+
+def test_params_to_kernels_float32_matches_float64_reference() -> None:
+    """Ground-truth kernels of a batch are built in float32 (fast on GPUs) and agree with the
+    direct formula in float64 to float32 resolution, with no denormal weight."""
+    params = torch.tensor(GT_FIELD).T.reshape(1, 3, 2, 3)
+    k = params_to_kernels(params, 21, 1.5)
+    assert k.dtype == torch.float32 and k.shape == (1, 441, 2, 3)
+    for n, (s1, s2, th) in enumerate(GT_FIELD):
+        ref = gaussian_kernel_direct(s1, s2, th, 21, 1.5).reshape(-1)
+        np.testing.assert_allclose(k[0, :, n // 3, n % 3].double().numpy(), ref, rtol=0, atol=2e-7)
+    nonzero = k[k != 0]
+    assert float(nonzero.abs().min()) >= torch.finfo(torch.float32).tiny
+
+
+def test_gaussian_kernels_float32_hold_no_denormals() -> None:
+    """The exponent floor shared with the blur engine (kernels.LOG_FLOOR) keeps every float32
+    weight a normal number, so nothing downstream runs at denormal speed."""
+    k = gaussian_kernels(torch.tensor(GT_FIELD), 21, 1.5)
+    assert k.dtype == torch.float32
+    assert float(k.min()) >= torch.finfo(torch.float32).tiny
+    torch.testing.assert_close(k.sum((-2, -1)), torch.ones(len(GT_FIELD)))
+
+
+def test_params_to_kernels_gradient_matches_float64() -> None:
+    weights = torch.rand(1, 441, 2, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    grads = []
+    for dtype in (torch.float32, torch.float64):
+        params = torch.tensor(GT_FIELD, dtype=dtype).T.reshape(1, 3, 2, 3).requires_grad_(True)
+        (params_to_kernels(params, 21, 1.5) * weights.to(dtype)).sum().backward()
+        grads.append(params.grad.double())
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
 
 
 def test_state_dict_round_trip(pca: KernelPCA) -> None:
