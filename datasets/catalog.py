@@ -3,8 +3,9 @@
 A manifest lists a dataset's files (URLs, sizes, published sha256 and where each comes from)
 and, for benchmarks, the decoded-pixel hashes of its images. A file whose manifest publishes no
 sha256 gets one recorded on first download in ``<root>/.ssr-bench/checksums.json`` (trust on
-first use); later downloads and verifies hold it to that value. A mismatch is never accepted
-silently.
+first use; an archive's only once it extracted, i.e. read to its end, so a resumed transfer that
+joined two versions of a file is never trusted); later downloads and verifies hold it to that
+value. A mismatch is never accepted silently.
 
 Layout per dataset: ``root`` is the dataset's own folder (what ``sources.list_items`` takes);
 archives are saved there and extracted there, so ``provides`` paths are relative to it.
@@ -242,8 +243,16 @@ def is_provided(root: Path, f: FileSpec) -> bool:
     return f.extract and marker_path(root, f.name).is_file()
 
 
-def check_present(root: Path, f: FileSpec, path: Path) -> Literal["verified", "recorded"]:
-    """Verify a file already on disk against the manifest or lock; record when neither has it."""
+def check_present(root: Path, f: FileSpec, path: Path) -> tuple[Literal["verified", "unrecorded"],
+                                                                   str]:
+    """Verify a file already on disk against the manifest or lock; return (status, sha256).
+
+    ``unrecorded``: neither publishes a sha256. Nothing is recorded here: the caller records
+    the hash only once it trusts the bytes (``download_dataset``: after the archive extracted).
+
+    Raises:
+        InputError: The size or sha256 differs (the message says to delete the file).
+    """
     want, origin = expected_sha256(f, root)
     size = path.stat().st_size
     if f.bytes is not None and size != f.bytes:
@@ -251,11 +260,10 @@ def check_present(root: Path, f: FileSpec, path: Path) -> Literal["verified", "r
                                "it to download again")
     digest = sha256_file(path)
     if want is None:
-        record_checksum(root, f.name, digest, size, None)
-        return "recorded"
+        return "unrecorded", digest
     if digest != want:
         raise InputError(path, f"sha256 mismatch: expected {want} ({origin}), got {digest}; "
                                f"delete it to download again" + (
                                    f", or remove its entry from {lock_path(root)} if the "
                                    "upstream file really changed" if origin == "recorded" else ""))
-    return "verified"
+    return "verified", digest

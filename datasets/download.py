@@ -4,7 +4,7 @@ The pooch pattern, made resumable: bytes stream into ``<dest>.part`` (continued 
 Range request after an interruption, restarted cleanly when a server ignores Range), size and
 sha256 are checked, and only then is the file renamed to its final name. Expected checksums
 come from the manifest or the root's checksum lock (see ``catalog``); a file with neither gets
-its sha256 recorded there on first download.
+its sha256 recorded there on first download, an archive only after it extracted completely.
 """
 
 from __future__ import annotations
@@ -240,7 +240,9 @@ def download_dataset(name: str | DatasetSpec, root: str | Path, split: str | Non
         MissingAssetError: A file has no URL and is not in ``root`` (names the file, the
             folder and the manual instructions).
         DownloadError: Every URL of a file failed, or a checksum did not match.
-        InputError: A file already present fails its size/sha256 check, or an archive is unsafe.
+        InputError: A file already present fails its size/sha256 check, or an archive is unsafe
+            or does not read to its end (a corrupt archive's hash is never recorded; the
+            message names the file to delete).
         ConfigError: Unknown dataset or split.
     """
     spec = name if isinstance(name, DatasetSpec) else load_dataset(name)
@@ -260,10 +262,13 @@ def download_dataset(name: str | DatasetSpec, root: str | Path, split: str | Non
             outcomes.append(FileOutcome(f.name, "already-extracted", "skipped",
                                         detail=f"{f.provides} exists; nothing to download"))
             continue
+        record = None  # (sha256, bytes, url): trusted only once the archive read to its end
         if path.exists():
-            checksum = check_present(root, f, path)
+            checksum, digest = check_present(root, f, path)
             action: Action = "archive-present" if f.urls else "manual-present"
             detail = "already downloaded, checksum " + checksum
+            if checksum == "unrecorded":
+                record = (digest, path.stat().st_size, None)
         else:
             urls = ([mirror.rstrip("/") + "/" + f.name] if mirror else []) + list(f.urls)
             want, _ = expected_sha256(f, root)
@@ -271,18 +276,27 @@ def download_dataset(name: str | DatasetSpec, root: str | Path, split: str | Non
             action, detail = "downloaded", f"from {got.url}"
             if got.resumed_from:
                 detail += f" (resumed at byte {got.resumed_from})"
+            checksum = "verified" if want is not None else "unrecorded"
             if want is None:
-                record_checksum(root, f.name, got.sha256, got.bytes, got.url)
-                checksum = "recorded"
-                detail += f"; sha256 {got.sha256} recorded in {lock_path(root)}"
-            else:
-                checksum = "verified"
+                record = (got.sha256, got.bytes, got.url)
         extracted = False
         if f.extract and not is_provided(root, f):
-            extract(path, root)
+            try:
+                extract(path, root)
+            except InputError as exc:
+                if record is None:
+                    raise
+                # Nothing vouches for these bytes (a resumed transfer may join two versions of
+                # the file): never record the hash of an archive that does not read to its end.
+                raise InputError(path, f"{exc.reason}; its sha256 was not recorded: delete "
+                                       f"{path} and rerun to download it again") from exc
             extracted = True
             if f.provides and not is_provided(root, f):
                 raise InputError(path, f"extracted, but {f.provides} did not appear; the "
                                        "manifest's 'provides' is wrong or the archive changed")
+        if record is not None:
+            record_checksum(root, f.name, *record)
+            checksum = "recorded"
+            detail += f"; sha256 {record[0]} recorded in {lock_path(root)}"
         outcomes.append(FileOutcome(f.name, action, checksum, extracted, detail))
     return outcomes

@@ -11,6 +11,7 @@ import pytest
 from ssr_datasets.manifest import MANIFEST_NAME
 from ssr_datasets.schema import SCHEMA_VERSION, Sample
 from ssr_datasets.shards import ShardInfo, shard_name, write_json_atomic, write_shard
+from tests.datasets.loopback import server  # noqa: F401 - the loopback HTTP server fixture
 
 SCALE = 2
 

@@ -10,11 +10,7 @@ import hashlib
 import io
 import os
 import tarfile
-import threading
 import zipfile
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -36,76 +32,8 @@ from ssr_datasets.download import download_dataset, fetch
 from ssr_datasets.errors import ConfigError, DownloadError, InputError, MissingAssetError
 from ssr_datasets.imageio import pixel_sha256, read_image
 from ssr_manifests import ROOT as MANIFESTS_ROOT
+from tests.datasets.loopback import TIMEOUT, Loopback
 from tests.shared_data import bench_data
-
-TIMEOUT = 5.0  # seconds; every client and server socket is bounded by it
-
-
-@dataclass
-class Loopback:
-    """What the test server serves and what it saw."""
-
-    files: dict[str, bytes] = field(default_factory=dict)
-    drop_after: int | None = None  # close the first GET after this many body bytes
-    ignore_range: bool = False
-    requests: list[tuple[str, str | None]] = field(default_factory=list)
-    base: str = ""
-
-    def url(self, name: str) -> str:
-        return f"{self.base}/{name}"
-
-
-def _handler(state: Loopback) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        timeout = TIMEOUT
-
-        def log_message(self, *args: object) -> None:  # keep pytest output clean
-            pass
-
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
-            name = self.path.lstrip("/")
-            rng = self.headers.get("Range")
-            state.requests.append((name, rng))
-            data = state.files.get(name)
-            if data is None:
-                self.send_error(404)
-                return
-            start = 0
-            if rng and not state.ignore_range:
-                start = int(rng.split("=")[1].split("-")[0])
-                self.send_response(206)
-                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-            else:
-                self.send_response(200)
-            body = data[start:]
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if state.drop_after is not None:
-                cut, state.drop_after = state.drop_after, None
-                self.wfile.write(body[:cut])
-                self.close_connection = True
-                return
-            self.wfile.write(body)
-
-    return Handler
-
-
-@pytest.fixture
-def server() -> Iterator[Loopback]:
-    """Serve ``state.files`` on 127.0.0.1 at an ephemeral port for one test."""
-    state = Loopback()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    httpd.daemon_threads = True
-    state.base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(TIMEOUT)
 
 
 def make_zip(entries: dict[str, bytes]) -> bytes:
@@ -236,20 +164,53 @@ def _tar_member(name: str, kind: bytes = tarfile.REGTYPE, link: str = "") -> tar
     return m
 
 
+def _zip_chain() -> bytes:
+    """The escape of issue 10: ``p -> .``, ``p/p/p/q -> ../../..``, then the file ``q/x``.
+
+    Checked as text, ``p/p/p/../../..`` is ``.``; on disk ``p/p/p`` is the folder itself, so
+    ``q`` points three levels up and ``q/x`` lands outside the destination.
+    """
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, target in (("p", "."), ("p/p/p/q", "../../..")):
+            info = zipfile.ZipInfo(name)
+            info.external_attr = 0o120777 << 16  # S_IFLNK: how Info-ZIP stores a symlink
+            zf.writestr(info, target)
+        zf.writestr("q/x", b"escaped")
+    return buf.getvalue()
+
+
+def _tar_chain() -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        tf.addfile(_tar_member("p", tarfile.SYMTYPE, "."))
+        tf.addfile(_tar_member("p/p/p/q", tarfile.SYMTYPE, "../../.."))
+        tf.addfile(_tar_member("q/x"), io.BytesIO(b"evil"))
+    return buf.getvalue()
+
+
 UNSAFE = {
     "zip-dotdot": ("evil.zip", lambda: _zip_with("../evil"), "'..'"),
     "zip-absolute": ("evil.zip", lambda: _zip_with("/tmp/evil"), "absolute"),
     "zip-symlink-out": ("evil.zip", lambda: _zip_with("good/link", symlink_to="../../outside"),
-                        "points outside"),
+                        "'good/link': symbolic link; links in archives are refused"),
+    "zip-symlink-inside": ("evil.zip", lambda: _zip_with("good/link", symlink_to="ok.txt"),
+                           "'good/link': symbolic link"),
+    "zip-symlink-chain": ("evil.zip", _zip_chain, "'p': symbolic link"),
     "tar-dotdot": ("evil.tar", lambda: _tar_with(_tar_member("a/../../evil")), "'..'"),
     "tar-absolute": ("evil.tar.gz", lambda: _tar_with(_tar_member("/etc/evil"), gz=True),
                      "absolute"),
     "tar-symlink-out": ("evil.tar", lambda: _tar_with(_tar_member("good/l", tarfile.SYMTYPE,
-                                                                  "../../x")), "points outside"),
+                                                                  "../../x")), "symbolic link"),
     "tar-symlink-abs": ("evil.tar", lambda: _tar_with(_tar_member("good/l", tarfile.SYMTYPE,
-                                                                  "/etc/passwd")), "absolute"),
+                                                                  "/etc/passwd")), "symbolic link"),
+    "tar-symlink-inside": ("evil.tar", lambda: _tar_with(_tar_member("good/l", tarfile.SYMTYPE,
+                                                                     "ok.txt")), "symbolic link"),
+    "tar-symlink-chain": ("evil.tar", _tar_chain, "'p': symbolic link"),
     "tar-hardlink-out": ("evil.tar", lambda: _tar_with(_tar_member("good/h", tarfile.LNKTYPE,
-                                                                   "../x")), "outside"),
+                                                                   "../x")), "hard link"),
+    "tar-hardlink-inside": ("evil.tar", lambda: _tar_with(_tar_member("good/h", tarfile.LNKTYPE,
+                                                                      "good/ok.txt")), "hard link"),
     "tar-device": ("evil.tar", lambda: _tar_with(_tar_member("good/dev", tarfile.CHRTYPE)),
                    "device"),
 }
@@ -258,13 +219,17 @@ UNSAFE = {
 @pytest.mark.parametrize("case", sorted(UNSAFE))
 def test_unsafe_archives_are_rejected_without_output(tmp_path: Path, case: str) -> None:
     name, build, why = UNSAFE[case]
-    archive = tmp_path / name
+    archive = tmp_path / "in" / name
+    archive.parent.mkdir()
     archive.write_bytes(build())
-    dest = tmp_path / "dest"
-    with pytest.raises(InputError, match=why):
+    dest = tmp_path / "a" / "b" / "dest"  # the chain's q/x would land in tmp_path/a
+    with pytest.raises(InputError, match=why) as info:
         extract(archive, dest)
+    assert str(archive) in str(info.value)  # the message names the archive and the member
     assert list(dest.iterdir()) == []  # not even good/ok.txt, no temp folder
-    assert not (tmp_path / "evil").exists() and not (tmp_path.parent / "outside").exists()
+    # Nothing anywhere outside the destination: only the archive and the folders above dest.
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == [
+        "a", "a/b", "a/b/dest", "in", f"in/{name}"]
 
 
 @pytest.mark.parametrize("kind", ["zip", "tar", "tar.gz"])
@@ -273,15 +238,14 @@ def test_safe_archive_extracts_whole_with_marker(tmp_path: Path, kind: str) -> N
     if kind == "zip":
         archive.write_bytes(payload_zip())
     else:
-        archive.write_bytes(_tar_with(_tar_member("good/inner", tarfile.SYMTYPE, "ok.txt"),
-                                      gz=kind == "tar.gz"))
+        archive.write_bytes(_tar_with(_tar_member("good/inner"), gz=kind == "tar.gz"))
     dest = tmp_path / "dest"
     res = extract(archive, dest)
     top = "DS" if kind == "zip" else "good"
     assert res.entries == (top,) and (dest / top).is_dir()
     assert marker_path(dest, archive.name).is_file()
     if kind != "zip":
-        assert (dest / "good" / "inner").read_bytes() == b"fine"  # inside-pointing link kept
+        assert (dest / "good" / "inner").read_bytes() == b"evil"
     assert sorted(p.name for p in dest.iterdir()) == [".ssr-bench", top]
 
 
