@@ -5,7 +5,7 @@ normalized anisotropic Gaussian of the field at LR pixel (i, j) and HRpad the nu
 padding. Only LR positions are computed, so the cost is K*K taps per *LR* pixel: s^2 fewer than a
 full-resolution blur.
 
-Two backends compute the same sum (both are tested against the literal formula):
+Four backends compute the same sum (each is tested against the literal formula):
 
 * ``"c"``, the CPU fast path (``_svblur.c``, built as an optional extension at install): per LR
   pixel the K*K weights come from exact multiplicative recurrences (the exponent is quadratic in
@@ -18,6 +18,11 @@ Two backends compute the same sum (both are tested against the literal formula):
   flow to ``hr`` and ``params`` (data-consistency steps, kernel re-degradation losses); it holds
   all K*K patches at once, so keep it to training-sized crops. ``auto`` picks it when either
   input requires grad (the other backends write into preallocated buffers).
+* ``"triton"``, the GPU fast path (:mod:`degrade.ops.blur_triton`): one fused kernel computes
+  each LR pixel's K*K weights in registers and accumulates all channels in one pass, in float32,
+  without atomics. ``auto`` picks it for CUDA tensors when triton is installed and no input
+  requires grad (it has no backward: with grad, ``auto`` takes ``autograd`` and an explicit
+  ``"triton"`` is refused). On a CPU it runs only under Triton's interpreter (tests).
 * ``"torch"``, pure torch on any device (CUDA included), chunked over LR rows:
 
 How the torch path stays fast on a CPU (measured in bench/engine.py):
@@ -36,8 +41,10 @@ How the torch path stays fast on a CPU (measured in bench/engine.py):
 
 from __future__ import annotations
 
+import importlib.util
 import math
-from typing import Literal
+import os
+from typing import Literal, get_args
 
 import cv2
 import torch
@@ -56,7 +63,10 @@ _PRUNE_LOG = math.log(1e-11)
 _CHUNK_PIXELS = 8192
 
 
-Backend = Literal["auto", "c", "torch", "autograd"]
+Backend = Literal["auto", "c", "triton", "torch", "autograd"]
+ChosenBackend = Literal["c", "triton", "torch", "autograd"]
+# Input dtypes the fused kernel reads (it accumulates in float32 and returns hr's dtype).
+_TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 try:
     from . import _svblur
@@ -74,15 +84,56 @@ def c_backend_min_sigma(kernel_size: int, delta: float) -> float:
     return math.sqrt((0.25 + dy * dy) / 1400.0)
 
 
+def triton_available() -> bool:
+    """Return True when the ``triton`` package can be imported (the ``gpu`` extra)."""
+    return importlib.util.find_spec("triton") is not None
+
+
+def _triton_problem(hr: torch.Tensor, grad: bool) -> str | None:
+    """Return why the fused kernel cannot run these inputs, or None when it can."""
+    if not triton_available():
+        return "needs triton: pip install 'ssr-bench[gpu]'"
+    if grad:
+        return ("has no backward and an input requires grad; use backend='autograd' "
+                "(or 'auto', which picks it)")
+    if hr.dtype not in _TRITON_DTYPES:
+        return f"reads float32, float16 or bfloat16, got {hr.dtype}"
+    if hr.device.type != "cuda" and not _interpreting():
+        return (f"runs on CUDA tensors (got {hr.device}); on a CPU only under Triton's "
+                "interpreter (TRITON_INTERPRET=1)")
+    return None
+
+
+def _interpreting() -> bool:
+    # Triton reads the variable when it is imported; the tests set it before that.
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
 def select_backend(hr: torch.Tensor, params: torch.Tensor, kernel_size: int, delta: float,
-                   backend: Backend = "auto") -> Literal["c", "torch", "autograd"]:
-    """Return the backend apply_kernel_field uses for these inputs ("c", "torch" or "autograd")."""
-    if backend not in ("auto", "c", "torch", "autograd"):
-        raise ConfigError(f"backend must be 'auto', 'c', 'torch' or 'autograd', got {backend!r}")
-    if backend == "autograd" or (backend == "auto" and (hr.requires_grad or params.requires_grad)):
+                   backend: Backend = "auto") -> ChosenBackend:
+    """Return the backend apply_kernel_field uses for these inputs ("c", "triton", "torch", "autograd").
+
+    ``auto``: ``autograd`` whenever hr or params requires grad (no other backend has a backward,
+    so none of them may silently drop gradients); else ``triton`` for CUDA tensors when triton is
+    installed; else ``c`` when it applies; else ``torch``.
+
+    Raises:
+        ConfigError: an unknown name, or an explicit backend that cannot run these inputs.
+    """
+    if backend not in get_args(Backend):
+        names = ", ".join(map(repr, get_args(Backend)))
+        raise ConfigError(f"backend must be one of {names}, got {backend!r}")
+    grad = hr.requires_grad or params.requires_grad
+    if backend == "autograd" or (backend == "auto" and grad):
         return "autograd"
+    if backend == "triton" or (backend == "auto" and hr.device.type == "cuda"):
+        problem = _triton_problem(hr, grad)
+        if problem is None:
+            return "triton"
+        if backend == "triton":
+            raise ConfigError(f"the triton backend {problem}")
     ok = (_svblur is not None and hr.device.type == "cpu" and hr.dtype == torch.float32
-          and hr.shape[1] <= 4 and not hr.requires_grad and not params.requires_grad
+          and hr.shape[1] <= 4 and not grad
           and float(params[:, :2].min()) > c_backend_min_sigma(kernel_size, delta))
     if backend == "c" and not ok:
         raise ConfigError(
@@ -113,8 +164,8 @@ def apply_kernel_field(
         scale: integer downsampling factor s >= 1.
         kernel_size: odd window size K in HR px.
         delta: LR grid offset in HR px; ``None`` means centred, (s - 1) / 2.
-        backend: "auto" (the C kernel when it applies, see :func:`select_backend`), "c" or
-            "torch". Both agree with the direct formula to float32 precision.
+        backend: "auto" (see :func:`select_backend`), "c", "triton", "torch" or "autograd".
+            All agree with the direct formula to float32 precision.
 
     Returns:
         (B, C, H/s, W/s) tensor on hr's device and dtype.
@@ -131,8 +182,10 @@ def apply_kernel_field(
     h, w = h_hr // scale, w_hr // scale
     r = kernel_size // 2
     dtype, device = hr.dtype, hr.device
-    params = params.to(dtype)
     chosen = select_backend(hr, params, kernel_size, delta, backend)
+    if chosen == "triton":  # the kernel reads the field in float32 whatever hr's dtype
+        return _apply_triton(hr, params, scale, kernel_size, delta)
+    params = params.to(dtype)
     if chosen == "c":
         return _apply_c(hr, params, scale, kernel_size, delta)
     if chosen == "autograd":
@@ -197,6 +250,19 @@ def _apply_autograd(hr: torch.Tensor, params: torch.Tensor, scale: int, kernel_s
     cols = (padded.shape[-1] - kernel_size) // scale + 1
     patches = patches.view(b, c, kernel_size * kernel_size, -1, cols)[..., :h, :w]
     return (patches * weights.unsqueeze(1)).sum(2)
+
+
+def _apply_triton(hr: torch.Tensor, params: torch.Tensor, scale: int, kernel_size: int,
+                  delta: float) -> torch.Tensor:
+    from .blur_triton import apply_kernel_field_triton
+
+    b, c, h_hr, w_hr = hr.shape
+    poly = _polyphase(hr.to(torch.float32), kernel_size // 2, scale)  # (s, s, B, C, Hq, Wq)
+    d = tap_offsets(kernel_size, delta)  # float32, as the kernel computes its offsets
+    dn = float(d[int(torch.argmin(d.abs()))])
+    out = apply_kernel_field_triton(poly, params, scale, kernel_size, delta, dn,
+                                    (h_hr // scale, w_hr // scale))
+    return out.to(hr.dtype)
 
 
 def _apply_c(hr: torch.Tensor, params: torch.Tensor, scale: int, kernel_size: int,
