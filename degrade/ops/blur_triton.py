@@ -12,9 +12,10 @@ Launch grid and work per program:
 * It loads ``(s1, s2, theta)`` of its pixels, forms ``Sigma^-1 = [[A, B], [B, C]]`` and the shift
   that makes the tap nearest the kernel centre weigh exactly 1 (the torch backend's shift), then
   runs over the K x K taps in a runtime loop. Per tap: exponent ``-0.5 d^T Sigma^-1 d - shift``
-  floored at -50 (the torch backend's floor: exp(-50) < 2e-22 of the peak, and no denormals),
-  ``exp``, add to the weight sum, and one masked (CP, BLOCK) load of the tap's pixels for all
-  channels (CP = C rounded up to a power of two) multiplied into a float32 accumulator.
+  floored at ``kernels.LOG_FLOOR`` = -50 (the torch backend's floor: exp(-50) < 2e-22 of the
+  peak, and no denormals), ``exp``, add to the weight sum, and one masked (CP, BLOCK) load of the
+  tap's pixels for all channels (CP = C rounded up to a power of two) multiplied into a float32
+  accumulator.
 * It divides by the weight sum and stores (C, BLOCK) outputs. No atomics and a fixed tap order:
   the result is deterministic run to run and does not depend on BLOCK.
 
@@ -33,12 +34,12 @@ import torch
 import triton
 import triton.language as tl
 
+from .kernels import LOG_FLOOR  # the one floor of shifted exponents (torch backend, kernels)
+
 # LR pixels per program: 128 pixels x 4 channel lanes fill 4 warps; a row of 510 LR pixels (x4 of
 # 2040 px) spans 4 programs, whose neighbouring taps share cache lines in L1/L2.
 BLOCK = 128
 NUM_WARPS = 4
-# The torch backend's floor of shifted exponents (blur._LOG_FLOOR).
-LOG_FLOOR = -50.0
 
 
 @triton.jit
