@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,8 @@ Location = str | os.PathLike[str] | Storage  # a folder: path, fsspec URL or Sto
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "ssr-bench-shards"
+#: What ``shards.shard_name`` makes: a bare ``{split}-{index:06d}.tar`` (no ``/``, no ``..``).
+_SHARD_NAME = re.compile(r"\w+-\d{6,}\.tar")
 
 
 def _storage(out_dir: Location) -> Storage:
@@ -39,7 +42,8 @@ def read_manifest(out_dir: Location) -> dict[str, Any]:
 
     Raises:
         InputError: The file is missing, not JSON, has the wrong ``format``, an
-            unsupported ``schema_version`` or no ``shards`` list (path = the file).
+            unsupported ``schema_version``, no ``shards`` list, or a shard name that is not
+            a bare ``{split}-{index:06d}.tar`` (path = the file).
     """
     storage = _storage(out_dir)
     path = storage.url(MANIFEST_NAME)
@@ -62,6 +66,15 @@ def read_manifest(out_dir: Location) -> dict[str, Any]:
                                f"{manifest.get('schema_version')!r}")
     if not isinstance(manifest.get("shards"), list):
         raise InputError(path, "'shards' must be a list of shard entries")
+    # The manifest comes with the folder, which may not be ours: a name such as
+    # ../other/train-000000.tar would make readers and `degrade verify` open files outside it.
+    # Every reader goes through here, so names are checked once, before any use.
+    for i, entry in enumerate(manifest["shards"]):
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if isinstance(name, str) and not _SHARD_NAME.fullmatch(name):
+            raise InputError(path, f"shards[{i}]: shard name {name!r:.80} is not a shard file "
+                                   "name: expected a bare {split}-{index:06d}.tar such as "
+                                   "train-000000.tar")
     return manifest
 
 
