@@ -1,14 +1,27 @@
-"""Trainer checkpoints: the file format, atomic writes, and the RNG state they carry.
+"""Trainer checkpoints: the file format, safe loading, atomic writes, and the RNG state they carry.
 
-A checkpoint is a dict with ``format``/``version`` markers, the model, EMA, optimizer, scheduler
-and scaler states, every rank's RNG and data-stream state, and the step. Files are written to a
-temp name and renamed (``ssr_datasets.storage.atomic_file``); ``last.pt`` is a hard link to the
-newest one, swapped in by rename, so it never names a partial file.
+Format 2 (``CKPT_VERSION``): a ``.pt`` file holding only tensors and plain containers (dict,
+list, tuple, str, int, float, bool, None), so it loads with ``torch.load(weights_only=True)``,
+which refuses anything that would run code while unpickling. Keys: ``format``, ``version``,
+``step``, ``world_size``, ``model``, ``ema``, ``optimizer``, ``scheduler``, ``scaler`` (state
+dicts) and ``per_rank`` (each rank's RNG states as tensors, see :func:`rng_state`, and its
+data-stream position). Settings and run metadata are JSON beside the checkpoint
+(``config.json`` from the Trainer, ``run.json`` from ``ssr-train``), never inside it.
+
+A file that needs pickle (a planted one, or a format-1 checkpoint of this project, which
+stored numpy RNG arrays and the config) is refused with an ``InputError`` naming it. Format-1
+files that you wrote yourself are converted once by ``ssr-train convert-checkpoint PATH``
+(:func:`convert_checkpoint`), which unpickles them: that trusts the file, and is only done
+when the user asks for it.
+
+Files are written to a temp name and renamed (``ssr_datasets.storage.atomic_file``); ``last.pt``
+is a hard link to the newest one, swapped in by rename, so it never names a partial file.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -16,12 +29,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from ssr_datasets.errors import ConfigError
+from ssr_datasets.errors import ConfigError, InputError
 from ssr_datasets.shards import write_bytes_atomic
 from ssr_datasets.storage import atomic_file
 
+__all__ = ["CKPT_FORMAT", "CKPT_VERSION", "convert_checkpoint", "link_atomic", "load_checkpoint",
+           "rng_state", "save_atomic", "seed_all", "set_rng_state"]
+
 CKPT_FORMAT = "ssr-bench-checkpoint"
-CKPT_VERSION = 1
+CKPT_VERSION = 2
+CONVERT_HINT = "ssr-train convert-checkpoint"
 
 
 def save_atomic(obj: Any, path: Path) -> None:
@@ -43,24 +60,51 @@ def link_atomic(src: Path, dst: Path) -> None:
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a Trainer checkpoint (``model``, ``ema``, ``step``, ``config``, ... keys).
+    """Load a Trainer checkpoint (``model``, ``ema``, ``step``, ... keys) without running code.
 
     Raises:
-        ConfigError: The file is not a Trainer checkpoint of a known version.
+        InputError: The file needs pickle to load (it could run code; nothing of it ran), or
+            cannot be read.
+        ConfigError: The file is not a Trainer checkpoint of the version this code reads.
     """
-    ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(str(path), "refused: loading it needs pickle, which can run code "
+                         f"(torch.load weights_only=True said: {first}). ssr-bench checkpoints "
+                         "hold only tensors and plain containers. If this is an older ssr-bench "
+                         f"checkpoint that you wrote yourself, convert it once with "
+                         f"`{CONVERT_HINT} {path}` (that trusts the file)") from None
+    except (OSError, RuntimeError, EOFError) as exc:
+        raise InputError(str(path), f"unreadable checkpoint: {exc}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT:
         raise ConfigError(f"{path}: not an ssr-bench Trainer checkpoint")
     if ckpt.get("version") != CKPT_VERSION:
-        raise ConfigError(f"{path}: checkpoint version {ckpt.get('version')}, "
-                          f"this code reads {CKPT_VERSION}")
+        raise ConfigError(f"{path}: checkpoint version {ckpt.get('version')}, this code reads "
+                          f"{CKPT_VERSION}" + (f"; convert it once with `{CONVERT_HINT} {path}`"
+                                               if ckpt.get("version") == 1 else ""))
     return ckpt
 
 
+def _numpy_state_tensors(state: tuple[Any, ...]) -> dict[str, Any]:
+    name, keys, pos, has_gauss, cached = state
+    return {"bit_generator": str(name), "keys": torch.from_numpy(np.asarray(keys, np.int64)),
+            "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+def _python_state_tensors(state: tuple[Any, ...]) -> dict[str, Any]:
+    version, internal, gauss_next = state
+    # Mersenne Twister words are < 2**32 and the index <= 624: exact in int64.
+    return {"version": int(version), "internal": torch.tensor(internal, dtype=torch.int64),
+            "gauss_next": gauss_next}
+
+
 def rng_state() -> dict[str, Any]:
-    """Return the torch, numpy, python (and CUDA) RNG states."""
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-             "python": random.getstate()}
+    """Return the torch, numpy, python (and CUDA) RNG states as tensors and plain values."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state(),
+                             "numpy": _numpy_state_tensors(np.random.get_state()),
+                             "python": _python_state_tensors(random.getstate())}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -68,11 +112,15 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restore the states returned by :func:`rng_state`."""
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"].cpu())
+    npst = state["numpy"]
+    np.random.set_state((npst["bit_generator"], npst["keys"].cpu().numpy().astype(np.uint32),
+                         npst["pos"], npst["has_gauss"], npst["cached_gaussian"]))
+    py = state["python"]
+    random.setstate((py["version"], tuple(int(v) for v in py["internal"].tolist()),
+                     py["gauss_next"]))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def seed_all(seed: int) -> None:
@@ -80,3 +128,39 @@ def seed_all(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     random.seed(seed)
+
+
+def convert_checkpoint(path: str | Path) -> Path:
+    """Rewrite a format-1 checkpoint that the user trusts as format 2, in place; return the path.
+
+    A file that already loads safely as format 2 is returned untouched, without unpickling.
+
+    UNSAFE BY DESIGN: format 1 needs pickle, so this unpickles ``path`` (which runs any code a
+    planted file carries). Only the ``ssr-train convert-checkpoint`` command calls it, on the
+    user's explicit request. The RNG states become tensors, the embedded config is dropped (it
+    is in ``config.json`` beside the file) and the result is written atomically.
+
+    Raises:
+        ConfigError: Not a Trainer checkpoint, or of an unknown version.
+    """
+    path = Path(path)
+    try:
+        load_checkpoint(path)
+        return path  # already format 2: nothing to unpickle
+    except (InputError, ConfigError):
+        pass
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)  # the user trusts it
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT:
+        raise ConfigError(f"{path}: not an ssr-bench Trainer checkpoint")
+    if ckpt.get("version") != 1:
+        raise ConfigError(f"{path}: checkpoint version {ckpt.get('version')} is unknown")
+    ckpt.pop("config", None)
+    for rank in ckpt.get("per_rank", []):
+        rng = rank["rng"]
+        if isinstance(rng.get("numpy"), tuple):
+            rng["numpy"] = _numpy_state_tensors(rng["numpy"])
+        if isinstance(rng.get("python"), tuple):
+            rng["python"] = _python_state_tensors(rng["python"])
+    ckpt["version"] = CKPT_VERSION
+    save_atomic(ckpt, path)
+    return path

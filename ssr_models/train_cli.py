@@ -40,15 +40,16 @@ def _init_distributed(device: str | None) -> bool:
     return True
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--shards", required=True, metavar="PATTERN_OR_URL",
-              help="Training shards: a built folder, a brace pattern, a .tar path or URL.")
-@click.option("--stage", type=click.Choice((*_STAGES, "all")), required=True,
-              help="Stage to train; 'all' runs kernel, nbsr, diffusion in that order.")
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             invoke_without_command=True, subcommand_metavar="[convert-checkpoint PATH]")
+@click.option("--shards", metavar="PATTERN_OR_URL",
+              help="Training shards (required): a built folder, a brace pattern, a .tar path or URL.")
+@click.option("--stage", type=click.Choice((*_STAGES, "all")),
+              help="Stage to train (required); 'all' runs kernel, nbsr, diffusion in that order.")
 @click.option("--config", "config_name", default="tiny", show_default=True,
               metavar="tiny|paper|FILE.yaml", help="Built-in config name or a YAML file.")
-@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
-              help="Run folder; each stage writes OUT/<stage>.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False),
+              help="Run folder (required); each stage writes OUT/<stage>.")
 @click.option("--val-shards", default=None, metavar="PATTERN_OR_URL",
               help="Validation shards (centre crops); none given = no validation.")
 @click.option("--resume", is_flag=True,
@@ -60,16 +61,27 @@ def _init_distributed(device: str | None) -> bool:
 @click.option("--seed", type=click.IntRange(min=0), default=None,
               help="Seed of weights, data order and crops (overrides the config's, which is 0 "
                    "in the built-ins).")
+@click.pass_context
 @library_errors
-def main(shards: str, stage: str, config_name: str, out: Path, val_shards: str | None,
-         resume: bool, steps: int | None, device: str | None, seed: int | None) -> None:
+def main(ctx: click.Context, shards: str | None, stage: str | None, config_name: str,
+         out: Path | None, val_shards: str | None, resume: bool, steps: int | None,
+         device: str | None, seed: int | None) -> None:
     """Train the SSR models on degraded shard sets (ssr-infer reads OUT/<stage>).
 
     \b
     Quick start (CPU, minutes):
       degrade build --out out/sample
       ssr-train --shards out/sample --stage all --config tiny --out runs/tiny
+
+    \b
+    Old checkpoints (format 1, before safe loading) are refused (loading them needs pickle);
+    convert your own once with: ssr-train convert-checkpoint RUN_OR_FILE
     """
+    if ctx.invoked_subcommand is not None:
+        return
+    for name, value in (("--shards", shards), ("--stage", stage), ("--out", out)):
+        if value is None:
+            raise click.UsageError(f"Missing option '{name}'.", ctx)
     from .configs import STAGES, load_train_config
     from .run import train_stage
 
@@ -95,6 +107,27 @@ def main(shards: str, stage: str, config_name: str, out: Path, val_shards: str |
             import torch.distributed as dist
 
             dist.destroy_process_group()
+
+
+@main.command("convert-checkpoint")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@library_errors
+def convert_checkpoint_cmd(path: Path) -> None:
+    """Convert your own old (format-1) checkpoints to the safe format 2, in place.
+
+    PATH is a .pt file, a stage folder or a run folder (every *.pt below it). This UNPICKLES
+    the files, which runs any code they carry: use it only on checkpoints you trust (that
+    you trained yourself). Files already in format 2 are left as they are.
+    """
+    from .checkpoint import convert_checkpoint
+
+    files = [path] if path.is_file() else sorted(
+        p for p in path.rglob("*.pt") if not p.name.startswith("."))
+    if not files:
+        raise click.ClickException(f"{path}: no .pt files to convert")
+    for f in files:
+        convert_checkpoint(f)
+        click.echo(f"converted (trusted, unpickled): {f}")
 
 
 def _is_main() -> bool:

@@ -316,8 +316,7 @@ class Trainer:
                 "model": self.model.state_dict(), "ema": self.ema.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                "per_rank": per_rank, "world_size": self.world_size,
-                "config": dataclasses.asdict(self.config)}
+                "per_rank": per_rank, "world_size": self.world_size}
         path = self.out_dir / f"ckpt-{self.step:07d}.pt"
         save_atomic(ckpt, path)
         link_atomic(path, self.out_dir / "last.pt")

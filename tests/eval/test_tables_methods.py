@@ -96,7 +96,7 @@ def expects_row(**flags: bool) -> RowSpec:
 
 def condition_nbsr(folder: Path, seed: int = 0) -> None:
     """Give a stage's NBSR non-zero SFT heads: they start at zero, so a fresh NBSR ignores K."""
-    ckpt = torch.load(folder / "last.pt")
+    ckpt = torch.load(folder / "last.pt", weights_only=True)
     g = torch.Generator().manual_seed(seed)
     for weights in (ckpt["model"], ckpt["ema"]):
         for k, v in weights.items():

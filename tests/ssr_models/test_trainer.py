@@ -246,7 +246,7 @@ def test_ddp_two_processes_end_identical(shard_dir: Path, tmp_path: Path,
         for p in ctx.processes:
             if p.is_alive():
                 os.kill(p.pid, 9)
-    w0, w1 = (torch.load(tmp_path / f"rank{r}.weights") for r in range(2))
+    w0, w1 = (torch.load(tmp_path / f"rank{r}.weights", weights_only=True) for r in range(2))
     for part in ("model", "ema"):
         for name, p in w0[part].items():
             assert torch.equal(p, w1[part][name]), (part, name)
