@@ -1,11 +1,19 @@
 """Speed of the exact spatially variant degradation against one spatially invariant blur.
 
-Prints, for a 2040x1356 RGB image on one thread, the time of ``draw_degradation`` (the kernel
-field from nearness) + ``apply_kernel_field`` divided by the time of ``cv2.filter2D`` with one
-21x21 kernel at full resolution followed by ``[::4, ::4]`` subsampling, measured in this process
-(best of N). Also prints the naive per-pixel unfold at full resolution for scale.
+CPU (default): prints, for a 2040x1356 RGB image on one thread, the time of ``draw_degradation``
+(the kernel field from nearness) + ``apply_kernel_field`` divided by the time of ``cv2.filter2D``
+with one 21x21 kernel at full resolution followed by ``[::4, ::4]`` subsampling, measured in this
+process (best of N). Also prints the naive per-pixel unfold at full resolution for scale.
+
+GPU (``--device cuda``, ``cuda:N``): the fused Triton kernel (``apply_kernel_field`` with
+``backend="triton"``, the field already on the device) divided by one invariant 21x21 depthwise
+cuDNN ``F.conv2d`` of the same batch at full resolution, in img/s at batch 1, 8 and 32; the torch
+backend at batch 1 for scale; the largest difference from the CPU backend (C when built) on the
+0-255 scale, and whether two runs give the same bits. :func:`gpu_engine_report` returns the same
+figures as a dict (``bench/gpu_check.py`` calls it).
 
     python bench/engine.py [--repeats 5] [--recipe ssr] [--naive]
+    python bench/engine.py --device cuda [--batches 1 8 32]
 """
 
 from __future__ import annotations
@@ -50,7 +58,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--recipe", default="ssr")
     parser.add_argument("--naive", action="store_true", help="also time the naive unfold (slow)")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    parser.add_argument("--batches", type=int, nargs="+", default=list(GPU_BATCHES),
+                        help="batch sizes timed on a GPU")
     args = parser.parse_args()
+    if args.device != "cpu":
+        report = gpu_engine_report(args.device, batches=tuple(args.batches), recipe_name=args.recipe)
+        print(format_gpu_report(report))
+        return
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
 
@@ -92,6 +107,128 @@ def main() -> None:
 
 
 NAIVE_CROP = 128
+GPU_BATCHES = (1, 8, 32)
+
+
+def gpu_engine_report(device: str = "cuda", batches: tuple[int, ...] = GPU_BATCHES,
+                      recipe_name: str = "ssr", size: tuple[int, int] = (H, W),
+                      repeats: int = 5) -> dict:
+    """Time the fused kernel against one invariant cuDNN conv2d on ``device``; return the figures.
+
+    The 'coffee' photo at ``size`` (H, W) with its prior-nearness field from ``recipe_name``,
+    repeated to each batch size. Times are the best of ``repeats`` rounds, each a few calls
+    between two CUDA events after a warm-up (compilation, cuDNN autotuning) and synchronised.
+    ``device="cpu"`` runs the same code under Triton's interpreter (``TRITON_INTERPRET=1``, tiny
+    ``size`` only): a check of this function, not a measurement.
+
+    Returns:
+        ``{"device", "gpu", "image", "recipe", "kernel_size", "scale", "batches": {b: {"fused_ms",
+        "conv_ms", "ratio", "fused_img_s", "conv_img_s"}}, "torch_backend_ms", "cpu_backend",
+        "max_abs_err_255", "deterministic", "versions"}``; ``*_ms`` are per batch call, ``ratio``
+        is fused / conv (the target is <= 0.2).
+    """
+    import triton
+
+    from degrade.ops.blur import interpreting, select_backend
+
+    dev = torch.device(device)
+    on_gpu = dev.type == "cuda"
+    if not (on_gpu and torch.cuda.is_available()) and not (dev.type == "cpu" and interpreting()):
+        raise SystemExit(f"gpu_engine_report needs a CUDA device, got {device!r} (cuda available: "
+                         f"{torch.cuda.is_available()}); 'cpu' only under TRITON_INTERPRET=1")
+    torch.backends.cudnn.benchmark = True  # the baseline gets cuDNN's fastest algorithm
+    recipe = load_recipe(recipe_name)
+    k, s = recipe.kernel_size, recipe.scale
+    rgb, near = test_image()
+    if size != (H, W):
+        rgb = np.ascontiguousarray(rgb[: size[0], : size[1]])
+        near = np.ascontiguousarray(near[: size[0], : size[1]])
+    draw = draw_degradation(recipe, near, sample_rng(0, recipe.hash, "bench-coffee-000"))
+    hr_cpu = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div(255)
+    field_cpu = torch.from_numpy(draw.field)[None]
+    hr1, field1 = hr_cpu.to(dev), field_cpu.to(dev)
+    if on_gpu and select_backend(hr1, field1, k, recipe.delta_px) != "triton":
+        raise SystemExit("apply_kernel_field does not pick the triton backend on this device")
+
+    def fused(hr: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
+        return apply_kernel_field(hr, field, s, k, recipe.delta_px, backend="triton")
+
+    weight = torch.full((3, 1, k, k), 1.0 / (k * k), device=dev)
+
+    def conv(hr: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.conv2d(hr, weight, padding=k // 2, groups=3)
+
+    rows = {}
+    for b in batches:
+        hr_b = hr1.expand(b, -1, -1, -1).contiguous()
+        field_b = field1.expand(b, -1, -1, -1).contiguous()
+        t_fused = _device_best(lambda hr_b=hr_b, field_b=field_b: fused(hr_b, field_b), on_gpu, repeats)
+        t_conv = _device_best(lambda hr_b=hr_b: conv(hr_b), on_gpu, repeats)
+        rows[b] = {"fused_ms": t_fused * 1e3, "conv_ms": t_conv * 1e3, "ratio": t_fused / t_conv,
+                   "fused_img_s": b / t_fused, "conv_img_s": b / t_conv}
+        del hr_b, field_b
+    t_torch = _device_best(lambda: apply_kernel_field(hr1, field1, s, k, recipe.delta_px,
+                                                      backend="torch"), on_gpu, 1, calls=1)
+    got = fused(hr1, field1)
+    again = fused(hr1, field1)
+    cpu_backend = select_backend(hr_cpu, field_cpu, k, recipe.delta_px)
+    ref = apply_kernel_field(hr_cpu, field_cpu, s, k, recipe.delta_px)
+    err = float((got.cpu() - ref).abs().max()) * 255.0
+    return {
+        "device": str(dev), "gpu": torch.cuda.get_device_name(dev) if on_gpu else "triton interpreter",
+        "image": f"{rgb.shape[1]}x{rgb.shape[0]} RGB", "recipe": recipe.name,
+        "kernel_size": k, "scale": s, "batches": rows, "torch_backend_ms": t_torch * 1e3,
+        "cpu_backend": cpu_backend, "max_abs_err_255": err,
+        "deterministic": bool(torch.equal(got, again)),
+        "versions": {"torch": torch.__version__, "triton": triton.__version__,
+                     "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()},
+    }
+
+
+def _device_best(fn, on_gpu: bool, repeats: int, calls: int = 5) -> float:
+    """Return the best per-call seconds of ``fn`` over ``repeats`` rounds of ``calls`` calls.
+
+    Two warm-up calls first (Triton compilation, cuDNN autotuning); on a GPU each round is
+    bracketed by CUDA events and synchronised, so queued work is counted in full.
+    """
+    for _ in range(2 if on_gpu else 0):
+        fn()
+    if not on_gpu:
+        calls = 1
+    else:
+        torch.cuda.synchronize()
+    best = float("inf")
+    for _ in range(repeats):
+        if on_gpu:
+            start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+        else:
+            t = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        if on_gpu:
+            stop.record()
+            stop.synchronize()
+            best = min(best, start.elapsed_time(stop) / 1e3 / calls)
+        else:
+            best = min(best, time.perf_counter() - t)
+    return best
+
+
+def format_gpu_report(r: dict) -> str:
+    """Render :func:`gpu_engine_report`'s dict as the table the script prints."""
+    lines = [f"{r['gpu']} ({r['device']}), image {r['image']}, recipe {r['recipe']} "
+             f"(x{r['scale']}, K={r['kernel_size']}); torch {r['versions']['torch']}, "
+             f"triton {r['versions']['triton']}, CUDA {r['versions']['cuda']}",
+             f"  {'batch':>5}  {'fused ms':>9}  {'fused img/s':>11}  {'conv2d ms':>9}  "
+             f"{'conv2d img/s':>12}  {'fused/conv2d':>12}"]
+    for b, row in r["batches"].items():
+        lines.append(f"  {b:>5}  {row['fused_ms']:9.3f}  {row['fused_img_s']:11.0f}  "
+                     f"{row['conv_ms']:9.3f}  {row['conv_img_s']:12.0f}  {row['ratio']:12.3f}")
+    lines.append(f"  torch backend, batch 1: {r['torch_backend_ms']:.1f} ms")
+    lines.append(f"  max |fused - {r['cpu_backend']} backend on CPU| = {r['max_abs_err_255']:.2e} "
+                 f"(0-255 scale); two runs bit-identical: {r['deterministic']}")
+    return "\n".join(lines)
 
 
 def naive_crop(hr: torch.Tensor, field: np.ndarray) -> torch.Tensor:

@@ -98,13 +98,14 @@ def _triton_problem(hr: torch.Tensor, grad: bool) -> str | None:
                 "(or 'auto', which picks it)")
     if hr.dtype not in _TRITON_DTYPES:
         return f"reads float32, float16 or bfloat16, got {hr.dtype}"
-    if hr.device.type != "cuda" and not _interpreting():
+    if hr.device.type != "cuda" and not interpreting():
         return (f"runs on CUDA tensors (got {hr.device}); on a CPU only under Triton's "
                 "interpreter (TRITON_INTERPRET=1)")
     return None
 
 
-def _interpreting() -> bool:
+def interpreting() -> bool:
+    """Return True when Triton kernels run on its CPU interpreter (``TRITON_INTERPRET=1``)."""
     # Triton reads the variable when it is imported; the tests set it before that.
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
