@@ -1,12 +1,15 @@
 """Strict config data: a mapping becomes a frozen dataclass, or an error that helps.
 
-One owner for what recipes (degrade/recipes.py) and dataset manifests (catalog.py) both need:
-unknown keys fail with a "did you mean", lists become tuples (frozen dataclasses must hash).
+One owner for what every config kind needs (recipes, dataset manifests, training configs, table
+specs): unknown keys fail with a "did you mean", lists become tuples (frozen dataclasses must
+hash), and a boolean is never taken for a number: YAML's ``true`` is a ``bool``, which Python
+counts as the integer 1, so ``scale: true`` would otherwise pass as a scale of 1.
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, fields
 from pathlib import Path
@@ -14,12 +17,42 @@ from typing import Any
 
 from .errors import ConfigError
 
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")  # Literal["int"] values are not types
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _number_kind(declared: Any) -> str | None:
+    """Return "an integer"/"a number" for a field declared int/float (alone, optional or in a
+    tuple) that does not also accept a bool; None otherwise (str, bool, Any, containers).
+
+    >>> _number_kind("tuple[float, float]"), _number_kind(int), _number_kind("bool | int")
+    ('a number', 'an integer', None)
+    """
+    text = declared.__name__ if isinstance(declared, type) else str(declared)
+    words = set(_WORD.findall(_QUOTED.sub("", text)))
+    if not words & {"int", "float"} or words & {"bool", "Any", "object", "dict", "Mapping"}:
+        return None
+    return "a number" if "float" in words else "an integer"
+
+
+def _reject_booleans(name: str, value: Any, declared: Any) -> None:
+    """Raise ConfigError when a number field (or an element of a number tuple) holds a bool."""
+    kind = _number_kind(declared)
+    if kind is None:
+        return
+    items = value if isinstance(value, (tuple, list)) else (value,)
+    if any(isinstance(v, bool) for v in items):
+        shown = str(value).replace("True", "true").replace("False", "false")
+        raise ConfigError(f"{name} must be {kind}, got {shown}: a boolean is not a number "
+                          "in a config")
+
 
 def dataclass_from_mapping(
     cls: type,
     data: Mapping[str, Any],
     unknown: Callable[[str, str], str],
     convert: Callable[[Any, Any], Any] | None = None,
+    key_prefix: str = "",
 ) -> Any:
     """Build ``cls`` from ``data``; unknown keys raise ConfigError(unknown(key, hint) + allowed).
 
@@ -29,9 +62,11 @@ def dataclass_from_mapping(
         unknown: formats the start of the message for an unknown key, given the key and
             " (did you mean 'x'?)" or "".
         convert: ``convert(value, declared_type)`` applied to each value (lists already tuples).
+        key_prefix: put before a key's name in messages (``"blur."`` for a nested mapping).
 
     Raises:
-        ConfigError: an unknown key, or a required field that is missing.
+        ConfigError: an unknown key, a required field that is missing, or a boolean where the
+            field is declared an int or float (or a tuple of them).
     """
     names = [f.name for f in fields(cls)]
     for key in data:
@@ -49,6 +84,7 @@ def dataclass_from_mapping(
             value = data[f.name]
             if isinstance(value, list):
                 value = tuple(value)
+            _reject_booleans(key_prefix + f.name, value, f.type)
             kwargs[f.name] = convert(value, f.type) if convert else value
     return cls(**kwargs)
 

@@ -32,6 +32,25 @@ BUILTIN_RECIPES: tuple[str, ...] = (
 # A recipe whose kernels lose more than this share of their mass to the K x K window warns.
 TRUNCATION_WARN = 0.01
 
+#: The documented range of every numeric recipe value: key -> (low, high, integer), inclusive.
+#: Values must also be finite: NaN and inf are refused at load, naming the key and this range
+#: (an inf sigma used to pass, write a shard and then fail on the manifest's JSON). The upper
+#: bounds are far beyond any sensible setting; they keep a typo (3500 for 3.5) from costing hours.
+RANGES: dict[str, tuple[float, float, bool]] = {
+    "version": (1, 1_000_000, True),
+    "scale": (1, 16, True),
+    "kernel_size": (1, 99, True),  # odd; the CLI's --kernel-size has the same range
+    "blur.sigma_range_px": (0.05, 50.0, False),
+    "blur.max_blur_range_px": (0.05, 50.0, False),
+    "blur.focus_range": (0.0, 1.0, False),
+    "blur.anisotropy_range": (1.0, 100.0, False),
+    "blur.coc_max_range_px": (0.0, 400.0, False),
+    "blur.field_cells": (1, 1024, True),
+    "noise.sigma_range_255": (0.0, 255.0, False),
+    "noise.gray_prob": (0.0, 1.0, False),
+    "jpeg.quality_range": (1, 100, True),
+}
+
 
 @dataclass(frozen=True)
 class BlurSpec:
@@ -78,6 +97,11 @@ class Recipe:
     noise: NoiseSpec | None = field(default_factory=NoiseSpec)
     jpeg: JpegSpec | None = field(default_factory=JpegSpec)
 
+    def __post_init__(self) -> None:
+        # Every way of making a Recipe (file, dict, dataclasses.replace, CLI overrides) is
+        # validated, so an invalid one never reaches a build that would write shards first.
+        _validate(self)
+
     @property
     def delta_px(self) -> float:
         """Return the LR grid offset in HR px for this recipe's delta mode and scale."""
@@ -111,9 +135,7 @@ class Recipe:
             changes["noise"] = None
         if no_jpeg:
             changes["jpeg"] = None
-        out = dataclasses.replace(self, **changes)
-        _validate(out)
-        return out
+        return dataclasses.replace(self, **changes)
 
 
 def recipe_path(name: str) -> Path:
@@ -146,16 +168,14 @@ def recipe_from_dict(data: dict[str, Any]) -> Recipe:
     for key, cls in subs.items():
         if key in data and data[key] is not None:
             data[key] = _build(cls, data[key], key)
-    recipe = _build(Recipe, data, "recipe")
-    _validate(recipe)
-    return recipe
+    return _build(Recipe, data, "recipe")
 
 
 def _build(cls: type, data: Any, where: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}")
     return dataclass_from_mapping(cls, data, lambda key, hint: f"unknown key {where}.{key}{hint}",
-                                  _as_declared)
+                                  _as_declared, key_prefix="" if cls is Recipe else f"{where}.")
 
 
 def _as_declared(value: Any, declared: Any) -> Any:
@@ -176,16 +196,32 @@ def _as_declared(value: Any, declared: Any) -> Any:
     return tuple(conv(v) for v in value) if isinstance(value, tuple) else conv(value)
 
 
-def _range(value: Any, where: str, lo: float = -math.inf, hi: float = math.inf,
-           integer: bool = False) -> None:
+def _is_number(v: Any, integer: bool = False) -> bool:
+    """True for a finite int/float (not a bool); with ``integer``, one with no fraction."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return False
+    return not integer or float(v).is_integer()
+
+
+def _range(value: Any, where: str) -> None:
+    lo, hi, integer = RANGES[where]
     if not (isinstance(value, tuple) and len(value) == 2
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
         raise ConfigError(f"{where} must be a [low, high] pair of numbers, got {value!r}")
-    if integer and not all(float(v).is_integer() for v in value):
+    if integer and not all(_is_number(v, integer=True) for v in value):
         raise ConfigError(f"{where} must hold integers, got {value!r}")
     a, b = value
-    if not (lo <= a <= b <= hi):
-        raise ConfigError(f"{where} must satisfy {lo} <= low <= high <= {hi}, got {value!r}")
+    # NaN fails every comparison and inf passes "<= inf": both must be refused by name.
+    if not (all(_is_number(v) for v in value) and lo <= a <= b <= hi):
+        raise ConfigError(f"{where} must satisfy {lo:g} <= low <= high <= {hi:g} (finite "
+                          f"numbers), got {list(value)!r}")
+
+
+def _scalar(value: Any, where: str) -> None:
+    lo, hi, integer = RANGES[where]
+    if not (_is_number(value, integer) and lo <= value <= hi):
+        kind = "an integer" if integer else "a finite number"
+        raise ConfigError(f"{where} must be {kind} in [{lo:g}, {hi:g}], got {value!r}")
 
 
 def _choice(value: Any, lit: Any, where: str) -> None:
@@ -197,24 +233,23 @@ def _choice(value: Any, lit: Any, where: str) -> None:
 def _validate(r: Recipe) -> None:
     if not isinstance(r.name, str) or not r.name:
         raise ConfigError(f"name must be a non-empty string, got {r.name!r}")
-    if not isinstance(r.scale, int) or not 1 <= r.scale <= 16:
-        raise ConfigError(f"scale must be an integer in [1, 16], got {r.scale!r}")
-    if not isinstance(r.kernel_size, int) or r.kernel_size < 1 or r.kernel_size % 2 == 0:
-        raise ConfigError(f"kernel_size must be an odd integer >= 1, got {r.kernel_size!r}")
+    _scalar(r.version, "version")
+    _scalar(r.scale, "scale")
+    _scalar(r.kernel_size, "kernel_size")
+    if r.kernel_size % 2 == 0:
+        raise ConfigError(f"kernel_size must be an odd integer in [1, 99], got {r.kernel_size!r}")
     _choice(r.delta, DeltaMode, "delta")
     _choice(r.downsampler, Downsampler, "downsampler")
     b = r.blur
+    if not isinstance(b, BlurSpec):
+        raise ConfigError(f"blur must be a mapping, got {type(b).__name__}")
     _choice(b.model, BlurModel, "blur.model")
-    _range(b.sigma_range_px, "blur.sigma_range_px", lo=0.05)
-    _range(b.max_blur_range_px, "blur.max_blur_range_px", lo=0.05)
-    _range(b.focus_range, "blur.focus_range", 0.0, 1.0)
-    _range(b.anisotropy_range, "blur.anisotropy_range", lo=1.0)
-    _range(b.coc_max_range_px, "blur.coc_max_range_px", lo=0.0)
-    if not isinstance(b.field_cells, int) or b.field_cells < 1:
-        raise ConfigError(f"blur.field_cells must be an integer >= 1, got {b.field_cells!r}")
+    for name in ("sigma_range_px", "max_blur_range_px", "focus_range", "anisotropy_range",
+                 "coc_max_range_px"):
+        _range(getattr(b, name), f"blur.{name}")
+    _scalar(b.field_cells, "blur.field_cells")
     if r.noise is not None:
-        _range(r.noise.sigma_range_255, "noise.sigma_range_255", 0.0, 255.0)
-        if not 0.0 <= r.noise.gray_prob <= 1.0:
-            raise ConfigError(f"noise.gray_prob must be in [0, 1], got {r.noise.gray_prob!r}")
+        _range(r.noise.sigma_range_255, "noise.sigma_range_255")
+        _scalar(r.noise.gray_prob, "noise.gray_prob")
     if r.jpeg is not None:
-        _range(r.jpeg.quality_range, "jpeg.quality_range", 1, 100, integer=True)
+        _range(r.jpeg.quality_range, "jpeg.quality_range")

@@ -114,15 +114,15 @@ def test_unknown_keys_suggest_the_closest(dotted, value, message):
         ("blur.coc_max_range_px", [-2.0, 9.0], r"blur\.coc_max_range_px must satisfy"),
         ("blur.sigma_range_px", [1.0], r"blur\.sigma_range_px must be a \[low, high\] pair"),
         ("blur.sigma_range_px", "0.6-3.5", r"blur\.sigma_range_px must be a \[low, high\] pair"),
-        ("blur.field_cells", 0, r"blur\.field_cells must be an integer >= 1"),
+        ("blur.field_cells", 0, r"blur\.field_cells must be an integer in \[1, 1024\]"),
         ("blur.model", "gaussian", r"blur\.model must be one of 'defocus'"),
         ("noise.sigma_range_255", [-1.0, 5.0], r"noise\.sigma_range_255 must satisfy"),
         ("noise.sigma_range_255", [10.0, 5.0], r"noise\.sigma_range_255 must satisfy"),
-        ("noise.gray_prob", 1.5, r"noise\.gray_prob must be in \[0, 1\]"),
+        ("noise.gray_prob", 1.5, r"noise\.gray_prob must be a finite number in \[0, 1\]"),
         ("jpeg.quality_range", [0, 95], r"jpeg\.quality_range must satisfy"),
         ("jpeg.quality_range", [30, 101], r"jpeg\.quality_range must satisfy"),
         ("jpeg.quality_range", [30.5, 90], r"jpeg\.quality_range must hold integers"),
-        ("kernel_size", 20, r"kernel_size must be an odd integer"),
+        ("kernel_size", 20, r"kernel_size must be an odd integer in \[1, 99\]"),
         ("scale", 0, r"scale must be an integer in \[1, 16\]"),
         ("delta", "middle", r"delta must be one of 'centered', 'topleft'"),
         ("downsampler", "bicubic", r"downsampler must be one of 'direct'"),
@@ -247,3 +247,40 @@ def test_to_dict_is_plain_data():
     d = load_recipe("ssr-nonoise").to_dict()
     assert d["noise"] is None and d["blur"]["sigma_range_px"] == [0.6, 3.5]
     assert recipe_from_dict(d) == load_recipe("ssr-nonoise")  # round trip
+
+
+@pytest.mark.parametrize(
+    "dotted,value,message",
+    [
+        ("blur.sigma_range_px", [0.6, float("inf")],
+         r"blur\.sigma_range_px must satisfy 0\.05 <= low <= high <= 50 \(finite numbers\), "
+         r"got \[0\.6, inf\]"),
+        ("blur.max_blur_range_px", [float("nan"), 2.0], r"blur\.max_blur_range_px must satisfy"),
+        ("blur.anisotropy_range", [1.0, float("inf")], r"blur\.anisotropy_range must satisfy 1 "),
+        ("blur.coc_max_range_px", [9.0, 1e9], r"blur\.coc_max_range_px must satisfy .* <= 400"),
+        ("noise.sigma_range_255", [float("-inf"), 5.0], r"noise\.sigma_range_255 must satisfy"),
+        ("noise.gray_prob", float("nan"), r"noise\.gray_prob must be a finite number in \[0, 1\]"),
+        ("noise.gray_prob", "0.5", r"noise\.gray_prob must be a finite number in \[0, 1\]"),
+        ("blur.field_cells", float("inf"), r"blur\.field_cells must be an integer in \[1, 1024\]"),
+        ("kernel_size", 1001, r"kernel_size must be an integer in \[1, 99\]"),
+        ("version", 0, r"version must be an integer in \[1, 1e\+06\]"),
+    ],
+)
+def test_non_finite_and_out_of_range_numbers_are_refused(dotted, value, message):
+    with pytest.raises(ConfigError, match=message):
+        recipe_from_dict(_set(_ssr_dict(), dotted, value))
+
+
+def test_yaml_inf_is_refused_at_load(tmp_path):
+    # The reported file: YAML's .inf used to pass, write a shard, then fail on the manifest.
+    text = recipe_path("ssr").read_text().replace("sigma_range_px: [0.6, 3.5]",
+                                                  "sigma_range_px: [0.6, .inf]")
+    (tmp_path / "inf.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=r"inf\.yaml: blur\.sigma_range_px must satisfy .*inf"):
+        load_recipe(tmp_path / "inf.yaml")
+
+
+def test_a_recipe_cannot_be_made_invalid_by_replace():
+    ssr = load_recipe("ssr")
+    with pytest.raises(ConfigError, match=r"blur\.sigma_range_px must satisfy"):
+        dataclasses.replace(ssr, blur=BlurSpec(sigma_range_px=(0.6, float("inf"))))
