@@ -1,6 +1,7 @@
 """Training benchmark: tiny config on this CPU, paper config sizes (and GPU step time).
 
-Run: ``python bench/train.py`` (builds 8 synthetic 64 x 64 images into a temp shard set).
+Run: ``python bench/train.py`` (builds 8 synthetic 64 x 64 images into a temp shard set);
+``python bench/train.py --loader`` measures the shard loader alone (below).
 
 Measured, per stage of the ``tiny`` config on CPU (the config's crop and batch size):
 * steps/s: ``training_step`` + backward + AdamW step over 20 steps after 5 warm-up steps,
@@ -10,10 +11,17 @@ Measured, per stage of the ``tiny`` config on CPU (the config's crop and batch s
   autograd buffers); 0 means the stage fitted in memory an earlier stage already touched.
 For the ``paper`` config: parameter count per model; one training step's time on CUDA at the
 config's crop and batch size (float16 autocast, as configured) when a GPU is available.
+
+``--loader``: ``TrainingStream`` throughput (samples decoded per second) over shards of
+DIV2K-like samples (1020 x 680 HR, a quarter of DIV2K's area, to keep the run short) at crop
+256, batch 4, with 0, 1 and 2 DataLoader workers, after two warm-up batches per worker; the
+ratio 2 workers / 1 worker is the scaling figure (the issue's target is >= 1.8 on 2 cores).
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import resource
 import sys
 import tempfile
@@ -98,7 +106,61 @@ def paper(shards: Path) -> None:
         print("  no GPU")
 
 
+def _loader_shards(folder: Path, n: int = 12, per_shard: int = 4) -> Path:
+    """Write ``n`` DIV2K-like samples (natural image content, 1020 x 680 HR, x4) as shards."""
+    import cv2
+    from skimage import data as skdata
+
+    from ssr_datasets.schema import SCHEMA_VERSION, Sample, nearness_to_u16
+    from ssr_datasets.shards import shard_name, write_shard
+
+    h, w, s = 680, 1020, 4
+    rng = np.random.default_rng(0)
+    base = cv2.resize(skdata.astronaut(), (w, h), interpolation=cv2.INTER_CUBIC)
+    for first in range(0, n, per_shard):
+        samples = []
+        for i in range(first, min(n, first + per_shard)):
+            # Film-grain-like noise keeps PNG sizes (and decode cost) close to real photographs.
+            hr = np.clip(np.roll(base, 16 * i, 1) + rng.normal(0, 3, base.shape), 0, 255
+                         ).astype(np.uint8)
+            lr = cv2.resize(hr, (w // s, h // s), interpolation=cv2.INTER_AREA)
+            near = nearness_to_u16(np.linspace(0, 1, h)[:, None].repeat(w, 1))
+            kernel = np.stack([np.full((h // s, w // s), v, np.float32) for v in (1.5, 1.0, 0.3)])
+            meta = {"schema_version": SCHEMA_VERSION, "scale": s, "kernel_size": 21,
+                    "delta": 1.5}
+            samples.append(Sample(f"bench-img{i:03d}-000", hr, lr, near, kernel, meta))
+        write_shard(folder / shard_name("train", first // per_shard), samples)
+    return folder
+
+
+def loader(num_batches: int = 12) -> None:
+    """Print TrainingStream samples/s with 0, 1, 2 workers and the 2-vs-1 worker ratio."""
+    with tempfile.TemporaryDirectory() as tmp:
+        urls = [str(p) for p in sorted(_loader_shards(Path(tmp)).glob("*.tar"))]
+        rates = {}
+        load = os.getloadavg()[0]
+        for workers in (0, 1, 2):
+            stream = TrainingStream(urls, 256, 4, seed=0, epoch_samples=12,
+                                    num_workers=workers)
+            it = iter(stream)
+            for _ in range(2 * max(1, workers)):  # start-up and first prefetch
+                next(it)
+            t0 = time.perf_counter()
+            for _ in range(num_batches):
+                next(it)
+            rates[workers] = num_batches * 4 / (time.perf_counter() - t0)
+            del it
+            print(f"  {workers} worker(s): {rates[workers]:6.1f} samples/s")
+        print(f"loader: 2 workers / 1 worker = {rates[2] / rates[1]:.2f}x "
+              f"(load average before: {load:.2f} on {os.cpu_count()} cores)")
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--loader", action="store_true", help="measure the shard loader only")
+    if parser.parse_args().loader:
+        loader()
+        return
     torch.set_flush_denormal(True)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

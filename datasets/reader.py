@@ -140,6 +140,7 @@ def open_shards(
     shuffle: int = 0,
     seed: int = 0,
     resampled: bool = False,
+    decode: bool = True,
 ) -> wds.WebDataset:
     """Open shards as an iterable of ``Sample`` (hr, lr, uint16 nearness, kernel, meta).
 
@@ -152,6 +153,9 @@ def open_shards(
             order is shuffled too. Both are seeded by ``seed``.
         seed: Seed for shard and sample shuffling.
         resampled: Draw shards with replacement forever (for step-based training).
+        decode: Yield decoded ``Sample`` objects; False yields WebDataset's raw member
+            dicts (``__key__`` plus member name -> bytes) for ``decode_sample`` later, so
+            that a loader can order, shuffle and skip samples without decoding them.
 
     Returns:
         A ``webdataset.WebDataset`` pipeline yielding ``Sample`` objects; usable with
@@ -185,4 +189,4 @@ def open_shards(
                         for stage in dataset.pipeline]
     if shuffle > 0:
         dataset = dataset.shuffle(shuffle, rng=random.Random(seed))
-    return dataset.map(_to_sample)
+    return dataset.map(_to_sample) if decode else dataset

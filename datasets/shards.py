@@ -211,6 +211,60 @@ def _iter_tar(f: IO[bytes], where: str) -> Iterator[Sample]:
         yield decode_sample(key, members)
 
 
+def index_shard(path: str | os.PathLike[str]) -> list[tuple[str, dict[str, tuple[int, int]]]]:
+    """Return each sample's key and its members' byte ranges (offset, size) in a local shard.
+
+    Reads only the tar headers (``tarfile`` in seekable mode skips member data), so a
+    loader can order samples without reading them and later fetch one sample's bytes with
+    :func:`read_members`. The same checks as :func:`iter_shard` apply to names and ends.
+
+    Raises:
+        InputError: Truncated or corrupt tar, a malformed or duplicate member name.
+    """
+    where = str(path)
+    index: list[tuple[str, dict[str, tuple[int, int]]]] = []
+    last = "<start>"
+    try:
+        with open(path, "rb") as f:
+            _check_tar_end(f, os.fstat(f.fileno()).st_size, where)
+            f.seek(0)
+            with tarfile.open(fileobj=f, mode="r:") as tar:
+                for info in tar:
+                    last = info.name
+                    if not info.isreg() or "." not in info.name or "/" in info.name:
+                        raise InputError(where, f"unexpected tar entry {info.name!r}")
+                    key, member = info.name.split(".", 1)
+                    if not index or index[-1][0] != key:
+                        index.append((key, {}))
+                    if member in index[-1][1]:
+                        raise InputError(where, f"duplicate member {info.name!r}")
+                    index[-1][1][member] = (info.offset_data, info.size)
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise InputError(where, f"corrupt or truncated tar near member {last!r}: {exc}") from exc
+    return index
+
+
+def read_members(path: str | os.PathLike[str],
+                 ranges: dict[str, tuple[int, int]]) -> dict[str, bytes]:
+    """Read members' bytes from a local shard at the ranges :func:`index_shard` returned.
+
+    Raises:
+        InputError: The file cannot be read or ends before a range (changed since indexing).
+    """
+    out: dict[str, bytes] = {}
+    try:
+        with open(path, "rb") as f:
+            for member, (offset, size) in ranges.items():
+                f.seek(offset)
+                out[member] = f.read(size)
+                if len(out[member]) != size:
+                    raise InputError(str(path), f"member {member!r} ends early: shard changed "
+                                                "or truncated since it was indexed")
+    except OSError as exc:
+        raise InputError(str(path), f"cannot read shard: {exc.strerror or exc}") from exc
+    return out
+
+
 def _check_tar_end(f: IO[bytes], size: int, where: str) -> None:
     """Raise unless the file ends with a tar end-of-archive marker (catches cut shards)."""
     if size % 512 or size < _END_OF_ARCHIVE:

@@ -59,17 +59,27 @@ class DataConfig:
             crops of the same side.
         batch_size: Samples per step per rank.
         epoch_samples: Samples per (resampled) epoch; None = the manifest's count (local folder).
-        num_workers: DataLoader workers (0 = read in the training process).
+        num_workers: DataLoader workers (0 = read in the training process); each sample is
+            decoded by one worker, so throughput grows with workers.
+        crops_per_image: Crops cut from each decoded image, all in the same batch (must
+            divide batch_size); > 1 trades batch diversity for fewer decodes.
+        prefetch_factor: Batches each worker prepares ahead (workers > 0).
     """
 
     crop_hr: int
     batch_size: int
     epoch_samples: int | None = None
     num_workers: int = 0
+    crops_per_image: int = 1
+    prefetch_factor: int = 2
 
     def __post_init__(self) -> None:
         if self.crop_hr < 1 or self.batch_size < 1 or self.num_workers < 0:
             raise ConfigError(f"need crop_hr >= 1, batch_size >= 1, num_workers >= 0: {self}")
+        if self.crops_per_image < 1 or self.batch_size % self.crops_per_image:
+            raise ConfigError(f"crops_per_image must be >= 1 and divide batch_size: {self}")
+        if self.prefetch_factor < 1:
+            raise ConfigError(f"prefetch_factor must be >= 1: {self}")
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ global RNG state. For epoch ``e``:
 * the shard order is a permutation drawn from ``(seed, e)`` (the same on every rank);
 * with ``resampled=True`` each rank instead draws shards with replacement from
   ``(seed, e, rank)``; an epoch is then ``epoch_samples`` samples;
-* samples pass through a shuffle buffer seeded by ``(seed, e, rank)``;
-* a sample's crop offset comes from ``(seed, e, key, occurrence)``, ``occurrence`` counting
+* samples pass, undecoded, through a shuffle buffer seeded by ``(seed, e, rank)``;
+* a sample's crop offsets come from ``(seed, e, key, occurrence)``, ``occurrence`` counting
   repeats of a key within the epoch (resampling can draw a shard twice).
 
 Splitting across DDP ranks (like ``wds.split_by_node``, but deterministic and exact): with at
@@ -16,15 +16,19 @@ least as many shards as ranks each rank reads the shards ``order[rank::world_siz
 fewer shards every rank reads them all and keeps samples ``i % world_size == rank``.
 Resampled streams draw independently per rank (disjoint only in expectation, as in WebDataset).
 
-Splitting across DataLoader workers is by batch: the k-th batch a loader yields comes from
-worker ``k % num_workers`` (the DataLoader's round robin), and every worker reads the rank's
-sample sequence but crops and collates only its own batches. The batches are therefore the
-same for any ``num_workers``, at the cost of decoding each sample in every worker; use
-``num_workers`` <= 2-4 or pre-cropped shards when decoding dominates.
+Splitting across DataLoader workers (:mod:`ssr_models.loader`): every worker reads the rank's
+sample sequence as raw tar bytes (about 3% of the cost of decoding them), and decodes, crops
+and collates only the batches ``k % num_workers == worker``; the DataLoader's round robin puts
+them back in order. So each sample is decoded exactly once, by one worker, the shuffle buffer
+never re-decodes (it holds bytes), and the batches are the same for any ``num_workers``.
 
-The position (epoch, next batch) is what ``state_dict`` saves; resuming replays the
-current epoch's sample sequence without cropping up to that batch, then continues exactly.
-An epoch's incomplete last batch is dropped so every step sees ``batch_size`` samples.
+``crops_per_image`` = c > 1 cuts c crops from each decoded image, all in the same batch (a
+batch is then ``batch_size / c`` images: "repeated augmentation", Hoffer et al. 2020, which
+trades some batch diversity for c times fewer decodes).
+
+The position (epoch, next batch) is what ``state_dict`` saves; resuming replays the current
+epoch's sample sequence without decoding up to that batch, then continues exactly. An epoch's
+incomplete last batch is dropped so every step sees ``batch_size`` crops.
 """
 
 from __future__ import annotations
@@ -37,15 +41,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from webdataset.shardlists import single_node_only, split_by_worker
 
 from ssr_datasets.errors import ConfigError, InputError
 from ssr_datasets.manifest import read_manifest
 from ssr_datasets.reader import check_shard_checksums, expand_urls, open_shards, shard_urls
-from ssr_datasets.schema import Sample
+from ssr_datasets.schema import Sample, decode_sample
+from ssr_datasets.shards import index_shard, read_members
+from ssr_datasets.storage import is_remote
 
 from .batch import Batch, collate
+from .loader import LoaderOptions, iterate
 
 __all__ = ["TrainingStream", "aligned_crop", "center_crop", "random_crop", "validation_batches"]
 
@@ -70,16 +76,26 @@ def _resolve(shards: str | Path | Iterable[str]) -> list[str]:
     return urls
 
 
-def _read(urls: list[str]) -> Iterator[Sample]:
+def _read(urls: list[str], decode: bool = True) -> Iterator[Any]:
     """Yield the samples of ``urls`` in order, with WebDataset's own splitters removed.
 
     We split by rank and worker ourselves; WebDataset would otherwise give a worker only
-    every n-th shard of the list and refuse to run under torch.distributed.
+    every n-th shard of the list and refuse to run under torch.distributed. With
+    ``decode=False`` the items are raw member dicts (see ``open_shards``).
     """
-    dataset = open_shards(urls)
+    dataset = open_shards(urls, decode=decode)
     dataset.pipeline = [stage for stage in dataset.pipeline
                         if stage is not single_node_only and stage is not split_by_worker]
     return iter(dataset)
+
+
+# A sample as the planner sees it: its key and either (local path, member byte ranges), read
+# when the sample is decoded, or (for remote and pipe: URLs) the raw member bytes.
+_Ref = tuple[str, Any]
+
+
+def _is_local(url: str) -> bool:
+    return not url.startswith("pipe:") and not is_remote(url)
 
 
 def aligned_crop(sample: Sample, crop_hr: int, top_lr: int, left_lr: int) -> Sample:
@@ -134,9 +150,9 @@ def center_crop(sample: Sample, crop_hr: int) -> Sample:
     return aligned_crop(sample, crop_hr, dy // 2, dx // 2)
 
 
-def _shuffled(samples: Iterator[Sample], size: int, rng: np.random.Generator) -> Iterator[Sample]:
+def _shuffled(samples: Iterator[Any], size: int, rng: np.random.Generator) -> Iterator[Any]:
     """Seeded shuffle buffer: fill to ``size``, then emit a random slot and refill it."""
-    buf: list[Sample] = []
+    buf: list[Any] = []
     for sample in samples:
         if len(buf) < size:
             buf.append(sample)
@@ -154,16 +170,19 @@ class TrainingStream:
     Args:
         shards: Shard folder (with manifest), brace pattern, ``.tar`` path/URL or a list.
         crop_hr: HR crop side in px; a multiple of the shards' scale.
-        batch_size: Samples per batch (per rank).
+        batch_size: Crops per batch (per rank).
         seed: Seeds shard order, shuffling and crops.
         resampled: Draw shards with replacement (epochs of ``epoch_samples``); otherwise an
             epoch is one pass over the (rank's) shards, capped at ``epoch_samples``.
-        epoch_samples: Samples per epoch over all ranks. Defaults (resampled) to the
-            manifest's sample count; required for resampled non-folder inputs.
+        epoch_samples: Samples (images) per epoch over all ranks. Defaults (resampled) to
+            the manifest's sample count; required for resampled non-folder inputs.
         rank, world_size: This process's DDP rank and the number of ranks.
         num_workers: DataLoader worker processes (0 reads in the calling process).
-        shuffle_buffer: Shuffle buffer size in samples (0 or 1: shard order only).
+        shuffle_buffer: Shuffle buffer size in (undecoded) samples (0 or 1: shard order only).
         verify_checksums: Hash every shard against its manifest once, at construction.
+        crops_per_image: Crops cut from each decoded sample (a divisor of ``batch_size``).
+        prefetch_factor: Batches each worker prepares ahead.
+        pin_memory: Pin batches for asynchronous copies to CUDA.
 
     Raises:
         ConfigError: Invalid sizes, rank or a missing ``epoch_samples``.
@@ -173,14 +192,21 @@ class TrainingStream:
     def __init__(self, shards: str | Path | Iterable[str], crop_hr: int, batch_size: int,
                  seed: int, resampled: bool = True, epoch_samples: int | None = None,
                  rank: int = 0, world_size: int = 1, *, num_workers: int = 0,
-                 shuffle_buffer: int = 64, verify_checksums: bool = False) -> None:
+                 shuffle_buffer: int = 64, verify_checksums: bool = False,
+                 crops_per_image: int = 1, prefetch_factor: int = 2,
+                 pin_memory: bool = False) -> None:
         if crop_hr <= 0 or batch_size <= 0:
             raise ConfigError(f"crop_hr and batch_size must be > 0, got {crop_hr}, {batch_size}")
         if world_size < 1 or not 0 <= rank < world_size:
             raise ConfigError(f"need 0 <= rank < world_size, got rank {rank} of {world_size}")
-        if num_workers < 0 or shuffle_buffer < 0:
-            raise ConfigError("num_workers and shuffle_buffer must be >= 0")
-        if epoch_samples is not None and epoch_samples < batch_size * world_size:
+        if shuffle_buffer < 0:
+            raise ConfigError("shuffle_buffer must be >= 0")
+        if crops_per_image < 1 or batch_size % crops_per_image:
+            raise ConfigError(f"crops_per_image must be >= 1 and divide batch_size "
+                              f"{batch_size}, got {crops_per_image}")
+        self.loader = LoaderOptions(num_workers, prefetch_factor, pin_memory)
+        self.images_per_batch = batch_size // crops_per_image
+        if epoch_samples is not None and epoch_samples < self.images_per_batch * world_size:
             raise ConfigError(f"epoch_samples {epoch_samples} gives no full batch of "
                               f"{batch_size} on each of {world_size} rank(s)")
         self.urls = _resolve(shards)
@@ -192,22 +218,25 @@ class TrainingStream:
                                   "local folder with a manifest")
             epoch_samples = int(read_manifest(Path(shards))["totals"]["samples"])
         self.crop_hr, self.batch_size, self.seed = crop_hr, batch_size, seed
+        self.crops_per_image = crops_per_image
         self.resampled, self.epoch_samples = resampled, epoch_samples
         self.rank, self.world_size = rank, world_size
         self.num_workers, self.shuffle_buffer = num_workers, shuffle_buffer
         self.split = "shards" if len(self.urls) >= world_size else "samples"
         self._epoch, self._batch = 0, 0
+        self._index: dict[str, list[tuple[str, dict[str, tuple[int, int]]]]] = {}
 
     # ---- position -------------------------------------------------------------------------
     def _identity(self) -> dict[str, Any]:
         return {"seed": self.seed, "batch_size": self.batch_size, "crop_hr": self.crop_hr,
                 "world_size": self.world_size, "resampled": self.resampled,
-                "epoch_samples": self.epoch_samples, "n_shards": len(self.urls)}
+                "epoch_samples": self.epoch_samples, "n_shards": len(self.urls),
+                "crops_per_image": self.crops_per_image}
 
     def state_dict(self) -> dict[str, Any]:
         """Return the position: epoch, next batch, samples consumed in the epoch (+ settings)."""
         return {"epoch": self._epoch, "batch": self._batch,
-                "samples": self._batch * self.batch_size, **self._identity()}
+                "samples": self._batch * self.images_per_batch, **self._identity()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from a saved position.
@@ -215,85 +244,79 @@ class TrainingStream:
         Raises:
             ConfigError: The state came from a stream with other seed, sizes or split.
         """
-        diff = {k: (state.get(k), v) for k, v in self._identity().items() if state.get(k) != v}
+        saved = {"crops_per_image": 1, **state}  # states from before crops_per_image existed
+        diff = {k: (saved.get(k), v) for k, v in self._identity().items() if saved.get(k) != v}
         if diff:
             raise ConfigError(f"stream state does not match this stream (saved, now): {diff}")
         self._epoch, self._batch = int(state["epoch"]), int(state["batch"])
 
-    # ---- sample order ---------------------------------------------------------------------
-    def _rank_samples(self, epoch: int) -> Iterator[Sample]:
+    # ---- sample order (cheap: raw bytes, no decoding) ---------------------------------------
+    def _refs(self, urls: Iterable[str]) -> Iterator[_Ref]:
+        """Yield the samples of ``urls`` as references (local shards: tar headers only)."""
+        for url in urls:
+            if not _is_local(url):
+                yield from ((raw["__key__"], raw) for raw in _read([url], decode=False))
+                continue
+            if url not in self._index:  # once per process: workers each keep their own
+                self._index[url] = index_shard(url)
+            yield from ((key, (url, ranges)) for key, ranges in self._index[url])
+
+    def _rank_samples(self, epoch: int) -> Iterator[_Ref]:
         n, r, w = len(self.urls), self.rank, self.world_size
         if self.resampled:
             rng = _rng(self.seed, epoch, r, _TAG_RESAMPLE)
-            src: Iterator[Sample] = itertools.chain.from_iterable(
-                _read([self.urls[int(rng.integers(n))]]) for _ in itertools.count())
+            src: Iterator[_Ref] = itertools.chain.from_iterable(
+                self._refs([self.urls[int(rng.integers(n))]]) for _ in itertools.count())
         else:
             order = _rng(self.seed, epoch, _TAG_ORDER).permutation(n)
             if self.split == "shards":
-                src = _read([self.urls[i] for i in order[r::w]])
+                src = self._refs([self.urls[i] for i in order[r::w]])
             else:
-                src = itertools.islice(_read([self.urls[i] for i in order]), r, None, w)
+                src = itertools.islice(self._refs([self.urls[i] for i in order]), r, None, w)
         if self.shuffle_buffer > 1:
             src = _shuffled(src, self.shuffle_buffer, _rng(self.seed, epoch, r, _TAG_SHUFFLE))
         if self.epoch_samples is not None:
             src = itertools.islice(src, self.epoch_samples // self.world_size)
         return src
 
-    def _produce(self, epoch: int, batch: int, worker: int,
-                 num_workers: int) -> Iterator[tuple[int, int, Batch]]:
-        """Yield (epoch, batch index, Batch) from a position, every num_workers-th for worker."""
-        k = 0  # batches handed out since this iterator started: the DataLoader's round robin
+    def plan(self, epoch: int, batch: int) -> Iterator[tuple[int, int, Any]]:
+        """Yield ``(epoch, batch, work)`` from a position; work = undecoded samples + draws."""
         while True:
             seen: Counter[str] = Counter()
-            group: list[Sample] = []
+            group: list[tuple[_Ref, int]] = []
             b = 0
-            for sample in self._rank_samples(epoch):
-                occurrence = seen[sample.key]
-                seen[sample.key] += 1
-                mine = b >= batch and k % num_workers == worker
-                if mine:
-                    rng = _rng(self.seed, epoch, _key_hash(sample.key), occurrence, _TAG_CROP)
-                    group.append(random_crop(sample, self.crop_hr, rng))
-                else:
-                    group.append(sample)  # only counted
-                if len(group) == self.batch_size:
-                    if mine:
-                        yield epoch, b, collate(group)
+            for ref in self._rank_samples(epoch):
+                key = ref[0]
+                group.append((ref, seen[key]))
+                seen[key] += 1
+                if len(group) == self.images_per_batch:
                     if b >= batch:
-                        k += 1
+                        yield epoch, b, (epoch, group)
                     group, b = [], b + 1
             if b == 0:
                 raise InputError(self.urls[0], f"epoch {epoch} of rank {self.rank} has fewer "
-                                               f"than batch_size={self.batch_size} samples")
+                                               f"than batch_size/crops_per_image = "
+                                               f"{self.batch_size}/{self.crops_per_image} "
+                                               "samples")
             epoch, batch = epoch + 1, 0
+
+    def make(self, work: tuple[int, list[tuple[_Ref, int]]]) -> Batch:
+        """Read and decode each planned sample once and cut its ``crops_per_image`` crops."""
+        epoch, group = work
+        crops: list[Sample] = []
+        for (key, handle), occurrence in group:
+            members = handle if isinstance(handle, dict) else read_members(*handle)
+            sample = decode_sample(key, members)
+            rng = _rng(self.seed, epoch, _key_hash(sample.key), occurrence, _TAG_CROP)
+            crops.extend(random_crop(sample, self.crop_hr, rng)
+                         for _ in range(self.crops_per_image))
+        return collate(crops)
 
     def __iter__(self) -> Iterator[Batch]:
         """Yield batches forever from the current position, advancing it as they are taken."""
-        if self.num_workers == 0:
-            items: Iterable[tuple[int, int, Batch]] = self._produce(self._epoch, self._batch, 0, 1)
-        else:
-            items = torch.utils.data.DataLoader(
-                _WorkerView(self, self._epoch, self._batch), batch_size=None,
-                num_workers=self.num_workers, collate_fn=_as_is)
-        for epoch, b, batch in items:
+        for epoch, b, batch in iterate(self, self._epoch, self._batch, self.loader):
             self._epoch, self._batch = epoch, b + 1
             yield batch
-
-
-def _as_is(item: Any) -> Any:
-    return item
-
-
-class _WorkerView(torch.utils.data.IterableDataset):
-    """The stream as seen from one DataLoader worker (its share of batches)."""
-
-    def __init__(self, stream: TrainingStream, epoch: int, batch: int) -> None:
-        self.stream, self.epoch, self.batch = stream, epoch, batch
-
-    def __iter__(self) -> Iterator[tuple[int, int, Batch]]:
-        info = torch.utils.data.get_worker_info()
-        worker, count = (0, 1) if info is None else (info.id, info.num_workers)
-        return self.stream._produce(self.epoch, self.batch, worker, count)
 
 
 class _ValidationBatches:

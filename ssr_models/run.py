@@ -208,9 +208,13 @@ def train_stage(stage: str, stage_config: Any, shards: str, folder: str | Path, 
     model = create_model(stage_config.model, **stage_config.model_overrides)
     _check_model_matches(model, scale, kernel_size, delta)
     data = stage_config.data
+    # Pinned batches let the Trainer's non_blocking copy to CUDA overlap the step.
+    on_cuda = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")).type == "cuda"
     stream = TrainingStream(shards, crop_hr=data.crop_hr, batch_size=data.batch_size,
                             seed=tcfg.seed, epoch_samples=data.epoch_samples, rank=rank,
-                            world_size=world, num_workers=data.num_workers)
+                            world_size=world, num_workers=data.num_workers,
+                            crops_per_image=data.crops_per_image,
+                            prefetch_factor=data.prefetch_factor, pin_memory=on_cuda)
     val = (None if val_shards is None or rank != 0
            else validation_batches(val_shards, crop_hr=data.crop_hr, batch_size=data.batch_size))
     trainer = Trainer(model, tcfg, stream, val_batches=val, device=device)

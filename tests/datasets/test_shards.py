@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 
 from ssr_datasets.errors import InputError
-from ssr_datasets.schema import MEMBERS, SchemaError
+from ssr_datasets.schema import MEMBERS, SchemaError, decode_sample
 from ssr_datasets.shards import (
     ShardInfo,
+    index_shard,
     iter_shard,
+    read_members,
     sha256_file,
     shard_name,
     write_bytes_atomic,
@@ -132,6 +134,36 @@ def test_iter_shard_reports_corrupt_member(shard):
     shard.write_bytes(bytes(data))
     with pytest.raises(SchemaError, match="sample-i1-000.*hr.png.*cannot decode"):
         list(iter_shard(shard))
+
+
+def test_index_and_read_members_match_iter_shard(shard):
+    """Header index + ranged reads give the same samples as the streaming reader."""
+    index = index_shard(shard)
+    assert [k for k, _ in index] == ["sample-i0-000", "sample-i1-000"]
+    assert all(sorted(ranges) == sorted(MEMBERS) for _, ranges in index)
+    for (key, ranges), sample in zip(index, iter_shard(shard), strict=True):
+        again = decode_sample(key, read_members(shard, ranges))
+        np.testing.assert_array_equal(again.hr, sample.hr)
+        np.testing.assert_array_equal(again.kernel, sample.kernel)
+        assert again.meta == sample.meta
+
+
+def test_index_shard_errors(shard, tmp_path):
+    index = index_shard(shard)
+    data = shard.read_bytes()
+    offset, _ = index[1][1]["hr.png"]
+    shard.write_bytes(data[: offset // 512 * 512 + 512])  # cut inside the second sample's HR
+    with pytest.raises(InputError, match="truncated"):
+        index_shard(shard)
+    with pytest.raises(InputError, match="ends early"):  # the shard changed since indexing
+        read_members(shard, index[1][1])
+    with pytest.raises(InputError, match="cannot read shard"):
+        read_members(tmp_path / "missing.tar", index[0][1])
+    odd = tmp_path / "odd.tar"
+    with tarfile.open(odd, "w") as tar:
+        tar.addfile(tarfile.TarInfo("noext"))
+    with pytest.raises(InputError, match="unexpected tar entry 'noext'"):
+        index_shard(odd)
 
 
 def test_iter_shard_missing_file(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ssr_datasets.errors import ConfigError, InputError
-from ssr_datasets.schema import Sample
+from ssr_datasets.schema import Sample, decode_sample
 from ssr_models.batch import Batch, collate
 from ssr_models.data import (
     TrainingStream,
@@ -19,6 +19,7 @@ from ssr_models.data import (
     random_crop,
     validation_batches,
 )
+from ssr_models.loader import worker_share
 
 from .conftest import CROP
 
@@ -145,11 +146,72 @@ def test_epochs_change_order_and_crops(shard_dir: Path) -> None:
     assert e0.keys != e1.keys and stream.state_dict()["epoch"] == 1
 
 
-def test_workers_give_the_same_batches(shard_dir: Path) -> None:
-    plain = take(TrainingStream(shard_dir, CROP, 2, seed=5), 5)
-    stream = TrainingStream(shard_dir, CROP, 2, seed=5, num_workers=2)
+@pytest.mark.parametrize(("workers", "crops"), [(1, 1), (2, 1), (2, 2)])
+def test_workers_give_the_same_batches(shard_dir: Path, workers: int, crops: int) -> None:
+    plain = take(TrainingStream(shard_dir, CROP, 2, seed=5, crops_per_image=crops), 5)
+    stream = TrainingStream(shard_dir, CROP, 2, seed=5, num_workers=workers,
+                            crops_per_image=crops)
     assert_same(take(stream, 5), plain)
-    assert stream.state_dict()["batch"] == 5 % 3 and stream.state_dict()["epoch"] == 1
+    per_epoch = 6 // (2 // crops)  # 6 samples, batch_size / crops_per_image images per batch
+    assert stream.state_dict()["batch"] == 5 % per_epoch
+    assert stream.state_dict()["epoch"] == 5 // per_epoch
+
+
+def test_streamed_urls_give_the_same_batches(shard_dir: Path) -> None:
+    """pipe: URLs (no seeking: raw bytes in the plan) and local shards (header index) agree."""
+    tars = sorted(shard_dir.glob("*.tar"))
+    local = take(TrainingStream([str(p) for p in tars], CROP, 2, seed=9, epoch_samples=6), 4)
+    piped = TrainingStream([f"pipe:cat {p}" for p in tars], CROP, 2, seed=9, epoch_samples=6)
+    assert_same(take(piped, 4), local)
+
+
+@pytest.fixture
+def decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every key the stream decodes, in order (the shard decoder, wrapped)."""
+    from ssr_models import data
+
+    log: list[str] = []
+
+    def counting(key: str, members: dict) -> Sample:
+        log.append(key)
+        return decode_sample(key, members)
+
+    monkeypatch.setattr(data, "decode_sample", counting)
+    return log
+
+
+def test_each_sample_decoded_once_by_one_worker(shard_dir: Path, decodes: list[str]) -> None:
+    """Two workers' shares: disjoint decodes, together exactly the delivered samples."""
+    stream = TrainingStream(shard_dir, CROP, 2, seed=4)  # shuffle buffer 64, resampled
+    reference = take(TrainingStream(shard_dir, CROP, 2, seed=4), 8)
+    decodes.clear()
+    shares = []
+    for worker in (0, 1):
+        start = len(decodes)
+        made = list(itertools.islice(worker_share(stream, 0, 0, worker, 2), 4))
+        assert [b for _, b, _ in made] == [(2 * k + worker) % 3 for k in range(4)]
+        assert len(decodes) - start == 4 * 2  # its own samples only, each once
+        shares.append([batch for _, _, batch in made])
+    merged = [shares[k % 2][k // 2] for k in range(8)]  # the DataLoader's round robin
+    assert_same(merged, reference)
+
+
+def test_decodes_equal_samples_with_crops_and_resume(shard_dir: Path,
+                                                     decodes: list[str]) -> None:
+    """No re-decodes in the shuffle buffer, one decode per image for 2 crops, none on replay."""
+    first = TrainingStream(shard_dir, CROP, 4, seed=6, crops_per_image=2)
+    batches = take(first, 5)
+    assert len(decodes) == 5 * 2
+    for batch in batches:  # two crops of each decoded image, side by side
+        assert batch.keys[0] == batch.keys[1] and batch.keys[2] == batch.keys[3]
+    assert any(not torch.equal(b.hr[0], b.hr[1]) for b in batches)
+    decodes.clear()
+    second = TrainingStream(shard_dir, CROP, 4, seed=6, crops_per_image=2)
+    second.load_state_dict(first.state_dict())
+    take(second, 2)
+    assert len(decodes) == 2 * 2  # replaying to the position decoded nothing
+    with pytest.raises(ConfigError, match="divide batch_size"):
+        TrainingStream(shard_dir, CROP, 4, seed=6, crops_per_image=3)
 
 
 def one_epoch_keys(stream: TrainingStream) -> list[str]:
