@@ -11,9 +11,16 @@ Choices:
 * EMA: ``ema = d * ema + (1 - d) * w`` after every optimizer step with
   ``d = min(ema_decay, (1 + step) / (10 + step))`` so early averages are not stuck at the
   initial weights; buffers are copied. Validation runs the EMA copy.
-* AMP: float16 autocast + GradScaler, on CUDA only (``amp=True`` on CPU is ignored with a
-  warning). Under AMP, overflowing gradients are the scaler's business (it skips the step);
-  without AMP a non-finite gradient norm is an error.
+* AMP: ``amp="fp16"`` = float16 autocast + GradScaler, ``amp="bf16"`` = bfloat16 autocast
+  without a scaler (bfloat16 has float32's exponent range, so gradients cannot overflow it;
+  Ampere or newer), ``"off"`` = float32; YAML's ``true``/``false`` mean fp16/off. CUDA only
+  (AMP on CPU is ignored with a warning). Under fp16, overflowing gradients are the scaler's
+  business (it skips the step); otherwise a non-finite gradient norm is an error.
+* Optimizer: AdamW with the fused CUDA kernel on CUDA (one launch for all parameters) and the
+  multi-tensor ``foreach`` path elsewhere; both compute the same update as the loop version.
+* ``compile=True`` runs the training step (forward and loss) through ``torch.compile``; the
+  EMA copy used for validation and checkpoints stays eager. It pays off on GPUs for steps with
+  many small kernels (measure: ``bench/gpu_check.py``); on CPU it mostly costs compile time.
 * Non-finite guard: a NaN/Inf loss (checked on every rank) or gradient raises
   ``NonFiniteError`` before the optimizer step, so weights, EMA and the files on disk keep
   the last good state; a checkpoint is never written from non-finite weights.
@@ -66,6 +73,9 @@ from .checkpoint import (
 __all__ = ["NonFiniteError", "Trainer", "TrainerConfig", "load_checkpoint"]
 
 Schedule = Literal["cosine", "constant"]
+Amp = Literal["off", "fp16", "bf16"]
+AMP_MODES: tuple[str, ...] = ("off", "fp16", "bf16")
+_AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 class NonFiniteError(SsrError):
@@ -81,7 +91,10 @@ class TrainerConfig:
         lr: Peak AdamW learning rate. betas, weight_decay: AdamW's.
         grad_clip: Max global gradient L2 norm; None disables clipping.
         ema_decay: EMA decay in [0, 1).
-        amp: float16 mixed precision (CUDA only).
+        amp: Mixed precision on CUDA: "off", "fp16" (with a GradScaler) or "bf16" (no scaler
+            needed); a YAML boolean means fp16 (true) or off (false).
+        compile: Run the training step through ``torch.compile`` (GPU speed-up, compile time
+            up front; see ``bench/gpu_check.py``).
         log_every, val_every, ckpt_every: Periods in steps (0 disables val/ckpt; the final
             step is always checkpointed).
         warmup_steps: Linear warm-up length. schedule: after warm-up, cosine or constant.
@@ -97,7 +110,8 @@ class TrainerConfig:
     weight_decay: float = 0.0
     grad_clip: float | None = 1.0
     ema_decay: float = 0.999
-    amp: bool = False
+    amp: Amp | bool = "off"
+    compile: bool = False
     log_every: int = 50
     val_every: int = 1000
     ckpt_every: int = 1000
@@ -119,6 +133,12 @@ class TrainerConfig:
                               f"{self.ema_decay}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ConfigError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
+        if isinstance(self.amp, bool):  # YAML 1.1 reads `amp: off` as False (and true as True)
+            object.__setattr__(self, "amp", "fp16" if self.amp else "off")
+        if self.amp not in AMP_MODES:
+            raise ConfigError(f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
+        if not isinstance(self.compile, bool):
+            raise ConfigError(f"compile must be true or false, got {self.compile!r}")
         if self.schedule not in ("cosine", "constant"):
             raise ConfigError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
 
@@ -190,13 +210,14 @@ class Trainer:
         self._step_module = step_module
         # After the DDP broadcast, so that every rank's EMA starts from the same weights.
         self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr,
-                                           betas=config.betas, weight_decay=config.weight_decay)
+        if config.compile:  # in place: state_dict keys and the DDP wrapper stay as they are
+            self._step_module.compile()
+        self.optimizer = _adamw(self.model, config, self.device)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
-        self.use_amp = config.amp and self.device.type == "cuda"
-        if config.amp and not self.use_amp:
-            warnings.warn("amp=True is ignored: mixed precision runs on CUDA only", stacklevel=2)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.amp_dtype = _amp_dtype(config.amp, self.device)
+        self.use_amp = self.amp_dtype is not None
+        # bfloat16 needs no loss scaling: its exponent range is float32's.
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.step = 0
         self._saved_step = -1
         self._writer: Any = None
@@ -229,7 +250,8 @@ class Trainer:
     def _train_step(self, batch: Batch) -> tuple[float, dict[str, float]]:
         self.model.train()
         batch = batch.to(self.device, non_blocking=True)
-        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                            enabled=self.use_amp):
             loss, logs = self._step_module(batch)
         finite = torch.isfinite(loss.detach()).float()
         if self.distributed:  # every rank must stop together, or the others hang in backward
@@ -243,7 +265,7 @@ class Trainer:
         self.scaler.unscale_(self.optimizer)
         clip = self.config.grad_clip if self.config.grad_clip is not None else math.inf
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-        if not self.use_amp and not torch.isfinite(norm):
+        if not self.scaler.is_enabled() and not torch.isfinite(norm):
             self.optimizer.zero_grad(set_to_none=True)
             raise NonFiniteError(f"non-finite gradient norm at step {self.step + 1}; weights "
                                  f"are left at step {self.step}, the last checkpoint is kept")
@@ -335,6 +357,8 @@ class Trainer:
         self.model.load_state_dict(ckpt["model"])
         self.ema.load_state_dict(ckpt["ema"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
+        for group in self.optimizer.param_groups:  # the saved groups carry the saving device's
+            group.update(_kernel_choice(self.device))  # implementation; keep this device's
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.step = int(ckpt["step"])
@@ -388,6 +412,30 @@ class Trainer:
             if self._writer:
                 self._writer.flush()
         return self.step
+
+
+def _kernel_choice(device: torch.device) -> dict[str, bool]:
+    """AdamW's implementation for ``device``: the fused kernel on CUDA, foreach elsewhere."""
+    fused = device.type == "cuda"
+    return {"fused": fused, "foreach": not fused}
+
+
+def _adamw(model: nn.Module, config: TrainerConfig, device: torch.device) -> torch.optim.AdamW:
+    return torch.optim.AdamW(model.parameters(), lr=config.lr, betas=config.betas,
+                             weight_decay=config.weight_decay, **_kernel_choice(device))
+
+
+def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """Return the autocast dtype for ``amp`` on ``device``, or None (float32)."""
+    if amp == "off":
+        return None
+    if device.type != "cuda":
+        warnings.warn(f"amp={amp!r} is ignored: mixed precision runs on CUDA only", stacklevel=3)
+        return None
+    if amp == "bf16" and not torch.cuda.is_bf16_supported():
+        raise ConfigError(f"amp='bf16' needs a GPU with bfloat16 support (Ampere or newer); "
+                          f"{torch.cuda.get_device_name(device)} has none: use amp: fp16")
+    return _AMP_DTYPES[amp]
 
 
 def _float_states(*modules: nn.Module) -> Iterable[tuple[str, torch.Tensor]]:

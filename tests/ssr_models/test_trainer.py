@@ -205,6 +205,56 @@ def test_config_and_argument_errors(shard_dir: Path, tmp_path: Path) -> None:
         Trainer(model(), config(tmp_path), stream(shard_dir, rank=0, world_size=2))
 
 
+def test_amp_modes_and_yaml_booleans() -> None:
+    assert TrainerConfig(steps=1).amp == "off"
+    assert TrainerConfig(steps=1, amp=True).amp == "fp16"  # YAML `amp: true` (older configs)
+    assert TrainerConfig(steps=1, amp=False).amp == "off"  # YAML 1.1 reads `amp: off` as False
+    assert TrainerConfig(steps=1, amp="bf16").amp == "bf16"
+    with pytest.raises(ConfigError, match=r"amp must be one of off, fp16, bf16, got 'fp32'"):
+        TrainerConfig(steps=1, amp="fp32")
+    with pytest.raises(ConfigError, match="compile must be true or false"):
+        TrainerConfig(steps=1, compile="yes")
+
+
+def test_bf16_on_cpu_is_ignored_with_a_warning(shard_dir: Path, tmp_path: Path) -> None:
+    with pytest.warns(UserWarning, match="amp='bf16' is ignored"):
+        trainer = Trainer(model(), config(tmp_path, amp="bf16", steps=2), stream(shard_dir))
+    assert not trainer.use_amp and not trainer.scaler.is_enabled()
+    assert trainer.fit() == 2
+
+
+def test_adamw_uses_foreach_on_cpu_and_fused_on_cuda(shard_dir: Path, tmp_path: Path) -> None:
+    from ssr_models.trainer import _kernel_choice
+
+    trainer = Trainer(model(), config(tmp_path), stream(shard_dir))
+    group = trainer.optimizer.param_groups[0]
+    assert group["foreach"] is True and not group["fused"]
+    assert _kernel_choice(torch.device("cuda", 1)) == {"fused": True, "foreach": False}
+
+
+def test_compile_option_trains_the_same_steps(shard_dir: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """compile=True sends the training step through torch.compile (dynamo traces it; the eager
+    backend stands in for inductor so that no C++ compiler runs here) and changes no number."""
+    real_compile = torch.compile
+    calls: list[Any] = []
+
+    def eager_compile(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(fn)
+        return real_compile(fn, *args, **{**kwargs, "backend": "eager"})
+
+    monkeypatch.setattr(torch, "compile", eager_compile)
+    plain = Trainer(model(), config(tmp_path / "a", steps=3), stream(shard_dir))
+    plain.fit()
+    compiled = Trainer(model(), config(tmp_path / "b", steps=3, compile=True), stream(shard_dir))
+    compiled.fit()
+    assert len(calls) == 1
+    got = [r["train/loss"] for r in metrics(tmp_path / "b")]
+    want = [r["train/loss"] for r in metrics(tmp_path / "a")]
+    assert got == pytest.approx(want, rel=1e-5)
+    assert set(compiled.model.state_dict()) == set(plain.model.state_dict())
+
+
 # ---- DDP: two CPU processes, gloo over loopback ---------------------------------------------
 
 def _ddp_worker(rank: int, world_size: int, port: int, shards: str, out: str) -> None:
