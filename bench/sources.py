@@ -17,8 +17,11 @@ Sections (each a function ``bench_<name>(args)``; add new ones to ``SECTIONS``):
   data sets' sizes, written into a temporary layout (photo-like PNGs: the scikit-image photos
   resized, with sigma 3 grain so that they compress like photographs), the other files of
   each listing as empty placeholders. The depth share is 1 - (RGB decode + hash) / load.
+  Set5, Set14 and BSDS100 are read from real copies only when ``--bench-data DIR`` names a
+  folder holding ``set5/``, ``set14/`` and ``bsd100/`` (``img_001.png`` ...); without it (the
+  default) their rows are skipped and say so. Nothing outside the repository is read implicitly.
 
-    python bench/sources.py readers [--images 3] [--repeats 2]
+    python bench/sources.py readers [--images 3] [--repeats 2] [--bench-data DIR]
 """
 
 from __future__ import annotations
@@ -147,8 +150,8 @@ def bench_depth(args: argparse.Namespace) -> None:
 
 # Sizes (H, W) of the data sets' images; DRealSR's HR size is assumed DIV2K-like (it varies).
 URBAN100 = (768, 1024)
-#: the workplace's read-only benchmark images, in ../shared beside the repository
-BENCH_DATA = Path(__file__).resolve().parents[2] / "shared" / "bench-data"
+#: --bench-data's sub-folder per benchmark source (the real images are linked from there)
+BENCH_FOLDERS = {"set5": "set5", "set14": "set14", "bsds100": "bsd100"}
 CITYSCAPES = (1024, 2048)
 MIDDLEBURY = (1988, 2880)  # a typical 2014 "perfect" im0.png
 NYU = (480, 640)
@@ -205,12 +208,11 @@ def _numbered(root: Path, folder: str, first: int, last: int, digits: int, n: in
     return root
 
 
-def _bench_set(root: Path, folder: str, bench: str, count: int) -> Path:
-    """Set5/Set14/BSDS100: link the read-only bench-data images into the layout."""
+def _bench_set(root: Path, n: int, *, folder: str, images: Path, count: int) -> Path:
+    """Set5/Set14/BSDS100: link all ``count`` real images ``images/img_NNN.png`` (n unused)."""
     (root / folder).mkdir(parents=True)
     for i in range(1, count + 1):
-        (root / folder / f"img_{i:03d}.png").symlink_to(
-            BENCH_DATA / bench / f"img_{i:03d}.png")
+        (root / folder / f"img_{i:03d}.png").symlink_to(images / f"img_{i:03d}.png")
     return root
 
 
@@ -304,14 +306,12 @@ def _folder(root: Path, n: int) -> Path:
 
 
 #: Source -> builder of its temporary layout (root, n_real) -> root; None: no root (sample).
+#: set5, set14 and bsds100 are added by ``bench_readers`` when --bench-data is given.
 _LAYOUTS: dict[str, Callable[[Path, int], Path] | None] = {
     "sample": None,
     "folder": _folder,
     "div2k": lambda r, n: _numbered(r, "DIV2K_train_HR", 1, 800, 4, n),
     "flickr2k": lambda r, n: _numbered(r, "Flickr2K/Flickr2K_HR", 1, 2650, 6, n),
-    "set5": lambda r, n: _bench_set(r, "Set5", "set5", 5),
-    "set14": lambda r, n: _bench_set(r, "Set14", "set14", 14),
-    "bsds100": lambda r, n: _bench_set(r, "BSDS100", "bsd100", 100),
     "urban100": _urban100,
     "drealsr": _drealsr,
     "nyuv2": _nyuv2,
@@ -387,11 +387,19 @@ def bench_readers(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
-    rows = []
+    layouts = dict(_LAYOUTS)
+    if args.bench_data is not None:
+        for name, (folder, count) in {"set5": ("Set5", 5), "set14": ("Set14", 14),
+                                      "bsds100": ("BSDS100", 100)}.items():
+            images = args.bench_data / BENCH_FOLDERS[name]
+            layouts[name] = partial(_bench_set, folder=folder, images=images, count=count)
+    rows, skipped = [], [name for name in SOURCE_NAMES if name not in layouts]
     with tempfile.TemporaryDirectory() as tmp:
         for name in SOURCE_NAMES:
+            if name in skipped:
+                continue
             t = time.perf_counter()
-            build = _LAYOUTS[name]
+            build = layouts[name]
             root = None if build is None else build(Path(tmp) / name, args.images)
             setup_s = time.perf_counter() - t
             rows.append((*_reader_row(name, root, args.images, args.repeats), f"{setup_s:.1f}"))
@@ -403,6 +411,9 @@ def bench_readers(args: argparse.Namespace) -> None:
     for row in (head, *rows):
         print("  ".join(c.ljust(w) if i < 2 else c.rjust(w)
                         for i, (c, w) in enumerate(zip(row, widths, strict=True))))
+    if skipped:
+        print(f"skipped {', '.join(skipped)}: give --bench-data DIR (a folder holding set5/, "
+              "set14/ and bsd100/ with img_001.png ...) to read real copies")
 
 
 SECTIONS: dict[str, Callable[[argparse.Namespace], None]] = {
@@ -419,7 +430,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 0],
                         help="torch/OpenCV thread counts to try; 0 = all cores")
     parser.add_argument("--repeats", type=int, default=2, help="timed repeats (best is kept)")
+    parser.add_argument("--bench-data", type=Path, default=None, metavar="DIR",
+                        help="readers: folder with set5/, set14/, bsd100/ (img_001.png ...) of real "
+                             "benchmark images; default: none (those sources are skipped)")
     args = parser.parse_args()
+    if args.bench_data is not None:
+        args.bench_data = args.bench_data.resolve()
+        absent = [f for f in BENCH_FOLDERS.values() if not (args.bench_data / f).is_dir()]
+        if absent:
+            parser.error(f"--bench-data {args.bench_data}: no {', '.join(absent)} folder there "
+                         "(expected set5/, set14/ and bsd100/ holding img_001.png ...)")
     unknown = [s for s in args.sections if s not in SECTIONS]
     if unknown:
         parser.error(f"unknown section(s) {unknown}; choose from {list(SECTIONS)}")

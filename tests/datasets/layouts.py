@@ -9,9 +9,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tests.shared_data import BENCH_DATA
+from tests.datafiles import DATA, REAL_IMAGES
 
-BENCH = BENCH_DATA
+BENCH = DATA
 H, W = 24, 32
 
 
@@ -58,11 +58,19 @@ def flickr2k(root: Path, folder: str = "Flickr2K/Flickr2K_HR", real: int = 2) ->
 
 def bench_set(root: Path, set_name: str, folder: str, count: int, sub: str = "",
               suffix: str = "") -> Path:
-    """Link the real bench-data images ``img_NNN.png`` into ``root/folder/sub`` (renamed)."""
+    """Lay out ``img_001.png`` .. ``img_<count>.png`` of a benchmark set in ``root/folder/sub``.
+
+    The images held in ``tests/data/<set_name>`` (``REAL_IMAGES``) are linked (renamed with
+    ``suffix``); the others are tiny random 8x8 PNGs, enough for listings and decoding checks.
+    """
     out = root / folder / sub if sub else root / folder
     out.mkdir(parents=True, exist_ok=True)
     for i in range(1, count + 1):
-        (out / f"img_{i:03d}{suffix}.png").symlink_to(BENCH / set_name / f"img_{i:03d}.png")
+        dest = out / f"img_{i:03d}{suffix}.png"
+        if i in REAL_IMAGES[set_name]:
+            dest.symlink_to(BENCH / set_name / f"img_{i:03d}.png")
+        else:
+            write_png(dest, rgb(i, 8, 8))
     return root
 
 

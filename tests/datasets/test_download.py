@@ -32,8 +32,8 @@ from ssr_datasets.download import download_dataset, fetch
 from ssr_datasets.errors import ConfigError, DownloadError, InputError, MissingAssetError
 from ssr_datasets.imageio import pixel_sha256, read_image
 from ssr_manifests import ROOT as MANIFESTS_ROOT
+from tests.datafiles import DATA, REAL_IMAGES
 from tests.datasets.loopback import TIMEOUT, Loopback
-from tests.shared_data import bench_data
 
 
 def make_zip(entries: dict[str, bytes]) -> bytes:
@@ -439,10 +439,13 @@ def test_div2k_manifest_carries_the_published_checksums() -> None:
         "9d0b9c463f6e35b6c62cc6a930ee2224f670b34c1df841a57670f9acf0f6c335")
 
 
-def test_benchmark_manifests_match_the_local_copy_regression() -> None:
-    # Regression, not a golden value: the hashes were recorded from this very copy.
-    bench = bench_data()
-    spec = load_dataset("set5")
-    for img in spec.images:
-        rgb = read_image(bench / "set5" / Path(img.path).name).rgb
-        assert pixel_sha256(rgb) == img.pixel_sha256 and list(rgb.shape) == list(img.shape)
+def test_benchmark_manifests_match_the_test_copies_regression() -> None:
+    # Regression, not a golden value: the hashes were recorded from the bench-data copy that
+    # tests/data's images come from (byte for byte; see tests/data/README.md).
+    for set_name, dataset in (("set5", "set5"), ("set14", "set14"), ("bsd100", "bsds100")):
+        recorded = {Path(img.path).name: img for img in load_dataset(dataset).images}
+        for i in REAL_IMAGES[set_name]:
+            name = f"img_{i:03d}.png"
+            rgb = read_image(DATA / set_name / name).rgb
+            img = recorded[name]
+            assert pixel_sha256(rgb) == img.pixel_sha256 and list(rgb.shape) == list(img.shape)

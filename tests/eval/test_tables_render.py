@@ -3,7 +3,7 @@
 A hand-built result (two groups, one not found; a paper-only row, an n/a cell, an added row, a
 stand-in, a +inf PSNR) checks what each format prints; the three built-in tables, rendered with
 paper numbers only, are checked against the independent transcription in
-``shared/papers/ssr-tables.json``.
+``tests/data/ssr-tables.json``.
 """
 
 from __future__ import annotations
@@ -27,9 +27,8 @@ from eval.tables.render import CSV_COLUMNS, FORMATS, render
 from eval.tables.result import Cell, GroupResult, Preview, RowResult, TableResult
 from eval.tables.spec import RowSpec, TableSpec, load_table, table_from_dict
 from ssr_datasets.errors import ConfigError, InputError
-from tests.shared_data import BENCH_DATA
+from tests.datafiles import PAPER_TABLES
 
-PAPER_TABLES = BENCH_DATA.parent / "papers" / "ssr-tables.json"
 METRICS = ("psnr", "ssim", "niqe")
 REASON = "Set B not found under /data/drealsr_x4 (give --data-root)"
 NA_NOTE = "niqe: pristine model missing (50% & more)"

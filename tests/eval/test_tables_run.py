@@ -22,10 +22,8 @@ from ssr_datasets.imageio import read_image
 from ssr_datasets.shards import iter_shard
 from tests.eval.conftest import psnr_y_reference
 from tests.reference import imresize_bicubic_matlab, ssim_skimage_valid, y_reference
-from tests.shared_data import BENCH_DATA
+from tests.datafiles import PAPER_TABLES, data_file
 
-BENCH = BENCH_DATA
-PAPER_JSON = BENCH.parent / "papers" / "ssr-tables.json"
 CROP = 4
 
 
@@ -52,14 +50,14 @@ def mini_spec(**changes: object) -> dict:
 
 @pytest.fixture
 def data(tmp_path: Path) -> dict[str, Path]:
-    """Two tiny HR crops of Set5 as a folder source, and two tiny DRealSR-style pairs."""
+    """Two tiny HR crops (Set5 bird, a BSD100 photo) as a folder source, and two DRealSR-style pairs."""
     synth = tmp_path / "synth"
     synth.mkdir()
     real = tmp_path / "real" / "DRealSR" / "Test_x4"
     (real / "test_HR").mkdir(parents=True)
     (real / "test_LR").mkdir()
-    for i, name in enumerate(("img_001.png", "img_002.png")):
-        rgb = read_image(BENCH / "set5" / name).rgb
+    for i, name in enumerate(("bsd100/img_002.png", "set5/img_002.png")):
+        rgb = read_image(data_file(name)).rgb
         crop = rgb[40:104, 60:132]  # 64 x 72
         cv2.imwrite(str(synth / f"im{i}.png"), crop[..., ::-1])
         hr = rgb[100:164, 20:84]
@@ -171,8 +169,8 @@ def test_metric_subset_must_be_table_columns(data: dict[str, Path]) -> None:
 
 # --- the built-in specifications ---------------------------------------------------------------
 def test_builtin_tables_hold_the_papers_values() -> None:
-    """Every printed value equals the independent transcription in shared/papers/ssr-tables.json."""
-    paper = json.loads(PAPER_JSON.read_text())
+    """Every printed value equals the independent transcription in tests/data/ssr-tables.json."""
+    paper = json.loads(PAPER_TABLES.read_text())
     t1 = load_table("1")
     ids = {"DIV2K": "div2k", "BSDS100": "bsds100", "Urban100": "urban100", "DRealSR": "drealsr"}
     assert len(paper["table1"]) == 40
@@ -255,7 +253,7 @@ def mini_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     DRealSR gets two real-style pairs (LR by area downsampling).
     """
     root = tmp_path_factory.mktemp("data")
-    photo = read_image(BENCH / "bsd100" / "img_002.png").rgb
+    photo = read_image(data_file("bsd100/img_002.png")).rgb
     folders = {"DIV2K_valid_HR": [f"{i:04d}.png" for i in range(801, 901)],
                "BSDS100": [f"img_{i:03d}.png" for i in range(1, 101)],
                "Urban100": [f"img{i:03d}.png" for i in range(1, 101)]}
