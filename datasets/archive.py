@@ -26,6 +26,7 @@ from pathlib import Path
 
 from .errors import InputError
 from .shards import write_json_atomic
+from .storage import writer_tag
 
 #: Hidden folder under a dataset root for markers and the checksum lock file.
 STATE_DIR = ".ssr-bench"
@@ -198,7 +199,9 @@ def extract(archive: str | Path, dest_dir: str | Path) -> ExtractResult:
     archive, dest_dir = Path(archive), Path(dest_dir)
     kind = archive_kind(archive)
     dest_dir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest_dir, prefix=f".{archive.name}.", suffix=".extract"))
+    # The name carries our pid, so a rerun after a kill can remove it (remove_stale_temps).
+    tmp = Path(tempfile.mkdtemp(dir=dest_dir, prefix=f".{archive.name}.{writer_tag()}.",
+                                suffix=".extract"))
     try:
         try:
             count = _extract_zip(archive, tmp) if kind == "zip" else _extract_tar(archive, tmp)

@@ -5,8 +5,10 @@ Shard sets live in one folder: ``Storage`` is that folder. A plain path (or ``fi
 ``s3://``, ``gs://``, ``az://``, ...) goes through fsspec and needs fsspec's backend for that
 protocol (``s3fs``, ``gcsfs``, ``adlfs``, ...).
 
-What "atomic" means per backend (every write goes to a hidden ``.{name}.{random}.tmp`` first,
-then takes its final name, so a killed writer never leaves a file that looks complete):
+What "atomic" means per backend (every write goes to a hidden ``.{name}.{pid}-{host}.{random}.tmp``
+first, then takes its final name, so a killed writer never leaves a file that looks complete; the
+writer's pid and a hash of its host name let ``remove_stale_temps`` tell a dead writer's leftovers
+from a live writer's work in progress):
 
 - Local disk, and shared filesystems mounted at the same path on every machine (NFS, Lustre,
   CephFS, ...): temp file in the same folder, ``fsync``, ``os.replace``, ``fsync`` of the folder.
@@ -32,9 +34,13 @@ import json
 import os
 import posixpath
 import re
+import shutil
+import socket
 import tempfile
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlparse
@@ -72,15 +78,93 @@ def dump_json(obj: Any) -> bytes:
     return (json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
 
 
+@cache
+def _host_tag() -> str:
+    """Return 8 hex digits of the host name's sha256 (a pid means something on one host only)."""
+    return hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
+
+
+def writer_tag() -> str:
+    """Return ``{pid}-{host}``: what every temp name carries, e.g. ``4242-1a2b3c4d``.
+
+    Temp names are ``.{name}.{writer_tag()}[.{random}].tmp`` (``.extract`` for the archive
+    extraction folder); ``remove_stale_temps`` parses them back.
+    """
+    return f"{os.getpid()}-{_host_tag()}"
+
+
+#: ``.{name}.{pid}-{host}[.{random}].tmp|.extract``, as ``writer_tag`` makes them.
+_TEMP_NAME = re.compile(r"\..+\.(?P<pid>\d+)-(?P<host>[0-9a-f]{8})(?:\.[A-Za-z0-9_]+)?"
+                        r"\.(?:tmp|extract)")
+
+
+@dataclass(frozen=True)
+class StaleTemp:
+    """A temp file or folder that ``remove_stale_temps`` removed: its path and dead writer."""
+
+    path: Path
+    pid: int
+
+    def __str__(self) -> str:
+        return f"removed {self.path}: left by process {self.pid}, which is no longer running"
+
+
+def _running(pid: int) -> bool:
+    """Tell whether a process with this pid exists on this host (signal 0 checks, sends none)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):  # another user's process, or a pid we cannot ask about
+        pass
+    return True
+
+
+def remove_stale_temps(folder: str | os.PathLike[str]) -> list[StaleTemp]:
+    """Remove the temps in ``folder`` whose writer, on this host, is no longer running.
+
+    Only names made with ``writer_tag`` are considered: a temp of a live process (pid reuse
+    included), of another host (a shared folder) or of another naming scheme is kept. Call it
+    where a command starts on its folder (the dataset root, ``--out``, a run folder), so the
+    next run of a killed command cleans up after it. POSIX only (elsewhere nothing is removed:
+    ``os.kill`` would end the process instead of probing it).
+
+    Args:
+        folder: A local folder; a missing folder has nothing to remove.
+
+    Returns:
+        What was removed, sorted by name; each prints as one line for the command to show.
+    """
+    folder = Path(folder)
+    if os.name != "posix" or not folder.is_dir():
+        return []
+    removed = []
+    for entry in sorted(folder.iterdir()):
+        m = _TEMP_NAME.fullmatch(entry.name)
+        if m is None or m["host"] != _host_tag() or _running(int(m["pid"])):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        if not os.path.lexists(entry):
+            removed.append(StaleTemp(entry, int(m["pid"])))
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_file(path: Path) -> Iterator[IO[bytes]]:
     """Yield a binary file that becomes local ``path`` only if the block completes.
 
-    The temp file ``.<name>.<random>.tmp`` sits beside ``path`` (same file system, so the
-    rename is atomic); on any exception it is removed and ``path`` is untouched.
+    The temp file ``.<name>.<pid>-<host>.<random>.tmp`` sits beside ``path`` (same file system,
+    so the rename is atomic); on any exception it is removed and ``path`` is untouched. A
+    killed writer's temp is removed by ``remove_stale_temps``.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{writer_tag()}.",
+                               suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
@@ -255,7 +339,7 @@ class Storage:
             self.fs.makedirs(self._root, exist_ok=True)
 
     def _temp_name(self, name: str) -> str:
-        return f".{name}.{uuid.uuid4().hex[:12]}.tmp"
+        return f".{name}.{writer_tag()}.{uuid.uuid4().hex[:12]}.tmp"
 
     @contextlib.contextmanager
     def atomic_writer(self, name: str) -> Iterator[IO[bytes]]:
@@ -269,7 +353,7 @@ class Storage:
             with atomic_file(Path(self._path(name))) as f:
                 yield f
             return
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.{writer_tag()}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
                 yield f

@@ -89,6 +89,7 @@ class BuildResult:
     seconds: float
     preview: Path | str | None
     warnings: list[str] = field(default_factory=list)
+    removed_temps: list[str] = field(default_factory=list)  # a killed run's temps, one line each
 
 
 def validate_config(config: BuildConfig) -> None:

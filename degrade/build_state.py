@@ -70,9 +70,10 @@ def load_previous(storage: Storage, config: BuildConfig, overwrite: bool,
         raise ConfigError(f"--out {out_dir} exists and is not a folder")
     if not storage.is_folder():
         return {}
-    for name in storage.listdir():
-        if is_temp_name(name):
-            storage.remove(name)  # left by a killed run; never a complete shard
+    if storage.local is None:  # object stores: no pid to ask (local: remove_stale_temps)
+        for name in storage.listdir():
+            if is_temp_name(name):
+                storage.remove(name)  # left by a killed run; never a complete shard
     state = None
     for name in (MANIFEST_NAME, PARTIAL_NAME):
         if storage.exists(name):

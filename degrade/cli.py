@@ -187,6 +187,8 @@ def build(source: str, root: Path | None, recipe: str, depth: str, depth_model: 
         ) from None
     finally:
         close()
+    for line in result.removed_temps:
+        click.echo(line)
     m = result.manifest
     tot = m["totals"]
     click.echo(f"recipe {rec.name} (x{rec.scale}, K={rec.kernel_size}), seed {seed}: "

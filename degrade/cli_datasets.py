@@ -102,7 +102,10 @@ def download_cmd(name: str, root: Path, split: str | None, mirror: str | None,
     from tqdm import tqdm
 
     from ssr_datasets.download import download_dataset
+    from ssr_datasets.storage import remove_stale_temps
 
+    for temp in remove_stale_temps(root):  # e.g. the extraction folder of a killed run
+        click.echo(temp)
     bars: dict[str, tqdm] = {}
 
     def progress(file: str, done: int, total: int | None) -> None:

@@ -29,7 +29,7 @@ from ssr_datasets.errors import ConfigError, InputError, ShardsFailedError
 from ssr_datasets.manifest import MANIFEST_NAME
 from ssr_datasets.shards import shard_name, write_shard
 from ssr_datasets.sources import SourceItem, list_items, load_item, require_build_source
-from ssr_datasets.storage import Storage
+from ssr_datasets.storage import Storage, remove_stale_temps
 
 from .build_config import (
     BuildConfig,
@@ -222,6 +222,8 @@ def build(
     command = command or " ".join(shlex.quote(a) for a in sys.argv)
     start = time.perf_counter()
     tasks = plan(config)
+    # A killed run's temps go first (local folders: by dead pid; object stores: load_previous).
+    removed = remove_stale_temps(storage.local) if storage.local is not None else []
     results = load_previous(storage, config, overwrite, tasks)
     reused = len(results)
     if strict:  # a skip recorded by an earlier (failed) --strict run must fail this one too
@@ -290,7 +292,8 @@ def build(
     storage.write_json_atomic(MANIFEST_NAME, manifest)
     storage.remove(PARTIAL_NAME)
     out_result = storage.local if storage.local is not None else storage.location
-    return BuildResult(out_result, manifest, reused, len(todo), seconds, preview_path, warnings)
+    return BuildResult(out_result, manifest, reused, len(todo), seconds, preview_path, warnings,
+                       [str(t) for t in removed])
 
 
 def _storage_for_cluster(storage: Storage) -> Storage:

@@ -19,8 +19,6 @@ randomness, fixed fonts), so the same rows give the same bytes.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +27,7 @@ import cv2
 import numpy as np
 
 from ssr_datasets.errors import ConfigError
+from ssr_datasets.storage import atomic_file
 
 __all__ = ["BLUR_MAX_PX", "PreviewRow", "render_preview", "write_preview"]
 
@@ -281,15 +280,8 @@ def write_preview(rows: Sequence[PreviewRow], path: Path, tile: int = 256) -> No
     ok, buf = cv2.imencode(ext, np.ascontiguousarray(sheet[..., ::-1]))
     if not ok:
         raise ConfigError(f"OpenCV could not encode the preview as {ext}")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(buf.tobytes())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a preview is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as fh:  # the one temp-then-rename helper (pid-tagged temp name)
+        fh.write(buf.tobytes())
 
 
 def write_shard_preview(shard: Path, path: Path, rows: int = 4, tile: int = 256) -> None:

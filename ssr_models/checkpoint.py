@@ -31,7 +31,7 @@ import torch
 
 from ssr_datasets.errors import ConfigError, InputError
 from ssr_datasets.shards import write_bytes_atomic
-from ssr_datasets.storage import atomic_file
+from ssr_datasets.storage import atomic_file, writer_tag
 
 __all__ = ["CKPT_FORMAT", "CKPT_VERSION", "convert_checkpoint", "link_atomic", "load_checkpoint",
            "rng_state", "save_atomic", "seed_all", "set_rng_state"]
@@ -49,7 +49,7 @@ def save_atomic(obj: Any, path: Path) -> None:
 
 def link_atomic(src: Path, dst: Path) -> None:
     """Make ``dst`` name the same bytes as ``src``: hard link (or copy) to a temp, rename."""
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    tmp = dst.with_name(f".{dst.name}.{writer_tag()}.tmp")
     tmp.unlink(missing_ok=True)
     try:
         os.link(src, tmp)

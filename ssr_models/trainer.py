@@ -57,6 +57,7 @@ from torch import nn
 
 from ssr_datasets.errors import ConfigError, SsrError
 from ssr_datasets.shards import write_bytes_atomic, write_json_atomic
+from ssr_datasets.storage import remove_stale_temps
 
 from .batch import Batch
 from .checkpoint import (
@@ -223,6 +224,8 @@ class Trainer:
         self._writer: Any = None
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
+            for temp in remove_stale_temps(self.out_dir):  # a killed run's partial checkpoints
+                warnings.warn(str(temp), stacklevel=2)
             write_json_atomic(self.out_dir / "config.json", {
                 "trainer": dataclasses.asdict(config), "model_class":
                 f"{type(model).__module__}.{type(model).__qualname__}",

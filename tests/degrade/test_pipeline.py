@@ -38,6 +38,7 @@ from tests.degrade.conftest import (
     write_folder,
     write_rgb,
 )
+from tests.faults import dead_pid, temp_of
 
 SORTED = sorted(NAMES)
 
@@ -174,7 +175,7 @@ def test_rerun_rebuilds_exactly_the_damaged_shards(image_folder: Path, tmp_path:
     damaged = bytearray(original["train-000002.tar"])
     damaged[len(damaged) // 2] ^= 0xFF
     (out / "train-000002.tar").write_bytes(bytes(damaged))
-    leftover = out / ".train-000001.tar.k3j2h1.tmp"  # what a killed writer leaves behind
+    leftover = temp_of(out, "train-000001.tar", dead_pid())  # what a killed writer leaves
     leftover.write_bytes(b"half a shard")
     kept_mtime = (out / "train-000001.tar").stat().st_mtime_ns
 
