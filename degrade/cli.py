@@ -14,7 +14,7 @@ import click
 
 from ssr_datasets.sources import SOURCE_NAMES
 
-from .cli_support import library_errors
+from .cli_support import device_option, library_errors
 from .depth import DepthRequest
 
 # The registries themselves (both import lazily what their entries need, so --help stays fast).
@@ -80,8 +80,7 @@ def main() -> None:
 @click.option("--depth-weights", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Folder with the checkpoint (the model folder, or one holding <org>--<name>/); "
                    "default: $SSR_BENCH_DEPTH_WEIGHTS, then the Hugging Face cache.")
-@click.option("--device", default="cpu", show_default=True,
-              help="Torch device of the learned depth model (cpu, cuda, cuda:1).")
+@device_option(what="Torch device of the learned depth model")
 @click.option("--depth-cache", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Where learned nearness maps are kept, keyed by (image pixels, model): "
                    "rebuilding with another recipe never recomputes depth. Default: "

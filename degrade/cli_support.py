@@ -1,4 +1,5 @@
-"""What every `degrade` command shares: library errors become click errors here, once."""
+"""What the four CLIs (degrade, ssr-train, ssr-infer, ssr-eval) share, defined once: library
+errors become click errors here, and the one ``--device`` option."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Any
 
 import click
 
-from ssr_datasets.errors import SsrError
+from ssr_datasets.devices import DEVICE_CHOICES, resolve_device
+from ssr_datasets.errors import ConfigError, SsrError
 
 
 def library_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -22,3 +24,28 @@ def library_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise click.ClickException(str(exc)) from exc
 
     return wrapper
+
+
+class DeviceType(click.ParamType):
+    """A torch device name (cpu, cuda, cuda:N, auto), resolved and checked on this machine.
+
+    ``auto`` becomes ``cuda`` or ``cpu`` here, so commands receive a concrete device; a CUDA
+    device that this torch cannot reach is a one-line usage error, not a traceback later.
+    """
+
+    name = "device"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> str:
+        try:
+            return resolve_device(value)
+        except ConfigError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def device_option(default: str = "cpu", what: str = "Torch device") -> Callable[[Any], Any]:
+    """Return the ``--device`` option: ``what`` says what runs there (first words of the help)."""
+    return click.option("--device", type=DeviceType(), default=default, show_default=True,
+                        metavar="cpu|cuda|cuda:N|auto",
+                        help=f"{what}: {DEVICE_CHOICES} ('auto' = cuda when available, else "
+                             "cpu; N = GPU index).")

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from degrade.cli_support import library_errors
+from degrade.cli_support import device_option, library_errors
 from eval.metrics.registry import METRICS
 from ssr_datasets.errors import ConfigError
 
@@ -84,8 +84,7 @@ def main() -> None:
                    "is the scale, e.g. 4). Default: the scale of a --gt shard set, else 0.")
 @click.option("--rgb", is_flag=True,
               help="PSNR/SSIM on RGB instead of the Y channel of BT.601 YCbCr.")
-@click.option("--device", default="cpu", show_default=True,
-              help="Torch device of the learned metrics (cpu, cuda, cuda:1).")
+@device_option(what="Torch device of the learned metrics")
 @click.option("--weights-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="A $TORCH_HOME-like folder with the learned metrics' weights (hub/pyiqa, "
                    "hub/checkpoints, hub/clip; see the README); default: $TORCH_HOME.")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from degrade.cli_support import library_errors
+from degrade.cli_support import device_option, library_errors
 
 from .cli_options import MetricList
 
@@ -95,8 +95,7 @@ def _tqdm_progress() -> Callable[[str, int], Callable[[int], None]]:
 @click.option("--work-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Where test sets, LR exports and SR outputs are kept. Default: "
                    "$SSR_BENCH_CACHE/tables or ~/.cache/ssr-bench/tables.")
-@click.option("--device", default="cpu", show_default=True,
-              help="Torch device of the methods and learned metrics (cpu, cuda, cuda:1).")
+@device_option(what="Torch device of the methods and learned metrics")
 @click.option("--tile", type=click.IntRange(16), default=256, show_default=True, metavar="PX",
               help="LR tile size of network methods (memory), with --overlap px of overlap.")
 @click.option("--overlap", type=click.IntRange(0), default=16, show_default=True, metavar="PX")

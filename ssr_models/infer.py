@@ -51,6 +51,7 @@ from torch import nn
 
 from degrade.depth import check_depth_provider
 from degrade.ops.kernels import centered_delta, covariance_from_sigmas, sigmas_from_covariance
+from ssr_datasets.devices import resolve_device
 from ssr_datasets.errors import ConfigError, InputError
 
 from .svkr import SVKR, provider_depth_estimator
@@ -260,10 +261,7 @@ class SRPipeline:
         if tile < 1 or not 0 <= overlap < tile or min_size < 1:
             raise ConfigError(f"need tile >= 1, 0 <= overlap < tile, min_size >= 1; "
                               f"got tile {tile}, overlap {overlap}, min_size {min_size}")
-        try:
-            torch_device = torch.device(device)
-        except RuntimeError as exc:
-            raise ConfigError(f"unknown device {device!r} (cpu, cuda, cuda:1, ...): {exc}") from None
+        torch_device = torch.device(resolve_device(device))
         check_depth_provider(depth, device=device)
         self.method, self.device, self.scale = method, torch_device, int(scale)
         self.kernel_net = kernel_net.to(self.device).eval()

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import click
 import numpy as np
 
-from degrade.cli_support import library_errors
+from degrade.cli_support import device_option, library_errors
 from ssr_datasets.errors import ConfigError, InputError
 
 if TYPE_CHECKING:  # imported lazily at run time, so that --help stays fast
@@ -118,7 +118,7 @@ def _outputs(name: str, save_maps: bool) -> list[str]:
                    "per tile, so keep tiles large when the depth cue is global, as the prior is).")
 @click.option("--overlap", type=click.IntRange(min=0), default=16, show_default=True,
               help="Tile overlap in LR px (blended with a cosine ramp); must be < --tile.")
-@click.option("--device", default="cpu", show_default=True, help="Torch device (cpu, cuda, cuda:1).")
+@device_option(what="Torch device of the models")
 @click.option("--depth", type=click.Choice(_DEPTHS), default=None,
               help="Depth provider used as DE [default: prior].")
 @click.option("--svkr-iterations", type=click.IntRange(min=0), default=None,

@@ -20,24 +20,28 @@ from pathlib import Path
 
 import click
 
-from degrade.cli_support import library_errors
+from degrade.cli_support import device_option, library_errors
 
 _STAGES = ("kernel", "nbsr", "diffusion")  # = ssr_models.configs.STAGES (kept import-free for --help)
-_DEVICES = ("cpu", "cuda")
 
 
-def _init_distributed(device: str | None) -> bool:
-    """Initialise torch.distributed when launched by torchrun; return whether it did."""
+def _init_distributed(device: str) -> tuple[bool, str]:
+    """Initialise torch.distributed when launched by torchrun; return (whether it did, device).
+
+    ``device`` is resolved ("cpu", "cuda" or "cuda:N"); under torchrun plain "cuda" becomes
+    ``cuda:LOCAL_RANK``, one GPU per process.
+    """
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        return False
+        return False, device
     import torch
     import torch.distributed as dist
 
-    use_cuda = device == "cuda" or (device is None and torch.cuda.is_available())
-    if use_cuda:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-    dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    return True
+    if device == "cuda":
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+    if device.startswith("cuda"):
+        torch.cuda.set_device(torch.device(device))
+    dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+    return True, device
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
@@ -56,8 +60,7 @@ def _init_distributed(device: str | None) -> bool:
               help="Continue each stage from its last.pt; finished stages are skipped.")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
               help="Optimizer steps per stage (overrides the config).")
-@click.option("--device", type=click.Choice(_DEVICES), default=None,
-              help="Torch device [default: cuda when available, else cpu].")
+@device_option(default="auto", what="Torch device (under torchrun, cuda means cuda:LOCAL_RANK)")
 @click.option("--seed", type=click.IntRange(min=0), default=None,
               help="Seed of weights, data order and crops (overrides the config's, which is 0 "
                    "in the built-ins).")
@@ -65,7 +68,7 @@ def _init_distributed(device: str | None) -> bool:
 @library_errors
 def main(ctx: click.Context, shards: str | None, stage: str | None, config_name: str,
          out: Path | None, val_shards: str | None, resume: bool, steps: int | None,
-         device: str | None, seed: int | None) -> None:
+         device: str, seed: int | None) -> None:
     """Train the SSR models on degraded shard sets (ssr-infer reads OUT/<stage>).
 
     \b
@@ -94,7 +97,7 @@ def main(ctx: click.Context, shards: str | None, stage: str | None, config_name:
     # Denormal floats (DKENet's 441-tap softmax produces them) make x86 CPU arithmetic up to
     # 50x slower; flushing them to zero changes no result that matters. No effect on CUDA.
     torch.set_flush_denormal(True)
-    distributed = _init_distributed(device)
+    distributed, device = _init_distributed(device)
     try:
         for s in stages:
             result = train_stage(s, config.stage(s), shards, out / s, val_shards=val_shards,

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
+from ssr_datasets.devices import resolve_device
 from ssr_datasets.errors import ConfigError
 from ssr_datasets.storage import dump_json
 
@@ -156,16 +157,6 @@ def lr_tensor(image: TestImage) -> torch.Tensor:
     return torch.from_numpy(np.array(image.lr)).permute(2, 0, 1)[None].float().div(255)
 
 
-def torch_device(device: str) -> str:
-    """Return ``device`` normalised by torch ("cuda:0"), or raise ConfigError naming it."""
-    import torch
-
-    try:
-        return str(torch.device(device))
-    except RuntimeError as exc:
-        raise ConfigError(f"unknown device {device!r} (cpu, cuda, cuda:1, ...): {exc}") from None
-
-
 @dataclass
 class BicubicMethod:
     """MATLAB bicubic upscaling of the LR; see the module docstring for the rounding."""
@@ -273,7 +264,7 @@ def parse_method(text: str, *, device: str = "cpu", tile: int = 256, overlap: in
     if _is_run(path):
         from .run_methods import RunStages, SSRMethod
 
-        return SSRMethod(name, RunStages.read(path), device=torch_device(device), tile=tile,
+        return SSRMethod(name, RunStages.read(path), device=resolve_device(device), tile=tile,
                          overlap=overlap, depth=_depth(depth))
     from .folder_method import FolderMethod
 
@@ -303,4 +294,4 @@ def _oracle(name: str, path: Path, *, device: str, tile: int, overlap: int) -> M
     if "nbsr" not in stages.folders:
         found = ", ".join(f"{s}/" for s in sorted(stages.folders)) or "none"
         raise ConfigError(f"--method {name}={path}: the run has no nbsr stage (found: {found})")
-    return NBSROracleMethod(name, stages, device=torch_device(device), tile=tile, overlap=overlap)
+    return NBSROracleMethod(name, stages, device=resolve_device(device), tile=tile, overlap=overlap)

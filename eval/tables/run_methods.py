@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ssr_datasets.devices import resolve_device
 from ssr_datasets.errors import ConfigError, InputError
 from ssr_datasets.shards import sha256_file
 
@@ -35,7 +36,6 @@ from .methods import (
     lr_tensor,
     refuse_expects,
     run_tiled,
-    torch_device,
 )
 from .spec import RowSpec
 from .testsets import TestImage, TestSet
@@ -148,7 +148,7 @@ class NBSROracleMethod:
                               f"{image.kernel_field.shape} does not match the LR (3, {h}, {w})")
         if self._model is None:
             self._model = load_model_from_run(self.stages.folders["nbsr"], use_ema=True,
-                                              map_location=torch_device(self.device))
+                                              map_location=resolve_device(self.device))
         model = self._model
         field_t = torch.from_numpy(np.array(image.kernel_field, dtype=np.float32))[None]
         x = torch.cat([lr_tensor(image), field_t], 1).to(self.device)
@@ -239,6 +239,6 @@ class SSRMethod:
             from ssr_models.infer import SRPipeline
 
             self._pipeline = SRPipeline.from_checkpoint(
-                self.stages.path, method="auto", device=torch_device(self.device), depth=self.depth,  # type: ignore[arg-type]
+                self.stages.path, method="auto", device=resolve_device(self.device), depth=self.depth,  # type: ignore[arg-type]
                 tile=self.tile, overlap=self.overlap, seed=0)
         return self._pipeline(np.ascontiguousarray(image.lr)).sr

@@ -21,10 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from ssr_datasets.devices import resolve_device
 from ssr_datasets.errors import ConfigError, InputError
 from ssr_datasets.shards import sha256_file
 
-from .methods import CODE_VERSIONS, MethodKind, digest, lr_tensor, refuse_expects, run_tiled, torch_device
+from .methods import CODE_VERSIONS, MethodKind, digest, lr_tensor, refuse_expects, run_tiled
 from .spec import RowSpec
 from .testsets import TestImage, TestSet
 
@@ -70,7 +71,7 @@ class SpandrelMethod:
         path = Path(path)
         what = f"--method {name}={path}"
         spandrel = _spandrel(what)
-        device = torch_device(device)
+        device = resolve_device(device)
         try:
             loader = spandrel.ModelLoader(device="cpu")
             if path.suffix.lower() == ".bin":
