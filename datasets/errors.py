@@ -57,3 +57,17 @@ class ShardsFailedError(SsrError):
         super().__init__(f"{len(failures)} shard(s) failed (after a retry); the finished shards "
                          f"in {out} are kept: rerun the same command to build the rest\n"
                          + "\n".join(lines))
+
+
+class NothingBuiltError(SsrError):
+    """Every input of a build was skipped: no shard, so the build failed; lists each reason."""
+
+    SHOWN = 20  # inputs listed in the message; the rest are counted (all are in the record)
+
+    def __init__(self, record: str | Path, skipped: list[dict[str, str]]) -> None:
+        self.record, self.skipped = str(record), skipped
+        lines = [f"  {s['path']}: {s['reason']}" for s in skipped[: self.SHOWN]]
+        if len(skipped) > self.SHOWN:
+            lines.append(f"  ... and {len(skipped) - self.SHOWN} more")
+        super().__init__(f"no sample was built: all {len(skipped)} input(s) were skipped "
+                         f"(reasons also in {self.record}):\n" + "\n".join(lines))

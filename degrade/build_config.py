@@ -11,6 +11,7 @@ from typing import Any
 from ssr_datasets.errors import ConfigError
 from ssr_datasets.shards import ShardInfo
 from ssr_datasets.sources import SourceItem
+from ssr_datasets.sources.base import portable_name
 
 from .depth import DepthRequest
 from .recipes import Recipe
@@ -38,6 +39,7 @@ class BuildConfig:
         d = asdict(self)
         d["recipe"] = {"name": self.recipe.name, "hash": self.recipe.hash}
         d["crop"] = list(self.crop) if self.crop else None
+        d["root"] = portable_name(self.root) if self.root is not None else None  # valid UTF-8
         return d
 
     @property

@@ -66,8 +66,6 @@ def load_previous(storage: Storage, config: BuildConfig, overwrite: bool,
     duplicate some samples and drop others.
     """
     out_dir = storage.location
-    if storage.is_file():
-        raise ConfigError(f"--out {out_dir} exists and is not a folder")
     if not storage.is_folder():
         return {}
     if storage.local is None:  # object stores: no pid to ask (local: remove_stale_temps)

@@ -14,7 +14,7 @@ import click
 
 from ssr_datasets.sources import SOURCE_NAMES
 
-from .cli_support import device_option, library_errors
+from .cli_support import device_option, library_errors, sigterm_as_interrupt
 from .depth import DepthRequest
 
 # The registries themselves (both import lazily what their entries need, so --help stays fast).
@@ -176,13 +176,16 @@ def build(source: str, root: Path | None, recipe: str, depth: str, depth_model: 
             bar.close()
 
     try:
-        result = run_build(config, out, workers=workers, cluster=cluster, overwrite=overwrite,
-                           strict=strict, on_progress=progress, preview=not no_preview,
-                           depth_options=depth_options)
-    except KeyboardInterrupt:
+        with sigterm_as_interrupt():
+            result = run_build(config, out, workers=workers, cluster=cluster, overwrite=overwrite,
+                               strict=strict, on_progress=progress, preview=not no_preview,
+                               depth_options=depth_options)
+    except KeyboardInterrupt as exc:
         close()
+        how = f" by {exc.args[0]}" if exc.args else ""
         raise click.ClickException(
-            f"interrupted; the finished shards in {out} are kept: rerun the same command to resume"
+            f"interrupted{how}; the finished shards in {out} are kept: rerun the same command "
+            "to resume"
         ) from None
     finally:
         close()

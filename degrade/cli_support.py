@@ -1,10 +1,13 @@
 """What the four CLIs (degrade, ssr-train, ssr-infer, ssr-eval) share, defined once: library
-errors become click errors here, and the one ``--device`` option."""
+errors become click errors here, the one ``--device`` option, and SIGTERM that stops like Ctrl-C."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
@@ -49,3 +52,25 @@ def device_option(default: str = "cpu", what: str = "Torch device") -> Callable[
                         metavar="cpu|cuda|cuda:N|auto",
                         help=f"{what}: {DEVICE_CHOICES} ('auto' = cuda when available, else "
                              "cpu; N = GPU index).")
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Make SIGTERM (``kill PID``, a job scheduler, ``docker stop``) act like Ctrl-C inside.
+
+    Python's default for SIGTERM is to die on the spot, skipping the cleanup that Ctrl-C's
+    KeyboardInterrupt runs (kill the workers, keep the finished shards, say how to resume).
+    Signal handlers can only be set from the main thread; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -4,6 +4,13 @@ Workers are spawned (not forked: torch and OpenCV thread pools do not survive a 
 one torch/OpenCV thread each, so N workers use N cores. Results come back in completion order;
 the caller records each as it arrives, which is what makes an interrupted build resumable.
 
+No worker outlives the build (issue 10 finding 3): on Linux each worker asks the kernel for
+SIGKILL when its parent dies (``prctl(PR_SET_PDEATHSIG)``), and everywhere a watcher thread
+exits the worker once its parent pid changes; on any exception in the parent (Ctrl-C, SIGTERM
+turned into one by the CLI) the running workers are killed at once. Their shard temp files are
+never complete and the next run removes them. Progress ticks travel on a plain pipe-backed
+queue, not a Manager: a Manager is one more server process that a killed parent would orphan.
+
 The cluster path uses Dask distributed (the optional ``cluster`` extra,
 ``dask[distributed]>=2024.1``): pure Python, a ``LocalCluster`` on one big machine or a
 ``Client(address)`` for a real scheduler, and it needs nothing but a filesystem (or object
@@ -13,9 +20,14 @@ store) that every worker can write to. One task per shard, so a lost worker cost
 from __future__ import annotations
 
 import concurrent.futures as cf
+import ctypes
 import multiprocessing as mp
-import queue
+import os
 import re
+import signal
+import sys
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -25,6 +37,9 @@ from ssr_datasets.errors import ConfigError
 
 CLUSTER_REQUIREMENT = "dask[distributed]>=2024.1"
 _LOCAL = re.compile(r"^local:(\d+)$")
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+PARENT_POLL_S = 0.5  # how often a worker checks that its parent still lives (any platform)
+_TICKS: Any = None  # the worker's end of the progress queue, set by _init_worker
 
 
 def single_thread() -> None:
@@ -48,6 +63,39 @@ class Counter:
         self.report(self.value)
 
 
+def _die_with_parent(parent_pid: int) -> None:
+    """Make this process exit when ``parent_pid`` (its parent) dies, however it dies."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # no prctl (another libc): the watcher below still applies
+    if os.getppid() != parent_pid:  # the parent died before the request took effect
+        os._exit(1)
+
+    def watch() -> None:
+        # Portable fallback (macOS, a libc without prctl): an orphan is re-parented.
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="ssr-parent-watch", daemon=True).start()
+
+
+def _init_worker(parent_pid: int, ticks: Any) -> None:
+    """Worker initializer: die with the parent, one thread, keep the progress queue."""
+    global _TICKS
+    _die_with_parent(parent_pid)
+    single_thread()
+    _TICKS = ticks
+
+
+def _with_ticks(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run ``fn(*args, ticks)`` in a worker with the queue its initializer received."""
+    return fn(*args, _TICKS)
+
+
 def run_parallel(fn: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], workers: int,
                  finished: Callable[[Any], None], report: Callable[[int], Any],
                  done_images: int) -> None:
@@ -55,28 +103,36 @@ def run_parallel(fn: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], worker
 
     ``fn`` puts 1 on ``ticks`` per finished image; ``report(total)`` sees the running count and
     ``finished(result)`` each result. On any exception (Ctrl-C included) pending jobs are
-    cancelled and running ones are waited for, so no worker outlives the call.
+    cancelled and the running ones killed (their shards are redone by a rerun), so no worker
+    outlives the call; workers also die on their own if this process is killed.
     """
     ctx = mp.get_context("spawn")
-    with ctx.Manager() as manager:
-        ticks = manager.Queue()
-        pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=single_thread)
-        try:
-            pending = {pool.submit(fn, *job, ticks) for job in jobs}
-            while pending:
-                done, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
-                while True:
-                    try:
-                        done_images += ticks.get_nowait()
-                    except queue.Empty:
-                        break
-                report(done_images)
-                for fut in done:
-                    finished(fut.result())
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
+    ticks = ctx.SimpleQueue()  # a pipe: no server process that could be orphaned
+    before = {p.pid for p in mp.active_children()}
+    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                                  initargs=(os.getpid(), ticks))
+    pending: set[cf.Future] = set()
+    try:
+        pending = {pool.submit(_with_ticks, fn, *job) for job in jobs}
+        while pending:
+            done, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
+            while not ticks.empty():
+                done_images += ticks.get()
+            report(done_images)
+            for fut in done:
+                finished(fut.result())
         pool.shutdown(wait=True)
+    except BaseException:
+        for fut in pending:
+            fut.cancel()
+        # Waiting for the running shards would make Ctrl-C or SIGTERM take a whole shard.
+        for proc in mp.active_children():
+            if proc.pid not in before:
+                proc.kill()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:
+        ticks.close()
 
 
 def single_threaded_call(fn: Callable[..., Any], *args: Any) -> Any:

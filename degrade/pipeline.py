@@ -15,6 +15,7 @@ filesystem path or an object-store URL). Where the output goes: a local folder o
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shlex
@@ -25,10 +26,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ssr_datasets.errors import ConfigError, InputError, ShardsFailedError
+from ssr_datasets.errors import ConfigError, InputError, NothingBuiltError, ShardsFailedError
+from ssr_datasets.folder_lock import exclusive_folder
 from ssr_datasets.manifest import MANIFEST_NAME
 from ssr_datasets.shards import shard_name, write_shard
 from ssr_datasets.sources import SourceItem, list_items, load_item, require_build_source
+from ssr_datasets.sources.base import portable_name
 from ssr_datasets.storage import Storage, remove_stale_temps
 
 from .build_config import (
@@ -204,7 +207,9 @@ def build(
         depth_options: learned-depth weights folder, cache and batch size (no effect on bytes).
 
     Raises:
-        ConfigError: invalid options, or ``out_dir`` holds another build without ``overwrite``.
+        ConfigError: invalid options, ``out_dir`` holds another build without ``overwrite``,
+            or another build is running in ``out_dir`` (local folders are locked).
+        NothingBuiltError: every input was skipped (the reasons are in the message).
         InputError: ``strict`` and an input was skipped (the shards built so far are kept).
         ShardsFailedError: shards failed on the cluster (the others are kept; rerun to resume).
         KeyboardInterrupt: left resumable; rerun the same command to continue.
@@ -219,9 +224,30 @@ def build(
     storage = Storage(out_dir)
     if cluster is not None:
         storage = _storage_for_cluster(storage)
-    command = command or " ".join(shlex.quote(a) for a in sys.argv)
+    # Arguments are OS strings: a non-UTF-8 path is recorded escaped, like input paths.
+    command = portable_name(command or " ".join(shlex.quote(a) for a in sys.argv))
     start = time.perf_counter()
     tasks = plan(config)
+    if storage.is_file():
+        raise ConfigError(f"--out {storage.location} exists and is not a folder")
+    # One build per folder (issue 10 finding 4), taken before anything in it is read or removed.
+    # Object stores have no lock (README: Reliability and security).
+    lock = (exclusive_folder(storage.local) if storage.local is not None
+            else contextlib.nullcontext(None))
+    with lock as took_over:
+        result = _build_locked(config, storage, tasks, start, command, workers=workers,
+                               cluster=cluster, overwrite=overwrite, strict=strict,
+                               on_progress=on_progress, preview=preview, opts=opts)
+    if took_over:
+        result.warnings.insert(0, took_over)
+    return result
+
+
+def _build_locked(config: BuildConfig, storage: Storage, tasks: list[ShardTask], start: float,
+                  command: str, *, workers: int, cluster: str | None, overwrite: bool,
+                  strict: bool, on_progress: Callable[[int, int], None] | None, preview: bool,
+                  opts: DepthOptions) -> BuildResult:
+    """Run :func:`build` once the output folder is ours."""
     # A killed run's temps go first (local folders: by dead pid; object stores: load_previous).
     removed = remove_stale_temps(storage.local) if storage.local is not None else []
     results = load_previous(storage, config, overwrite, tasks)
@@ -235,13 +261,20 @@ def build(
     total_images = sum(len(t.items) for t in tasks)
     done_images = sum(len(t.items) for t in tasks if t.index in results)
     todo = [t for t in tasks if t.index not in results]
+
+    def record() -> None:
+        storage.write_json_atomic(PARTIAL_NAME, build_manifest(
+            config, results, tasks, command, time.perf_counter() - start, complete=False))
+
+    # Before any shard: a manifest that cannot be written fails here, not after a shard that
+    # would then make the folder look like another build (issue 10 finding 6).
+    record()
     if on_progress:
         on_progress(done_images, total_images)
 
     def finished(res: ShardResult) -> None:
         results[res.index] = res
-        storage.write_json_atomic(PARTIAL_NAME, build_manifest(
-            config, results, tasks, command, time.perf_counter() - start, complete=False))
+        record()
         if strict and res.skipped:
             raise strict_error(res.skipped)
 
@@ -284,6 +317,10 @@ def build(
 
     seconds = time.perf_counter() - start
     manifest = build_manifest(config, results, tasks, command, seconds, complete=True)
+    if not manifest["shards"]:
+        # Every input was skipped: no manifest.json (nothing to read); the partial one keeps
+        # the reasons, and a rerun fails the same way until the inputs are fixed.
+        raise NothingBuiltError(storage.target(PARTIAL_NAME), manifest["skipped"])
     warnings = build_warnings(manifest)
     preview_path = None
     if preview and manifest["shards"]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -36,8 +37,43 @@ class SourceItem:
 
     @property
     def portable_path(self) -> str:
-        """Return the path to record: relative to the source's root when known."""
-        return self.rel_path if self.rel_path is not None else self.path
+        """Return the path to record (relative to the source's root when known), escaped by
+        :func:`portable_name` so that it is valid UTF-8 whatever bytes the file name holds."""
+        return portable_name(self.rel_path if self.rel_path is not None else self.path)
+
+
+def portable_name(path: str) -> str:
+    """Escape a file name for JSON records: bytes that are not UTF-8 become ``%XX``, ``%`` ``%25``.
+
+    POSIX file names are bytes; Python hands undecodable ones over as lone surrogates
+    (``b"\\xff"`` -> ``"\\udcff"``), which JSON can escape but no strict UTF-8 reader accepts.
+    Every other character is kept, so ordinary names are recorded as they are (a ``%`` is
+    doubled as ``%25`` to keep the mapping reversible: :func:`name_bytes` gives the bytes back).
+
+    >>> portable_name("photos/b\\udcff 100%.png")
+    'photos/b%FF 100%25.png'
+    """
+    raw = os.fsencode(path)  # the name's bytes (surrogateescape undone)
+    out = []
+    for ch in raw.decode("utf-8", "surrogateescape"):
+        if ch == "%":
+            out.append("%25")
+        elif "\udc80" <= ch <= "\udcff":  # one byte that is not UTF-8
+            out.append(f"%{ord(ch) - 0xDC00:02X}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def name_bytes(recorded: str) -> bytes:
+    """Return the original bytes of a name recorded by :func:`portable_name`.
+
+    >>> name_bytes('photos/b%FF 100%25.png')
+    b'photos/b\\xff 100%.png'
+    """
+    from urllib.parse import unquote_to_bytes
+
+    return unquote_to_bytes(recorded)
 
 
 @dataclass(frozen=True, eq=False)
