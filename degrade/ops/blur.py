@@ -257,13 +257,9 @@ def _apply_triton(hr: torch.Tensor, params: torch.Tensor, scale: int, kernel_siz
                   delta: float) -> torch.Tensor:
     from .blur_triton import apply_kernel_field_triton
 
-    b, c, h_hr, w_hr = hr.shape
-    poly = _polyphase(hr.to(torch.float32), kernel_size // 2, scale)  # (s, s, B, C, Hq, Wq)
     d = tap_offsets(kernel_size, delta)  # float32, as the kernel computes its offsets
     dn = float(d[int(torch.argmin(d.abs()))])
-    out = apply_kernel_field_triton(poly, params, scale, kernel_size, delta, dn,
-                                    (h_hr // scale, w_hr // scale))
-    return out.to(hr.dtype)
+    return apply_kernel_field_triton(hr, params, scale, kernel_size, delta, dn).to(hr.dtype)
 
 
 def _apply_c(hr: torch.Tensor, params: torch.Tensor, scale: int, kernel_size: int,

@@ -2,27 +2,31 @@
 
 The same sum as the other backends, ``LR[c, i, j] = sum_{a, b} HRpad[c, s*i + a, s*j + b] k_ij[a, b]``,
 in one GPU kernel: each LR pixel's K*K weights are computed in registers and the channels are
-accumulated in the same pass, so nothing but the padded image, the field and the output touches
+accumulated in the same pass, so nothing but the HR image, the field and the output touches
 memory (the torch backend materialises a K*K x pixels weight matrix per chunk).
 
 Launch grid and work per program:
 
-* grid ``(cdiv(H/s * W/s, BLOCK), B)``: program ``(p, n)`` owns the ``BLOCK`` consecutive LR pixels
-  ``p*BLOCK ..`` (row-major over the H/s x W/s grid) of image ``n``.
+* grid ``(cdiv(H/s * W/s, BLOCK), B)`` for RGB, ``(cdiv(H/s * W/s, BLOCK), B * C)`` otherwise:
+  program ``(p, q)`` owns the ``BLOCK`` consecutive LR pixels ``p*BLOCK ..`` (row-major over the
+  H/s x W/s grid) of image ``q`` (RGB: all three channels at once) or of plane ``q % C`` of
+  image ``q // C``.
 * It loads ``(s1, s2, theta)`` of its pixels, forms ``Sigma^-1 = [[A, B], [B, C]]`` and the shift
   that makes the tap nearest the kernel centre weigh exactly 1 (the torch backend's shift), then
   runs over the K x K taps in a runtime loop. Per tap: exponent ``-0.5 d^T Sigma^-1 d - shift``
   floored at ``kernels.LOG_FLOOR`` = -50 (the torch backend's floor: exp(-50) < 2e-22 of the
-  peak, and no denormals), ``exp``, add to the weight sum, and one masked (CP, BLOCK) load of the
-  tap's pixels for all channels (CP = C rounded up to a power of two) multiplied into a float32
-  accumulator.
-* It divides by the weight sum and stores (C, BLOCK) outputs. No atomics and a fixed tap order:
-  the result is deterministic run to run and does not depend on BLOCK.
+  peak, and no denormals), ``exp``, add to the weight sum, and one load per channel multiplied
+  into a float32 accumulator.
+* It divides by the weight sum and stores the outputs. No atomics and a fixed tap order: the
+  result is deterministic run to run and does not depend on BLOCK.
 
-The HR image is read through its polyphase split (``blur._polyphase``: reflect-padded, then
-``poly[a % s, b % s, n, c] = padded[n, c, a::s, b::s]``), so the pixels that one tap needs for
-consecutive LR columns are consecutive in memory (coalesced loads). Offsets are int64, so large
-batches cannot overflow. K and s are compile-time constants (one compiled kernel per K, s, C).
+The HR image is read in place: the numpy-'reflect' border is applied to the row and column
+indices (``x -> |x|``, then ``x -> (n-1) - |(n-1) - x|``, exact while K // 2 < H, W, which
+``apply_kernel_field`` checks), so no padded or polyphase copy is made. On an H200 that copy cost
+more than the kernel itself (0.11 of 0.26 ms per 2040x1356 image); consecutive LR pixels read
+HR pixels s apart, and the K taps of a row reuse those cache lines from L1. Offsets are int64,
+so large batches cannot overflow. K and s are compile-time constants (one compiled kernel per
+K, s and channel mode).
 
 On a CPU the kernel runs under Triton's interpreter (``TRITON_INTERPRET=1`` set before triton is
 imported); that is how CI checks it against the direct formula.
@@ -36,30 +40,42 @@ import triton.language as tl
 
 from .kernels import LOG_FLOOR  # the one floor of shifted exponents (torch backend, kernels)
 
-# LR pixels per program: 128 pixels x 4 channel lanes fill 4 warps; a row of 510 LR pixels (x4 of
-# 2040 px) spans 4 programs, whose neighbouring taps share cache lines in L1/L2.
+# LR pixels per program. Measured on an H200 at 2040x1356, batch 8 (bench/engine.py): 128 pixels
+# on 4 warps, runtime tap loops, 0.118 ms per image; 256/8 warps and unrolled column loops were
+# within 3%, BLOCK 512 or 2 warps with unrolling up to 2x slower.
 BLOCK = 128
 NUM_WARPS = 4
 
 
 @triton.jit
+def _reflect(x, last):
+    """numpy 'reflect' of index x into [0, last] (one fold: the border is at most last wide)."""
+    x = tl.abs(x)
+    return last - tl.abs(last - x)
+
+
+@triton.jit
 def _svblur_kernel(
-    poly_ptr, field_ptr, out_ptr,
-    n_lr, w_lr, delta,
-    st_p, st_q, st_n, st_c, st_row,
+    hr_ptr, field_ptr, out_ptr,
+    n_lr, w_lr, h_hr, w_hr, delta,
+    st_n, st_c, st_row,
     f_st_n, f_st_c,
     o_st_n, o_st_c,
     dn, log_floor,
-    C: tl.constexpr, CP: tl.constexpr, K: tl.constexpr, S: tl.constexpr, BLOCK: tl.constexpr,
+    RGB: tl.constexpr, C: tl.constexpr, K: tl.constexpr, S: tl.constexpr, BLOCK: tl.constexpr,
 ):
     pid = tl.program_id(0)
-    n = tl.program_id(1).to(tl.int64)
+    q = tl.program_id(1).to(tl.int64)
+    if RGB:
+        n = q
+        ch = q * 0
+    else:
+        n = q // C
+        ch = q - n * C
     pix = pid * BLOCK + tl.arange(0, BLOCK)  # flat LR index i * w_lr + j
     live = pix < n_lr
     i = pix // w_lr
     j = pix - i * w_lr
-    i64 = i.to(tl.int64)
-    j64 = j.to(tl.int64)
 
     fbase = field_ptr + n * f_st_n + pix
     s1 = tl.load(fbase, mask=live, other=1.0)
@@ -76,74 +92,73 @@ def _svblur_kernel(
     # weight exactly 1, so the sum is >= 1 and the floor below is relative to the peak.
     shift = -0.5 * dn * dn * (pa + 2.0 * pb + pc)
 
-    ch = tl.arange(0, CP)
-    cmask = ch < C
-    # (CP, BLOCK) element offsets of tap (0, 0) in phase (0, 0): channel, LR row i, LR column j.
-    base = n * st_n + ch.to(tl.int64)[:, None] * st_c + (i64 * st_row + j64)[None, :]
-    lmask = cmask[:, None] & live[None, :]
-
-    # int64 copies of the strides, so that tap offsets (loop indices times strides) cannot wrap
-    # around for big batches (a loop index cannot be cast portably: a tensor when compiled, an
-    # int in the interpreter).
-    zero = n * 0
-    st_p64 = zero + st_p
-    st_q64 = zero + st_q
-    st_row64 = zero + st_row
-
-    acc = tl.zeros((CP, BLOCK), dtype=tl.float32)
+    # HR row/column of tap (0, 0) for each LR pixel, before reflection.
+    r0 = i * S - K // 2
+    c0 = j * S - K // 2
+    img = hr_ptr + n * st_n + ch * st_c
+    acc0 = tl.zeros((BLOCK,), dtype=tl.float32)
+    acc1 = tl.zeros((BLOCK,), dtype=tl.float32)
+    acc2 = tl.zeros((BLOCK,), dtype=tl.float32)
     wsum = tl.zeros((BLOCK,), dtype=tl.float32)
     for a in range(K):
         dy = (a - K // 2) - delta
         # Per row: e(dx) = ey + dx * (bxy - 0.5 * A * dx), the quadratic form minus the shift.
         ey = -0.5 * pc * dy * dy - shift
         bxy = -pb * dy
-        row_off = (a % S) * st_p64 + (a // S) * st_row64
+        row = img + _reflect(r0 + a, h_hr - 1).to(tl.int64) * st_row
         for b in range(K):
             dx = (b - K // 2) - delta
             e = ey + dx * (bxy - 0.5 * pa * dx)
             wgt = tl.exp(tl.maximum(e, log_floor))
             wsum += wgt
-            off = row_off + (b % S) * st_q64 + (b // S)
-            px = tl.load(poly_ptr + base + off, mask=lmask, other=0.0)
-            acc += px.to(tl.float32) * wgt[None, :]
+            px = row + _reflect(c0 + b, w_hr - 1)
+            acc0 += tl.load(px, mask=live, other=0.0).to(tl.float32) * wgt
+            if RGB:
+                acc1 += tl.load(px + st_c, mask=live, other=0.0).to(tl.float32) * wgt
+                acc2 += tl.load(px + 2 * st_c, mask=live, other=0.0).to(tl.float32) * wgt
 
-    res = acc / wsum[None, :]
-    obase = n * o_st_n + ch.to(tl.int64)[:, None] * o_st_c + pix.to(tl.int64)[None, :]
-    tl.store(out_ptr + obase, res, mask=lmask)
+    inv = 1.0 / wsum
+    obase = out_ptr + n * o_st_n + ch * o_st_c + pix.to(tl.int64)
+    tl.store(obase, acc0 * inv, mask=live)
+    if RGB:
+        tl.store(obase + o_st_c, acc1 * inv, mask=live)
+        tl.store(obase + 2 * o_st_c, acc2 * inv, mask=live)
 
 
-def apply_kernel_field_triton(poly: torch.Tensor, params: torch.Tensor, scale: int, kernel_size: int,
-                              delta: float, dn: float, out_hw: tuple[int, int]) -> torch.Tensor:
-    """Run the fused kernel on a polyphase-split, reflect-padded HR batch.
+def apply_kernel_field_triton(hr: torch.Tensor, params: torch.Tensor, scale: int, kernel_size: int,
+                              delta: float, dn: float) -> torch.Tensor:
+    """Run the fused kernel on an HR batch read in place (reflect border applied to indices).
 
     Called by ``apply_kernel_field(..., backend="triton")`` after its checks; not a public entry.
 
     Args:
-        poly: (s, s, B, C, Hq, Wq) float32, contiguous: ``blur._polyphase(hr, K // 2, s)``.
+        hr: (B, C, H, W) float tensor (float32 accumulation whatever its dtype), H and W multiples
+            of ``scale`` and larger than ``kernel_size // 2``.
         params: (B, 3, H/s, W/s) field of (s1, s2, theta), HR px and radians.
         scale: s; kernel_size: odd K; delta: LR grid offset in HR px.
         dn: the tap offset nearest the kernel centre, ``argmin |a - delta|`` (sets the shift).
-        out_hw: (H/s, W/s).
 
     Returns:
-        (B, C, H/s, W/s) float32 on poly's device.
+        (B, C, H/s, W/s) float32 on hr's device.
     """
-    _, _, b, c, _, _ = poly.shape
-    h, w = out_hw
+    b, c, h_hr, w_hr = hr.shape
+    h, w = h_hr // scale, w_hr // scale
+    if hr.stride(3) != 1:
+        hr = hr.contiguous()
     field = params.to(torch.float32).contiguous()
-    out = torch.empty(b, c, h, w, dtype=torch.float32, device=poly.device)
-    if b == 0 or h * w == 0:
+    out = torch.empty(b, c, h, w, dtype=torch.float32, device=hr.device)
+    if b == 0 or c == 0 or h * w == 0:
         return out
-    st = poly.stride()
-    grid = (triton.cdiv(h * w, BLOCK), b)
+    rgb = c == 3
+    grid = (triton.cdiv(h * w, BLOCK), b if rgb else b * c)
     _svblur_kernel[grid](
-        poly, field, out,
-        h * w, w, float(delta),
-        st[0], st[1], st[2], st[3], st[4],
+        hr, field, out,
+        h * w, w, h_hr, w_hr, float(delta),
+        hr.stride(0), hr.stride(1), hr.stride(2),
         field.stride(0), field.stride(1),
         out.stride(0), out.stride(1),
         float(dn), LOG_FLOOR,
-        C=c, CP=triton.next_power_of_2(c), K=kernel_size, S=scale, BLOCK=BLOCK,
+        RGB=rgb, C=c, K=kernel_size, S=scale, BLOCK=BLOCK,
         num_warps=NUM_WARPS,
     )
     return out

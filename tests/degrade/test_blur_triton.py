@@ -1,7 +1,7 @@
 """The fused Triton backend against the literal Eq. 1, run on CPU under Triton's interpreter.
 
-CI has no GPU, so the kernel's logic (tap offsets, polyphase addressing, the exponent shift and
-floor, masks, channel lanes) is checked by ``TRITON_INTERPRET=1``, which runs the same kernel
+CI has no GPU, so the kernel's logic (tap offsets, reflected index addressing, the exponent shift and
+floor, masks, RGB and per-plane programs) is checked by ``TRITON_INTERPRET=1``, which runs the same kernel
 source with numpy. Triton reads that variable when it is first imported, so the kernel runs in a
 child process that sets it (another test of this session may already have imported triton). The
 parent draws the inputs, the child applies the kernel, and the parent compares with
