@@ -11,12 +11,17 @@ import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from degrade.cli_support import device_option, library_errors
 
 from .cli_options import MetricList
+
+if TYPE_CHECKING:
+    from .tables.spec import TableSpec
+    from .tables.testsets import Roots
 
 #: The formats of ``eval.tables.render.FORMATS``, restated so that ``--help`` imports no numpy
 #: (a test keeps the two equal).
@@ -79,7 +84,10 @@ def _tqdm_progress() -> Callable[[str, int], Callable[[int], None]]:
                    "Repeatable; wins over --data-root.")
 @click.option("--stand-in", type=click.Choice(["sample"]), default=None,
               help="Run every row group on this source instead (scikit-image's photos, offline), "
-                   "labelled as a stand-in in every output.")
+                   "labelled as a stand-in in every output (no difference to the paper is shown).")
+@click.option("--paper-only", is_flag=True,
+              help="Print the paper's numbers alone: look for no data and run nothing. Without "
+                   "it, a run that finds no data for any group stops with an error.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
               help="Output format. Default: from the --out suffix (.md .csv .json .tex .html), "
                    "else terminal.")
@@ -107,7 +115,8 @@ def _tqdm_progress() -> Callable[[str, int], Callable[[int], None]]:
 @click.option("--no-previews", is_flag=True, help="Skip the zoomed crops of the HTML report.")
 @library_errors
 def run_cmd(table: str, methods: tuple[str, ...], data_root: Path | None,
-            dataset_roots: tuple[str, ...], stand_in: str | None, fmt: str | None, out: Path | None,
+            dataset_roots: tuple[str, ...], stand_in: str | None, paper_only: bool,
+            fmt: str | None, out: Path | None,
             metric_names: list[str] | None, max_images: int | None, depth: str | None,
             work_dir: Path | None, device: str, tile: int, overlap: int, weights_dir: Path | None,
             cache_dir: Path | None, no_cache: bool, no_previews: bool) -> None:
@@ -120,10 +129,12 @@ def run_cmd(table: str, methods: tuple[str, ...], data_root: Path | None,
           --method SwinIR=weights/SwinIR-M_x4.pth --method DAN=results/DAN/
       ssr-eval run --table 2 --method ssr-no-svkr=runs/no-svkr --format markdown
       ssr-eval run --table 3 --data-root /data --out table3.html
+      ssr-eval run --table 1 --paper-only                   # the paper's numbers alone
 
     Synthetic test sets are built with the table's recipe and seed on first use and reused
     after checking their checksums; their LR images are exported under WORK/lr/ for methods
-    run elsewhere. A data set that is absent keeps the paper's numbers, marked "not found".
+    run elsewhere. A data set that is absent keeps the paper's numbers, marked "not found"; the
+    groups without data are named on stderr before the run, and a run that finds none exits 1.
     Scores are cached per image, method and metric: adding a method computes only its rows.
     """
     from eval.metrics.cache import ScoreCache
@@ -132,18 +143,23 @@ def run_cmd(table: str, methods: tuple[str, ...], data_root: Path | None,
 
     from .tables.methods import parse_method
     from .tables.render import render
-    from .tables.runner import RunOptions, run_table
+    from .tables.runner import RunOptions, groups_without_data, run_table
     from .tables.spec import load_table
     from .tables.testsets import Roots
 
     if cache_dir is not None and no_cache:
         raise click.UsageError("--cache and --no-cache exclude each other")
+    if paper_only and (stand_in or methods):
+        raise click.UsageError("--paper-only runs nothing: drop --stand-in and --method")
     if fmt is None:
         fmt = _EXT_FORMATS.get(out.suffix.lower(), "terminal") if out is not None else "terminal"
     spec = load_table(table)
     parsed = [parse_method(m, device=device, tile=tile, overlap=overlap) for m in methods]
-    roots = Roots(data_root if data_root is not None else default_data_root(),
-                  _root_pairs(dataset_roots))
+    # absolute, so that messages and the provenance say where exactly data was looked for
+    roots = Roots((data_root if data_root is not None else default_data_root()).absolute(),
+                  {k: v.absolute() for k, v in _root_pairs(dataset_roots).items()})
+    if stand_in is None and not paper_only:
+        _report_missing(spec, groups_without_data(spec, roots), roots, data_root is None)
     cache = None if no_cache else ScoreCache(cache_dir)
     options = RunOptions(roots=roots, work_dir=work_dir or user_cache_dir("tables"),
                          methods=parsed, metrics=tuple(metric_names) if metric_names else None,
@@ -151,7 +167,8 @@ def run_cmd(table: str, methods: tuple[str, ...], data_root: Path | None,
                          device=device, weights_dir=str(weights_dir) if weights_dir else None,
                          cache=cache, previews=not no_previews and fmt == "html",
                          progress=_tqdm_progress(),
-                         command=" ".join(shlex.quote(a) for a in ["ssr-eval", *sys.argv[1:]]))
+                         command=" ".join(shlex.quote(a) for a in ["ssr-eval", *sys.argv[1:]]),
+                         paper_only=paper_only)
     try:
         result = run_table(spec, options)
     finally:
@@ -163,10 +180,37 @@ def run_cmd(table: str, methods: tuple[str, ...], data_root: Path | None,
     else:
         write_bytes_atomic(out, text.encode("utf-8"))
         click.echo(f"wrote {out} ({fmt})", err=True)
+    if paper_only:
+        return
     t = result.timings
     click.echo(f"{result.computed} score(s) computed, {result.cached} from the cache; "
                f"build {t['build']:.1f} s, infer {t['infer']:.1f} s, score {t['score']:.1f} s; "
                f"work dir {options.work_dir}", err=True)
+
+
+def _report_missing(spec: TableSpec, missing: dict[str, str], roots: Roots, default: bool) -> None:
+    """Say on stderr, before any work, which groups found no data and how to go on.
+
+    Raises:
+        click.ClickException: no group has data (exit 1; ``--paper-only`` prints the numbers).
+    """
+    if not missing:
+        return
+    where = str(roots.data_root) + (" (the default: $SSR_BENCH_DATA, else ./data)" if default else "")
+    if not roots.data_root.is_dir():  # type: ignore[union-attr]  # the CLI always sets it
+        where += ", which does not exist"
+    lines = [f"no data for {len(missing)} of {len(spec.groups)} group(s) of {spec.name} "
+             f"({', '.join(missing)}); looked in {where}"]
+    if roots.data_root.is_dir() or roots.per_dataset:  # type: ignore[union-attr]
+        lines += [f"  {group}: {why}" for group, why in missing.items()]
+    lines += ["ways forward: --data-root DIR (a folder holding the data sets, e.g. "
+              "DIR/DIV2K_valid_HR, DIR/BSDS100; `ssr-eval tables` lists each group's source), "
+              "or --stand-in sample (offline, on scikit-image's photos)"]
+    if len(missing) < len(spec.groups):
+        click.echo("\n".join(lines) + "\nthose groups show the paper's numbers only", err=True)
+        return
+    raise click.ClickException("\n".join(lines) + "\nnothing to compute; --paper-only prints the "
+                               "paper's numbers alone")
 
 
 @click.command("tables")

@@ -116,8 +116,12 @@ def png_data_uri(image: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(encode_png(image)).decode("ascii")
 
 
-def preview_figure(group: GroupResult, scale: int, count: int = 3) -> str:
-    """Return the HTML ``<figure>`` of a group's preview (empty when the group has none)."""
+def preview_figure(group: GroupResult, scale: int, count: int = 3,
+                   titles: list[str] | None = None) -> str:
+    """Return the HTML ``<figure>`` of a group's preview (empty when the group has none).
+
+    ``titles``: the groups the figure stands for (default: this group's title), named in the caption.
+    """
     p = group.preview
     if p is None:
         return ""
@@ -133,7 +137,8 @@ def preview_figure(group: GroupResult, scale: int, count: int = 3) -> str:
             cells.append(_tile(image, box, p, scale, color))
         rows.append("<tr>" + "".join(cells) + "</tr>")
     where = ", ".join(f"{i} at (y={y}, x={x})" for i, (y, x, _, _) in enumerate(boxes, 1))
-    caption = (f"{escape(group.spec.title)}: image {escape(p.key)}; {size}x{size} HR px crops where the "
+    names = ", ".join(titles or [group.spec.title])
+    caption = (f"{escape(names)}: image {escape(p.key)}; {size}x{size} HR px crops where the "
                f"HR gradient energy is highest: {where}; tiles enlarged by pixel repetition")
     return (f'<figure class="preview"><figcaption>{caption}</figcaption>'
             f'<img class="thumb" alt="HR with crop boxes" src="{png_data_uri(thumbnail(p.hr, boxes))}">'

@@ -3,8 +3,9 @@
 The page holds the table in the paper's layout (conventions of :mod:`eval.tables.render`: best
 per group and column in bold, footnote markers linking to the footnotes, Δ coloured by whether
 ours beats the paper in the metric's direction), the notes, the unavailable metrics, one
-zoomed-crop figure per group with a preview (:mod:`eval.tables.figures`) and the provenance in a
-``<details>`` block: the short lines and the full JSON.
+zoomed-crop figure per distinct preview (:mod:`eval.tables.figures`; groups that share a test set
+and image, as the groups of a stand-in run do, share one figure naming them all) and the
+provenance in a ``<details>`` block: the short lines and the full JSON.
 """
 
 from __future__ import annotations
@@ -18,16 +19,16 @@ from eval.metrics.scoring import jsonable
 from .figures import preview_figure
 from .layout import (
     DELTA,
-    LEGEND,
     Layout,
     Piece,
     Style,
     build_layout,
     compact_provenance,
+    legend,
     stand_in_text,
     styled,
 )
-from .result import TableResult
+from .result import GroupResult, TableResult
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
@@ -62,12 +63,13 @@ def render_html(result: TableResult) -> str:
     stand_in = stand_in_text(result)
     if stand_in:
         parts.append(f'<p class="standin"><b>{escape(stand_in)}</b></p>')
-    parts += [_table(lay), f"<p>{escape(LEGEND)}; <b>bold</b>: best in its group and column</p>"]
+    parts += [_table(lay), f"<p>{escape(legend(result))}; <b>bold</b>: best in its group and column</p>"]
     parts += _list("Notes", [escape(n) for n in spec.notes], "ul")
     parts += _list("Footnotes", [escape(t) for t in lay.footnotes], "ol", anchor="fn")
     parts += _list("Unavailable metrics", [f"{escape(get_metric(m).title)}: {escape(why)}"
                                            for m, why in result.unavailable.items()], "ul")
-    figures = [preview_figure(g, spec.scale) for g in result.groups if g.preview is not None]
+    figures = [preview_figure(same[0], spec.scale, titles=[g.spec.title for g in same])
+               for same in _distinct_previews(result)]
     if figures:
         parts += ["<h2>Visual comparison</h2>", *figures]
     parts.append(_provenance(result))
@@ -96,6 +98,22 @@ def _table(lay: Layout) -> str:
         bodies.append("<tbody>\n" + "\n".join(trs) + "\n</tbody>")
     return (f'<table class="results">\n<thead><tr>{head1}</tr><tr>{head2}</tr></thead>\n'
             + "\n".join(bodies) + "\n</table>")
+
+
+def _distinct_previews(result: TableResult) -> list[list[GroupResult]]:
+    """Return the groups with a preview, those showing the same image of the same test set together.
+
+    Two groups show the same picture when their test sets' fingerprints (the bytes scored) and
+    preview keys agree; the rows' outputs are then the same too (a method is deterministic on
+    the same input, and its cached outputs are keyed by the test set).
+    """
+    seen: dict[tuple[object, str], list[GroupResult]] = {}
+    for g in result.groups:
+        if g.preview is None:
+            continue
+        fingerprint = (g.testset or {}).get("fingerprint") or id(g)  # unknown: never merged
+        seen.setdefault((fingerprint, g.preview.key), []).append(g)
+    return list(seen.values())
 
 
 def _list(title: str, items: list[str], tag: str, anchor: str | None = None) -> list[str]:

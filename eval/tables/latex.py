@@ -13,7 +13,7 @@ import json
 
 from eval.metrics.scoring import jsonable
 
-from .layout import DELTA, LEGEND, Layout, Piece, Style, build_layout, stand_in_text, styled
+from .layout import DELTA, Layout, Piece, Style, build_layout, legend, stand_in_text, styled
 from .result import TableResult
 
 _CHARS = {
@@ -106,7 +106,7 @@ def _below(result: TableResult, lay: Layout) -> list[str]:
     """Return the lines under the tabular: legend, notes, footnotes, unavailable metrics."""
     from eval.metrics.registry import get_metric
 
-    lines = [latex_escape(LEGEND) + r"; \textbf{bold}: best in its group and column."]
+    lines = [latex_escape(legend(result)) + r"; \textbf{bold}: best in its group and column."]
     lines += [rf"\textit{{Note:}} {latex_escape(n)}" for n in result.spec.notes]
     lines += [rf"\textsuperscript{{{i}}}~{latex_escape(t)}" for i, t in enumerate(lay.footnotes, 1)]
     lines += [rf"\textit{{Unavailable:}} {latex_escape(get_metric(m).title)}: {latex_escape(why)}"

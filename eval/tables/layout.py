@@ -20,6 +20,9 @@ DASH = "\u2014"
 DELTA = "\u0394"
 _COLUMNS: tuple[Literal["ours", "paper"], ...] = ("ours", "paper")
 LEGEND = (f"ours: this run; paper: as printed; {DELTA} = ours \u2212 paper; {DASH}: no value")
+#: Why a stand-in group shows no Δ (printed with the legend of every format).
+NO_DELTA = (f"no {DELTA} on a stand-in: ours is scored on stand-in images, the paper's values on "
+            "its own test set, so their difference means nothing")
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,13 @@ def fmt_diff(diff: float | None) -> str:
     return DASH if diff is None else f"{diff:+.2f}"
 
 
+def legend(result: TableResult) -> str:
+    """Return the legend line: :data:`LEGEND`, plus :data:`NO_DELTA` when a group is a stand-in."""
+    if all(g.comparable for g in result.groups):
+        return LEGEND
+    return f"{LEGEND}; {NO_DELTA}"
+
+
 def display_footnotes(result: TableResult) -> tuple[list[str], dict[str, int]]:
     """Return the footnotes to print and group id -> the footnote number of its reason.
 
@@ -113,7 +123,7 @@ def build_layout(result: TableResult) -> Layout:
         for r in g.rows:
             attrs = [Piece(r.spec.attributes.get(a.key, "")) for a in spec.attributes]
             block.rows.append([_row_label(r), *attrs,
-                               *(p for m in metrics for p in _cell_pieces(r, m, best))])
+                               *(p for m in metrics for p in _cell_pieces(g, r, m, best))])
         blocks.append(block)
     fixed = [spec.group_title, "Method", *(a.title for a in spec.attributes)]
     headers = [get_metric(m).title + get_metric(m).arrow for m in metrics]
@@ -138,7 +148,8 @@ def _row_label(row: RowResult) -> Piece:
     return Piece(text, row.note)
 
 
-def _cell_pieces(row: RowResult, metric: str, best: dict[tuple[str, str], float | None]) -> list[Piece]:
+def _cell_pieces(group: GroupResult, row: RowResult, metric: str,
+                 best: dict[tuple[str, str], float | None]) -> list[Piece]:
     cell = row.cells.get(metric)
     if cell is None:
         return [Piece(DASH, muted=True)] * 3
@@ -150,7 +161,7 @@ def _cell_pieces(row: RowResult, metric: str, best: dict[tuple[str, str], float 
         ours = Piece(DASH, cell.note, muted=True)
     best_paper = best[(metric, "paper")]
     paper = Piece(fmt_value(cell.paper), bold=cell.paper is not None and cell.paper == best_paper)
-    diff = cell.diff
+    diff = group.diff(cell)
     tone = None
     if diff:
         tone = "better" if (diff > 0) == get_metric(metric).higher_is_better else "worse"

@@ -16,7 +16,10 @@ Display conventions (terminal, Markdown, LaTeX, HTML):
 - The best value of each column within a group is bold (Markdown ``**``, LaTeX ``\\textbf``, HTML
   ``<b>``, terminal ANSI bold with ``color``; plain terminal text has no bold), ours and paper
   columns separately, by the metric's direction; a column with fewer than two values has none.
-- A stand-in is named under the title (whole table) and in the group's label.
+- A stand-in is named under the title (whole table) and in the group's label. A stand-in group
+  shows no Δ (nor CSV ``diff``, nor JSON ``diff``): ours is scored on other images than the
+  paper's, so the difference means nothing; the legend says so (``layout.NO_DELTA``; JSON: the
+  group's ``diff_note``; CSV: a ``# diff:`` comment).
 
 CSV is tidy and carries full precision: one line per (group, row, metric) with the columns of
 :data:`CSV_COLUMNS` (text quoted, numbers bare: ``inf``/``nan`` as such, empty for none;
@@ -44,13 +47,14 @@ from ssr_datasets.errors import ConfigError
 
 from .layout import (
     DELTA,
-    LEGEND,
+    NO_DELTA,
     Layout,
     Piece,
     Style,
     build_layout,
     compact_provenance,
     display_footnotes,
+    legend,
     stand_in_text,
     styled,
     table_metrics,
@@ -141,7 +145,7 @@ def _terminal(result: TableResult, lay: Layout, color: bool) -> str:
     rule = "-" * max(len(head), len(titles.rstrip()))
     out = _title_lines(result, color) + ["", titles.rstrip(), head, rule]
     out += [rule if cells is None else line(cells) for cells in body]
-    out += ["", LEGEND + "; bold (with color): best in its group and column"]
+    out += ["", legend(result) + "; bold (with color): best in its group and column"]
     out += _section("Notes", [f"- {n}" for n in result.spec.notes])
     out += _section("Footnotes", [f"{_sup(i):>3} {t}" for i, t in enumerate(lay.footnotes, 1)])
     out += _section("Unavailable metrics", [f"- {_metric_title(m)}: {why}"
@@ -203,7 +207,7 @@ def _markdown(result: TableResult, lay: Layout) -> str:
         for i, row in enumerate(block.rows or [[Piece("")] * (len(header) - 1)]):
             label = styled(block.label, _MD) if i == 0 else ""
             out.append(_md_row([label, *(styled(p, _MD) for p in row)]))
-    out += ["", md_escape(LEGEND) + "; **bold**: best in its group and column"]
+    out += ["", md_escape(legend(result)) + "; **bold**: best in its group and column"]
     out += _md_section("Notes", [f"- {md_escape(n)}" for n in spec.notes])
     out += _md_section("Footnotes", [f"{i}. {md_escape(t)}" for i, t in enumerate(lay.footnotes, 1)])
     out += _md_section("Unavailable metrics", [f"- {md_escape(_metric_title(m))}: {md_escape(why)}"
@@ -239,6 +243,8 @@ def _csv(result: TableResult) -> str:
                 f"paper: {result.spec.paper}"]
     if result.stand_in:
         comments.append(f"stand_in: {result.stand_in}")
+    if not all(g.comparable for g in result.groups):
+        comments.append(f"diff: {NO_DELTA}")
     comments += [f"note: {n}" for n in result.spec.notes]
     comments += [f"footnote {i}: {t}" for i, t in enumerate(notes, 1)]
     comments += [f"unavailable {m}: {why}" for m, why in result.unavailable.items()]
@@ -252,7 +258,7 @@ def _csv_line(result: TableResult, g: GroupResult, r: RowResult, metric: str, ce
     note = cell.note or r.note or (group_note if cell.status == "no-data" else None)
     return [result.spec.name, g.spec.id, g.spec.title, g.status, g.stand_in or result.stand_in or "",
             r.spec.id, r.spec.title, r.added, metric, _num(cell.ours), _num(cell.paper),
-            _num(cell.diff), cell.status, r.n_images, "" if note is None else note,
+            _num(g.diff(cell)), cell.status, r.n_images, "" if note is None else note,
             "" if note is None else notes[note - 1]]
 
 
@@ -288,12 +294,14 @@ def _group_dict(g: GroupResult, metrics: list[str]) -> dict[str, Any]:
             "recipe": s.recipe, "seed": s.seed, "depth": s.depth, "status": g.status,
             "reason": g.reason, "stand_in": g.stand_in, "testset": g.testset,
             "preview": g.preview.key if g.preview is not None else None,
-            "rows": [_row_dict(r, metrics) for r in g.rows]}
+            "diff_note": None if g.comparable else NO_DELTA,
+            "rows": [_row_dict(g, r, metrics) for r in g.rows]}
 
 
-def _row_dict(r: RowResult, metrics: list[str]) -> dict[str, Any]:
+def _row_dict(g: GroupResult, r: RowResult, metrics: list[str]) -> dict[str, Any]:
     s = r.spec
-    cells = {m: {"ours": c.ours, "paper": c.paper, "diff": c.diff, "status": c.status, "note": c.note}
+    cells = {m: {"ours": c.ours, "paper": c.paper, "diff": g.diff(c), "status": c.status,
+                 "note": c.note}
              for m, c in r.cells.items() if m in metrics}
     return {"id": s.id, "label": s.label, "title": s.title, "attributes": s.attributes,
             "builtin": s.builtin, "added": r.added, "method": r.method, "n_images": r.n_images,

@@ -96,6 +96,15 @@ class GroupResult:
     stand_in: str | None = None
     preview: Preview | None = None
 
+    @property
+    def comparable(self) -> bool:
+        """Whether ours and the paper's values come from the same test set (not a stand-in)."""
+        return self.status != "stand-in"
+
+    def diff(self, cell: Cell) -> float | None:
+        """Return the cell's ours - paper, or None on a stand-in (the difference means nothing)."""
+        return cell.diff if self.comparable else None
+
 
 @dataclass
 class TableResult:

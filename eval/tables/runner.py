@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
     from .methods import Method
 
+#: The reason every group of a ``paper_only`` run shows (its footnote).
+PAPER_ONLY_REASON = "paper's numbers only (--paper-only: no data looked for, nothing run)"
 StandIn = Literal["sample"]
 STAND_INS: tuple[str, ...] = ("sample",)
 #: (description, total) -> an update function taking how many items were just done.
@@ -63,6 +65,7 @@ class RunOptions:
         previews: Keep one image per group for the HTML report.
         progress: Progress callback (the CLI passes tqdm bars).
         command: The command line, recorded in the provenance.
+        paper_only: Look for no data and run nothing: every group shows the paper's numbers.
     """
 
     roots: Roots
@@ -78,6 +81,7 @@ class RunOptions:
     previews: bool = True
     progress: Progress | None = None
     command: str = ""
+    paper_only: bool = False
 
 
 class _Footnotes:
@@ -141,6 +145,9 @@ def run_table(spec: TableSpec, options: RunOptions) -> TableResult:
     counts = {"computed": 0, "cached": 0}
     unavailable: dict[str, set[str]] = {}
     for group in spec.groups:
+        if options.paper_only:
+            groups.append(_not_found(group, rows, spec, metrics, PAPER_ONLY_REASON))
+            continue
         t0 = time.perf_counter()
         try:
             testset, stand_in = _testset(group, spec, options)
@@ -169,6 +176,21 @@ def run_table(spec: TableSpec, options: RunOptions) -> TableResult:
     return TableResult(spec, groups, notes.texts, whole, provenance, timings,
                        counts["computed"], counts["cached"],
                        stand_in=options.stand_in)
+
+
+def groups_without_data(spec: TableSpec, roots: Roots) -> dict[str, str]:
+    """Return group id -> why its data set was not found under ``roots`` (only lists files).
+
+    The CLI calls this before a run, so that a user learns up front which groups will show the
+    paper's numbers only, and where they were looked for.
+    """
+    missing = {}
+    for group in spec.groups:
+        try:
+            find_items(group, roots)
+        except DatasetNotFound as exc:
+            missing[group.id] = str(exc)
+    return missing
 
 
 def _unavailable_everywhere(groups: list[GroupResult], reasons: dict[str, set[str]],

@@ -23,6 +23,7 @@ import pytest
 
 from eval.tables.figures import choose_crops, crop_size, enlarge, lr_on_hr_grid
 from eval.tables.latex import latex_escape
+from eval.tables.layout import NO_DELTA
 from eval.tables.render import CSV_COLUMNS, FORMATS, render
 from eval.tables.result import Cell, GroupResult, Preview, RowResult, TableResult
 from eval.tables.spec import RowSpec, TableSpec, load_table, table_from_dict
@@ -72,13 +73,17 @@ def _preview() -> Preview:
     return Preview("img-0801", hr, lr, {"alpha": hr.copy(), "mine": np.flipud(hr).copy()})
 
 
-def fake_result(with_preview: bool = False) -> TableResult:
-    """Build the result every test renders (values chosen so each column has a clear best)."""
+def fake_result(with_preview: bool = False, stand_in: bool = False) -> TableResult:
+    """Build the result every test renders (values chosen so each column has a clear best).
+
+    ``stand_in``: Set A was computed on a stand-in (its label says so; it has no Δ).
+    """
     spec = _spec()
     alpha, beta, gamma = spec.rows
     mine = RowSpec("mine", "Mine")
-    g1 = GroupResult(spec.groups[0], "stand-in", [], {"source": "sample", "recipe": {"name": "ssr"},
-                     "seed": 0, "count": 2, "fingerprint": "f" * 64}, stand_in=STAND_IN)
+    g1 = GroupResult(spec.groups[0], "stand-in" if stand_in else "ok", [],
+                     {"source": "sample", "recipe": {"name": "ssr"}, "seed": 0, "count": 2,
+                      "fingerprint": "f" * 64}, stand_in=STAND_IN if stand_in else None)
     g1.rows = [
         RowResult(alpha, {"kind": "spandrel", "sha256": SHA}, _cells(spec, alpha, "g1", [22.58, 0.70, 5.0]),
                   {"img-0801": {"psnr": 22.0, "ssim": 0.69, "niqe": 5.1}}, n_images=2),
@@ -153,7 +158,7 @@ def test_markdown_bolds_the_best_per_column_and_direction() -> None:
 
 
 def test_markdown_states_and_footnote_markers_resolve() -> None:
-    md = render(fake_result(), "markdown")
+    md = render(fake_result(stand_in=True), "markdown")
     _, rows = parse_markdown(md)
     notes = _footnotes(md)
 
@@ -192,9 +197,11 @@ def test_terminal_is_aligned_and_colored_only_on_request() -> None:
     assert alpha.split(" | ")[1].split() == ["22.58", "22.17", "+0.41"]
     beta = next(ln for ln in table if "Beta" in ln)
     assert beta.split(" | ")[3].split()[0] == "n/a\u00b9" and "\u00b9 niqe: pristine model" in plain
+    assert table[2].startswith("Set_A [1] ") and "Fake paper, Table 9" in plain
+    table = [ln for ln in render(fake_result(stand_in=True), "terminal").splitlines() if " | " in ln]
     width = next(ln for ln in table if ln.startswith("Datasets")).index("Method")
     label = " ".join(ln[:width].strip() for ln in table[2:6])  # a long label wraps down its group
-    assert label == f"Set_A [1] (stand-in: {STAND_IN})" and "Fake paper, Table 9" in plain
+    assert label == f"Set_A [1] (stand-in: {STAND_IN})"
 
 
 # --- CSV and JSON ------------------------------------------------------------------------------
@@ -212,7 +219,7 @@ def test_csv_is_tidy_with_full_precision_and_commented_provenance() -> None:
     assert (alpha["ours"], alpha["paper"], alpha["status"], alpha["n_images"]) == (
         "22.581234567", "22.17", "ok", "2")
     assert float(alpha["diff"]) == pytest.approx(22.581234567 - 22.17, abs=1e-12)
-    assert alpha["stand_in"] == STAND_IN and alpha["group_label"] == "Set_A [1]"
+    assert alpha["stand_in"] == "" and alpha["group_label"] == "Set_A [1]"
     assert by[("g1", "beta", "psnr")]["ours"] == "inf" and by[("g1", "beta", "psnr")]["diff"] == ""
     na = by[("g1", "beta", "niqe")]
     assert (na["status"], na["note"], na["note_text"]) == ("na", "1", NA_NOTE)
@@ -233,7 +240,7 @@ def _strict(text: str) -> Any:
 
 
 def test_json_is_strict_complete_and_stable() -> None:
-    result = fake_result(with_preview=True)
+    result = fake_result(with_preview=True, stand_in=True)
     text = render(result, "json")
     data = _strict(text)
     assert text == render(result, "json")
@@ -306,7 +313,7 @@ def test_lr_crop_is_nearest_upsampled_on_the_hr_grid() -> None:
 
 
 def test_html_is_self_contained_with_figures_and_provenance() -> None:
-    page = render(fake_result(with_preview=True), "html")
+    page = render(fake_result(with_preview=True, stand_in=True), "html")
     assert "<link" not in page and "<script" not in page and "http" not in page
     uris = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert len(uris) == 1 + 3 * 4  # thumbnail + 3 crops x (HR, LR, alpha, mine)
@@ -320,7 +327,7 @@ def test_html_is_self_contained_with_figures_and_provenance() -> None:
 
 
 def test_stand_in_of_the_whole_table_shows_in_every_format() -> None:
-    result = fake_result()
+    result = fake_result(stand_in=True)
     result.stand_in = "sample"
     for fmt in FORMATS:
         assert "sample" in render(result, fmt), fmt
@@ -331,6 +338,47 @@ def test_stand_in_of_the_whole_table_shows_in_every_format() -> None:
 def test_unknown_format_lists_the_choices() -> None:
     with pytest.raises(ConfigError, match="choose from terminal, markdown"):
         render(fake_result(), "docx")
+
+
+def test_stand_in_groups_show_no_delta_and_say_why() -> None:
+    # Ours on stand-in photos minus the paper's value on its own test set means nothing: the same
+    # cells that show +0.41 on a real test set show no difference, in every format, and say why.
+    real, stand_in = fake_result(), fake_result(stand_in=True)
+    _, rows = parse_markdown(render(real, "markdown"))
+    assert _row(rows, "Set\\_A", "Alpha")["PSNR\u2191 \u0394"] == "+0.41"
+    md = render(stand_in, "markdown")
+    _, rows = parse_markdown(md)
+    alpha = _row(rows, "Set\\_A", "Alpha")
+    assert alpha["PSNR\u2191 ours"] == "22.58" and alpha["PSNR\u2191 paper"] == "**22.17**"
+    assert all(r[f"{m} \u0394"] == "\u2014" for r in rows for m in ("PSNR\u2191", "SSIM\u2191", "NIQE\u2193"))
+    assert NO_DELTA not in render(real, "markdown")
+    for fmt in ("terminal", "markdown", "latex", "html"):
+        text = render(stand_in, fmt)
+        assert "on a stand-in: ours is scored on stand-in images" in text, fmt
+    terminal = next(ln for ln in render(stand_in, "terminal").splitlines() if "Alpha" in ln)
+    assert terminal.split(" | ")[1].split() == ["22.58", "22.17", "\u2014"]
+    colored = render(stand_in, "terminal", color=True)
+    assert "\x1b[32m" not in colored and "\x1b[31m" not in colored  # no green/red Δ
+    assert "+0.41" not in render(stand_in, "html") and "+0.41" not in render(stand_in, "latex")
+    csv_rows = list(csv.DictReader(io.StringIO(render(stand_in, "csv").split("\n# ", 1)[0])))
+    assert {r["diff"] for r in csv_rows} == {""} and f"# diff: {NO_DELTA}" in render(stand_in, "csv")
+    data = _strict(render(stand_in, "json"))
+    assert data["groups"][0]["diff_note"] == NO_DELTA and data["groups"][1]["diff_note"] is None
+    assert data["groups"][0]["rows"][0]["cells"]["psnr"]["diff"] is None
+    assert _strict(render(real, "json"))["groups"][0]["rows"][0]["cells"]["psnr"]["diff"] == (
+        pytest.approx(22.58 - 22.17))
+
+
+def test_html_shows_each_distinct_preview_image_once() -> None:
+    # A stand-in run scores every group on the same test set: one figure, naming the groups.
+    result = fake_result(with_preview=True, stand_in=True)
+    g2 = result.groups[1]
+    g2.status, g2.reason, g2.testset, g2.stand_in = "stand-in", None, result.groups[0].testset, STAND_IN
+    g2.preview = _preview()
+    page = render(result, "html")
+    assert page.count('<figure class="preview">') == 1 and "Set_A [1], Set B: image img-0801" in page
+    g2.testset = {**g2.testset, "fingerprint": "e" * 64}  # another test set: its own figure
+    assert render(result, "html").count('<figure class="preview">') == 2
 
 
 # --- the built-in tables, paper numbers only ---------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 from pathlib import Path
@@ -234,6 +236,46 @@ def test_cli_stand_in_runs_each_table(tmp_path: Path, table: str) -> None:
     assert md.exit_code == 0, md.output
     assert "stand-in" in md.output and "| " in md.output
     assert "0 score(s) computed" in md.output  # the second run reads the cache
+
+
+def test_cli_without_data_says_where_it_looked_and_exits_1(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A run that can compute nothing used to exit 0 with the paper's numbers and a relative path.
+    monkeypatch.delenv("SSR_BENCH_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(main, ["run", "--table", "1", "--work-dir", "w", "--cache", "c"])
+    assert res.exit_code == 1
+    first = res.stderr.splitlines()[0]
+    assert first == (f"Error: no data for 4 of 4 group(s) of table1 (div2k, bsds100, urban100, "
+                     f"drealsr); looked in {tmp_path / 'data'} (the default: $SSR_BENCH_DATA, else "
+                     "./data), which does not exist")
+    assert "--data-root DIR" in res.stderr and "--stand-in sample" in res.stderr
+    assert "--paper-only prints the paper's numbers alone" in res.stderr and res.stdout == ""
+    assert not (tmp_path / "w").exists()  # said up front: nothing was built
+    paper = CliRunner().invoke(main, ["run", "--table", "1", "--paper-only", "--format", "csv"])
+    assert paper.exit_code == 0, paper.output
+    rows = list(csv.DictReader(io.StringIO(paper.stdout.split("\n# ", 1)[0])))
+    ssr = next(r for r in rows if r["group"] == "div2k" and r["row"] == "SSR" and r["metric"] == "psnr")
+    printed = next(e["psnr"] for e in json.loads(PAPER_TABLES.read_text())["table1"]
+                   if e["dataset"] == "DIV2K" and e["method"] == "SSR")  # the transcription
+    assert (ssr["status"], ssr["ours"], float(ssr["paper"])) == ("no-data", "", printed)
+
+
+def test_cli_names_the_groups_without_data_before_the_run(tmp_path: Path, data: dict[str, Path]) -> None:
+    # Only DRealSR is there: the three synthetic groups are named (with the absolute root) up
+    # front on stderr, and the run goes on for DRealSR (exit 0).
+    out = tmp_path / "t.json"
+    res = CliRunner().invoke(main, ["run", "--table", "1", "--data-root", str(data["real"]),
+                                    "--metrics", "psnr", "--max-images", "1", "--out", str(out),
+                                    "--work-dir", str(data["work"]), "--cache", str(data["cache"])])
+    assert res.exit_code == 0, res.output
+    lines = res.stderr.splitlines()
+    assert lines[0] == (f"no data for 3 of 4 group(s) of table1 (div2k, bsds100, urban100); "
+                        f"looked in {data['real']}")
+    assert lines[1].startswith(f"  div2k: DIV2K not found under {data['real']}")
+    assert "those groups show the paper's numbers only" in res.stderr
+    doc = json.loads(out.read_text())
+    assert [g["status"] for g in doc["groups"]] == ["not-found"] * 3 + ["ok"]
 
 
 def test_cli_formats_are_the_renderers() -> None:
