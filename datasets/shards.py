@@ -14,7 +14,7 @@ import hashlib
 import io
 import os
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -129,7 +129,29 @@ class _HashingWriter:
         self._f.flush()
 
 
-def write_shard(path: str | os.PathLike[str], samples: Iterable[Sample]) -> ShardInfo:
+def map_threads(fn: Callable[[Any], Any], items: Iterable[Any], threads: int) -> Iterator[Any]:
+    """Yield ``fn(x)`` for each item in order, computed on ``threads`` threads when > 1.
+
+    At most ``2 * threads`` results wait at a time, so memory stays bounded. For work that
+    releases the GIL (OpenCV's PNG and JPEG codecs); the results do not depend on ``threads``.
+    """
+    if threads <= 1:
+        yield from map(fn, items)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= 2 * threads:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def write_shard(path: str | os.PathLike[str], samples: Iterable[Sample], threads: int = 1) -> ShardInfo:
     """Write samples to a deterministic tar at ``path`` atomically.
 
     Members are ``{key}.{member}`` in ``MEMBERS`` order per sample, PAX format, mtime
@@ -138,6 +160,7 @@ def write_shard(path: str | os.PathLike[str], samples: Iterable[Sample]) -> Shar
     Args:
         path: Final shard path (its folder must exist) or fsspec URL.
         samples: Samples in shard order; each is validated before it is written.
+        threads: CPU threads that encode samples (PNG) ahead of the writer; same bytes for any.
 
     Returns:
         The shard's name, sha256, size, sample count and keys.
@@ -152,8 +175,8 @@ def write_shard(path: str | os.PathLike[str], samples: Iterable[Sample]) -> Shar
     with storage.atomic_writer(name) as f:
         out = _HashingWriter(f)
         with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            for sample in samples:
-                members = encode_sample(sample)
+            encoded = map_threads(lambda smp: (smp, encode_sample(smp)), samples, threads)
+            for sample, members in encoded:
                 if sample.key in seen:
                     raise SchemaError(f"sample {sample.key!r}", f"duplicate key in {name}")
                 seen.add(sample.key)

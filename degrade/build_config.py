@@ -33,6 +33,9 @@ class BuildConfig:
     split: str | None = None  # the source's split (its default when None); also names shards
     depth_model: str | None = None  # learned depth checkpoint (alias or hub id); None = default
     depth_device: str = "cpu"  # torch device of the learned depth model (GPU rounds differently)
+    # Torch device of the blur and noise ("cpu", "cuda", "cuda:N"). A GPU's float32 rounding
+    # differs from the CPU's (lr.png may differ by one level in rare pixels), so it is config.
+    device: str = "cpu"
 
     def to_dict(self) -> dict[str, Any]:
         """Return the resolved config as JSON-able data (the recipe by name and hash)."""
@@ -112,6 +115,7 @@ def validate_config(config: BuildConfig) -> None:
             )
     if config.depth_model is not None and config.depth not in ("midas", "depth-anything", "auto"):
         raise ConfigError(f"--depth-model needs --depth midas or depth-anything, got --depth {config.depth}")
+    check_device(config.device)
     if config.split is not None and not config.split.replace("_", "").isalnum():
         raise ConfigError(f"--split must be letters, digits or '_', got {config.split!r}")
 
@@ -134,3 +138,16 @@ def source_split(config: BuildConfig) -> str | None:
     if not splits:
         return None
     return config.split if config.split is not None else splits[0]
+
+
+def check_device(device: str) -> None:
+    """Raise ConfigError unless ``device`` is a concrete device this machine has (cpu, cuda, cuda:N).
+
+    ``auto`` is refused: the device decides bytes, so the config records the one that ran
+    (the CLI resolves ``auto`` before it builds the config).
+    """
+    from ssr_datasets.devices import resolve_device
+
+    if resolve_device(device) != device:
+        raise ConfigError(f"BuildConfig.device must be cpu, cuda or cuda:N, got {device!r}; "
+                          "resolve it first (ssr_datasets.devices.resolve_device)")

@@ -26,7 +26,8 @@ PARTIAL_NAME = "manifest.partial.json"
 PREVIEW_NAME = "preview.png"
 
 
-def versions() -> dict[str, str]:
+def versions(device: str = "cpu") -> dict[str, str]:
+    """Return the versions and platform that decide a build's bytes (device builds add the GPU)."""
     import cv2
     import numpy
     import scipy
@@ -34,7 +35,7 @@ def versions() -> dict[str, str]:
     import torch
     import webdataset
 
-    return {
+    out = {
         "ssr-bench": __version__, "python": platform.python_version(),
         "numpy": numpy.__version__, "scipy": scipy.__version__, "torch": torch.__version__,
         "opencv": cv2.__version__, "scikit-image": skimage.__version__,
@@ -45,6 +46,21 @@ def versions() -> dict[str, str]:
         # for bit: which one ran belongs to the provenance.
         "degrade_c_kernel": "built" if blur._svblur is not None else "absent (pure-torch blur)",
     }
+    if torch.device(device).type == "cuda":
+        # Same command, GPU model and these versions -> same bytes (README, reproducibility).
+        out["gpu"] = torch.cuda.get_device_name(torch.device(device))
+        out["cuda"] = str(torch.version.cuda)
+        out["triton"] = _version_of("triton")
+    return out
+
+
+def _version_of(package: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "absent"
 
 
 def owned_files(storage: Storage) -> list[str]:
@@ -140,7 +156,7 @@ def build_manifest(config: BuildConfig, results: dict[int, ShardResult], tasks: 
         "config_hash": config.hash,
         "recipe": config.recipe.to_dict(),
         "recipe_hash": config.recipe.hash,
-        "versions": versions(),
+        "versions": versions(config.device),
         "split": shard_prefix(config),
         "shards": shards,
         "skipped": skipped,

@@ -80,7 +80,9 @@ def main() -> None:
 @click.option("--depth-weights", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Folder with the checkpoint (the model folder, or one holding <org>--<name>/); "
                    "default: $SSR_BENCH_DEPTH_WEIGHTS, then the Hugging Face cache.")
-@device_option(what="Torch device of the learned depth model")
+@device_option(what="Torch device of the degradation (blur and noise in batches; JPEG and PNG "
+                   "encoding then run on CPU threads; a GPU build agrees with a CPU build to "
+                   "float32 precision) and of the learned depth model")
 @click.option("--depth-cache", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Where learned nearness maps are kept, keyed by (image pixels, model): "
                    "rebuilding with another recipe never recomputes depth. Default: "
@@ -156,7 +158,7 @@ def build(source: str, root: Path | None, recipe: str, depth: str, depth_model: 
                          depth=depth, seed=seed, samples_per_image=samples_per_image,
                          crop=tuple(crop) if crop else None, shard_size=shard_size,
                          max_images=max_images, split=split, depth_model=depth_model,
-                         depth_device=device)
+                         depth_device=device, device=device)
     depth_options = DepthOptions(weights_dir=str(depth_weights) if depth_weights else None,
                                  cache_dir=str(depth_cache) if depth_cache else None,
                                  use_cache=not no_depth_cache, batch_size=depth_batch)

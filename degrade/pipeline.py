@@ -29,7 +29,7 @@ from typing import Any
 from ssr_datasets.errors import ConfigError, InputError, NothingBuiltError, ShardsFailedError
 from ssr_datasets.folder_lock import exclusive_folder
 from ssr_datasets.manifest import MANIFEST_NAME
-from ssr_datasets.shards import shard_name, write_shard
+from ssr_datasets.shards import map_threads, shard_name, write_shard
 from ssr_datasets.sources import SourceItem, list_items, load_item, require_build_source
 from ssr_datasets.sources.base import portable_name
 from ssr_datasets.storage import Storage, remove_stale_temps
@@ -94,6 +94,7 @@ def run_shard(task: ShardTask, config: BuildConfig, out_dir: str,
     from .sample import StageTimes
 
     opts = depth_options or DepthOptions()
+    threads = encode_threads(config.device)
     cache = None
     if opts.use_cache:
         from .depth.cache import DepthCache
@@ -104,7 +105,7 @@ def run_shard(task: ShardTask, config: BuildConfig, out_dir: str,
     items = list(task.items)
     for start in range(0, len(items), max(1, opts.batch_size)):
         group = items[start:start + max(1, opts.batch_size)]
-        for item, made, error in _degrade_group(group, config, opts, cache, times):
+        for item, made, error in _degrade_group(group, config, opts, cache, times, threads):
             if error is not None:
                 skipped.append({"source": item.source, "image_id": item.image_id,
                                 "path": item.portable_path, "reason": error})
@@ -115,7 +116,8 @@ def run_shard(task: ShardTask, config: BuildConfig, out_dir: str,
             if ticks is not None:
                 ticks.put(1)
     t = time.perf_counter()
-    info = write_shard(Storage(out_dir).target(task.name), samples) if samples else None
+    info = (write_shard(Storage(out_dir).target(task.name), samples, threads=threads)
+            if samples else None)
     times.add("write", t)
     masses = [smp.meta["truncated_mass"] for smp in samples]
     truncation = {"warned": sum(bool(m["warn"]) for m in masses),
@@ -123,11 +125,22 @@ def run_shard(task: ShardTask, config: BuildConfig, out_dir: str,
     return ShardResult(task.index, info, skipped, times.seconds, providers, truncation)
 
 
+def encode_threads(device: str) -> int:
+    """Return the CPU threads that encode a process's samples (JPEG, PNG): 1 on CPU builds.
+
+    A CPU build keeps one thread per worker process (N workers use N cores); a device build
+    leaves the blur to the device and encodes on up to 8 threads (OpenCV releases the GIL).
+    """
+    if device == "cpu":
+        return 1
+    return max(1, min(8, os.cpu_count() or 1))
+
+
 def _degrade_group(group: list[SourceItem], config: BuildConfig, opts: DepthOptions,
-                   cache: Any, times: Any) -> list[tuple[SourceItem, list, str | None]]:
+                   cache: Any, times: Any, threads: int) -> list[tuple[SourceItem, list, str | None]]:
     """Load, estimate nearness for and degrade a few inputs; (item, samples, skip reason)."""
     from .depth import estimate_nearness_batch, resolve_depth
-    from .sample import check_usable, make_samples
+    from .sample import check_usable, degrade_batch, finish_sample, prepare_samples
 
     out: dict[int, tuple[SourceItem, list, str | None]] = {}
     ready = []  # (position, item, loaded, provider, reason)
@@ -169,17 +182,25 @@ def _degrade_group(group: list[SourceItem], config: BuildConfig, opts: DepthOpti
             if res is not None:
                 depth[r[0]] = dataclasses.replace(res, info={**res.info, "choice": r[4]})
     times.add("depth", t)
+    # Crops and fields of the whole group first (CPU), then one batched blur + noise pass on the
+    # build's device, then uint8, JPEG and metadata (on CPU threads for device builds).
+    prepared: list[tuple[int, SourceItem, list]] = []
     for pos, item, loaded, _, _ in ready:
         if pos not in depth:
             continue
         try:
-            made = make_samples(item, loaded, config.recipe, depth[pos],
-                                variants=config.samples_per_image, seed=config.seed,
-                                crop=config.crop, times=times)
+            prepared.append((pos, item, prepare_samples(
+                item, loaded, config.recipe, depth[pos], variants=config.samples_per_image,
+                seed=config.seed, crop=config.crop, times=times)))
         except InputError as exc:
             out[pos] = (item, [], exc.reason)
-        else:
-            out[pos] = (item, made, None)
+    flat = [p for _, _, ps in prepared for p in ps]
+    lrs = degrade_batch(flat, config.recipe, config.device, times)
+    made = list(map_threads(lambda pair: finish_sample(pair[0], *pair[1], config.recipe, config.seed,
+                                                       times), zip(flat, lrs, strict=True), threads))
+    for pos, item, ps in prepared:
+        out[pos] = (item, made[:len(ps)], None)
+        made = made[len(ps):]
     return [out[pos] for pos in range(len(group))]
 
 

@@ -22,12 +22,16 @@ from ssr_datasets.sources import LoadedImage, SourceItem
 
 from . import __version__
 from .depth import DepthRequest, DepthResult
-from .fields import draw_degradation
+from .fields import DegradationDraw, draw_degradation
 from .ops.blur import apply_kernel_field, select_backend
 from .ops.kernels import truncation_stats
 from .ops.noise import add_gaussian_noise
 from .ops.quantize import jpeg_roundtrip, to_uint8
 from .recipes import TRUNCATION_WARN, Recipe
+
+# Samples of one size blurred per apply_kernel_field call: 16 DIV2K images are ~0.5 GB of float32
+# on a GPU (input, padded copy), and a GPU reaches its throughput at a few images per call.
+DEVICE_BATCH = 16
 
 
 @dataclass
@@ -84,7 +88,28 @@ def check_usable(item: SourceItem, loaded: LoadedImage, recipe: Recipe, depth: D
         raise InputError(item.portable_path, "no ground-truth depth (asked for --depth gt)")
 
 
-def make_samples(
+@dataclass
+class PreparedSample:
+    """One sample with its random draws done and its degradation not yet: the CPU half.
+
+    ``hr`` is the uint8 (H, W, 3) crop, ``near`` its float nearness (H, W), ``draw`` the kernel
+    field and stage parameters; ``rng`` is the sample's generator, positioned after those draws
+    (the noise comes next).
+    """
+
+    item: SourceItem
+    loaded: LoadedImage
+    key: str
+    variant: int
+    rng: np.random.Generator
+    hr: np.ndarray
+    near: np.ndarray
+    box: tuple[int, int, int, int]
+    draw: DegradationDraw
+    depth_meta: dict[str, Any]
+
+
+def prepare_samples(
     item: SourceItem,
     loaded: LoadedImage,
     recipe: Recipe,
@@ -94,13 +119,15 @@ def make_samples(
     seed: int,
     crop: tuple[int, int] | None,
     times: StageTimes,
-) -> list[Sample]:
-    """Degrade one loaded image with its nearness ``variants`` times; InputError if unusable."""
+) -> list[PreparedSample]:
+    """Draw crop and kernel field of each variant of one image (CPU); InputError if unusable.
+
+    The field stays on the CPU on every device: it is drawn from the per-sample numpy generator
+    at LR resolution (2% of a CPU build), so CPU and GPU builds write the same ``kernel.npy``.
+    """
     s = recipe.scale
     h, w = loaded.rgb.shape[:2]
-    depth_meta = depth.info
-    depth_result = depth
-    samples = []
+    out = []
     for variant in range(variants):
         key = make_key(item.source, item.image_id, variant)
         rng = sample_rng(seed, recipe.hash, key)
@@ -109,35 +136,71 @@ def make_samples(
         except ValueError as exc:
             raise InputError(item.portable_path, str(exc)) from exc
         hr = loaded.rgb[top:top + ch, left:left + cw].copy()
-        near = depth_result.nearness[top:top + ch, left:left + cw].copy()
-        samples.append(_degrade(item, loaded, recipe, key, variant, seed, rng, hr, near,
-                                (top, left, ch, cw), depth_meta, times))
-    return samples
+        near = depth.nearness[top:top + ch, left:left + cw].copy()
+        t = time.perf_counter()
+        draw = draw_degradation(recipe, near, rng)
+        times.add("field", t)
+        out.append(PreparedSample(item, loaded, key, variant, rng, hr, near, (top, left, ch, cw),
+                                  draw, depth.info))
+    return out
 
 
-def _degrade(item: SourceItem, loaded: LoadedImage, recipe: Recipe, key: str, variant: int,
-             seed: int, rng: np.random.Generator, hr: np.ndarray, near: np.ndarray,
-             box: tuple[int, int, int, int], depth_meta: dict[str, Any],
-             times: StageTimes) -> Sample:
+def degrade_batch(prepared: list[PreparedSample], recipe: Recipe, device: str, times: StageTimes,
+                  max_batch: int = DEVICE_BATCH) -> list[tuple[torch.Tensor, str]]:
+    """Blur + downsample (Eq. 1) and add noise to prepared samples on ``device``, in batches.
+
+    Samples of equal HR size go through ``apply_kernel_field`` together (at most ``max_batch``
+    at a time, in order); the noise is drawn from each sample's generator on the CPU and added on
+    the device. Batching changes no bit: every backend computes each image on its own.
+
+    Returns:
+        Per sample, in order: the noisy LR as a float32 (3, h, w) CPU tensor in [0, 1], and the
+        blur backend that ran ("c", "triton", "torch").
+    """
     s, k, delta = recipe.scale, recipe.kernel_size, recipe.delta_px
+    out: list[tuple[torch.Tensor, str] | None] = [None] * len(prepared)
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for i, p in enumerate(prepared):
+        by_shape.setdefault(p.hr.shape, []).append(i)
+    for idx in by_shape.values():
+        for start in range(0, len(idx), max_batch):
+            chunk = idx[start:start + max_batch]
+            t = time.perf_counter()
+            hr_np = np.stack([prepared[i].hr for i in chunk])
+            hr_t = torch.from_numpy(hr_np).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+            field = torch.from_numpy(np.stack([prepared[i].draw.field for i in chunk])).to(device)
+            backend = select_backend(hr_t, field, k, delta)
+            lr_t = apply_kernel_field(hr_t, field, s, k, delta, backend=backend)
+            t = times.add("blur", t)
+            for n, i in enumerate(chunk):
+                draw = prepared[i].draw
+                lr = lr_t[n]
+                if draw.noise_sigma_255 is not None:
+                    lr = add_gaussian_noise(lr, draw.noise_sigma_255, bool(draw.noise_gray),
+                                            prepared[i].rng)
+                out[i] = (lr.clamp_(0.0, 1.0).cpu(), backend)
+            times.add("noise_jpeg", t)
+    return [o for o in out if o is not None]
+
+
+def finish_sample(p: PreparedSample, lr_t: torch.Tensor, backend: str, recipe: Recipe, seed: int,
+                  times: StageTimes) -> Sample:
+    """Round to uint8, JPEG, truncation statistics and metadata: the sample as the shard holds it.
+
+    Thread-safe (OpenCV's codec releases the GIL): device builds run it on CPU threads.
+    """
+    s, k, delta = recipe.scale, recipe.kernel_size, recipe.delta_px
+    item, loaded, draw, key, variant = p.item, p.loaded, p.draw, p.key, p.variant
     t = time.perf_counter()
-    draw = draw_degradation(recipe, near, rng)
-    kfield = torch.from_numpy(draw.field)
-    t = times.add("field", t)
-    hr_t = torch.from_numpy(hr).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
-    backend = select_backend(hr_t, kfield.unsqueeze(0), k, delta)
-    lr_t = apply_kernel_field(hr_t, kfield.unsqueeze(0), s, k, delta, backend=backend)[0]
-    t = times.add("blur", t)
-    if draw.noise_sigma_255 is not None:
-        lr_t = add_gaussian_noise(lr_t, draw.noise_sigma_255, bool(draw.noise_gray), rng)
-    lr = to_uint8(lr_t.clamp_(0.0, 1.0))
+    lr = to_uint8(lr_t)
     if draw.jpeg_quality is not None:
         lr = jpeg_roundtrip(lr, draw.jpeg_quality)
     t = times.add("noise_jpeg", t)
+    kfield = torch.from_numpy(draw.field)
     trunc_max, trunc_mean = truncation_stats(kfield, k, delta)
-    t = times.add("stats", t)
+    times.add("stats", t)
 
-    top, left, ch, cw = box
+    top, left, ch, cw = p.box
     meta: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "package_version": __version__,
@@ -176,7 +239,27 @@ def _degrade(item: SourceItem, loaded: LoadedImage, recipe: Recipe, key: str, va
         "jpeg": None if draw.jpeg_quality is None else {
             "quality": draw.jpeg_quality, "codec": "opencv"},
         "rounding": "round-half-even",
-        "depth": depth_meta,
+        "depth": p.depth_meta,
     }
-    return Sample(key=key, hr=hr, lr=lr, nearness=nearness_to_u16(near),
+    return Sample(key=key, hr=p.hr, lr=lr, nearness=nearness_to_u16(p.near),
                   kernel=draw.field, meta=meta)
+
+
+def make_samples(
+    item: SourceItem,
+    loaded: LoadedImage,
+    recipe: Recipe,
+    depth: DepthResult,
+    *,
+    variants: int,
+    seed: int,
+    crop: tuple[int, int] | None,
+    times: StageTimes,
+    device: str = "cpu",
+) -> list[Sample]:
+    """Degrade one loaded image with its nearness ``variants`` times; InputError if unusable."""
+    prepared = prepare_samples(item, loaded, recipe, depth, variants=variants, seed=seed,
+                               crop=crop, times=times)
+    lrs = degrade_batch(prepared, recipe, device, times)
+    return [finish_sample(p, lr, backend, recipe, seed, times)
+            for p, (lr, backend) in zip(prepared, lrs, strict=True)]

@@ -49,6 +49,21 @@ def test_write_twice_gives_identical_bytes(tmp_path, make_sample):
     assert ShardInfo.from_dict(json.loads(json.dumps(info.to_dict()))) == info
 
 
+def test_encoding_threads_change_no_byte_and_keep_failures_atomic(tmp_path, make_sample):
+    # Device builds encode PNGs on threads ahead of the writer (at most 2 * threads pending).
+    keys = [f"sample-{c}-000" for c in "abcdefg"]
+    one = write_shard(tmp_path / "one.tar", [make_sample(k, seed=i) for i, k in enumerate(keys)])
+    three = write_shard(tmp_path / "three.tar", [make_sample(k, seed=i) for i, k in enumerate(keys)],
+                        threads=3)
+    assert (tmp_path / "one.tar").read_bytes() == (tmp_path / "three.tar").read_bytes()
+    assert one.sha256 == three.sha256 and three.keys == tuple(keys)
+    bad = make_sample("sample-z-000")
+    bad = type(bad)(bad.key, bad.hr, bad.lr[:1], bad.nearness, bad.kernel, bad.meta)
+    with pytest.raises(SchemaError, match="lr shape"):
+        write_shard(tmp_path / "bad.tar", [make_sample(k) for k in keys[:4]] + [bad], threads=3)
+    assert not (tmp_path / "bad.tar").exists() and _leftovers(tmp_path) == []
+
+
 def test_tar_headers_are_fixed(tmp_path, make_sample):
     long_key = "folder-" + "x" * 120 + "-000"  # longer than USTAR's 100-char name field
     path = tmp_path / "t.tar"

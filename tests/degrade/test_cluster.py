@@ -83,12 +83,12 @@ def test_a_failing_shard_is_reported_and_the_build_stays_resumable(cluster: Any,
 
         real = p.write_shard
 
-        def broken(path: Any, samples: Any) -> Any:
+        def broken(path: Any, samples: Any, **kw: Any) -> Any:
             if str(path).endswith(name):
                 with open(log, "a") as f:
                     f.write("x\n")
                 raise OSError(f"disk full while writing {name}")
-            return real(path, samples)
+            return real(path, samples, **kw)
 
         broken.real = real  # type: ignore[attr-defined]
         p.write_shard = broken

@@ -232,7 +232,7 @@ def test_interrupted_build_is_resumable(image_folder: Path, tmp_path: Path,
     else:
         real_write_shard = pipeline.write_shard
 
-        def write_shard(path, samples):  # type: ignore[no-untyped-def]
+        def write_shard(path, samples, **kw):  # type: ignore[no-untyped-def]
             calls.append(path)
 
             def cut(items):  # type: ignore[no-untyped-def]
@@ -242,7 +242,7 @@ def test_interrupted_build_is_resumable(image_folder: Path, tmp_path: Path,
                         raise KeyboardInterrupt
                     yield smp
 
-            return real_write_shard(path, cut(samples))
+            return real_write_shard(path, cut(samples), **kw)
 
         monkeypatch.setattr(pipeline, "write_shard", write_shard)
 
