@@ -58,7 +58,12 @@ def _describe(record: dict[str, Any]) -> str:
 
 
 def _pid_alive(pid: Any) -> bool:
-    """True when ``pid`` names a running process of this machine (not this one)."""
+    """True when ``pid`` names a running process of this machine (not this one).
+
+    POSIX only: on Windows ``os.kill`` would end the process instead of probing it (False).
+    """
+    if os.name != "posix":
+        return False
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0 or pid == os.getpid():
         return False
     try:

@@ -64,7 +64,11 @@ class Counter:
 
 
 def _die_with_parent(parent_pid: int) -> None:
-    """Make this process exit when ``parent_pid`` (its parent) dies, however it dies."""
+    """Make this process exit when ``parent_pid`` (its parent) dies, however it dies.
+
+    PDEATHSIG fires when the *thread* that started the worker ends: run_parallel submits, and
+    so spawns, from its caller's thread, which waits in run_parallel until the pool is shut down.
+    """
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)

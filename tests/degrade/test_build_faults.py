@@ -232,7 +232,7 @@ def test_build_with_every_input_skipped_fails_listing_each_reason(tmp_path: Path
     root.mkdir()
     (root / "empty.png").write_bytes(b"")
     (root / "text.jpg").write_text("not an image")
-    for attempt in range(2):  # the rerun resumes the recorded skips and fails the same way
+    for _attempt in range(2):  # the rerun resumes the recorded skips and fails the same way
         res = invoke(*build_args(root, out))
         assert res.exit_code == 1, res.output
         err = res.stderr[res.stderr.index("Error: "):]  # after the progress bar
