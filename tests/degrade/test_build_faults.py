@@ -216,7 +216,7 @@ def test_unwritable_manifest_fails_before_the_first_shard(tmp_path: Path,
     root, out = tmp_path / "in", tmp_path / "out"
     write_folder(root, ["a", "b"])
     real = state.versions
-    monkeypatch.setattr(state, "versions", lambda: {**real(), "bad": float("nan")})
+    monkeypatch.setattr(state, "versions", lambda *a, **kw: {**real(*a, **kw), "bad": float("nan")})
     with pytest.raises(ValueError, match="not JSON compliant"):
         build(make_config(root), out, command="t", preview=False)
     assert list(out.glob("*.tar")) == []
