@@ -1,4 +1,4 @@
-"""Check a dataset folder: archive checksums, layout per split, benchmark pixel hashes.
+"""Check a dataset folder: archive checksums, layout per split, image sizes, benchmark pixel hashes.
 
 Not to be confused with ``manifest.verify_shard_set``, which checks a built shard set.
 """
@@ -101,6 +101,9 @@ def _verify_layout(spec: DatasetSpec, root: Path, report: VerifyReport) -> None:
         report.splits.append((label, f"{len(items)} item(s)"))
         if not items:
             report.problems.append(f"layout ({label}): the source lists no image under {root}")
+        sizes = getattr(sources.get_source(spec.name), "size_problems", None)
+        if sizes is not None and items:  # sources that know their images' plausible sizes
+            report.problems += [f"sizes ({label}): {line}" for line in sizes(items)]
 
 
 def _image_files(root: Path) -> list[Path]:

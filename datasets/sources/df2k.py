@@ -9,16 +9,27 @@ Flickr2K (Lim et al., EDSR 2017): no splits, ``000001.png`` to ``002650.png`` in
 ``ROOT/Flickr2K/Flickr2K_HR/`` (the official tarball) or ``ROOT/Flickr2K_HR/``.
 
 Listing checks that every expected file is present and that no foreign PNG sits among
-them; image ids are the file stems (``0001``, ``000001``). Neither set has depth.
+them; image ids are the file stems (``0001``, ``000001``). Neither set has depth. A partial copy
+is refused with the command that uses it as a plain folder (``--source folder``).
+
+``degrade datasets verify`` also reads each PNG's header (not its pixels): both sets are "2K
+resolution" photos (2K pixels on at least one axis, Agustsson and Timofte 2017; Lim et al. 2017),
+so a long side outside :data:`LONG_SIDE_PX` means a wrong file (an LR image, a thumbnail, a
+re-encoded copy). No per-image size list or per-image sha256 is published for either set (the
+archives' sha256 are, and are checked), so this is a plausibility check, not an identity check.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .base import LoadedImage, SourceItem, load_image_only, resolve_split
-from .layout import check_expected, files_in, find_folder, no_layout, rel_to, require_root
+from .layout import check_expected, files_in, find_folder, no_layout, preview, rel_to, require_root
+
+#: Plausible (min, max) long side in px of a DIV2K / Flickr2K HR photo ("2K resolution").
+LONG_SIDE_PX = (1900, 2048)
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,30 @@ class NumberedHRSource:
         check_expected(self.name, root, folder, files_in(folder), expected, what)
         return [SourceItem(self.name, n[:-4], str(folder / n), None, rel_to(root, folder / n))
                 for n in expected]
+
+    def size_problems(self, items: Sequence[SourceItem]) -> list[str]:
+        """Return one line per item whose PNG header is unreadable or whose size is implausible.
+
+        Reads only each file's header (cheap: no decoding). The plausible long side is
+        :data:`LONG_SIDE_PX`.
+        """
+        from PIL import Image, UnidentifiedImageError
+
+        lo, hi = LONG_SIDE_PX
+        bad: list[str] = []
+        for item in items:
+            try:
+                with Image.open(item.path) as im:
+                    w, h = im.size
+            except (OSError, UnidentifiedImageError, ValueError) as exc:
+                bad.append(f"{item.rel_path}: not a readable image ({exc})")
+                continue
+            if not lo <= max(w, h) <= hi:
+                bad.append(f"{item.rel_path}: {w}x{h} px")
+        if not bad:
+            return []
+        return [f"{len(bad)} of {len(items)} {self._title} image(s) are not {self._title} HR "
+                f"photos (long side {lo}-{hi} px expected): {preview(bad)}"]
 
     def load_item(self, item: SourceItem) -> LoadedImage:
         """Decode one HR image (uint8 RGB, no depth).

@@ -84,16 +84,21 @@ def check_expected(name: str, root: Path, folder: Path, found: Iterable[str],
     """Compare the names found in a folder with the names a data set must have.
 
     Raises:
-        MissingAssetError: Some expected names are absent (first few named, counts given).
+        MissingAssetError: Some expected names are absent (first few named, counts given; when
+            some are there, the message also says how to use those as a plain folder).
         ConfigError: Names that do not belong to the data set are present.
     """
     found = set(found)
     missing = [n for n in expected if n not in found]
     if missing:
         have = len(expected) - len(missing)
+        hint = download_hint(name, root, manual)
+        if have:  # a partial copy is still usable, under the folder source's ids
+            hint += (f"; or use the {have} image(s) there as they are: "
+                     f"`--source folder --root {folder}`")
         raise MissingAssetError(
             f"{len(missing)} of {len(expected)} {what} (found {have} of {len(expected)}; "
-            f"absent: {preview(missing)})", folder, hint=download_hint(name, root, manual))
+            f"absent: {preview(missing)})", folder, hint=hint)
     extra = sorted(found.difference(expected))
     if extra:
         raise ConfigError(f"{folder}: {len(extra)} files that are not {what}: {preview(extra)}; "

@@ -31,6 +31,7 @@ from ssr_datasets.dataset_verify import verify_dataset
 from ssr_datasets.download import download_dataset, fetch
 from ssr_datasets.errors import ConfigError, DownloadError, InputError, MissingAssetError
 from ssr_datasets.imageio import pixel_sha256, read_image
+from ssr_datasets.sources import SourceItem
 from ssr_manifests import ROOT as MANIFESTS_ROOT
 from tests.datafiles import DATA, REAL_IMAGES
 from tests.datasets.loopback import TIMEOUT, Loopback
@@ -361,11 +362,12 @@ def test_verify_layout_calls_the_source_per_split(tmp_path: Path,
     (tmp_path / "DIV2K_valid_HR").mkdir()
     calls = []
 
-    def fake_list_items(name: str, root: Path, split: str | None = None) -> list[str]:
+    def fake_list_items(name: str, root: Path, split: str | None = None) -> list[SourceItem]:
         calls.append((name, split))
         if split == "train":
             raise MissingAssetError("DIV2K HR images 0001..0800", root)
-        return ["0801"]
+        path = root / "DIV2K_valid_HR" / "0801.png"
+        return [SourceItem("div2k", "0801", str(path), None, "DIV2K_valid_HR/0801.png")]
 
     monkeypatch.setattr(sources, "list_items", fake_list_items)
     monkeypatch.setattr(sources, "splits_of", lambda name: ("train", "valid"), raising=False)

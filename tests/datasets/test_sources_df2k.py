@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pickle
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 from layouts import div2k_valid, flickr2k, rgb, touch_all, write_png
 
+from ssr_datasets.dataset_verify import verify_dataset
 from ssr_datasets.errors import ConfigError, MissingAssetError
 from ssr_datasets.sources import list_items, load_item
 
@@ -40,7 +43,39 @@ def test_div2k_missing_files_are_named_with_counts(tmp_path):
     assert str(info.value) == (
         "missing 3 of 800 DIV2K train HR images 0001.png..0800.png (found 797 of 800; "
         f"absent: 0004.png, 0010.png, 0123.png): put it in {folder}; "
-        f"run `degrade datasets download div2k --root {tmp_path}`")
+        f"run `degrade datasets download div2k --root {tmp_path}`; or use the 797 image(s) there "
+        f"as they are: `--source folder --root {folder}`")
+
+
+def test_partial_div2k_names_a_way_out_that_works(tmp_path):
+    # A partial copy (6 of 100) used to be refused with no way to use it; the suggested
+    # folder source lists exactly the images present.
+    folder = tmp_path / "DIV2K_valid_HR"
+    for i in range(801, 807):
+        write_png(folder / f"{i:04d}.png", rgb(i, 8, 8))
+    with pytest.raises(MissingAssetError) as info:
+        list_items("div2k", tmp_path, split="valid")
+    suggested = re.search(r"`--source (\w+) --root (.+)`$", str(info.value))
+    assert suggested is not None and "or use the 6 image(s) there as they are" in str(info.value)
+    items = list_items(suggested[1], Path(suggested[2]))
+    assert [it.image_id for it in items] == [f"{i:04d}" for i in range(801, 807)]
+    np.testing.assert_array_equal(load_item(items[2]).rgb, rgb(803, 8, 8))
+
+
+def test_verify_div2k_reads_image_sizes_from_headers(tmp_path):
+    # Names and counts alone let an LR image or a broken file pass for a DIV2K photo.
+    folder = tmp_path / "DIV2K_valid_HR"
+    strip = np.zeros((16, 2040, 3), np.uint8)  # a 2K long side, cheap to write
+    for i in range(801, 901):
+        write_png(folder / f"{i:04d}.png", strip if i % 2 else strip.transpose(1, 0, 2))
+    assert not [p for p in verify_dataset("div2k", tmp_path).problems if p.startswith("sizes")]
+    write_png(folder / "0805.png", np.zeros((339, 510, 3), np.uint8))  # the x4 LR of a photo
+    (folder / "0807.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    sizes = [p for p in verify_dataset("div2k", tmp_path).problems if p.startswith("sizes")]
+    assert len(sizes) == 1 and sizes[0].startswith(
+        "sizes (valid): 2 of 100 DIV2K image(s) are not DIV2K HR photos (long side 1900-2048 px "
+        "expected): DIV2K_valid_HR/0805.png: 510x339 px, DIV2K_valid_HR/0807.png: not a readable "
+        "image (")
 
 
 def test_div2k_missing_many_lists_the_first_five(tmp_path):
