@@ -16,17 +16,26 @@ config's crop and batch size (float16 autocast, as configured) when a GPU is ava
 DIV2K-like samples (1020 x 680 HR, a quarter of DIV2K's area, to keep the run short) at crop
 256, batch 4, with 0, 1 and 2 DataLoader workers, after two warm-up batches per worker; the
 ratio 2 workers / 1 worker is the scaling figure (the issue's target is >= 1.8 on 2 cores).
+
+``--online``: crops/s of ``OnlineStream`` (the ``sample`` source's photos, prior depth from a
+warm depth cache, recipe ssr, JPEG on OpenCV and on kornia) beside ``TrainingStream`` over
+shards built from the same photos, at crop 128, batch 8, 2 workers, all on this CPU.
+``online_report(device, config, steps)`` (called by bench/gpu_check.py) trains a config's
+stages with online degradation through the real Trainer and returns step time and the share
+of it spent waiting for data.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -133,13 +142,17 @@ def _loader_shards(folder: Path, n: int = 12, per_shard: int = 4) -> Path:
     return folder
 
 
-def loader(num_batches: int = 12) -> None:
-    """Print TrainingStream samples/s with 0, 1, 2 workers and the 2-vs-1 worker ratio."""
+def loader(num_batches: int = 12, rounds: int = 3) -> None:
+    """Print TrainingStream samples/s with 0, 1, 2 workers and the 2-vs-1 worker ratio.
+
+    The machine is shared, so 1 and 2 workers are measured alternately ``rounds`` times and
+    the best round of each is kept (the least disturbed one).
+    """
     with tempfile.TemporaryDirectory() as tmp:
         urls = [str(p) for p in sorted(_loader_shards(Path(tmp)).glob("*.tar"))]
-        rates = {}
+        rates: dict[int, float] = {}
         load = os.getloadavg()[0]
-        for workers in (0, 1, 2):
+        for workers in [0] + [1, 2] * rounds:
             stream = TrainingStream(urls, 256, 4, seed=0, epoch_samples=12,
                                     num_workers=workers)
             it = iter(stream)
@@ -148,18 +161,136 @@ def loader(num_batches: int = 12) -> None:
             t0 = time.perf_counter()
             for _ in range(num_batches):
                 next(it)
-            rates[workers] = num_batches * 4 / (time.perf_counter() - t0)
+            rates[workers] = max(rates.get(workers, 0.0),
+                                 num_batches * 4 / (time.perf_counter() - t0))
             del it
-            print(f"  {workers} worker(s): {rates[workers]:6.1f} samples/s")
-        print(f"loader: 2 workers / 1 worker = {rates[2] / rates[1]:.2f}x "
-              f"(load average before: {load:.2f} on {os.cpu_count()} cores)")
+        for workers, r in sorted(rates.items()):
+            print(f"  {workers} worker(s): {r:6.1f} samples/s")
+        print(f"loader: 2 workers / 1 worker = {rates[2] / rates[1]:.2f}x (best of {rounds}; "
+              f"load average before: {load:.2f}, after: {os.getloadavg()[0]:.2f} on "
+              f"{os.cpu_count()} cores)")
+
+
+class _Timed:
+    """Wrap a stream: record when each batch is asked for and when it is delivered."""
+
+    def __init__(self, stream: Any, device: torch.device) -> None:
+        self.stream, self.device = stream, device
+        self.asked: list[float] = []
+        self.got: list[float] = []
+        for name in ("rank", "world_size", "state_dict", "load_state_dict"):
+            if hasattr(stream, name):
+                setattr(self, name, getattr(stream, name))
+
+    def __iter__(self) -> Any:
+        it = iter(self.stream)
+        while True:
+            self.asked.append(time.perf_counter())
+            batch = next(it)
+            if self.device.type == "cuda":  # the device-side degradation counts as data time
+                torch.cuda.synchronize(self.device)
+            self.got.append(time.perf_counter())
+            yield batch
+
+
+def online_report(device: str = "cuda", config: str = "paper", steps: int = 30,
+                  stages: tuple[str, ...] = STAGES, warmup: int = 5,
+                  num_workers: int | None = None) -> dict[str, Any]:
+    """Train ``config``'s stages with online degradation; return step time and data wait.
+
+    Source: the ``sample`` photos (offline), prior depth (cached once per image before
+    timing), the stage's crop, batch, JPEG path (``data.online_jpeg``) and Trainer settings;
+    workers = the config's ``num_workers`` capped at the machine's cores.
+
+    Returns:
+        ``{stage: {"step_ms", "data_wait_ms", "data_wait_fraction", "crops_per_s", "batch",
+        "crop", "workers", "jpeg", "amp"}}`` over ``steps - warmup`` steps (wait = time
+        between asking the stream for a batch and having it on the device).
+    """
+    from ssr_models.online import OnlineSpec, OnlineStream
+    from ssr_models.trainer import Trainer
+
+    torch.set_flush_denormal(True)  # as ssr-train does (denormals slow CPUs up to 50x)
+    cfg = load_train_config(config)
+    dev = torch.device(device)
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for stage in stages:
+            sc = cfg.stage(stage)
+            workers = min(sc.data.num_workers if num_workers is None else num_workers,
+                          os.cpu_count() or 1)
+            spec = OnlineSpec("sample", depth="prior", jpeg=sc.data.online_jpeg,
+                              depth_cache=str(Path(tmp) / "depth"))
+            stream = OnlineStream(spec, sc.data.crop_hr, sc.data.batch_size, seed=0,
+                                  num_workers=workers, pin_memory=dev.type == "cuda",
+                                  crops_per_image=sc.data.crops_per_image, device=dev)
+            for item in stream.items:  # fill the depth cache (once per image, as in a run)
+                from ssr_datasets.sources import load_item
+
+                stream._nearness(load_item(item))
+            torch.manual_seed(0)
+            model = create_model(sc.model, **sc.model_overrides)
+            timed = _Timed(stream, dev)
+            tcfg = sc.trainer_config(Path(tmp) / stage, steps=steps, seed=0)
+            tcfg = dataclasses.replace(tcfg, tensorboard=False, ckpt_every=0, val_every=0)
+            Trainer(model, tcfg, timed, device=dev).fit()
+            asked, got = timed.asked[warmup:steps], timed.got[warmup:steps]
+            step_s = (asked[-1] - asked[0]) / (len(asked) - 1)
+            wait_s = float(np.mean([g - a for a, g in zip(asked[:-1], got[:-1], strict=True)]))
+            out[stage] = {"step_ms": 1000 * step_s, "data_wait_ms": 1000 * wait_s,
+                          "data_wait_fraction": wait_s / step_s,
+                          "crops_per_s": sc.data.batch_size / step_s,
+                          "batch": sc.data.batch_size, "crop": sc.data.crop_hr,
+                          "workers": workers, "jpeg": sc.data.online_jpeg, "amp": tcfg.amp}
+    return out
+
+
+def online_cpu(batches: int = 6, crop: int = 128, batch: int = 8, workers: int = 2) -> None:
+    """Print online crops/s (OpenCV and kornia JPEG) beside shard crops/s, same photos."""
+    from degrade.build_config import BuildConfig
+    from degrade.recipes import load_recipe
+    from ssr_models.online import OnlineSpec, OnlineStream
+
+    def rate(stream: Any) -> float:
+        it = iter(stream)
+        for _ in range(2 * workers):  # start-up, first prefetch
+            next(it)
+        t0 = time.perf_counter()
+        for _ in range(batches):
+            next(it)
+        return batches * batch / (time.perf_counter() - t0)
+
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = str(Path(tmp) / "depth")
+        build(BuildConfig(recipe=load_recipe("ssr"), source="sample", depth="prior",
+                          samples_per_image=4),
+              Path(tmp) / "shards", command="bench", preview=False)
+        shards = rate(TrainingStream(str(Path(tmp) / "shards"), crop, batch, seed=0,
+                                     num_workers=workers))
+        print(f"  shards              {shards:6.1f} crops/s")
+        rates = {}
+        for jpeg in ("cpu", "kornia"):
+            spec = OnlineSpec("sample", depth="prior", jpeg=jpeg, depth_cache=cache)
+            rates[jpeg] = rate(OnlineStream(spec, crop, batch, seed=0, num_workers=workers))
+            print(f"  online, JPEG {jpeg:6s} {rates[jpeg]:6.1f} crops/s "
+                  f"({rates[jpeg] / shards:.2f}x shards)")
+    print(f"online vs shards at crop {crop}, batch {batch}, {workers} workers "
+          f"(load average before: {load:.2f} on {os.cpu_count()} cores)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--loader", action="store_true", help="measure the shard loader only")
-    if parser.parse_args().loader:
+    parser.add_argument("--online", action="store_true",
+                        help="online degradation vs shards, crops/s on this CPU")
+    args = parser.parse_args()
+    if args.loader:
         loader()
+        return
+    if args.online:
+        torch.set_flush_denormal(True)
+        online_cpu()
         return
     torch.set_flush_denormal(True)
     with tempfile.TemporaryDirectory() as tmp:

@@ -64,6 +64,8 @@ class DataConfig:
         crops_per_image: Crops cut from each decoded image, all in the same batch (must
             divide batch_size); > 1 trades batch diversity for fewer decodes.
         prefetch_factor: Batches each worker prepares ahead (workers > 0).
+        online_jpeg: With ``ssr-train --online``: ``cpu`` = OpenCV (the build's codec, exact)
+            or ``kornia`` = differentiable JPEG on the training device (DiffJPEG-style).
     """
 
     crop_hr: int
@@ -72,6 +74,7 @@ class DataConfig:
     num_workers: int = 0
     crops_per_image: int = 1
     prefetch_factor: int = 2
+    online_jpeg: Literal["cpu", "kornia"] = "cpu"
 
     def __post_init__(self) -> None:
         if self.crop_hr < 1 or self.batch_size < 1 or self.num_workers < 0:
@@ -80,6 +83,8 @@ class DataConfig:
             raise ConfigError(f"crops_per_image must be >= 1 and divide batch_size: {self}")
         if self.prefetch_factor < 1:
             raise ConfigError(f"prefetch_factor must be >= 1: {self}")
+        if self.online_jpeg not in ("cpu", "kornia"):
+            raise ConfigError(f"online_jpeg must be 'cpu' or 'kornia', got {self.online_jpeg!r}")
 
 
 @dataclass(frozen=True)

@@ -51,16 +51,12 @@ from ssr_datasets.shards import index_shard, read_members
 from ssr_datasets.storage import is_remote
 
 from .batch import Batch, collate
-from .loader import LoaderOptions, iterate
+from .loader import LoaderOptions, iterate, philox
 
 __all__ = ["TrainingStream", "aligned_crop", "center_crop", "random_crop", "validation_batches"]
 
 # Distinct stream tags so the generators drawn from the same (seed, epoch) never coincide.
 _TAG_ORDER, _TAG_RESAMPLE, _TAG_SHUFFLE, _TAG_CROP = 1, 2, 3, 4
-
-
-def _rng(*words: int) -> np.random.Generator:
-    return np.random.Generator(np.random.Philox(np.random.SeedSequence(list(words))))
 
 
 def _key_hash(key: str) -> int:
@@ -264,17 +260,17 @@ class TrainingStream:
     def _rank_samples(self, epoch: int) -> Iterator[_Ref]:
         n, r, w = len(self.urls), self.rank, self.world_size
         if self.resampled:
-            rng = _rng(self.seed, epoch, r, _TAG_RESAMPLE)
+            rng = philox(self.seed, epoch, r, _TAG_RESAMPLE)
             src: Iterator[_Ref] = itertools.chain.from_iterable(
                 self._refs([self.urls[int(rng.integers(n))]]) for _ in itertools.count())
         else:
-            order = _rng(self.seed, epoch, _TAG_ORDER).permutation(n)
+            order = philox(self.seed, epoch, _TAG_ORDER).permutation(n)
             if self.split == "shards":
                 src = self._refs([self.urls[i] for i in order[r::w]])
             else:
                 src = itertools.islice(self._refs([self.urls[i] for i in order]), r, None, w)
         if self.shuffle_buffer > 1:
-            src = _shuffled(src, self.shuffle_buffer, _rng(self.seed, epoch, r, _TAG_SHUFFLE))
+            src = _shuffled(src, self.shuffle_buffer, philox(self.seed, epoch, r, _TAG_SHUFFLE))
         if self.epoch_samples is not None:
             src = itertools.islice(src, self.epoch_samples // self.world_size)
         return src
@@ -307,7 +303,7 @@ class TrainingStream:
         for (key, handle), occurrence in group:
             members = handle if isinstance(handle, dict) else read_members(*handle)
             sample = decode_sample(key, members)
-            rng = _rng(self.seed, epoch, _key_hash(sample.key), occurrence, _TAG_CROP)
+            rng = philox(self.seed, epoch, _key_hash(sample.key), occurrence, _TAG_CROP)
             crops.extend(random_crop(sample, self.crop_hr, rng)
                          for _ in range(self.crops_per_image))
         return collate(crops)

@@ -21,13 +21,22 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 
 from ssr_datasets.errors import ConfigError
 
-__all__ = ["BatchSource", "LoaderOptions", "iterate", "worker_share"]
+__all__ = ["BatchSource", "LoaderOptions", "iterate", "philox", "worker_share"]
 
 Planned = tuple[int, int, Any]
+
+
+def philox(*words: int) -> np.random.Generator:
+    """Return the generator seeded by ``words`` (seed, epoch or step, ..., a stream tag).
+
+    Streams use distinct tags so that generators drawn from the same position never coincide.
+    """
+    return np.random.Generator(np.random.Philox(np.random.SeedSequence(list(words))))
 
 
 class BatchSource(Protocol):

@@ -11,7 +11,10 @@ Contract (one folder per stage, ``OUT/kernel``, ``OUT/nbsr``, ``OUT/diffusion``)
        "model": registry name (ssr_models.MODELS),
        "model_config": model.config.to_dict(),   # create_model(model, **model_config) rebuilds it
        "scale": int, "kernel_size": int, "delta": float,   # of the training shards (HR px)
-       "shards": the --shards argument as given, "val_shards": the --val-shards one or null,
+       "shards": the --shards argument as given ("online:SOURCE" with --online),
+       "val_shards": the --val-shards one or null,
+       "online": only with --online: OnlineSpec as a dict (source, root, split, recipe,
+                 depth, jpeg, depth_cache),
        "trainer": TrainerConfig as a dict,
        "versions": {"ssr-bench", "torch", "numpy", "python", "run_format"}}
 
@@ -39,6 +42,7 @@ from ssr_datasets.shards import write_json_atomic
 from . import create_model
 from .checkpoint import load_checkpoint
 from .configs import STAGES
+from .online import OnlineSpec, OnlineStream
 from .trainer import TrainerConfig
 
 __all__ = ["LAST", "RUN_FILE", "RUN_FORMAT", "StageResult", "load_model_from_run", "read_run",
@@ -63,7 +67,8 @@ def run_versions() -> dict[str, str]:
 
 def write_run(folder: str | Path, *, stage: str, model: str, model_config: dict[str, Any],
               scale: int, kernel_size: int, delta: float, shards: str,
-              trainer: TrainerConfig | dict[str, Any], val_shards: str | None = None) -> Path:
+              trainer: TrainerConfig | dict[str, Any], val_shards: str | None = None,
+              online: dict[str, Any] | None = None) -> Path:
     """Write ``folder/run.json`` atomically and return its path (see the module docstring).
 
     Raises:
@@ -76,6 +81,8 @@ def write_run(folder: str | Path, *, stage: str, model: str, model_config: dict[
               "kernel_size": int(kernel_size), "delta": float(delta), "shards": str(shards),
               "val_shards": None if val_shards is None else str(val_shards),
               "trainer": trainer_dict, "versions": run_versions()}
+    if online is not None:  # what ssr-train --online degraded from (source, recipe, depth, jpeg)
+        record["online"] = online
     path = Path(folder) / RUN_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, record)
@@ -170,9 +177,10 @@ def _check_model_matches(model: nn.Module, scale: int, kernel_size: int, delta: 
                           "model_overrides.delta in the config")
 
 
-def train_stage(stage: str, stage_config: Any, shards: str, folder: str | Path, *,
+def train_stage(stage: str, stage_config: Any, shards: str | None, folder: str | Path, *,
                 val_shards: str | None = None, resume: bool = False, steps: int | None = None,
-                seed: int | None = None, device: str | None = None) -> StageResult:
+                seed: int | None = None, device: str | None = None,
+                online: OnlineSpec | None = None) -> StageResult:
     """Train one stage into ``folder`` (run.json + Trainer files); return where it stopped.
 
     Args:
@@ -181,6 +189,8 @@ def train_stage(stage: str, stage_config: Any, shards: str, folder: str | Path, 
         resume: Continue from ``folder/last.pt`` (a stage already at its steps is skipped).
         steps, seed: Override the config's trainer steps/seed when not None.
         device: torch device ("cpu", "cuda"); None = the Trainer's default.
+        online: Train from HR images degraded online (``ssr_models.online``) instead of
+            ``shards`` (then None); the JPEG path is the stage's ``data.online_jpeg``.
 
     Raises:
         ConfigError: ``folder`` already holds a checkpoint and ``resume`` is False, or the
@@ -201,7 +211,16 @@ def train_stage(stage: str, stage_config: Any, shards: str, folder: str | Path, 
                           "to continue it or choose another --out")
     if done is not None and done >= tcfg.steps:
         return StageResult(folder, done, skipped=True)
-    scale, kernel_size, delta = _shard_geometry(shards)
+    if online is not None:
+        online = dataclasses.replace(online, jpeg=stage_config.data.online_jpeg)
+        from degrade.recipes import load_recipe
+
+        recipe = load_recipe(online.recipe)
+        scale, kernel_size, delta = recipe.scale, recipe.kernel_size, recipe.delta_px
+    elif shards is None:
+        raise ConfigError("give shards or an online spec")
+    else:
+        scale, kernel_size, delta = _shard_geometry(shards)
     # Seed before building: the weights' initialisation draws from the global torch RNG
     # (the Trainer seeds again, after the model exists).
     torch.manual_seed(tcfg.seed)
@@ -209,19 +228,29 @@ def train_stage(stage: str, stage_config: Any, shards: str, folder: str | Path, 
     _check_model_matches(model, scale, kernel_size, delta)
     data = stage_config.data
     # Pinned batches let the Trainer's non_blocking copy to CUDA overlap the step.
-    on_cuda = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")).type == "cuda"
-    stream = TrainingStream(shards, crop_hr=data.crop_hr, batch_size=data.batch_size,
-                            seed=tcfg.seed, epoch_samples=data.epoch_samples, rank=rank,
-                            world_size=world, num_workers=data.num_workers,
-                            crops_per_image=data.crops_per_image,
-                            prefetch_factor=data.prefetch_factor, pin_memory=on_cuda)
+    train_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    on_cuda = train_device.type == "cuda"
+    stream: Any
+    if online is not None:
+        stream = OnlineStream(online, data.crop_hr, data.batch_size, tcfg.seed, rank=rank,
+                              world_size=world, num_workers=data.num_workers,
+                              prefetch_factor=data.prefetch_factor, pin_memory=on_cuda,
+                              crops_per_image=data.crops_per_image, device=train_device)
+    else:
+        stream = TrainingStream(shards, crop_hr=data.crop_hr, batch_size=data.batch_size,
+                                seed=tcfg.seed, epoch_samples=data.epoch_samples, rank=rank,
+                                world_size=world, num_workers=data.num_workers,
+                                crops_per_image=data.crops_per_image,
+                                prefetch_factor=data.prefetch_factor, pin_memory=on_cuda)
     val = (None if val_shards is None or rank != 0
            else validation_batches(val_shards, crop_hr=data.crop_hr, batch_size=data.batch_size))
     trainer = Trainer(model, tcfg, stream, val_batches=val, device=device)
     if rank == 0:
         write_run(folder, stage=stage, model=stage_config.model, model_config=model.config.to_dict(),
-                  scale=scale, kernel_size=kernel_size, delta=delta, shards=shards, trainer=tcfg,
-                  val_shards=val_shards)
+                  scale=scale, kernel_size=kernel_size, delta=delta,
+                  shards=shards if online is None else f"online:{online.source}", trainer=tcfg,
+                  val_shards=val_shards,
+                  online=None if online is None else dataclasses.asdict(online))
     if done is not None:
         trainer.resume(folder / LAST)
     return StageResult(folder, trainer.fit(), skipped=False)

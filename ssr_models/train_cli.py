@@ -21,8 +21,10 @@ from pathlib import Path
 import click
 
 from degrade.cli_support import device_option, library_errors
+from ssr_datasets.sources import SOURCE_NAMES as _SOURCES
 
 _STAGES = ("kernel", "nbsr", "diffusion")  # = ssr_models.configs.STAGES (kept import-free for --help)
+_ONLINE_DEPTH = ("gt", "prior", "cache")  # = ssr_models.online.ONLINE_DEPTH (import-free --help)
 
 
 def _init_distributed(device: str) -> tuple[bool, str]:
@@ -64,17 +66,39 @@ def _init_distributed(device: str) -> tuple[bool, str]:
 @click.option("--seed", type=click.IntRange(min=0), default=None,
               help="Seed of weights, data order and crops (overrides the config's, which is 0 "
                    "in the built-ins).")
+@click.option("--online", is_flag=True,
+              help="Degrade HR images online instead of reading shards: fresh crops, kernel "
+                   "fields, noise and JPEG every step (needs --source; JPEG path: the config's "
+                   "data.online_jpeg, cpu or kornia).")
+@click.option("--source", type=click.Choice(_SOURCES), default=None,
+              help="With --online: where HR images come from (as in degrade build).")
+@click.option("--root", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="With --online: the source's data folder (sources that need one).")
+@click.option("--split", default=None, help="With --online: the source's split (default: its own).")
+@click.option("--recipe", default=None, metavar="NAME|FILE.yaml",
+              help="With --online: degradation recipe [default: ssr].")
+@click.option("--depth", type=click.Choice(_ONLINE_DEPTH), default=None,
+              help="With --online: nearness from 'gt' (the source's depth; images without it "
+                   "are left out), 'prior' (weight-free) or 'cache' (a learned model with local "
+                   "weights); prior and learned maps are computed once per image and kept in "
+                   "the depth cache [default: prior].")
+@click.option("--depth-cache", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="With --online: depth cache folder [default: $SSR_BENCH_CACHE/depth or "
+                   "~/.cache/ssr-bench/depth].")
 @click.pass_context
 @library_errors
 def main(ctx: click.Context, shards: str | None, stage: str | None, config_name: str,
          out: Path | None, val_shards: str | None, resume: bool, steps: int | None,
-         device: str, seed: int | None) -> None:
+         device: str, seed: int | None, online: bool, source: str | None,
+         root: Path | None, split: str | None, recipe: str | None, depth: str | None,
+         depth_cache: Path | None) -> None:
     """Train the SSR models on degraded shard sets (ssr-infer reads OUT/<stage>).
 
     \b
     Quick start (CPU, minutes):
       degrade build --out out/sample
       ssr-train --shards out/sample --stage all --config tiny --out runs/tiny
+      ssr-train --online --source sample --stage kernel --config tiny --out runs/online
 
     \b
     Old checkpoints (format 1, before safe loading) are refused (loading them needs pickle);
@@ -82,11 +106,26 @@ def main(ctx: click.Context, shards: str | None, stage: str | None, config_name:
     """
     if ctx.invoked_subcommand is not None:
         return
-    for name, value in (("--shards", shards), ("--stage", stage), ("--out", out)):
+    data_option = ("--source", source) if online else ("--shards", shards)
+    for name, value in (data_option, ("--stage", stage), ("--out", out)):
         if value is None:
             raise click.UsageError(f"Missing option '{name}'.", ctx)
+    online_only = {"--source": source, "--root": root, "--split": split, "--recipe": recipe,
+                   "--depth": depth, "--depth-cache": depth_cache}
+    if online and shards is not None:
+        raise click.UsageError("--online trains from --source images; drop --shards", ctx)
+    given = [name for name, value in online_only.items() if value is not None]
+    if given and not online:
+        raise click.UsageError(f"{', '.join(given)} only apply with --online", ctx)
     from .configs import STAGES, load_train_config
+    from .online import OnlineSpec
     from .run import train_stage
+
+    spec = None
+    if online:
+        spec = OnlineSpec(source=str(source), root=None if root is None else str(root),
+                          split=split, recipe=recipe or "ssr", depth=depth or "prior",  # type: ignore[arg-type]
+                          depth_cache=None if depth_cache is None else str(depth_cache))
 
     config = load_train_config(config_name)
     stages = [s for s in STAGES if s in config.stages] if stage == "all" else [stage]
@@ -101,7 +140,8 @@ def main(ctx: click.Context, shards: str | None, stage: str | None, config_name:
     try:
         for s in stages:
             result = train_stage(s, config.stage(s), shards, out / s, val_shards=val_shards,
-                                 resume=resume, steps=steps, seed=seed, device=device)
+                                 resume=resume, steps=steps, seed=seed, device=device,
+                                 online=spec)
             if _is_main():
                 verb = "already at" if result.skipped else "trained to"
                 click.echo(f"{s}: {verb} step {result.step} -> {result.folder}")
