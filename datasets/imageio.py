@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import InputError
+from .formats import DEFAULT_MAX_PIXELS
 
 #: Pillow format names accepted as inputs (MPO is how Pillow names many camera JPEGs).
 _FORMATS = {"PNG": "png", "JPEG": "jpeg", "MPO": "jpeg", "BMP": "bmp", "TIFF": "tiff",
@@ -60,6 +62,31 @@ class DecodedImage:
 
     rgb: np.ndarray
     conversions: tuple[str, ...]
+
+
+def check_pixel_count(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """Raise if the image header of ``path`` declares more than ``max_pixels`` (W x H) pixels.
+
+    Only the header is read (Pillow opens lazily), so a tiny file claiming a huge image is
+    refused before it costs memory. A file Pillow cannot identify is let through: the
+    decoder that reads it says what is wrong (``.mat``/``.pfm`` inputs are not images here).
+
+    Raises:
+        InputError: Too many pixels; the reason gives the size and the limit.
+    """
+    try:
+        with warnings.catch_warnings():  # Pillow's bomb warning: the check below is ours
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                width, height = im.size
+    except Image.DecompressionBombError as exc:  # over twice Pillow's own limit (179 MP)
+        raise InputError(path, f"too many pixels ({exc}); the limit is --max-pixels "
+                               f"{max_pixels}") from exc
+    except Exception:  # noqa: BLE001 - not an image Pillow knows: not this check's to judge
+        return
+    if width * height > max_pixels:
+        raise InputError(path, f"{width}x{height} = {width * height} pixels, over --max-pixels "
+                               f"{max_pixels}; raise --max-pixels to use it")
 
 
 def read_image(path: str | Path) -> DecodedImage:

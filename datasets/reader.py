@@ -12,18 +12,21 @@ swapped for one that opens those through fsspec).
 from __future__ import annotations
 
 import random
+import tarfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import webdataset as wds
-from webdataset import cache
+from webdataset import cache, tariterators
+from webdataset.filters import FilterFunction
 from webdataset.gopen import gopen_schemes
 
 from .errors import InputError
 from .manifest import MANIFEST_NAME, manifest_shards, read_manifest
 from .schema import Sample, decode_sample
+from .shards import MAX_MEMBER_BYTES, check_member_size
 from .storage import Storage, is_remote
 
 
@@ -119,6 +122,39 @@ class _FsspecOpen(cache.StreamingOpen):
             yield {"url": url, "stream": stream}
 
 
+def _expand_tars(sources: Iterable[dict[str, Any]], limit: int) -> Iterator[dict[str, Any]]:
+    """WebDataset's tar-expander stage, refusing a member over ``limit`` bytes before reading it.
+
+    WebDataset's own expander reads every member whole, whatever size its header claims (a
+    1.5 GB member cost 3.5 GB of memory). Yields ``{"fname", "data", "__url__"}`` per member
+    and ``{}`` after each shard (so that samples of two shards never merge), as it does.
+    """
+    for source in sources:
+        url = source["url"]
+        try:
+            with tarfile.open(fileobj=source["stream"], mode="r|*") as tar:
+                for info in tar:
+                    if not info.isreg():
+                        continue
+                    check_member_size(info, url, limit)
+                    yield {"fname": info.name, "data": tar.extractfile(info).read(),
+                           "__url__": url}
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise InputError(url, f"cannot read shard: {exc}") from exc
+        finally:
+            source["stream"].close()
+        yield {}
+
+
+def _our_stage(stage: Any, max_member_bytes: int) -> Any:
+    """Swap WebDataset's URL opener and tar expander for ours; keep every other stage."""
+    if type(stage) is cache.StreamingOpen:
+        return _FsspecOpen(handler=_reraise_as_input_error)
+    if getattr(stage, "f", None) is tariterators.tar_file_expander:
+        return FilterFunction(_expand_tars, max_member_bytes)
+    return stage
+
+
 def _to_sample(raw: Mapping[str, Any]) -> Sample:
     """Decode one WebDataset raw sample dict into a validated ``Sample``."""
     return decode_sample(raw["__key__"], raw)
@@ -141,6 +177,7 @@ def open_shards(
     seed: int = 0,
     resampled: bool = False,
     decode: bool = True,
+    max_member_bytes: int = MAX_MEMBER_BYTES,
 ) -> wds.WebDataset:
     """Open shards as an iterable of ``Sample`` (hr, lr, uint16 nearness, kernel, meta).
 
@@ -156,6 +193,7 @@ def open_shards(
         decode: Yield decoded ``Sample`` objects; False yields WebDataset's raw member
             dicts (``__key__`` plus member name -> bytes) for ``decode_sample`` later, so
             that a loader can order, shuffle and skip samples without decoding them.
+        max_member_bytes: A tar member larger than this is refused before it is read.
 
     Returns:
         A ``webdataset.WebDataset`` pipeline yielding ``Sample`` objects; usable with
@@ -164,7 +202,8 @@ def open_shards(
         against the manifest instead.
 
     Raises:
-        InputError: No shards, a folder without manifest, or a checksum mismatch.
+        InputError: No shards, a folder without manifest, or a checksum mismatch; while
+            iterating, a corrupt shard or a member over ``max_member_bytes``.
     """
     if isinstance(path_or_urls, (str, Path)):
         urls = shard_urls(path_or_urls)
@@ -184,9 +223,10 @@ def open_shards(
     dataset = wds.WebDataset(urls, handler=_reraise_as_input_error, shardshuffle=shardshuffle,
                              detshuffle=True, seed=seed, resampled=resampled,
                              empty_check=False)
-    dataset.pipeline = [_FsspecOpen(handler=_reraise_as_input_error)
-                        if type(stage) is cache.StreamingOpen else stage
-                        for stage in dataset.pipeline]
+    dataset.pipeline = [_our_stage(stage, max_member_bytes) for stage in dataset.pipeline]
+    if not any(getattr(stage, "f", None) is _expand_tars for stage in dataset.pipeline):
+        raise RuntimeError("webdataset's pipeline has no tar_file_expander stage to replace; "
+                           "the member size limit would not apply (webdataset version?)")
     if shuffle > 0:
         dataset = dataset.shuffle(shuffle, rng=random.Random(seed))
     return dataset.map(_to_sample) if decode else dataset

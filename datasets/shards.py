@@ -24,6 +24,10 @@ from .storage import Storage, dump_json
 
 _TAR_MODE = 0o644
 _END_OF_ARCHIVE = 1024  # two zero blocks end every tar
+#: Largest tar member the readers accept, in bytes (256 MiB). The biggest member a build writes
+#: under the default ``--max-pixels`` (16 MP) is kernel.npy at scale 1, 192 MB; a larger size in
+#: a header means a hostile or broken shard, refused before its bytes are read into memory.
+MAX_MEMBER_BYTES = 256 << 20
 
 
 def shard_name(split: str, index: int) -> str:
@@ -209,6 +213,18 @@ def iter_shard(path: str | os.PathLike[str]) -> Iterator[Sample]:
         yield from _iter_tar(f, where)
 
 
+def check_member_size(info: tarfile.TarInfo, where: str, limit: int = MAX_MEMBER_BYTES) -> None:
+    """Raise before a member's bytes are read if its header claims more than ``limit`` bytes.
+
+    Raises:
+        InputError: The member is too large (``where`` names the shard).
+    """
+    if info.size > limit:
+        raise InputError(where, f"member {info.name!r:.80} is {info.size} bytes, over the "
+                                f"readers' limit of {limit} bytes: not a shard this project "
+                                "writes")
+
+
 def _iter_tar(f: IO[bytes], where: str) -> Iterator[Sample]:
     """Yield the samples of an open tar stream, grouping members by key."""
     key: str | None = None
@@ -227,6 +243,7 @@ def _iter_tar(f: IO[bytes], where: str) -> Iterator[Sample]:
                     key, members = k, {}
                 if member in members:
                     raise InputError(where, f"duplicate member {info.name!r}")
+                check_member_size(info, where)
                 members[member] = tar.extractfile(info).read()
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise InputError(where, f"corrupt or truncated tar near member {last!r}: {exc}") from exc
@@ -261,6 +278,7 @@ def index_shard(path: str | os.PathLike[str]) -> list[tuple[str, dict[str, tuple
                         index.append((key, {}))
                     if member in index[-1][1]:
                         raise InputError(where, f"duplicate member {info.name!r}")
+                    check_member_size(info, where)
                     index[-1][1][member] = (info.offset_data, info.size)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise InputError(where, f"corrupt or truncated tar near member {last!r}: {exc}") from exc

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ssr_datasets.errors import ConfigError
+from ssr_datasets.formats import DEFAULT_MAX_PIXELS
 from ssr_datasets.shards import ShardInfo
 from ssr_datasets.sources import SourceItem
 from ssr_datasets.sources.base import portable_name
@@ -36,6 +37,7 @@ class BuildConfig:
     # Torch device of the blur and noise ("cpu", "cuda", "cuda:N"). A GPU's float32 rounding
     # differs from the CPU's (lr.png may differ by one level in rare pixels), so it is config.
     device: str = "cpu"
+    max_pixels: int = DEFAULT_MAX_PIXELS  # larger inputs are skipped (header read, no decode)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the resolved config as JSON-able data (the recipe by name and hash)."""
@@ -106,6 +108,9 @@ def validate_config(config: BuildConfig) -> None:
         raise ConfigError(f"--shard-size must be >= 1, got {config.shard_size}")
     if config.max_images is not None and config.max_images < 1:
         raise ConfigError(f"--max-images must be >= 1, got {config.max_images}")
+    if isinstance(config.max_pixels, bool) or not isinstance(config.max_pixels, int) \
+            or config.max_pixels < 1:
+        raise ConfigError(f"--max-pixels must be an integer >= 1, got {config.max_pixels!r}")
     if config.crop is not None:
         ch, cw = config.crop
         if ch % s or cw % s or ch < config.recipe.kernel_size or cw < config.recipe.kernel_size:

@@ -12,6 +12,7 @@ from typing import Any, get_args
 
 import click
 
+from ssr_datasets.formats import DEFAULT_MAX_PIXELS
 from ssr_datasets.sources import SOURCE_NAMES
 
 from .cli_support import device_option, library_errors, sigterm_as_interrupt
@@ -112,6 +113,11 @@ def main() -> None:
               help="Samples per shard (tar file).")
 @click.option("--max-images", type=click.IntRange(1), default=None,
               help="Use only the first N input images (sorted).")
+@click.option("--max-pixels", type=click.IntRange(1), default=None, metavar="N",
+              help=f"Skip (recorded in the manifest) inputs whose header declares more than N "
+                   f"pixels (width x height), before decoding them [default: "
+                   f"{DEFAULT_MAX_PIXELS}, about 4000x4000: DIV2K, Flickr2K, Middlebury full "
+                   "size and Cityscapes pass].")
 @click.option("--split", default=None,
               help="The source's split (div2k: train|valid, nyuv2: all|train|test, cityscapes: "
                    "train|val|test, ...; default: the source's first) and the shard name prefix "
@@ -131,7 +137,8 @@ def build(source: str, root: Path | None, recipe: str, depth: str, depth_model: 
           depth_batch: int, scale: int | None,
           kernel_size: int | None, seed: int, samples_per_image: int,
           crop: tuple[int, int] | None, workers: int, cluster: str | None, shard_size: int,
-          max_images: int | None, split: str | None, no_noise: bool, no_jpeg: bool, strict: bool,
+          max_images: int | None, max_pixels: int | None, split: str | None, no_noise: bool,
+          no_jpeg: bool, strict: bool,
           overwrite: bool, no_preview: bool, out: Path | str) -> None:
     """Degrade images into WebDataset shards (HR, LR, nearness, kernel field, json).
 
@@ -158,7 +165,8 @@ def build(source: str, root: Path | None, recipe: str, depth: str, depth_model: 
                          depth=depth, seed=seed, samples_per_image=samples_per_image,
                          crop=tuple(crop) if crop else None, shard_size=shard_size,
                          max_images=max_images, split=split, depth_model=depth_model,
-                         depth_device=device, device=device)
+                         depth_device=device, device=device,
+                         **({"max_pixels": max_pixels} if max_pixels is not None else {}))
     depth_options = DepthOptions(weights_dir=str(depth_weights) if depth_weights else None,
                                  cache_dir=str(depth_cache) if depth_cache else None,
                                  use_cache=not no_depth_cache, batch_size=depth_batch)

@@ -147,7 +147,7 @@ def _degrade_group(group: list[SourceItem], config: BuildConfig, opts: DepthOpti
     for pos, item in enumerate(group):
         t = time.perf_counter()
         try:
-            loaded = load_item(item)
+            loaded = load_item(item, max_pixels=config.max_pixels)
             check_usable(item, loaded, config.recipe, config.depth)
             provider, reason = resolve_depth(config.depth, loaded.depth_m is not None,
                                              weights_dir=opts.weights_dir)

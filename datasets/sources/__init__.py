@@ -93,13 +93,24 @@ def list_items(name: str, root: Path | None = None, split: str | None = None) ->
     return sorted(items, key=lambda item: item.image_id)
 
 
-def load_item(item: SourceItem) -> LoadedImage:
+def load_item(item: SourceItem, max_pixels: int | None = None) -> LoadedImage:
     """Decode one item with the source that listed it.
 
+    Args:
+        item: A listed item.
+        max_pixels: Refuse an image (or depth image) whose header declares more pixels,
+            before decoding it (None: no limit).
+
     Raises:
-        InputError: The image or its depth cannot be used.
+        InputError: The image or its depth cannot be used, or is over ``max_pixels``.
         ConfigError: ``item.source`` is not registered.
     """
+    if max_pixels is not None:
+        from ..imageio import check_pixel_count
+
+        for path in (item.path, item.depth_path):
+            if path is not None:
+                check_pixel_count(path, max_pixels)
     return get_source(item.source).load_item(item)
 
 

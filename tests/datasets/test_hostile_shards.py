@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import degrade.cli as cli
 from ssr_datasets.errors import InputError
 from ssr_datasets.manifest import MANIFEST_NAME
 from ssr_datasets.reader import open_shards
-from ssr_datasets.shards import ShardInfo
+from ssr_datasets.shards import MAX_MEMBER_BYTES, ShardInfo, index_shard, iter_shard
 
 ESCAPE = "../other/train-000000.tar"
 
@@ -48,3 +49,31 @@ def test_verify_and_info_report_a_bad_shard_name_in_one_line(shard_set) -> None:
         assert res.output == (f"Error: {folder / MANIFEST_NAME}: shards[0]: shard name {ESCAPE!r} "
                               "is not a shard file name: expected a bare {split}-{index:06d}.tar "
                               "such as train-000000.tar\n")
+
+
+def test_oversized_member_is_refused_before_it_is_read(shard_set, tmp_path: Path) -> None:
+    # A header claiming 300 MB; the data is a sparse hole, so the file costs no disk or time
+    # unless a reader pulls the member into memory (WebDataset's expander did: 3.5 GB RSS for a
+    # 1.5 GB member).
+    size = 300 << 20
+    assert size > MAX_MEMBER_BYTES
+    info = tarfile.TarInfo("sample-a-000.hr.png")
+    info.size = size
+    header = info.tobuf(tarfile.PAX_FORMAT)
+    shard = tmp_path / "train-000000.tar"
+    with open(shard, "wb") as f:
+        f.write(header)
+        f.truncate(len(header) + -(-size // 512) * 512 + 1024)  # data, end-of-archive: zeros
+    why = (r"member 'sample-a-000\.hr\.png' is 314572800 bytes, over the readers' limit of "
+           rf"{MAX_MEMBER_BYTES} bytes")
+    with pytest.raises(InputError, match=why):
+        list(open_shards(str(shard)))
+    with pytest.raises(InputError, match=why):
+        list(iter_shard(shard))
+    with pytest.raises(InputError, match=why):
+        index_shard(shard)
+    # The limit is the caller's to lower: a real shard's 8x12 PNG members exceed 100 bytes.
+    folder, _ = shard_set(n_shards=1, per_shard=1)
+    assert len(list(open_shards(folder))) == 1
+    with pytest.raises(InputError, match="over the readers' limit of 100 bytes"):
+        list(open_shards(folder, max_member_bytes=100))
