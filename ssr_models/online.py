@@ -151,8 +151,9 @@ def degrade_batch(pending: PendingBatch, scale: int, kernel_size: int, delta: fl
     quality = pending.jpeg_quality
     if jpeg == "cpu":
         out = []
+        lr_host = lr.detach().cpu()  # one copy (and one sync) for the whole batch
         for i, q in enumerate(quality):
-            u8 = to_uint8(lr[i])
+            u8 = to_uint8(lr_host[i])
             out.append(torch.from_numpy(u8 if q is None else jpeg_roundtrip(u8, q)))
         lr = torch.stack(out).permute(0, 3, 1, 2).to(device).float().div_(255.0)
     else:
