@@ -34,6 +34,8 @@ imported); that is how CI checks it against the direct formula.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import triton
 import triton.language as tl
@@ -151,14 +153,17 @@ def apply_kernel_field_triton(hr: torch.Tensor, params: torch.Tensor, scale: int
         return out
     rgb = c == 3
     grid = (triton.cdiv(h * w, BLOCK), b if rgb else b * c)
-    _svblur_kernel[grid](
-        hr, field, out,
-        h * w, w, h_hr, w_hr, float(delta),
-        hr.stride(0), hr.stride(1), hr.stride(2),
-        field.stride(0), field.stride(1),
-        out.stride(0), out.stride(1),
-        float(dn), LOG_FLOOR,
-        RGB=rgb, C=c, K=kernel_size, S=scale, BLOCK=BLOCK,
-        num_warps=NUM_WARPS,
-    )
+    # Triton launches on the current CUDA device: make it the tensors' one (cuda:N, N > 0).
+    on_cuda = hr.device.type == "cuda"
+    with torch.cuda.device(hr.device) if on_cuda else contextlib.nullcontext():
+        _svblur_kernel[grid](
+            hr, field, out,
+            h * w, w, h_hr, w_hr, float(delta),
+            hr.stride(0), hr.stride(1), hr.stride(2),
+            field.stride(0), field.stride(1),
+            out.stride(0), out.stride(1),
+            float(dn), LOG_FLOOR,
+            RGB=rgb, C=c, K=kernel_size, S=scale, BLOCK=BLOCK,
+            num_warps=NUM_WARPS,
+        )
     return out
