@@ -266,7 +266,8 @@ def download_dataset(name: str | DatasetSpec, root: str | Path, split: str | Non
         if path.exists():
             checksum, digest = check_present(root, f, path)
             action: Action = "archive-present" if f.urls else "manual-present"
-            detail = "already downloaded, checksum " + checksum
+            detail = "already downloaded" + (", checksum verified" if checksum == "verified"
+                                              else "")
             if checksum == "unrecorded":
                 record = (digest, path.stat().st_size, None)
         else:
