@@ -86,7 +86,10 @@ def test_killed_build_leaves_no_process_and_resumes(tmp_path: Path, sig: signal.
     # Before the fix both workers, the Manager and the resource tracker lived on for 90 s+,
     # still writing shards, and SIGTERM skipped the clean stop that Ctrl-C makes.
     root, out = tmp_path / "in", tmp_path / "out"
-    write_folder(root, [f"im{i}" for i in range(6)], h=96, w=96)
+    write_folder(root, [f"im{i}" for i in range(5)], h=96, w=96)
+    # Sorted last, a larger image keeps a worker busy well after the first shard is recorded
+    # (about 0.4 s of CPU), so the kill lands mid-build however fast the machine.
+    write_folder(root, ["z_big"], seed=1, h=1024, w=1024)
     args = build_args(root, out, "--shard-size", "1")
     proc = subprocess.Popen([sys.executable, "-m", "degrade.cli", *args, "--workers", "2"],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
