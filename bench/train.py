@@ -227,7 +227,7 @@ def online_report(device: str = "cuda", config: str = "paper", steps: int = 30,
             for item in stream.items:  # fill the depth cache (once per image, as in a run)
                 from ssr_datasets.sources import load_item
 
-                stream._nearness(load_item(item))
+                stream.nearness(load_item(item))
             torch.manual_seed(0)
             model = create_model(sc.model, **sc.model_overrides)
             timed = _Timed(stream, dev)

@@ -19,6 +19,7 @@ each sample is decoded by one worker, once, and throughput grows with workers as
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -49,23 +50,25 @@ class BatchSource(Protocol):
         """Turn one planned ``work`` item into a batch (in a worker)."""
 
 
+@dataclass(frozen=True)
 class LoaderOptions:
     """Worker processes, prefetching and pinned memory of a stream.
 
-    Args:
+    Attributes:
         num_workers: DataLoader worker processes (0 = make batches in the calling process).
         prefetch_factor: Batches each worker keeps ready ahead (DataLoader's; workers > 0).
         pin_memory: Pin batches in page-locked memory so that ``batch.to("cuda",
             non_blocking=True)`` overlaps the copy with compute (CUDA training only).
     """
 
-    def __init__(self, num_workers: int = 0, prefetch_factor: int = 2,
-                 pin_memory: bool = False) -> None:
-        if num_workers < 0 or prefetch_factor < 1:
+    num_workers: int = 0
+    prefetch_factor: int = 2
+    pin_memory: bool = False
+
+    def __post_init__(self) -> None:
+        if self.num_workers < 0 or self.prefetch_factor < 1:
             raise ConfigError(f"need num_workers >= 0 and prefetch_factor >= 1, got "
-                              f"{num_workers}, {prefetch_factor}")
-        self.num_workers, self.prefetch_factor = num_workers, prefetch_factor
-        self.pin_memory = pin_memory
+                              f"{self.num_workers}, {self.prefetch_factor}")
 
 
 def worker_share(source: BatchSource, epoch: int, batch: int, worker: int,

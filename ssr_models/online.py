@@ -286,7 +286,7 @@ class OnlineStream:
             yield epoch, step, (step, picks)
             step += 1
 
-    def _nearness(self, loaded: Any) -> np.ndarray:
+    def nearness(self, loaded: Any) -> np.ndarray:
         """Nearness (H, W) float32 of a loaded image, on the shards' uint16 grid.
 
         ``prior`` and learned maps go through the depth cache, keyed by the image's pixels,
@@ -332,7 +332,7 @@ class OnlineStream:
             if min(h, w) < c:
                 raise InputError(item.portable_path, f"image {h}x{w} is smaller than the {c} px "
                                                      "crop; lower crop_hr or leave it out")
-            near_img = self._nearness(loaded)
+            near_img = self.nearness(loaded)
             for k in range(self.crops_per_image):
                 i = j * self.crops_per_image + k
                 rng = philox(self.seed, step, self.rank, i, _TAG_CROP)

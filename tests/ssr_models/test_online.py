@@ -132,6 +132,27 @@ def test_ranks_take_disjoint_images(images: Path) -> None:
     assert per_rank[0] != per_rank[1]
 
 
+def test_prior_once_per_image(images: Path, tmp_path: Path,
+                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The prior runs once per image (not per crop or step), then comes from the depth cache."""
+    from degrade.depth import prior
+
+    calls: list[tuple[int, int]] = []
+    real = prior.prior_nearness
+
+    def counting(rgb: np.ndarray) -> tuple[np.ndarray, dict]:
+        calls.append(rgb.shape[:2])
+        return real(rgb)
+
+    monkeypatch.setattr(prior, "prior_nearness", counting)
+    spec = OnlineSpec("folder", root=str(images), depth="prior", depth_cache=str(tmp_path))
+    first = take(OnlineStream(spec, CROP, 4, seed=0, crops_per_image=2), 4)  # 8 images loaded
+    assert len(calls) == 4  # the folder's 4 images, once each
+    again = take(OnlineStream(spec, CROP, 4, seed=0, crops_per_image=2), 4)
+    assert len(calls) == 4
+    assert_same(again, first)
+
+
 def test_bad_settings(images: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="multiple of the scale 4"):
         OnlineStream(OnlineSpec("folder", root=str(images)), 18, 2, seed=0)
