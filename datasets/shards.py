@@ -15,6 +15,7 @@ import io
 import os
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -178,8 +179,9 @@ def write_shard(path: str | os.PathLike[str], samples: Iterable[Sample], threads
     # The bytes are hashed as they are written, so a remote shard is never read back.
     with storage.atomic_writer(name) as f:
         out = _HashingWriter(f)
-        with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            encoded = map_threads(lambda smp: (smp, encode_sample(smp)), samples, threads)
+        # closing(): on an error the encoding threads stop here, not when the traceback dies
+        encoded = map_threads(lambda smp: (smp, encode_sample(smp)), samples, threads)
+        with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar, closing(encoded):
             for sample, members in encoded:
                 if sample.key in seen:
                     raise SchemaError(f"sample {sample.key!r}", f"duplicate key in {name}")
