@@ -195,12 +195,13 @@ class _Timed:
 
 def online_report(device: str = "cuda", config: str = "paper", steps: int = 30,
                   stages: tuple[str, ...] = STAGES, warmup: int = 5,
-                  num_workers: int | None = None) -> dict[str, Any]:
+                  num_workers: int | None = None, jpeg: str | None = None) -> dict[str, Any]:
     """Train ``config``'s stages with online degradation; return step time and data wait.
 
     Source: the ``sample`` photos (offline), prior depth (cached once per image before
     timing), the stage's crop, batch, JPEG path (``data.online_jpeg``) and Trainer settings;
-    workers = the config's ``num_workers`` capped at the machine's cores.
+    ``num_workers`` None = the machine's cores less two (the training process and the
+    pin-memory thread keep one each); ``jpeg`` "cpu" or "kornia" overrides the config's.
 
     Returns:
         ``{stage: {"step_ms", "data_wait_ms", "data_wait_fraction", "crops_per_s", "batch",
@@ -217,9 +218,10 @@ def online_report(device: str = "cuda", config: str = "paper", steps: int = 30,
     with tempfile.TemporaryDirectory() as tmp:
         for stage in stages:
             sc = cfg.stage(stage)
-            workers = min(sc.data.num_workers if num_workers is None else num_workers,
-                          os.cpu_count() or 1)
-            spec = OnlineSpec("sample", depth="prior", jpeg=sc.data.online_jpeg,
+            # "With the machine's cores": all but two (the training process, the pin thread).
+            workers = (max(1, (os.cpu_count() or 1) - 2) if num_workers is None
+                       else num_workers)
+            spec = OnlineSpec("sample", depth="prior", jpeg=jpeg or sc.data.online_jpeg,  # type: ignore[arg-type]
                               depth_cache=str(Path(tmp) / "depth"))
             stream = OnlineStream(spec, sc.data.crop_hr, sc.data.batch_size, seed=0,
                                   num_workers=workers, pin_memory=dev.type == "cuda",
@@ -241,7 +243,7 @@ def online_report(device: str = "cuda", config: str = "paper", steps: int = 30,
                           "data_wait_fraction": wait_s / step_s,
                           "crops_per_s": sc.data.batch_size / step_s,
                           "batch": sc.data.batch_size, "crop": sc.data.crop_hr,
-                          "workers": workers, "jpeg": sc.data.online_jpeg, "amp": tcfg.amp}
+                          "workers": workers, "jpeg": spec.jpeg, "amp": tcfg.amp}
     return out
 
 
