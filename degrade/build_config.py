@@ -62,6 +62,7 @@ class DepthOptions:
     cache_dir: str | None = None  # None = $SSR_BENCH_CACHE/depth or ~/.cache/ssr-bench/depth
     use_cache: bool = True
     batch_size: int = 4  # images per learned-depth forward pass
+    allow_download: bool = False  # --allow-download: fetch absent learned weights from the hub
 
 
 @dataclass(frozen=True)

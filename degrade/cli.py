@@ -15,7 +15,7 @@ import click
 from ssr_datasets.formats import DEFAULT_MAX_PIXELS
 from ssr_datasets.sources import SOURCE_NAMES
 
-from .cli_support import device_option, library_errors, sigterm_as_interrupt
+from .cli_support import allow_download_option, device_option, library_errors, sigterm_as_interrupt
 from .depth import DepthRequest
 
 # The registries themselves (both import lazily what their entries need, so --help stays fast).
@@ -64,8 +64,11 @@ def main() -> None:
               help="Where images come from: 'sample' = scikit-image's photos (offline; motorcycle "
                    "has real depth), 'folder' = every png/jpg/bmp/tif/webp under --root.")
 @click.option("--root", type=click.Path(path_type=Path), default=None,
-              help="Folder of the 'folder' source. Depth beside an image: <stem>.depth.npy "
-                   "(float32 metres) or <stem>_depth.png (uint16 millimetres, 0 = unknown).")
+              help="The data set's folder, for every source but 'sample': 'folder' reads every "
+                   "image under it (depth beside an image: <stem>.depth.npy, float32 metres, or "
+                   "<stem>_depth.png, uint16 millimetres, 0 = unknown); the others read their "
+                   "own layout there (e.g. div2k: ROOT/DIV2K_valid_HR; see `degrade datasets "
+                   "list`).")
 @click.option("--recipe", default="ssr", show_default=True,
               help="Built-in recipe (ssr, ssr-nonoise, ssr-nojpeg, ssr-wide, cmos-defocus, iso, "
                    "aniso) or the path of your own recipe .yaml; see manifests/recipes/.")
@@ -81,6 +84,7 @@ def main() -> None:
 @click.option("--depth-weights", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Folder with the checkpoint (the model folder, or one holding <org>--<name>/); "
                    "default: $SSR_BENCH_DEPTH_WEIGHTS, then the Hugging Face cache.")
+@allow_download_option()
 @device_option(what="Torch device of the degradation (blur and noise in batches; JPEG and PNG "
                    "encoding then run on CPU threads; a GPU build agrees with a CPU build to "
                    "float32 precision) and of the learned depth model")
@@ -133,7 +137,8 @@ def main() -> None:
                    "manifest.json, preview.png.")
 @library_errors
 def build(source: str, root: Path | None, recipe: str, depth: str, depth_model: str | None,
-          depth_weights: Path | None, device: str, depth_cache: Path | None, no_depth_cache: bool,
+          depth_weights: Path | None, allow_download: bool, device: str, depth_cache: Path | None,
+          no_depth_cache: bool,
           depth_batch: int, scale: int | None,
           kernel_size: int | None, seed: int, samples_per_image: int,
           crop: tuple[int, int] | None, workers: int, cluster: str | None, shard_size: int,
@@ -148,7 +153,7 @@ def build(source: str, root: Path | None, recipe: str, depth: str, depth_model: 
       degrade build --source folder --root ~/photos --recipe ssr --crop 256 256 \\
           --samples-per-image 4 --workers 2 --out out/photos
       degrade build --recipe cmos-defocus --depth gt --out out/cmos   # images with depth only
-      degrade build --source div2k --root ~/data --split valid --depth midas \
+      degrade build --source div2k --root ~/data --split valid --depth midas \\
           --depth-weights ~/weights --out out/div2k-valid
 
     Rerunning the same command resumes: complete shards whose checksum matches are kept.
@@ -169,7 +174,8 @@ def build(source: str, root: Path | None, recipe: str, depth: str, depth_model: 
                          **({"max_pixels": max_pixels} if max_pixels is not None else {}))
     depth_options = DepthOptions(weights_dir=str(depth_weights) if depth_weights else None,
                                  cache_dir=str(depth_cache) if depth_cache else None,
-                                 use_cache=not no_depth_cache, batch_size=depth_batch)
+                                 use_cache=not no_depth_cache, batch_size=depth_batch,
+                                 allow_download=allow_download)
     bars: list[tqdm] = []  # made on the first report, so that fail-fast errors print alone
 
     def progress(done: int, total: int) -> None:

@@ -54,6 +54,15 @@ def device_option(default: str = "cpu", what: str = "Torch device") -> Callable[
                              "cpu; N = GPU index).")
 
 
+def allow_download_option() -> Callable[[Any], Any]:
+    """Return the ``--allow-download`` flag of every command that may need learned depth weights."""
+    return click.option("--allow-download", is_flag=True,
+                        help="Let a learned depth model (midas, depth-anything) whose weights are "
+                             "not on disk fetch them from the Hugging Face hub into its cache "
+                             "(off by default: everything runs offline; never while "
+                             "HF_HUB_OFFLINE is set).")
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Make SIGTERM (``kill PID``, a job scheduler, ``docker stop``) act like Ctrl-C inside.

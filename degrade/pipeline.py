@@ -165,7 +165,7 @@ def _degrade_group(group: list[SourceItem], config: BuildConfig, opts: DepthOpti
                 provider, [r[2].rgb for r in batch], [r[2].depth_m for r in batch],
                 [r[2].pixel_sha256 for r in batch], model=config.depth_model,
                 weights_dir=opts.weights_dir, device=config.depth_device, cache=cache,
-                batch_size=opts.batch_size)
+                batch_size=opts.batch_size, allow_download=opts.allow_download)
         except InputError:
             # one bad depth map must not cost the others: redo this provider image by image
             results = []
@@ -174,7 +174,8 @@ def _degrade_group(group: list[SourceItem], config: BuildConfig, opts: DepthOpti
                     results.extend(estimate_nearness_batch(
                         provider, [r[2].rgb], [r[2].depth_m], [r[2].pixel_sha256],
                         model=config.depth_model, weights_dir=opts.weights_dir,
-                        device=config.depth_device, cache=cache, batch_size=1))
+                        device=config.depth_device, cache=cache, batch_size=1,
+                        allow_download=opts.allow_download))
                 except InputError as exc:
                     out[r[0]] = (r[1], [], exc.reason)
                     results.append(None)
@@ -241,7 +242,7 @@ def build(
     opts = depth_options or DepthOptions()
     # A learned model without weights fails here, before any image is read.
     check_depth_provider(config.depth, model=config.depth_model, weights_dir=opts.weights_dir,
-                         device=config.depth_device)
+                         device=config.depth_device, allow_download=opts.allow_download)
     storage = Storage(out_dir)
     if cluster is not None:
         storage = _storage_for_cluster(storage)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from degrade.cli_support import device_option, library_errors
+from degrade.cli_support import allow_download_option, device_option, library_errors
 
 from .cli_options import MetricList
 
@@ -100,6 +100,7 @@ def _tqdm_progress() -> Callable[[str, int], Callable[[int], None]]:
 @click.option("--depth", type=click.Choice(["auto", "gt", "prior", "midas", "depth-anything"]),
               default=None, help="Depth provider of the synthetic test sets instead of the "
                                  "table's (prior); a learned one needs its weights.")
+@allow_download_option()
 @click.option("--work-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Where test sets, LR exports and SR outputs are kept. Default: "
                    "$SSR_BENCH_CACHE/tables or ~/.cache/ssr-bench/tables.")
@@ -118,7 +119,8 @@ def run_cmd(table: str, methods: tuple[str, ...], data_root: Path | None,
             dataset_roots: tuple[str, ...], stand_in: str | None, paper_only: bool,
             fmt: str | None, out: Path | None,
             metric_names: list[str] | None, max_images: int | None, depth: str | None,
-            work_dir: Path | None, device: str, tile: int, overlap: int, weights_dir: Path | None,
+            allow_download: bool, work_dir: Path | None, device: str, tile: int, overlap: int,
+            weights_dir: Path | None,
             cache_dir: Path | None, no_cache: bool, no_previews: bool) -> None:
     """Rebuild a table of the SSR paper and print it beside the paper's numbers.
 
@@ -168,7 +170,7 @@ def run_cmd(table: str, methods: tuple[str, ...], data_root: Path | None,
                          cache=cache, previews=not no_previews and fmt == "html",
                          progress=_tqdm_progress(),
                          command=" ".join(shlex.quote(a) for a in ["ssr-eval", *sys.argv[1:]]),
-                         paper_only=paper_only)
+                         paper_only=paper_only, allow_download=allow_download)
     try:
         result = run_table(spec, options)
     finally:

@@ -214,19 +214,38 @@ def require_transformers() -> None:
                           f"{EXTRA_HINT}")
 
 
+def missing_files(folder: Path) -> list[str]:
+    """Return the checkpoint files absent from ``folder`` (a weight file counts as one, named
+    ``model.safetensors``); all of them when the folder does not exist."""
+    absent = [f for f in NEEDED_FILES if not (folder / f).is_file()]
+    if not any((folder / f).is_file() for f in WEIGHT_FILES):
+        absent.append(WEIGHT_FILES[0])
+    return absent
+
+
 def missing_weights_error(model_id: str, looked: list[str], weights_dir: str | None) -> MissingAssetError:
-    """Build the error for absent weights: model id, every place looked in, fetch command."""
+    """Build the error for absent weights: model id, every place looked in, fetch command.
+
+    A folder looked in that holds part of a checkpoint is named with only its missing files
+    (an interrupted copy), instead of calling every file missing.
+    """
     org, name = model_id.split("/")
     weights_dir = weights_dir if weights_dir is not None else default_weights_dir()
     target = Path(weights_dir).expanduser() if weights_dir else Path("DIR")
     dest = target / f"{org}--{name}"
+    partial = next((Path(p) for p in looked if Path(p).is_dir()
+                    and len(missing_files(Path(p))) < len(NEEDED_FILES) + 1), None)
+    absent = missing_files(partial if partial is not None else dest)
     hint = (f"looked in: {'; '.join(looked)}. On a connected machine run "
             f"`hf download {model_id} --local-dir {dest}` (older huggingface_hub: "
             f"`huggingface-cli download {model_id} --local-dir {dest}`), copy {target} here and "
-            f"pass `--depth-weights {target}` (or set {WEIGHTS_ENV}={target}); or allow downloads "
-            "explicitly (allow_download=True, HF_HUB_OFFLINE unset)")
+            f"pass `--depth-weights {target}` (or set {WEIGHTS_ENV}={target}); or pass "
+            "--allow-download to fetch it into the Hugging Face cache")
+    if partial is not None:
+        present = [f for f in (*NEEDED_FILES, WEIGHT_FILES[0]) if f not in absent]
+        hint = f"{partial} holds {', '.join(present)} already; " + hint
     if hf_offline():
         hint += "; HF_HUB_OFFLINE is set, so nothing is downloaded"
-    return MissingAssetError(f"depth model {model_id} (config.json, preprocessor_config.json, "
-                             "model.safetensors)", dest, url=f"https://huggingface.co/{model_id}",
-                             hint=hint)
+    return MissingAssetError(f"depth model {model_id} ({', '.join(absent)})",
+                             partial if partial is not None else dest,
+                             url=f"https://huggingface.co/{model_id}", hint=hint)

@@ -66,6 +66,7 @@ class RunOptions:
         progress: Progress callback (the CLI passes tqdm bars).
         command: The command line, recorded in the provenance.
         paper_only: Look for no data and run nothing: every group shows the paper's numbers.
+        allow_download: A learned depth provider (``depth``) may fetch absent weights.
     """
 
     roots: Roots
@@ -82,6 +83,7 @@ class RunOptions:
     progress: Progress | None = None
     command: str = ""
     paper_only: bool = False
+    allow_download: bool = False
 
 
 class _Footnotes:
@@ -237,7 +239,8 @@ def _build(group: GroupSpec, config: Any, spec: TableSpec, options: RunOptions) 
                           f"but table {spec.name} is x{spec.scale}")
     progress = options.progress
     if progress is None:
-        return synthetic_testset(group, config, options.work_dir)
+        return synthetic_testset(group, config, options.work_dir,
+                                 allow_download=options.allow_download)
     state: dict[str, Any] = {"done": 0, "bar": None}
 
     def update(done: int, total: int) -> None:
@@ -246,7 +249,8 @@ def _build(group: GroupSpec, config: Any, spec: TableSpec, options: RunOptions) 
         state["bar"](done - state["done"])
         state["done"] = done
 
-    return synthetic_testset(group, config, options.work_dir, on_progress=update)
+    return synthetic_testset(group, config, options.work_dir, on_progress=update,
+                             allow_download=options.allow_download)
 
 
 def _not_found(group: GroupSpec, rows: list[RowSpec], spec: TableSpec, metrics: list[str],

@@ -169,19 +169,23 @@ def degrade_command(config: BuildConfig, out: Path) -> str:
 
 
 def synthetic_testset(group: GroupSpec, config: BuildConfig, work_dir: Path,
-                      on_progress: Callable[[int, int], None] | None = None) -> TestSet:
+                      on_progress: Callable[[int, int], None] | None = None,
+                      allow_download: bool = False) -> TestSet:
     """Build the group's shard set if missing or not matching its manifest; return it.
+
+    ``allow_download``: a learned depth provider may fetch absent weights (``--allow-download``).
 
     Raises:
         ConfigError, InputError: from the build (a bad input under ``strict`` is not used here:
             skipped inputs are recorded in the manifest and in ``info["skipped"]``).
     """
-    from degrade.pipeline import build
+    from degrade.pipeline import DepthOptions, build
 
     out = work_dir / "testsets" / testset_dir_name(config)
     if not _complete(out, config):
         build(config, out, overwrite=True, on_progress=on_progress, preview=False,
-              command=degrade_command(config, out))
+              command=degrade_command(config, out),
+              depth_options=DepthOptions(allow_download=allow_download))
     manifest = read_manifest(out)
     shards = manifest_shards(out, manifest)
     keys = [k for info in shards for k in info.keys]

@@ -219,7 +219,27 @@ def test_encode_png_rejects_unsupported_arrays(img):
 
 
 def test_decode_png_rejects_garbage():
-    with pytest.raises(InputError, match="corrupt or truncated PNG"):
+    with pytest.raises(InputError, match="not a PNG"):
         decode_png(b"\x89PNG garbage")
     with pytest.raises(InputError, match="empty PNG data"):
         decode_png(b"")
+
+
+def test_damaged_png_member_is_one_line_without_raw_libpng_output(capfd, rgb):
+    # `degrade verify` on a shard with a damaged lr.png printed libpng's own "libpng error: ..."
+    # line (from C, straight to fd 2) above its report; now the damage is found first.
+    good = encode_png(np.tile(rgb, (8, 8, 1)))
+    idat = good.index(b"IDAT") - 4
+    flipped = bytearray(good)
+    flipped[idat + 20:idat + 28] = bytes(b ^ 0xFF for b in flipped[idat + 20:idat + 28])
+    cv2.imdecode(np.frombuffer(bytes(flipped), np.uint8), cv2.IMREAD_UNCHANGED)  # the old path
+    assert "libpng error" in capfd.readouterr().err
+    with pytest.raises(InputError, match=f"corrupt PNG: chunk 'IDAT' at byte {idat} fails its CRC "
+                                         f"\\({len(good)} bytes\\)$"):
+        decode_png(bytes(flipped))
+    with pytest.raises(InputError, match=f"truncated PNG: chunk 'IDAT' at byte {idat} needs"):
+        decode_png(good[:idat + 30])
+    with pytest.raises(InputError, match="truncated PNG: no IEND chunk"):
+        decode_png(good[:-12])
+    np.testing.assert_array_equal(decode_png(good)[:10, :14], rgb)
+    assert "libpng" not in capfd.readouterr().err

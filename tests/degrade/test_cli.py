@@ -155,6 +155,23 @@ def test_interrupt_says_how_to_resume(image_folder: Path, tmp_path: Path,
 # ---------------------------------------------------------------- option errors
 
 
+def test_allow_download_reaches_the_depth_check(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # The missing-weights message tells users to pass --allow-download: the flag must exist and
+    # reach the learned provider (here the check is replaced: no network in tests).
+    seen: list[bool] = []
+
+    def check(provider: str, **kw: object) -> None:
+        seen.append(bool(kw["allow_download"]))
+        raise pipeline.ConfigError("stop here")
+
+    monkeypatch.setattr(pipeline, "check_depth_provider", check)
+    for extra in ((), ("--allow-download",)):
+        res = invoke("build", "--depth", "midas", *extra, "--out", str(tmp_path / "o"))
+        assert res.exit_code != 0 and "stop here" in res.output
+    assert seen == [False, True]
+
+
 def test_unknown_recipe_suggests_the_closest_name(tmp_path: Path) -> None:
     res = invoke("build", "--recipe", "ssr-wid", "--out", str(tmp_path / "o"))
     assert res.exit_code == 1

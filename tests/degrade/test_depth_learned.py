@@ -145,6 +145,25 @@ def test_missing_weights_fail_before_any_work(tmp_path: Path, offline: Path,
         check_depth_provider("depth-anything", model="base", allow_download=True)
 
 
+def test_partial_weights_folder_names_only_the_missing_files(models: dict[str, Path],
+                                                             tmp_path: Path) -> None:
+    # An interrupted copy (configs there, no weights) used to be reported as all files missing,
+    # with a fix (allow_download=True) that no command line can give.
+    folder = tmp_path / "w" / "Intel--dpt-hybrid-midas"
+    shutil.copytree(models["hybrid"], folder)
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(MissingAssetError) as err:
+        check_depth_provider("midas", weights_dir=str(tmp_path / "w"))
+    msg = str(err.value)
+    assert msg.startswith(f"missing depth model {MIDAS} (model.safetensors): put it in {folder};")
+    assert f"{folder} holds config.json, preprocessor_config.json already" in msg
+    assert "--allow-download" in msg and "allow_download=True" not in msg
+    empty = tmp_path / "empty"
+    with pytest.raises(MissingAssetError, match=r"\(config.json, preprocessor_config.json, "
+                                                r"model.safetensors\): put it in "):
+        check_depth_provider("midas", weights_dir=str(empty))
+
+
 def test_missing_transformers_names_the_extra(monkeypatch: pytest.MonkeyPatch, models: dict[str, Path],
                                               tmp_path: Path) -> None:
     root = weights_dir_with(tmp_path, {MIDAS: models["hybrid"]})
