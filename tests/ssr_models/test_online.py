@@ -153,7 +153,7 @@ def test_prior_once_per_image(images: Path, tmp_path: Path,
     assert_same(again, first)
 
 
-def test_bad_settings(images: Path, tmp_path: Path) -> None:
+def test_bad_settings(images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError, match="multiple of the scale 4"):
         OnlineStream(OnlineSpec("folder", root=str(images)), 18, 2, seed=0)
     with pytest.raises(ConfigError, match="online_jpeg"):
@@ -161,6 +161,11 @@ def test_bad_settings(images: Path, tmp_path: Path) -> None:
     write_folder(tmp_path / "flat", ["z"])
     with pytest.raises(InputError, match="ground-truth depth"):
         OnlineStream(OnlineSpec("folder", root=str(tmp_path / "flat"), depth="gt"), CROP, 2, 0)
+    monkeypatch.setattr("degrade.depth._learned_available", lambda: None)  # no weights here
+    with pytest.raises(ConfigError, match="--depth cache needs a learned depth model"):
+        OnlineStream(OnlineSpec("folder", root=str(images), depth="cache"), CROP, 2, 0)
+    with pytest.raises(ConfigError, match="holds real LR/HR pairs"):
+        OnlineStream(OnlineSpec("drealsr", root=str(tmp_path)), CROP, 2, 0)
     big = OnlineStream(OnlineSpec("folder", root=str(images), depth="gt"), 64, 1, seed=0)
     with pytest.raises(InputError, match="smaller than the 64 px crop"):
         take(big, 1)
