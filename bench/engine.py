@@ -124,8 +124,9 @@ def gpu_engine_report(device: str = "cuda", batches: tuple[int, ...] = GPU_BATCH
     Returns:
         ``{"device", "gpu", "image", "recipe", "kernel_size", "scale", "batches": {b: {"fused_ms",
         "conv_ms", "ratio", "fused_img_s", "conv_img_s"}}, "torch_backend_ms", "cpu_backend",
-        "max_abs_err_255", "deterministic", "versions"}``; ``*_ms`` are per batch call, ``ratio``
-        is fused / conv (the target is <= 0.2).
+        "max_abs_err_255", "deterministic", "backward", "versions"}``; ``*_ms`` are per batch
+        call, ``ratio`` is fused / conv (the target is <= 0.2); ``backward`` compares the fused
+        backward with the autograd backend on training crops (see :func:`_backward_report`).
     """
     import triton
 
@@ -169,6 +170,7 @@ def gpu_engine_report(device: str = "cuda", batches: tuple[int, ...] = GPU_BATCH
         del hr_b, field_b
     t_torch = _device_best(lambda: apply_kernel_field(hr1, field1, s, k, recipe.delta_px,
                                                       backend="torch"), on_gpu, 1, calls=1)
+    backward = _backward_report(hr1, field1, s, k, recipe.delta_px, on_gpu, repeats)
     got = fused(hr1, field1)
     again = fused(hr1, field1)
     cpu_backend = select_backend(hr_cpu, field_cpu, k, recipe.delta_px)
@@ -179,10 +181,46 @@ def gpu_engine_report(device: str = "cuda", batches: tuple[int, ...] = GPU_BATCH
         "image": f"{rgb.shape[1]}x{rgb.shape[0]} RGB", "recipe": recipe.name,
         "kernel_size": k, "scale": s, "batches": rows, "torch_backend_ms": t_torch * 1e3,
         "cpu_backend": cpu_backend, "max_abs_err_255": err,
-        "deterministic": bool(torch.equal(got, again)),
+        "deterministic": bool(torch.equal(got, again)), "backward": backward,
         "versions": {"torch": torch.__version__, "triton": triton.__version__,
                      "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()},
     }
+
+
+BACKWARD_CROP, BACKWARD_BATCH = 256, 16  # a training step's crops (HR px) and batch
+
+
+def _backward_report(hr: torch.Tensor, field: torch.Tensor, s: int, k: int, delta: float,
+                     on_gpu: bool, repeats: int) -> dict:
+    """Forward + backward (d/d hr, d/d field) of the fused and the autograd backends on crops.
+
+    Returns ``{"crop", "batch", "fused_ms", "autograd_ms", "ratio", "max_grad_diff"}`` (ms per
+    batch; ``max_grad_diff`` relative to the largest gradient), or ``{"error": ...}`` when the
+    fused backward fails, so that the forward figures still come back.
+    """
+    c, b = BACKWARD_CROP, (BACKWARD_BATCH if on_gpu else 1)
+    if not on_gpu:
+        c = min(c, hr.shape[2], hr.shape[3]) // s * s
+    x0 = hr[:, :, :c, :c].expand(b, -1, -1, -1).contiguous()
+    f0 = field[:, :, : c // s, : c // s].expand(b, -1, -1, -1).contiguous()
+    up = torch.randn(b, x0.shape[1], c // s, c // s, generator=torch.Generator().manual_seed(0))
+    up = up.to(hr.device)
+
+    def step(backend: str) -> tuple[torch.Tensor, torch.Tensor]:
+        x, f = x0.clone().requires_grad_(True), f0.clone().requires_grad_(True)
+        (apply_kernel_field(x, f, s, k, delta, backend=backend) * up).sum().backward()
+        return x.grad, f.grad
+
+    try:
+        t_fused = _device_best(lambda: step("triton"), on_gpu, repeats)
+        t_auto = _device_best(lambda: step("autograd"), on_gpu, repeats)
+        (gx, gf), (rx, rf) = step("triton"), step("autograd")
+        diff = max(float((gx - rx).abs().max() / rx.abs().max()),
+                   float((gf - rf).abs().max() / rf.abs().max()))
+    except Exception as exc:  # a report, not a crash: the forward figures still matter
+        return {"error": f"{type(exc).__name__}: {exc}"[:300]}
+    return {"crop": c, "batch": b, "fused_ms": t_fused * 1e3, "autograd_ms": t_auto * 1e3,
+            "ratio": t_fused / t_auto, "max_grad_diff": diff}
 
 
 def _device_best(fn, on_gpu: bool, repeats: int, calls: int = 5) -> float:
@@ -226,6 +264,14 @@ def format_gpu_report(r: dict) -> str:
         lines.append(f"  {b:>5}  {row['fused_ms']:9.3f}  {row['fused_img_s']:11.0f}  "
                      f"{row['conv_ms']:9.3f}  {row['conv_img_s']:12.0f}  {row['ratio']:12.3f}")
     lines.append(f"  torch backend, batch 1: {r['torch_backend_ms']:.1f} ms")
+    bw = r["backward"]
+    if "error" in bw:
+        lines.append(f"  fused backward failed: {bw['error']}")
+    else:
+        lines.append(f"  forward+backward, {bw['batch']} crops of {bw['crop']} px: fused "
+                     f"{bw['fused_ms']:.2f} ms, autograd backend {bw['autograd_ms']:.2f} ms "
+                     f"(ratio {bw['ratio']:.3f}); gradients agree to {bw['max_grad_diff']:.1e} "
+                     "of their largest entry")
     lines.append(f"  max |fused - {r['cpu_backend']} backend on CPU| = {r['max_abs_err_255']:.2e} "
                  f"(0-255 scale); two runs bit-identical: {r['deterministic']}")
     return "\n".join(lines)

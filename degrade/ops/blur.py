@@ -21,8 +21,9 @@ Four backends compute the same sum (each is tested against the literal formula):
 * ``"triton"``, the GPU fast path (:mod:`degrade.ops.blur_triton`): one fused kernel computes
   each LR pixel's K*K weights in registers and accumulates all channels in one pass, in float32,
   without atomics. ``auto`` picks it for CUDA tensors when triton is installed and no input
-  requires grad (it has no backward: with grad, ``auto`` takes ``autograd`` and an explicit
-  ``"triton"`` is refused). On a CPU it runs only under Triton's interpreter (tests).
+  requires grad. Asked for explicitly with inputs that require grad, it runs a fused backward
+  too (:mod:`degrade.ops.blur_triton_grad`); ``auto`` keeps ``autograd`` for those until that
+  backward is measured on a GPU. On a CPU it runs only under Triton's interpreter (tests).
 * ``"torch"``, pure torch on any device (CUDA included), chunked over LR rows:
 
 How the torch path stays fast on a CPU (measured in bench/engine.py):
@@ -89,13 +90,10 @@ def triton_available() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
-def _triton_problem(hr: torch.Tensor, grad: bool) -> str | None:
+def _triton_problem(hr: torch.Tensor) -> str | None:
     """Return why the fused kernel cannot run these inputs, or None when it can."""
     if not triton_available():
         return "needs triton: pip install 'ssr-bench[gpu]'"
-    if grad:
-        return ("has no backward and an input requires grad; use backend='autograd' "
-                "(or 'auto', which picks it)")
     if hr.dtype not in _TRITON_DTYPES:
         return f"reads float32, float16 or bfloat16, got {hr.dtype}"
     if hr.device.type != "cuda" and not interpreting():
@@ -127,8 +125,10 @@ def select_backend(hr: torch.Tensor, params: torch.Tensor, kernel_size: int, del
     grad = hr.requires_grad or params.requires_grad
     if backend == "autograd" or (backend == "auto" and grad):
         return "autograd"
+    # auto + grad took autograd above: the fused backward (explicit "triton") is not yet measured
+    # on a GPU against it, so auto keeps the path whose speed is known.
     if backend == "triton" or (backend == "auto" and hr.device.type == "cuda"):
-        problem = _triton_problem(hr, grad)
+        problem = _triton_problem(hr)
         if problem is None:
             return "triton"
         if backend == "triton":
@@ -259,6 +259,10 @@ def _apply_triton(hr: torch.Tensor, params: torch.Tensor, scale: int, kernel_siz
 
     d = tap_offsets(kernel_size, delta)  # float32, as the kernel computes its offsets
     dn = float(d[int(torch.argmin(d.abs()))])
+    if hr.requires_grad or params.requires_grad:
+        from .blur_triton_grad import TritonBlur
+
+        return TritonBlur.apply(hr, params, scale, kernel_size, delta, dn).to(hr.dtype)
     return apply_kernel_field_triton(hr, params, scale, kernel_size, delta, dn).to(hr.dtype)
 
 
