@@ -61,7 +61,7 @@ class DepthOptions:
     weights_dir: str | None = None  # --depth-weights; None = $SSR_BENCH_DEPTH_WEIGHTS, HF cache
     cache_dir: str | None = None  # None = $SSR_BENCH_CACHE/depth or ~/.cache/ssr-bench/depth
     use_cache: bool = True
-    batch_size: int = 4  # images per learned-depth forward pass
+    batch_size: int = 4  # images per group: one learned-depth forward pass, one blur batch
     allow_download: bool = False  # --allow-download: fetch absent learned weights from the hub
 
 

@@ -94,7 +94,7 @@ def main() -> None:
                    "$SSR_BENCH_CACHE/depth or ~/.cache/ssr-bench/depth.")
 @click.option("--no-depth-cache", is_flag=True, help="Neither read nor write the depth cache.")
 @click.option("--depth-batch", type=click.IntRange(1), default=4, show_default=True,
-              help="Images per learned-depth forward pass.")
+              help="Images per learned-depth forward pass and per blur batch on the device.")
 @click.option("--scale", type=click.IntRange(1, 16), default=None,
               help="Downsampling factor s (default: the recipe's, 4).")
 @click.option("--kernel-size", type=click.IntRange(1, 99), default=None,

@@ -88,7 +88,8 @@ def run_shard(task: ShardTask, config: BuildConfig, out_dir: str,
     """Degrade every input of one shard and write it atomically; bad inputs become skips.
 
     Inputs go in groups of ``depth_options.batch_size``: load, nearness (learned models run one
-    batched pass per group and reuse the depth cache), then the degradations.
+    batched pass per group and reuse the depth cache), then the degradations (one blur + noise
+    batch per group on ``config.device``; encoding on :func:`encode_threads` threads).
     ``out_dir`` is a local folder or an fsspec URL, as seen from the process that runs this.
     """
     from .sample import StageTimes
