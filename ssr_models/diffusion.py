@@ -366,7 +366,8 @@ class DiffusionSR(nn.Module):
     @torch.no_grad()
     def validation_step(self, batch: Any) -> dict[str, float]:
         """Return {"psnr", "psnr_bicubic"} (dB) of a ``val_steps``-step sample vs HR."""
-        g = torch.Generator().manual_seed(self.config.val_seed)
+        # On the batch's device: torch.randn(device="cuda") refuses a CPU generator.
+        g = torch.Generator(device=batch.lr.device).manual_seed(self.config.val_seed)
         sr = self.sample(batch.lr, batch.kernel, batch.nearness, steps=self.config.val_steps,
                          generator=g, scale=batch.scale, kernel_size=batch.kernel_size, delta=batch.delta)
         bic = ((self.upsample(batch.lr, sr.shape[-2:]) + 1) / 2).clamp(0, 1)

@@ -1,0 +1,126 @@
+"""Training step time of a config's models by precision (fp32, fp16, bf16) and torch.compile.
+
+Each variant trains a fresh model through the real Trainer (fused AdamW on CUDA, EMA, clipping)
+on one synthetic batch of the stage's crop and batch size that already sits on the device, so
+the figure is pure compute: the median gap between two consecutive batch requests, after the
+warm-up steps (the first compiled step, which includes compilation, is reported apart). The
+Trainer syncs once per step (it reads the loss), so the gaps are real GPU time.
+
+    python bench/step_timing.py --device cuda [--config paper] [--compile]
+
+``bench/gpu_check.py`` calls :func:`step_times` (precision) and :func:`compile_times`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ssr_models import create_model  # noqa: E402
+from ssr_models.batch import Batch  # noqa: E402
+from ssr_models.configs import STAGES, load_train_config  # noqa: E402
+from ssr_models.trainer import Trainer  # noqa: E402
+
+SCALE, KERNEL_SIZE, DELTA = 4, 21, 1.5  # the ssr recipe at x4, centred LR grid
+
+
+def synthetic_batch(crop: int, batch: int, device: torch.device) -> Batch:
+    """Return a Batch of random HR/LR/nearness and an ssr-recipe-like kernel field on device."""
+    g = torch.Generator().manual_seed(0)
+    lr_side = crop // SCALE
+    u = torch.rand(batch, 3, lr_side, lr_side, generator=g)
+    field = torch.cat([0.6 + 2.9 * u[:, :2], math.pi * u[:, 2:]], 1)
+    return Batch(hr=torch.rand(batch, 3, crop, crop, generator=g),
+                 lr=torch.rand(batch, 3, lr_side, lr_side, generator=g),
+                 nearness=torch.rand(batch, 1, crop, crop, generator=g), kernel=field,
+                 scale=SCALE, kernel_size=KERNEL_SIZE, delta=DELTA).to(device)
+
+
+class _Timed:
+    """The same batch forever; records when each one is asked for."""
+
+    def __init__(self, batch: Batch) -> None:
+        self.batch, self.asked = batch, []
+
+    def __iter__(self) -> Iterator[Batch]:
+        while True:
+            self.asked.append(time.perf_counter())
+            yield self.batch
+
+
+def _time_variant(stage: str, config: str, device: torch.device, steps: int, warmup: int,
+                  **trainer: Any) -> tuple[float, float]:
+    """Return (median ms per step after warm-up, seconds of the first step)."""
+    sc = load_train_config(config).stage(stage)
+    torch.manual_seed(0)
+    model = create_model(sc.model, **sc.model_overrides)
+    stream = _Timed(synthetic_batch(sc.data.crop_hr, sc.data.batch_size, device))
+    with tempfile.TemporaryDirectory() as tmp:
+        tcfg = dataclasses.replace(sc.trainer_config(tmp, steps=steps, seed=0), tensorboard=False,
+                                   ckpt_every=0, val_every=0, log_every=steps, **trainer)
+        Trainer(model, tcfg, stream, device=device).fit()
+    gaps = [b - a for a, b in zip(stream.asked[:-1], stream.asked[1:], strict=True)]
+    return 1000 * statistics.median(gaps[warmup:]), gaps[0]
+
+
+def step_times(device: str, config: str = "paper", steps: int = 12, warmup: int = 4,
+               smoke: bool = False) -> dict[str, dict[str, float]]:
+    """Return {stage: {"fp32", "fp16", "bf16": ms per step}} (fp32 only off CUDA).
+
+    ``smoke``: the tiny config's kernel stage, 3 steps, fp32 (the plumbing on a CPU).
+    """
+    dev = torch.device(device)
+    stages = STAGES
+    if smoke:
+        config, steps, warmup, stages = "tiny", 3, 1, ("kernel",)
+    modes = ("off", "fp16", "bf16") if dev.type == "cuda" else ("off",)
+    out: dict[str, dict[str, float]] = {}
+    for stage in stages:
+        out[stage] = {}
+        for amp in modes:
+            ms, _ = _time_variant(stage, config, dev, steps, warmup, amp=amp)
+            out[stage]["fp32" if amp == "off" else amp] = ms
+    return out
+
+
+def compile_times(device: str, config: str = "paper", stages: tuple[str, ...] = ("kernel", "nbsr"),
+                  amp: str = "bf16", steps: int = 12, warmup: int = 4) -> dict[str, dict[str, float]]:
+    """Return {stage: {"eager_ms", "compiled_ms", "speedup", "first_step_s"}} at ``amp``."""
+    dev = torch.device(device)
+    out: dict[str, dict[str, float]] = {}
+    for stage in stages:
+        eager, _ = _time_variant(stage, config, dev, steps, warmup, amp=amp)
+        compiled, first = _time_variant(stage, config, dev, steps, warmup, amp=amp, compile=True)
+        out[stage] = {"eager_ms": eager, "compiled_ms": compiled, "speedup": eager / compiled,
+                      "first_step_s": first}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--config", default="paper")
+    parser.add_argument("--compile", action="store_true", help="also torch.compile on/off")
+    args = parser.parse_args()
+    for stage, row in step_times(args.device, args.config).items():
+        print(f"{stage:9s} " + "  ".join(f"{k} {v:7.1f} ms" for k, v in row.items()))
+    if args.compile:
+        for stage, row in compile_times(args.device, args.config).items():
+            print(f"{stage:9s} eager {row['eager_ms']:.1f} ms, compiled {row['compiled_ms']:.1f} "
+                  f"ms (x{row['speedup']:.2f}), first compiled step {row['first_step_s']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
