@@ -221,7 +221,8 @@ def section_f(ctx: Ctx) -> dict[str, Any]:
 def section_g(ctx: Ctx) -> dict[str, Any]:
     train = _bench("train")
     if ctx.smoke:
-        r = train.online_report(ctx.device, config="tiny", steps=3, warmup=1, num_workers=0)
+        r = train.online_report(ctx.device, config="tiny", steps=3, warmup=1, num_workers=0,
+                                stages=("kernel",))
     else:
         r = train.online_report(ctx.device, config="paper", steps=30)
     parts = [f"{s} {v['step_ms']:.0f} ms/step, wait {100 * v['data_wait_fraction']:.1f}%"

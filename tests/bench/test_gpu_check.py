@@ -23,17 +23,19 @@ def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_smoke_sections_run_and_report(tmp_path: Path) -> None:
     out = tmp_path / "report.json"
-    proc = run(tmp_path, "--only", "b,c,e,h,i", "--work", str(tmp_path / "w"), "--out", str(out))
+    proc = run(tmp_path, "--only", "b,c,d,e,g,h,i", "--work", str(tmp_path / "w"),
+               "--out", str(out))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads(out.read_text())
     sections = report["sections"]
-    assert [k for k, r in sections.items() if r["status"] == "ok"] == ["b", "c", "e", "h"]
+    assert [k for k, r in sections.items() if r["status"] == "ok"] == ["b", "c", "d", "e", "g", "h"]
     assert sections["i"]["status"] == "skipped" and "GPU only" in sections["i"]["error"]
     assert sections["b"]["figures"]["byte_identical"] is True  # two builds, same bytes
     assert sections["e"]["summary"].startswith("1 image(s)")
     assert set(sections["h"]["figures"]["kernel"]) == {"fp32"}  # autocast variants: GPU only
-    for run_dir in ("kernel", "nbsr", "diffusion"):  # ssr-train --stage all really ran
-        assert (tmp_path / "w" / "run" / run_dir / "last.pt").is_file()
+    assert 0 <= sections["g"]["figures"]["kernel"]["data_wait_fraction"] <= 1
+    for run_dir in ("run/kernel", "run/nbsr", "run/diffusion", "run-online/kernel"):
+        assert (tmp_path / "w" / run_dir / "last.pt").is_file()  # the CLIs really trained
     # the CLIs' own imports are in the package list the lead carries wheels for
     assert {"torch", "click", "webdataset", "numpy"} <= set(report["third_party"])
     assert "| b | degrade build --device DEV | ok |" in proc.stdout
