@@ -61,7 +61,7 @@ __all__ = [
     "ShardsFailedError", "build", "plan", "run_shard", "validate_config",
 ]
 
-PREVIEW_ROWS = 4
+PREVIEW_ROWS = 8  # the whole default set (5 sample photos) and a few more
 
 
 def plan(config: BuildConfig) -> list[ShardTask]:

@@ -12,6 +12,9 @@ box, all four at the same size so that pixels line up across the row):
    get no tick.
 4. LR image, enlarged with nearest-neighbour interpolation so that its pixels stay visible.
 
+Above each row: the sample key, the HR size and scale, and what made the sample
+(:func:`describe_sample`: depth source, focus plane, noise sigma, JPEG quality).
+
 Colour bars with their ranges sit under the column titles. Rendering is deterministic (no
 randomness, fixed fonts), so the same rows give the same bytes.
 """
@@ -19,7 +22,7 @@ randomness, fixed fonts), so the same rows give the same bytes.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +32,7 @@ import numpy as np
 from ssr_datasets.errors import ConfigError
 from ssr_datasets.storage import atomic_file
 
-__all__ = ["BLUR_MAX_PX", "PreviewRow", "render_preview", "write_preview"]
+__all__ = ["BLUR_MAX_PX", "PreviewRow", "describe_sample", "render_preview", "write_preview"]
 
 BLUR_MAX_PX = 5.0  # top of the blur colour scale, HR px (the ssr-wide recipe's largest sigma)
 _BG = (32, 32, 32)  # sheet background, RGB
@@ -49,6 +52,7 @@ class PreviewRow:
         kernel: (3, H/s, W/s) float32: s1, s2 (std devs, HR px), theta (radians in [0, pi), from
             +x (column) toward +y (row, downward)).
         lr: (H/s, W/s, 3) uint8 RGB.
+        caption: what made the sample, printed after the key (see :func:`describe_sample`).
     """
 
     key: str
@@ -56,6 +60,30 @@ class PreviewRow:
     nearness: np.ndarray
     kernel: np.ndarray
     lr: np.ndarray
+    caption: str = ""
+
+
+def describe_sample(meta: Mapping) -> str:
+    """Return a one-line ASCII summary of a sample's json: depth source, focus, noise, JPEG.
+
+    ASCII only: OpenCV's Hershey font has no sigma or middle dot.
+
+    >>> describe_sample({"depth": {"provider": "gt"}, "blur": {"focus": 0.25},
+    ...                  "noise": {"sigma_255": 3.5, "channels": "rgb"}, "jpeg": None})
+    'depth gt | focus nearness 0.25 | noise sigma 3.50/255 rgb | no JPEG'
+    """
+    depth = meta.get("depth") or {}
+    parts = [f"depth {depth.get('provider', '?')}"
+             + (f" ({depth['model']})" if depth.get("model") else "")]
+    focus = (meta.get("blur") or {}).get("focus")
+    if focus is not None:  # the nearness that is in focus (the defocus and thin-lens models)
+        parts.append(f"focus nearness {focus:.2f}")
+    noise = meta.get("noise")
+    parts.append("no noise" if not noise else
+                 f"noise sigma {noise['sigma_255']:.2f}/255 {noise.get('channels', '')}".rstrip())
+    jpeg = meta.get("jpeg")
+    parts.append("no JPEG" if not jpeg else f"JPEG q{jpeg['quality']}")
+    return " | ".join(parts)
 
 
 def _check_row(row: PreviewRow) -> int:
@@ -241,7 +269,7 @@ def render_preview(rows: Sequence[PreviewRow], tile: int = 256) -> np.ndarray:
         h_hr, w_hr = row.hr.shape[:2]
         _text(
             sheet,
-            f"{row.key}   {w_hr}x{h_hr} HR, x{s}",
+            f"{row.key}   {w_hr}x{h_hr} HR, x{s}" + (f"   {row.caption}" if row.caption else ""),
             (pad, top + line_h - 4),
             font,
             sheet_w - 2 * pad,
@@ -284,15 +312,20 @@ def write_preview(rows: Sequence[PreviewRow], path: Path, tile: int = 256) -> No
         fh.write(buf.tobytes())
 
 
-def write_shard_preview(shard: Path, path: Path, rows: int = 4, tile: int = 256) -> None:
-    """Write a contact sheet of the first ``rows`` samples of a shard (atomic)."""
+def shard_preview_rows(shard: Path, rows: int) -> list[PreviewRow]:
+    """Return the first ``rows`` samples of a shard as preview rows, captioned from their json."""
     from ssr_datasets.schema import nearness_from_u16
     from ssr_datasets.shards import iter_shard
 
     picked = []
     for sample in iter_shard(shard):
         picked.append(PreviewRow(sample.key, sample.hr, nearness_from_u16(sample.nearness),
-                                 sample.kernel, sample.lr))
+                                 sample.kernel, sample.lr, describe_sample(sample.meta)))
         if len(picked) == rows:
             break
-    write_preview(picked, path, tile)
+    return picked
+
+
+def write_shard_preview(shard: Path, path: Path, rows: int = 8, tile: int = 256) -> None:
+    """Write a contact sheet of the first ``rows`` samples of a shard (atomic)."""
+    write_preview(shard_preview_rows(shard, rows), path, tile)

@@ -16,6 +16,7 @@ from click.testing import CliRunner, Result
 import degrade.cli as cli
 import degrade.pipeline as pipeline
 from degrade.depth import DepthRequest
+from degrade.preview import shard_preview_rows
 from degrade.recipes import BUILTIN_RECIPES, recipe_path
 from ssr_datasets.shards import iter_shard
 from ssr_datasets.sources import SOURCE_NAMES
@@ -224,7 +225,14 @@ def test_readme_default_command_with_the_installed_script(tmp_path: Path) -> Non
 
     preview = cv2.imread(str(out / "preview.png"), cv2.IMREAD_COLOR)
     assert preview is not None and preview.shape[1] == 4 * 256 + 5 * 8
-    # Rows hold the first 4 samples, each fitted into a 256 px box, plus a header and a key line
-    # per row (together well under 256 px); a fifth row would add more than 256 px.
-    rows = sum(_fitted_height(*s.hr.shape[:2]) for s in samples[:4])
+    # Rows hold all 5 samples (the fifth used to be left out), each fitted into a 256 px box, plus
+    # a header and a key line per row (together well under 256 px).
+    rows = sum(_fitted_height(*s.hr.shape[:2]) for s in samples)
     assert rows < preview.shape[0] < rows + 256
+    captions = {r.key: r.caption for r in shard_preview_rows(out / "train-000000.tar", 8)}
+    assert len(captions) == 5
+    motorcycle = next(s for s in samples if s.meta["image_id"] == "motorcycle")
+    assert captions[motorcycle.key] == (
+        f"depth gt | focus nearness {motorcycle.meta['blur']['focus']:.2f} | noise sigma "
+        f"{motorcycle.meta['noise']['sigma_255']:.2f}/255 {motorcycle.meta['noise']['channels']} "
+        f"| JPEG q{motorcycle.meta['jpeg']['quality']}")

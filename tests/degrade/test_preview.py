@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from degrade.preview import PreviewRow, render_preview, write_preview
+from degrade.preview import PreviewRow, describe_sample, render_preview, write_preview
 from ssr_datasets.errors import ConfigError
 
 
@@ -139,3 +139,24 @@ def test_mismatched_shapes() -> None:
 def test_unsupported_suffix(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="must end in one of"):
         write_preview([_row("k", 32, 32, 4, 2.0, 1.0, 0.0)], tmp_path / "p.bmp")
+
+
+def test_caption_names_depth_focus_noise_and_jpeg() -> None:
+    meta = {"depth": {"provider": "midas", "model": "Intel/dpt-hybrid-midas"},
+            "blur": {"model": "random"}, "noise": None, "jpeg": {"quality": 70, "codec": "opencv"}}
+    assert describe_sample(meta) == "depth midas (Intel/dpt-hybrid-midas) | no noise | JPEG q70"
+    row = _row("k-000", 64, 64, 4, 2.0, 1.0, 0.0)
+    captioned = PreviewRow(*[getattr(row, f) for f in ("key", "hr", "nearness", "kernel", "lr")],
+                           caption=describe_sample(meta))
+    plain, with_caption = render_preview([row], 128), render_preview([captioned], 128)
+    assert plain.shape == with_caption.shape
+    rows = np.nonzero(np.any(plain != with_caption, axis=(1, 2)))[0]
+    assert rows.size and rows.max() < plain.shape[0] - 128 - 4  # the key line, not the images
+
+
+def test_doctests_of_the_preview_module() -> None:
+    import doctest
+
+    import degrade.preview
+
+    assert doctest.testmod(degrade.preview).failed == 0
