@@ -32,7 +32,8 @@ import numpy as np
 from ssr_datasets.errors import ConfigError
 from ssr_datasets.storage import atomic_file
 
-__all__ = ["BLUR_MAX_PX", "PreviewRow", "describe_sample", "render_preview", "write_preview"]
+__all__ = ["BLUR_MAX_PX", "PreviewRow", "colorize", "describe_sample", "render_preview",
+           "with_colour_bar", "write_preview"]
 
 BLUR_MAX_PX = 5.0  # top of the blur colour scale, HR px (the ssr-wide recipe's largest sigma)
 _BG = (32, 32, 32)  # sheet background, RGB
@@ -186,6 +187,26 @@ def _colour_bar(
     cv2.putText(
         sheet, labels[1], (x0 + lw + 2 * gap + bar_w, base), _FONT, scale, _FG, 1, cv2.LINE_AA
     )
+
+
+def with_colour_bar(image: np.ndarray, cmap: int, labels: tuple[str, str], title: str,
+                    min_width: int = 256) -> np.ndarray:
+    """Return a heat map (H, W, 3) uint8 with a legend strip below it: ``title``, then the bar.
+
+    The bar runs the colour map from its first to its last colour with ``labels`` at its ends
+    (the values and units of those colours). The map keeps its pixels at rows 0..H-1, columns
+    0..W-1, so it stays aligned with the image it describes; the sheet is ``max(W, min_width)``
+    wide (background to the right of a narrow map) so that the legend stays legible.
+    """
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ConfigError(f"image must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
+    h, w = image.shape[:2]
+    width, pad, line_h, bar_h, scale = max(w, min_width), 6, 16, 10, 0.4
+    sheet = np.full((h + 2 * pad + line_h + bar_h + 4, width, 3), _BG, np.uint8)
+    sheet[:h, :w] = image
+    _text(sheet, title, (pad, h + pad + line_h - 4), scale, width - 2 * pad)
+    _colour_bar(sheet, pad, h + pad + line_h, width - 2 * pad, bar_h, cmap, labels, scale)
+    return sheet
 
 
 def render_preview(rows: Sequence[PreviewRow], tile: int = 256) -> np.ndarray:

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -321,7 +322,8 @@ class DiffusionSR(nn.Module):
     def sample(self, lr: torch.Tensor, kernel_field: torch.Tensor | None, nearness: torch.Tensor | None,
                steps: int | None = None, data_consistency: bool = False, dc_weight: float = 1.0,
                dc_steps: int = 1, generator: torch.Generator | None = None, scale: int | None = None,
-               kernel_size: int = 21, delta: float | None = None) -> torch.Tensor:
+               kernel_size: int = 21, delta: float | None = None,
+               callback: Callable[[int, int], None] | None = None) -> torch.Tensor:
         """Run the reverse process; return SR (B, 3, H, W) in [0, 1].
 
         Args:
@@ -332,6 +334,7 @@ class DiffusionSR(nn.Module):
                 (needs kernel_field); dc_weight, dc_steps: its step size and count.
             generator: source of all noise (deterministic output given its seed).
             kernel_size, delta: the degradation's window (HR px) and LR grid offset.
+            callback: called as ``callback(done, total)`` after each reverse step (progress).
         """
         steps = self.schedule.steps if steps is None else steps
         if not 1 <= steps <= self.schedule.steps:
@@ -361,6 +364,8 @@ class DiffusionSR(nn.Module):
                 s_val = idx[i + 1].item() if i + 1 < len(idx) else -1
                 s = torch.full((b,), s_val, dtype=torch.long, device=lr.device)
                 x = self.schedule.p_sample(x, x0, t, s, generator=generator)
+            if callback is not None:
+                callback(i + 1, len(idx))
         return ((x0 + 1) / 2).clamp(0, 1)
 
     @torch.no_grad()

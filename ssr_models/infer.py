@@ -10,7 +10,9 @@
 * ``diffusion``: ``DiffusionSR.sample`` conditioned on DKENet's kernel field and the nearness.
   When the run also has an nbsr stage, ``svkr_iterations > 0`` and the diffusion model was
   trained with ``use_svkr``, K and D come from SVKR (K^T, D^T), else from the one pass above.
-* ``auto``: ``diffusion`` if the run has kernel and diffusion stages, else ``svkr``.
+* ``auto``: ``diffusion`` when its stage's recorded validation beats bicubic, else ``svkr``
+  (:func:`ssr_models.method_choice.choose_method`; ``SRPipeline.choice`` holds the reason and a
+  warning when the chosen stage validated below bicubic).
 
 Kernel field for diffusion (and for ``SRResult.kernel_field``): (s1, s2, theta) per LR pixel.
 A param-head DKENet gives it directly. A kernel-head DKENet gives K x K taps; each is reduced to
@@ -20,17 +22,21 @@ delta drops out of central moments. A Gaussian cut by the K x K window has a sma
 than its sigma^2, so wide kernels come out a little narrow; s1, s2 are clamped below at the
 DKENet's ``min_sigma`` (a one-tap kernel would give 0, which Eq. 1's precision cannot take).
 
-Tiling (any image size): the LR image is cut into ``tile`` x ``tile`` windows (LR px) that
-overlap by at least ``overlap`` px (the last window on each axis is moved flush with the image
-edge, so some overlaps are larger). Every window runs the whole method on its own: the nearness
-and the kernel field are estimated per tile, so a global depth cue (the ``prior`` provider's
-top-to-bottom ramp) restarts in every tile; use a tile at least the image size when that
-matters. Outputs are blended with a separable raised-cosine window that rises over ``overlap``
-px on every side that has a neighbour (flat 1 at image edges), then divided by the summed
-weights, so the result is continuous across tile borders. Kernel fields are blended through
+Tiling (any image size): the LR image is cut into ``tile`` x ``tile`` windows (LR px), on each
+axis the fewest that overlap by at least ``overlap`` px, spread evenly (:func:`tile_starts`; an
+axis of 512 px in 256-px tiles starts at 0, 128, 256). Every window runs the whole method on
+its own: the nearness and the kernel field are estimated per tile, so a global depth cue (the
+``prior`` provider's top-to-bottom ramp) restarts in every tile; use a tile at least the image
+size when that matters. Outputs are blended with a separable raised-cosine window that rises
+over ``overlap`` px on every side that has a neighbour (flat 1 at image edges), then divided by
+the summed weights, so the result is continuous across tile borders. Kernel fields are blended through
 their covariances (as SVKR's Eq. 2 does), which avoids the theta = 0 / pi wrap. Images (or
 tiles) smaller than ``min_size`` or not a multiple of what the diffusion UNet needs are
 reflect-padded at the bottom and right and the output is cropped back.
+
+Progress: ``pipeline(lr, progress=fn)`` calls ``fn(Progress)`` once before the first tile and
+after every work unit: an SVKR iteration, a diffusion reverse step, or a whole tile of the
+one-pass nbsr-dkenet (:meth:`SRPipeline.plan` counts them); the library never prints.
 
 Determinism: no global RNG; diffusion noise comes from one ``torch.Generator`` seeded with
 ``seed`` per image, tiles are drawn in a fixed order.
@@ -39,7 +45,7 @@ Determinism: no global RNG; diffusion noise comes from one ``torch.Generator`` s
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -52,18 +58,29 @@ from torch import nn
 from degrade.depth import check_depth_provider
 from degrade.ops.kernels import centered_delta, covariance_from_sigmas, sigmas_from_covariance
 from ssr_datasets.devices import resolve_device
-from ssr_datasets.errors import ConfigError, InputError
+from ssr_datasets.errors import ConfigError
 
+from .method_choice import (
+    METHODS,
+    STAGES,
+    Method,
+    MethodChoice,
+    choose_method,
+    find_stages,
+    paper_method,
+    resolve_method,
+    stages_used,
+)
 from .svkr import SVKR, provider_depth_estimator
 
-Method = Literal["auto", "svkr", "nbsr-dkenet", "diffusion"]
-METHODS: tuple[str, ...] = ("auto", "svkr", "nbsr-dkenet", "diffusion")
+__all__ = ["DEPTH_CHOICES", "METHODS", "STAGES", "Method", "MethodChoice", "Progress", "SRPipeline",
+           "SRResult", "blend_tiles", "choose_method", "find_stages", "kernels_to_params",
+           "paper_method", "ramp_window", "resolve_method", "stages_used", "tile_starts"]
+
 DepthChoice = Literal["prior", "midas", "depth-anything"]
 DEPTH_CHOICES: tuple[str, ...] = ("prior", "midas", "depth-anything")
-STAGES: tuple[str, ...] = ("kernel", "nbsr", "diffusion")
-_NEEDS: dict[str, tuple[str, ...]] = {"svkr": ("kernel", "nbsr"), "nbsr-dkenet": ("kernel", "nbsr"),
-                                      "diffusion": ("kernel", "diffusion")}
 # (sr (1, 3, sT, sT), nearness (1, 1, sT, sT) | None, field (1, 3, T, T) | None) of one LR tile
+ProgressFn = Callable[["Progress"], None]
 TileFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]]
 
 
@@ -80,6 +97,26 @@ class SRResult:
     sr: np.ndarray
     nearness: np.ndarray | None
     kernel_field: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where one image stands: ``step`` of ``steps`` done in tile ``tile`` of ``tiles`` (1-based tile)."""
+
+    tile: int
+    tiles: int
+    step: int
+    steps: int
+
+    @property
+    def done(self) -> int:
+        """Work units done in this image (a unit = one diffusion step, or one tile otherwise)."""
+        return (self.tile - 1) * self.steps + self.step
+
+    @property
+    def total(self) -> int:
+        """Work units of this image."""
+        return self.tiles * self.steps
 
 
 def kernels_to_params(kernels: torch.Tensor, min_sigma: float = 0.2) -> torch.Tensor:
@@ -105,12 +142,22 @@ def kernels_to_params(kernels: torch.Tensor, min_sigma: float = 0.2) -> torch.Te
 
 
 def tile_starts(n: int, tile: int, overlap: int) -> list[int]:
-    """Return the start offsets of windows of ``min(tile, n)`` px covering [0, n), overlap >= ``overlap``."""
+    """Return the starts of the fewest ``tile``-px windows covering [0, n) with overlaps >= ``overlap``.
+
+    m = ceil((n - overlap) / (tile - overlap)) windows (the least m with m tile - (m - 1) overlap
+    >= n), their starts spread evenly over [0, n - tile] (rounded), so neighbouring overlaps differ
+    by at most 1 px instead of the last window sitting almost on top of the one before.
+
+    >>> tile_starts(512, 256, 16)
+    [0, 128, 256]
+    """
+    if not 0 <= overlap < tile:
+        raise ConfigError(f"need 0 <= overlap < tile, got overlap {overlap}, tile {tile}")
     if n <= tile:
         return [0]
-    stride = tile - overlap
-    starts = list(range(0, n - tile, stride))
-    return [*starts, n - tile]
+    count = -(-(n - overlap) // (tile - overlap))
+    # integer arithmetic: round(i (n - tile) / (count - 1)), halves up
+    return [(2 * i * (n - tile) + count - 1) // (2 * (count - 1)) for i in range(count)]
 
 
 def ramp_window(length: int, ramp: int, left: bool, right: bool) -> torch.Tensor:
@@ -183,56 +230,6 @@ def _reflect_pad(lr: torch.Tensor, min_size: int, multiple: int) -> torch.Tensor
     return torch.from_numpy(arr).to(lr.device)
 
 
-def find_stages(path: str | Path) -> dict[str, Path]:
-    """Return {stage: folder} of a run folder, or of a stage folder plus its siblings.
-
-    Raises:
-        InputError: ``path`` is not a folder, or a stage folder lacks ``last.pt``.
-    """
-    from .run import read_run
-
-    root = Path(path)
-    if not root.is_dir():
-        raise InputError(root, "checkpoint must be a training run folder (holding kernel/, nbsr/, "
-                               "diffusion/) or one stage folder; no such folder")
-    stages: dict[str, Path] = {}
-    if (root / "run.json").is_file():  # a stage folder given directly: siblings in its parent
-        stages[str(read_run(root)["stage"])] = root
-        root = root.parent
-    for stage in STAGES:
-        folder = root / stage
-        if stage not in stages and (folder / "run.json").is_file():
-            stages[stage] = folder
-    for stage, folder in stages.items():
-        if not (folder / "last.pt").is_file():
-            raise InputError(folder, f"stage {stage!r} has run.json but no last.pt checkpoint")
-    return stages
-
-
-def resolve_method(method: str, stages: dict[str, Path] | Mapping[str, object], path: str | Path) -> str:
-    """Return the concrete method ("auto" resolved) for a run's stages, or say what is missing.
-
-    Raises:
-        ConfigError: unknown method. InputError: a stage the method needs is missing.
-    """
-    if method not in METHODS:
-        raise ConfigError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
-    if method == "auto":
-        method = "diffusion" if {"kernel", "diffusion"} <= stages.keys() else "svkr"
-    missing = [s for s in _NEEDS[method] if s not in stages]
-    if missing:
-        found = ", ".join(sorted(stages)) or "none"
-        raise InputError(path, f"method {method!r} needs the stages {' + '.join(_NEEDS[method])}; "
-                               f"missing: {', '.join(f'{s}/ (with run.json and last.pt)' for s in missing)}"
-                               f"; found: {found}")
-    return method
-
-
-def stages_used(method: str, stages: Mapping[str, object]) -> list[str]:
-    """Return the stages a resolved method loads: its needs, plus nbsr for diffusion (SVKR's K, D)."""
-    return [s for s in STAGES if s in stages and (s in _NEEDS[method] or method == "diffusion")]
-
-
 class SRPipeline:
     """Super-resolve uint8 RGB images with trained SSR stages; see the module docstring."""
 
@@ -277,6 +274,7 @@ class SRPipeline:
         self.min_size = -(-min_size // self.multiple) * self.multiple
         self.tile = max(self.min_size, tile // self.multiple * self.multiple)
         self.overlap = min(overlap, self.tile - 1)
+        self.choice = MethodChoice(method, "given to the constructor")
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, method: Method = "auto", device: str = "cpu",
@@ -294,17 +292,37 @@ class SRPipeline:
         from .run import load_model_from_run, read_run
 
         stages = find_stages(path)
-        method = resolve_method(method, stages, path)
+        choice = choose_method(method, stages, path)
+        method = choice.method
         use = stages_used(method, stages)
         runs = {s: read_run(stages[s]) for s in use}
         scales = {s: int(r["scale"]) for s, r in runs.items()}
         if len(set(scales.values())) != 1:
             raise ConfigError(f"{path}: stages disagree on the scale: {scales}")
         models = {s: load_model_from_run(stages[s], use_ema=True, map_location="cpu") for s in use}
-        return cls(method, models["kernel"], scale=next(iter(scales.values())),
-                   restorer=models.get("nbsr"), diffusion=models.get("diffusion"),
-                   delta=runs["kernel"].get("delta"), device=device, svkr_iterations=svkr_iterations,
-                   depth=depth, **options)  # type: ignore[arg-type]
+        pipeline = cls(method, models["kernel"], scale=next(iter(scales.values())),  # type: ignore[arg-type]
+                       restorer=models.get("nbsr"), diffusion=models.get("diffusion"),
+                       delta=runs["kernel"].get("delta"), device=device,
+                       svkr_iterations=svkr_iterations, depth=depth, **options)  # type: ignore[arg-type]
+        pipeline.choice = choice
+        return pipeline
+
+    def plan(self, h: int, w: int) -> tuple[int, int]:
+        """Return (tiles, work units per tile) for an (h, w) LR image; see :class:`Progress`.
+
+        A unit is one SVKR iteration (its restorer call) or one diffusion reverse step; the
+        one-pass nbsr-dkenet counts one unit per tile.
+        """
+        tiles = len(tile_starts(h, self.tile, self.overlap)) * len(tile_starts(w, self.tile, self.overlap))
+        units = self.svkr_iterations if self._refines() else 0
+        if self.method == "diffusion":
+            units += self.diffusion.schedule.steps if self.steps is None else self.steps
+        return tiles, max(units, 1)
+
+    def _refines(self) -> bool:
+        """True when a tile runs SVKR (svkr; diffusion trained with use_svkr, given an nbsr stage)."""
+        return self.restorer is not None and self.svkr_iterations > 0 and (
+            self.method == "svkr" or (self.method == "diffusion" and self.diffusion.config.use_svkr))
 
     # ---- one tile -----------------------------------------------------------------------------
     def _estimate(self, lr: torch.Tensor, nearness: torch.Tensor) -> torch.Tensor:
@@ -322,33 +340,46 @@ class SRPipeline:
             return kernel
         return kernels_to_params(kernel, self.kernel_net.config.min_sigma)
 
-    def _run_tile(self, lr: torch.Tensor, generator: torch.Generator
+    def _run_tile(self, lr: torch.Tensor, generator: torch.Generator, tick: Callable[[], None]
                   ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Run the method on one LR tile (1, 3, h, w); ``tick()`` after every work unit."""
         h, w = lr.shape[-2:]
         lr = _reflect_pad(lr, self.min_size, self.multiple)
-        refine = self.restorer is not None and self.svkr_iterations > 0 and (
-            self.method == "svkr" or (self.method == "diffusion" and self.diffusion.config.use_svkr))
-        if refine:
-            svkr = SVKR(self._estimate, self.restorer.super_resolve, self.depth_estimator,
-                        self.svkr_iterations, self.gamma, self.scale)
+        if self._refines():
+            def restore(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+                out = self.restorer.super_resolve(x, kernel)
+                tick()  # SVKR calls the restorer once per iteration
+                return out
+
+            svkr = SVKR(self._estimate, restore, self.depth_estimator, self.svkr_iterations,
+                        self.gamma, self.scale)
             sr, kernel, near = svkr(lr)
         else:
             up = F.interpolate(lr, scale_factor=self.scale, mode="bicubic", align_corners=False)
             near = self.depth_estimator(up.clamp(0, 1))
             kernel = self._estimate(lr, near)
-            sr = self.restorer.super_resolve(lr, kernel) if self.method == "nbsr-dkenet" else None
+            sr = None
+            if self.method == "nbsr-dkenet":
+                sr = self.restorer.super_resolve(lr, kernel)
+                tick()
         field = self._as_field(kernel)
         if self.method == "diffusion":
             sr = self.diffusion.sample(lr, field, near, steps=self.steps, generator=generator,
                                        scale=self.scale, kernel_size=self.kernel_net.config.kernel_size,
-                                       delta=self.delta)
+                                       delta=self.delta, callback=lambda done, total: tick())
         s = self.scale
         return sr[..., :s * h, :s * w], near[..., :s * h, :s * w], field[..., :h, :w]
 
     # ---- one image ----------------------------------------------------------------------------
     @torch.no_grad()
-    def __call__(self, lr: np.ndarray, seed: int | None = None) -> SRResult:
-        """Super-resolve lr uint8 (h, w, 3) RGB; ``seed`` overrides the pipeline's diffusion seed."""
+    def __call__(self, lr: np.ndarray, seed: int | None = None, progress: ProgressFn | None = None
+                 ) -> SRResult:
+        """Super-resolve lr uint8 (h, w, 3) RGB.
+
+        Args:
+            seed: overrides the pipeline's diffusion seed.
+            progress: called with a :class:`Progress` before the first tile and after each unit.
+        """
         if not isinstance(lr, np.ndarray) or lr.dtype != np.uint8 or lr.ndim != 3 or lr.shape[2] != 3:
             got = f"{lr.dtype} {lr.shape}" if isinstance(lr, np.ndarray) else type(lr).__name__
             raise ConfigError(f"lr must be a uint8 (h, w, 3) RGB array, got {got}")
@@ -356,8 +387,21 @@ class SRPipeline:
             raise ConfigError(f"lr has zero size {lr.shape}")
         x = torch.from_numpy(np.array(lr, order="C")).permute(2, 0, 1)[None].float().div(255).to(self.device)
         generator = torch.Generator(device=self.device).manual_seed(self.seed if seed is None else seed)
-        sr, near, field = blend_tiles(x, lambda t: self._run_tile(t, generator), self.scale,
-                                      self.tile, self.overlap)
+        tiles, steps = self.plan(*lr.shape[:2])
+        where = [0, 0]  # tile (1-based), units done in it
+
+        def tick() -> None:
+            where[1] += 1
+            if progress is not None:
+                progress(Progress(where[0], tiles, min(where[1], steps), steps))
+
+        def run(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+            where[:] = [where[0] + 1, 0]
+            return self._run_tile(t, generator, tick)
+
+        if progress is not None:
+            progress(Progress(1, tiles, 0, steps))
+        sr, near, field = blend_tiles(x, run, self.scale, self.tile, self.overlap)
         out = (sr[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
         return SRResult(np.ascontiguousarray(out),
                         None if near is None else near[0, 0].float().cpu().numpy(),

@@ -13,9 +13,14 @@ Inputs (``--input``):
   sample; output ``OUT/<key>.png``.
 
 Each output is written to a temp file and renamed. Existing outputs are refused unless
-``--overwrite``. ``--save-maps`` adds ``<stem>_nearness.png`` (viridis, 0 = far) and
+``--overwrite``. ``--save-maps`` adds ``<stem>_nearness.png`` (viridis, 0 = far, 1 = near) and
 ``<stem>_blur.png`` (inferno, sqrt(s1 s2) from 0 to ``degrade.preview.BLUR_MAX_PX`` HR px,
-nearest-upsampled from the LR grid), both at the SR size.
+nearest-upsampled from the LR grid): the map at the SR size in the top-left corner, a colour bar
+with its value range and units below it (``degrade.preview.with_colour_bar``).
+
+The command prints which method ``auto`` chose and why (``ssr_models.method_choice``) and a
+warning when the chosen method's stage validated below bicubic; a progress bar per image counts
+tiles, or diffusion steps, with an ETA (the library reports them through a callback).
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ from degrade.cli_support import device_option, library_errors
 from ssr_datasets.errors import ConfigError, InputError
 
 if TYPE_CHECKING:  # imported lazily at run time, so that --help stays fast
-    from ssr_models.infer import SRResult
+    from tqdm import tqdm
+
+    from ssr_models.infer import Progress, SRResult
 
 from ssr_datasets.formats import IMAGE_SUFFIXES
 
@@ -77,11 +84,17 @@ def _shard_inputs(folder: Path) -> tuple[int, Iterator[tuple[str, np.ndarray]]]:
     return count, samples()
 
 
+def _range_text(values: np.ndarray, vmax: float) -> str:
+    lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
+    clipped = f", above {vmax:g} shown as {vmax:g}" if hi > vmax else ""
+    return f"this image {lo:.2f}-{hi:.2f}{clipped}"
+
+
 def _write_outputs(out: Path, name: str, result: SRResult, save_maps: bool) -> None:
-    """Write the SR PNG (and the heat maps) of one input atomically under ``out``."""
+    """Write the SR PNG (and the heat maps with their colour bars) of one input atomically."""
     import cv2
 
-    from degrade.preview import BLUR_MAX_PX, colorize
+    from degrade.preview import BLUR_MAX_PX, colorize, with_colour_bar
     from ssr_datasets.imageio import encode_png
     from ssr_datasets.shards import write_bytes_atomic
 
@@ -89,21 +102,48 @@ def _write_outputs(out: Path, name: str, result: SRResult, save_maps: bool) -> N
     if not save_maps:
         return
     if result.nearness is not None:
-        write_bytes_atomic(out / f"{name}_nearness.png",
-                           encode_png(colorize(result.nearness, 1.0, cv2.COLORMAP_VIRIDIS)))
+        near = result.nearness
+        sheet = with_colour_bar(colorize(near, 1.0, cv2.COLORMAP_VIRIDIS), cv2.COLORMAP_VIRIDIS,
+                                ("0 far", "1 near"), f"nearness (normalized inverse depth); "
+                                                     f"{_range_text(near, 1.0)}")
+        write_bytes_atomic(out / f"{name}_nearness.png", encode_png(sheet))
     if result.kernel_field is not None:
         size = np.sqrt(result.kernel_field[0] * result.kernel_field[1])
         s = result.sr.shape[0] // size.shape[0]
         size = np.repeat(np.repeat(size, s, axis=0), s, axis=1)
-        write_bytes_atomic(out / f"{name}_blur.png",
-                           encode_png(colorize(size, BLUR_MAX_PX, cv2.COLORMAP_INFERNO)))
+        sheet = with_colour_bar(colorize(size, BLUR_MAX_PX, cv2.COLORMAP_INFERNO), cv2.COLORMAP_INFERNO,
+                                ("0", f"{BLUR_MAX_PX:g} HR px"), f"blur sqrt(s1*s2), HR px; "
+                                                                 f"{_range_text(size, BLUR_MAX_PX)}")
+        write_bytes_atomic(out / f"{name}_blur.png", encode_png(sheet))
+
+
+def _reporter(bar: tqdm, name: str) -> Callable[[Progress], None]:
+    """Return a progress callback that shows ``name``, the tile and the step on ``bar``."""
+
+    def report(p: Progress) -> None:
+        if bar.total != p.total:
+            bar.reset(total=p.total)
+        steps = f" step {p.step}/{p.steps}" if p.steps > 1 else ""
+        bar.set_description_str(f"{name} tile {p.tile}/{p.tiles}{steps}", refresh=False)
+        bar.update(p.done - bar.n)
+
+    return report
 
 
 def _outputs(name: str, save_maps: bool) -> list[str]:
     return [f"{name}.png"] + ([f"{name}_nearness.png", f"{name}_blur.png"] if save_maps else [])
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+_EXAMPLES = """\b
+Examples (after the README's `degrade build --out out/sample` and the tiny training run):
+  ssr-infer --checkpoint runs/tiny --input out/sample --out sr --save-maps
+  ssr-infer --checkpoint runs/tiny --input out/sample --out sr-diffusion --method diffusion --steps 4
+  ssr-infer --checkpoint runs/tiny/nbsr --input out/sample --out sr-fast --method nbsr-dkenet
+"""
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+               epilog=_EXAMPLES)
 @click.option("--checkpoint", type=click.Path(path_type=Path), required=True, metavar="RUN_DIR",
               help="Training run folder (kernel/, nbsr/, diffusion/ stages) or one stage folder "
                    "(its siblings are used).")
@@ -112,7 +152,9 @@ def _outputs(name: str, save_maps: bool) -> list[str]:
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
               help="Output folder: <stem>.png per input at scale x its size.")
 @click.option("--method", type=click.Choice(_METHODS), default="auto", show_default=True,
-              help="auto = diffusion when the run has it, else svkr.")
+              help="auto = diffusion when its stage validated above bicubic, else svkr (the "
+                   "choice and its reason are printed; a method whose stage validated below "
+                   "bicubic gets a warning).")
 @click.option("--tile", type=click.IntRange(min=8), default=256, show_default=True,
               help="Tile side in LR px (larger inputs are tiled; depth and kernels are estimated "
                    "per tile, so keep tiles large when the depth cue is global, as the prior is).")
@@ -127,13 +169,20 @@ def _outputs(name: str, save_maps: bool) -> list[str]:
               help="Diffusion reverse steps [default: all of the model's T].")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the diffusion noise (same seed, same output).")
-@click.option("--save-maps", is_flag=True, help="Also write <stem>_nearness.png and <stem>_blur.png.")
+@click.option("--save-maps", is_flag=True,
+              help="Also write <stem>_nearness.png (0 far .. 1 near) and <stem>_blur.png (blur "
+                   "sqrt(s1*s2) in HR px), each with a colour bar.")
 @click.option("--overwrite", is_flag=True, help="Replace outputs that already exist in --out.")
 @library_errors
 def main(checkpoint: Path, input_path: Path, out: Path, method: str, tile: int, overlap: int,
          device: str, depth: str | None, svkr_iterations: int | None, steps: int | None, seed: int,
          save_maps: bool, overwrite: bool) -> None:
-    """Super-resolve images with a trained SSR run (SVKR, DKENet+NBSR or diffusion)."""
+    """Super-resolve images with a trained SSR run (SVKR, DKENet+NBSR or diffusion).
+
+    Writes OUT/<name>.png per input (x scale). Large inputs are cut into --tile LR px tiles
+    spread evenly with at least --overlap px between neighbours; the bar shows tiles (or
+    diffusion steps) of the current image with an ETA.
+    """
     from tqdm import tqdm
 
     from ssr_models.infer import SRPipeline
@@ -149,6 +198,10 @@ def main(checkpoint: Path, input_path: Path, out: Path, method: str, tile: int, 
     if steps is not None:
         options["steps"] = steps
     pipeline = SRPipeline.from_checkpoint(checkpoint, method=method, device=device, **options)
+    choice = pipeline.choice
+    click.echo(f"ssr-infer: method {choice.method}: {choice.reason}", err=True)
+    if choice.warning:
+        click.echo(f"warning: {choice.warning}", err=True)
     if (input_path / "manifest.json").is_file():
         count, items = _shard_inputs(input_path)
         kind = "shard set"
@@ -158,13 +211,16 @@ def main(checkpoint: Path, input_path: Path, out: Path, method: str, tile: int, 
         kind = "folder"
     out.mkdir(parents=True, exist_ok=True)
     done = 0
-    with tqdm(total=count, unit="img", desc="ssr-infer", dynamic_ncols=True, leave=False) as bar:
+    unit = "tile" if pipeline.method == "nbsr-dkenet" else "step"  # SVKR iteration, diffusion step
+    with tqdm(total=count, unit="img", desc="ssr-infer", dynamic_ncols=True, position=0) as bar, \
+            tqdm(total=0, unit=unit, dynamic_ncols=True, leave=False, position=1) as inner:
         for name, lr in items:
             existing = [n for n in _outputs(name, save_maps) if (out / n).exists()]
             if existing and not overwrite:
                 raise ConfigError(f"{out / existing[0]} already exists; pass --overwrite to replace "
                                   f"it or choose another --out ({done} image(s) written so far)")
-            _write_outputs(out, name, pipeline(lr), save_maps)
+            inner.reset(total=None)
+            _write_outputs(out, name, pipeline(lr, progress=_reporter(inner, name)), save_maps)
             done += 1
             bar.update(1)
     click.echo(f"ssr-infer: {done} image(s) from {kind} {input_path} -> {out} "

@@ -5,8 +5,8 @@ Kinds (:data:`METHOD_KINDS`, the one registry; ``parse_method`` picks the kind):
 * ``bicubic``: MATLAB ``imresize`` bicubic of the LR (:mod:`degrade.ops.resize`), rounded to
   uint8 as MATLAB's uint8 conversion does (half away from zero: ``floor(x + 0.5)`` on x >= 0).
 * ``nbsr-oracle``: an NBSR stage fed the test set's ground-truth kernel field, an upper bound.
-* ``ssr``: a training run folder through :class:`ssr_models.infer.SRPipeline` (method ``auto``,
-  seed 0, the depth provider ``depth``).
+* ``ssr``: a training run folder through :class:`ssr_models.infer.SRPipeline` (the paper's
+  method: diffusion when the run has it, else svkr; seed 0, the depth provider ``depth``).
 * ``spandrel``: a pretrained checkpoint (SwinIR, HAT, Real-ESRGAN, DAT, ...); see
   :mod:`eval.tables.spandrel_method`.
 * ``folder``: outputs made elsewhere, matched by file stem (the only kind not cached: the
@@ -51,7 +51,8 @@ BUILTINS: tuple[str, ...] = ("bicubic",)  # kinds that need no path: ``--method 
 CHECKPOINT_SUFFIXES: tuple[str, ...] = (".pth", ".pt", ".ckpt", ".safetensors", ".bin")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 # part of every fingerprint: bump a kind's version when a code change can move its outputs
-CODE_VERSIONS: dict[str, str] = {"bicubic": "1", "nbsr-oracle": "1", "ssr": "1", "spandrel": "1",
+# (2: tiles spread evenly by ssr_models.infer.tile_starts)
+CODE_VERSIONS: dict[str, str] = {"bicubic": "1", "nbsr-oracle": "2", "ssr": "2", "spandrel": "2",
                                  "folder": "1"}
 
 
@@ -78,7 +79,7 @@ _register(MethodKindInfo("bicubic", "bicubic", "MATLAB imresize bicubic upscalin
 _register(MethodKindInfo("nbsr-oracle", "nbsr-oracle=RUN_DIR", "the run's NBSR fed the ground-truth "
                          "kernel field: an upper bound (synthetic sets only)"))
 _register(MethodKindInfo("ssr", "NAME=RUN_DIR", "an ssr-train run folder (kernel/, nbsr/, diffusion/), "
-                         "run as ssr-infer --method auto runs it"))
+                         "run as ssr-infer --method diffusion runs it (svkr without a diffusion stage)"))
 _register(MethodKindInfo("spandrel", "NAME=WEIGHTS.pth|.pt|.ckpt|.safetensors|.bin", "a pretrained SR "
                          "checkpoint spandrel can load (SwinIR, HAT, Real-ESRGAN, DAT, ...)",
                          extra="methods"))

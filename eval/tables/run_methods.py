@@ -1,7 +1,8 @@
 """Table methods backed by an ``ssr-train`` run folder: the SSR pipeline and the NBSR oracle.
 
-* ``ssr``: the run through :class:`ssr_models.infer.SRPipeline` with method ``auto`` (diffusion
-  when the run has a diffusion stage, else SVKR), seed 0, the ``depth`` provider and the
+* ``ssr``: the run through :class:`ssr_models.infer.SRPipeline` with the paper's method
+  (``ssr_models.method_choice.paper_method``: diffusion when the run has a diffusion stage, else
+  SVKR, whatever the validation says, unlike ``ssr-infer``'s ``auto``), seed 0, the ``depth`` provider and the
   pipeline's own tiling. ``check_row`` compares a row's ``expects`` flags (``use_kernel``,
   ``use_depth``, ``use_svkr``) with the diffusion stage's ``model_config`` in run.json, so a run
   cannot fill the wrong ablation row.
@@ -158,7 +159,7 @@ class NBSROracleMethod:
 
 @dataclass
 class SSRMethod:
-    """A training run through ``SRPipeline`` (method auto, seed 0); see the module docstring."""
+    """A training run through ``SRPipeline`` (the paper's method, seed 0); see the module docstring."""
 
     name: str
     stages: RunStages
@@ -183,10 +184,10 @@ class SSRMethod:
 
     @property
     def method(self) -> str:
-        """The pipeline method ``auto`` resolves to (SRPipeline's own rule)."""
-        from ssr_models.infer import resolve_method
+        """The paper's method the run can run (diffusion, else svkr; stages checked)."""
+        from ssr_models.infer import paper_method, resolve_method
 
-        return resolve_method("auto", self.stages.folders, self.stages.path)
+        return resolve_method(paper_method(self.stages.folders), self.stages.folders, self.stages.path)
 
     @property
     def used(self) -> tuple[str, ...]:
@@ -202,7 +203,7 @@ class SSRMethod:
     def _options(self) -> dict[str, Any]:
         # the device type is part of the output: diffusion noise comes from a torch.Generator on
         # that device, and CPU and CUDA generators give different streams for one seed
-        return {"method": "auto", "seed": 0, "depth": self.depth, "tile": self.tile,
+        return {"method": "paper", "seed": 0, "depth": self.depth, "tile": self.tile,
                 "overlap": self.overlap, "device_type": self.device.split(":")[0]}
 
     def fingerprint_for(self, testset: TestSet) -> str:
@@ -239,6 +240,6 @@ class SSRMethod:
             from ssr_models.infer import SRPipeline
 
             self._pipeline = SRPipeline.from_checkpoint(
-                self.stages.path, method="auto", device=resolve_device(self.device), depth=self.depth,  # type: ignore[arg-type]
-                tile=self.tile, overlap=self.overlap, seed=0)
+                self.stages.path, method=self.method, device=resolve_device(self.device),  # type: ignore[arg-type]
+                depth=self.depth, tile=self.tile, overlap=self.overlap, seed=0)
         return self._pipeline(np.ascontiguousarray(image.lr)).sr

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from degrade.preview import PreviewRow, describe_sample, render_preview, write_preview
+from degrade.preview import PreviewRow, describe_sample, render_preview, with_colour_bar, write_preview
 from ssr_datasets.errors import ConfigError
 
 
@@ -160,3 +160,16 @@ def test_doctests_of_the_preview_module() -> None:
     import degrade.preview
 
     assert doctest.testmod(degrade.preview).failed == 0
+
+
+def test_with_colour_bar_keeps_the_map_and_adds_the_whole_colour_map_below() -> None:
+    heat = np.random.default_rng(0).integers(0, 256, (20, 300, 3), dtype=np.uint8)
+    sheet = with_colour_bar(heat, cv2.COLORMAP_VIRIDIS, ("0 far", "1 near"), "nearness")
+    assert sheet.shape[1] == 300 and sheet.shape[0] > 20 and np.array_equal(sheet[:20], heat)
+    lut = cv2.applyColorMap(np.arange(256, dtype=np.uint8)[None], cv2.COLORMAP_VIRIDIS)[0, :, ::-1]
+    strip = {tuple(c) for c in sheet[20:].reshape(-1, 3).tolist()}
+    assert {tuple(lut[0].tolist()), tuple(lut[255].tolist())} <= strip
+    narrow = with_colour_bar(heat[:, :40], cv2.COLORMAP_VIRIDIS, ("0", "1"), "n")
+    assert narrow.shape[1] == 256 and np.array_equal(narrow[:20, :40], heat[:, :40])
+    with pytest.raises(ConfigError, match=r"uint8 \(H, W, 3\)"):
+        with_colour_bar(heat[..., 0], cv2.COLORMAP_VIRIDIS, ("0", "1"), "n")

@@ -404,7 +404,7 @@ def test_ssr_runs_the_pipeline_with_seed_zero(tmp_path: Path, run_dir: Path) -> 
     method = parse_method(f"SSR={run_dir}")
     assert method.unsupported(ts) is None
     assert method.unsupported(make_set(tmp_path / "x2", [image], scale=2)) == "x4 SSR run on a x2 test set"
-    want = SRPipeline.from_checkpoint(run_dir, seed=0)(image.lr).sr
+    want = SRPipeline.from_checkpoint(run_dir, method="diffusion", seed=0)(image.lr).sr
     assert np.array_equal(method.super_resolve(image, ts), want)
     info = method.describe()
     assert info["method"] == "diffusion" and set(info["stages"]) == {"kernel", "nbsr", "diffusion"}

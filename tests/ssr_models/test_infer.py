@@ -7,9 +7,11 @@ tiling, naming, errors and determinism, not image quality.
 from __future__ import annotations
 
 import math
+import shlex
 import shutil
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -20,9 +22,20 @@ from degrade.ops.kernels import gaussian_kernels
 from ssr_datasets.errors import ConfigError, InputError
 from ssr_models import create_model
 from ssr_models.checkpoint import CKPT_FORMAT, CKPT_VERSION
-from ssr_models.infer import SRPipeline, blend_tiles, kernels_to_params, ramp_window, tile_starts
+from ssr_models.infer import (
+    Progress,
+    SRPipeline,
+    blend_tiles,
+    kernels_to_params,
+    ramp_window,
+    tile_starts,
+)
 from ssr_models.infer_cli import main
 from ssr_models.run import write_run
+
+# one intra-op thread: on a shared 2-core machine, tiny convolutions on 2 threads spend most of
+# their time waiting for each other (the progress test took 50 s on 2 threads, 2 s on one)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SCALE = 4
 STAGE_MODELS = {"kernel": "dkenet-tiny", "nbsr": "nbsr-tiny", "diffusion": "diffusion-tiny"}
@@ -85,11 +98,39 @@ def test_kernels_to_params_rejects_non_square_and_clamps_delta_kernels() -> None
     assert kernels_to_params(delta, min_sigma=0.3)[0, :2].flatten().tolist() == pytest.approx([0.3, 0.3])
 
 
-def test_tile_starts_cover_with_overlap() -> None:
+def fewest_tiles(n: int, tile: int, overlap: int) -> int:
+    """The least m such that m windows of ``tile`` px, neighbours sharing >= overlap px, span n."""
+    m = 1
+    while m * tile - (m - 1) * overlap < n:
+        m += 1
+    return m
+
+
+@pytest.mark.parametrize("tile", [8, 13, 16])
+def test_tile_starts_are_the_fewest_evenly_spread_covering_windows(tile: int) -> None:
+    for n in range(1, 90):
+        for overlap in range(tile):
+            starts = tile_starts(n, tile, overlap)
+            size = min(tile, n)
+            covered = np.zeros(n, int)
+            for s in starts:
+                assert 0 <= s and s + size <= n, (n, overlap, starts)
+                covered[s:s + size] += 1
+            assert covered.min() >= 1, (n, overlap, starts)  # coverage
+            assert len(starts) == fewest_tiles(n, tile, overlap), (n, overlap, starts)  # count
+            if len(starts) > 1:
+                shared = [size - (b - a) for a, b in zip(starts, starts[1:], strict=False)]
+                assert starts[0] == 0 and starts[-1] == n - tile
+                assert min(shared) >= overlap, (n, overlap, starts)  # overlap at least asked
+                assert max(shared) - min(shared) <= 1, (n, overlap, starts)  # evenly spread
+
+
+def test_tile_starts_no_longer_stack_the_last_tile_on_the_previous() -> None:
+    # the issue's case: 512 LR px, tile 256, overlap 16 used to start at [0, 240, 256] (94% overlap)
+    assert tile_starts(512, 256, 16) == [0, 128, 256]
     assert tile_starts(10, 16, 4) == [0]
-    starts = tile_starts(45, 16, 6)
-    assert starts[0] == 0 and starts[-1] == 45 - 16
-    assert all(b - a <= 10 for a, b in zip(starts, starts[1:], strict=False))
+    with pytest.raises(ConfigError, match="overlap < tile"):
+        tile_starts(40, 16, 16)
 
 
 def test_ramp_window_is_one_at_image_edges_and_rises_over_overlap() -> None:
@@ -134,13 +175,47 @@ def test_svkr_and_diffusion_methods_give_scaled_outputs(run_dir: Path, method: s
     assert res.sr.shape == (44, 84, 3) and res.kernel_field.shape == (3, 11, 21)
 
 
-def test_auto_picks_diffusion_then_svkr(run_dir: Path, tmp_path: Path) -> None:
-    assert SRPipeline.from_checkpoint(run_dir).method == "diffusion"
+def test_auto_without_recorded_validation_picks_svkr(run_dir: Path, tmp_path: Path) -> None:
+    # (the cases with validation are in test_method_choice.py)
+    p = SRPipeline.from_checkpoint(run_dir)
+    assert p.method == "svkr" and "diffusion stage has no recorded validation" in p.choice.reason
     for stage in ("kernel", "nbsr"):
         shutil.copytree(run_dir / stage, tmp_path / stage)
     assert SRPipeline.from_checkpoint(tmp_path).method == "svkr"
     # a stage folder given directly: the other stages are its siblings
     assert SRPipeline.from_checkpoint(tmp_path / "nbsr", method="nbsr-dkenet").method == "nbsr-dkenet"
+
+
+def test_progress_counts_every_tile_and_unit_once(run_dir: Path) -> None:
+    img = smooth_image(20, 17)
+    tiles = fewest_tiles(20, 16, 4) * fewest_tiles(17, 16, 4)  # 2 x 2 from the direct definition
+    for method, options, units in (("nbsr-dkenet", {}, 1),  # one pass: one unit per tile
+                                   ("svkr", {"svkr_iterations": 2}, 2),  # a unit per iteration
+                                   ("diffusion", {"svkr_iterations": 1, "steps": 2}, 1 + 2)):
+        p = SRPipeline.from_checkpoint(run_dir, method=method, tile=16, overlap=4, **options)
+        seen: list[Progress] = []
+        p(img, progress=seen.append)
+        assert seen[0] == Progress(1, tiles, 0, units)
+        assert len(seen) == 1 + tiles * units, method
+        assert [e.done for e in seen] == list(range(tiles * units + 1))
+        assert {(e.tiles, e.steps) for e in seen} == {(tiles, units)}
+        assert [e.tile for e in seen[1:]] == [t for t in range(1, tiles + 1) for _ in range(units)]
+
+
+def test_diffusion_keeps_rgb_order_and_range(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An x_0 predictor that returns y_0 must give bicubic back: checks [-1, 1] <-> [0, 1] and RGB order.
+
+    The reference is torch's bicubic on the [0, 1] LR, per channel (DiffusionSR's y_0 convention).
+    """
+    p = SRPipeline.from_checkpoint(run_dir, method="diffusion", svkr_iterations=0, tile=64, steps=3)
+    monkeypatch.setattr(p.diffusion, "predict_x0", lambda xt, t, y0, enc: y0)
+    img = np.zeros((8, 12, 3), np.uint8)
+    img[..., 0], img[:4, :, 1], img[:, 6:, 2] = 200, 90, 30  # distinct per channel and region
+    got = p(img).sr
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].double() / 255
+    ref = torch.nn.functional.interpolate(x, scale_factor=SCALE, mode="bicubic", align_corners=False)
+    ref = (ref.clamp(0, 1) * 255).round()[0].permute(1, 2, 0).numpy()
+    assert np.abs(got.astype(float) - ref).max() <= 1
 
 
 def seam_energy(d: np.ndarray, borders: list[int]) -> list[tuple[float, float]]:
@@ -230,9 +305,12 @@ def test_cli_folder_odd_sizes_gray_rgba_and_maps(run_dir: Path, tmp_path: Path) 
     assert sorted(p.name for p in out.iterdir()) == sorted(
         f"{s}{suffix}.png" for s in sizes for suffix in ("", "_nearness", "_blur"))
     for stem, (h, w) in sizes.items():
-        for suffix in ("", "_nearness", "_blur"):
+        with Image.open(out / f"{stem}.png") as im:
+            assert (im.height, im.width, im.mode) == (SCALE * h, SCALE * w, "RGB")
+        for suffix in ("_nearness", "_blur"):  # the map at the SR size, a legend strip below
             with Image.open(out / f"{stem}{suffix}.png") as im:
-                assert (im.height, im.width, im.mode) == (SCALE * h, SCALE * w, "RGB")
+                assert im.mode == "RGB" and im.width == max(SCALE * w, 256) and im.height > SCALE * h
+    assert "ssr-infer: method nbsr-dkenet: asked for; its nbsr stage has no recorded validation" in res.output
     again = CliRunner().invoke(main, args)
     assert again.exit_code == 1 and "already exists; pass --overwrite" in again.output
     assert CliRunner().invoke(main, [*args, "--overwrite"]).exit_code == 0
@@ -267,3 +345,68 @@ def test_cli_errors_exit_codes_and_messages(run_dir: Path, tmp_path: Path) -> No
     assert res.exit_code == 1 and "ambiguous file names" in res.output
     res = CliRunner().invoke(main, ["--checkpoint", str(run_dir), *base, "--tile", "16", "--overlap", "16"])
     assert res.exit_code == 2 and "must be smaller than --tile" in res.output
+
+
+def legend_colours(sheet: np.ndarray, map_h: int) -> set[tuple[int, ...]]:
+    """The distinct RGB colours of the legend strip (rows below the map)."""
+    return {tuple(c) for c in sheet[map_h:].reshape(-1, 3).tolist()}
+
+
+def cmap_colour(level: int, cmap: int) -> tuple[int, ...]:
+    """RGB of OpenCV colour map ``cmap`` at 8-bit ``level`` (the reference for the bar's ends)."""
+    return tuple(cv2.applyColorMap(np.array([[level]], np.uint8), cmap)[0, 0, ::-1].tolist())
+
+
+def test_cli_maps_carry_a_colour_bar_with_range_and_units(run_dir: Path, tmp_path: Path) -> None:
+    """The map pixels are the values through the colour map; the strip holds the map's full bar."""
+    src = tmp_path / "in"
+    src.mkdir()
+    img = smooth_image(18, 22)
+    Image.fromarray(img).save(src / "a.png")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["--checkpoint", str(run_dir), "--input", str(src), "--out", str(out),
+                                    "--method", "nbsr-dkenet", "--tile", "16", "--overlap", "4",
+                                    "--save-maps"])
+    assert res.exit_code == 0, res.output
+    want = SRPipeline.from_checkpoint(run_dir, method="nbsr-dkenet", tile=16, overlap=4)(img)
+    sh, sw = want.sr.shape[:2]
+    near = np.asarray(Image.open(out / "a_nearness.png"))
+    blur = np.asarray(Image.open(out / "a_blur.png"))
+    # the map: nearness 0..1 and sqrt(s1 s2) 0..5 HR px through viridis / inferno, at the SR size
+    levels = np.round(np.clip(want.nearness, 0, 1) * 255).astype(np.uint8)
+    ref = cv2.applyColorMap(levels, cv2.COLORMAP_VIRIDIS)[..., ::-1]
+    assert np.abs(near[:sh, :sw].astype(int) - ref).max() <= 1
+    size = np.sqrt(want.kernel_field[0] * want.kernel_field[1]).repeat(SCALE, 0).repeat(SCALE, 1)
+    levels = np.round(np.clip(size / 5.0, 0, 1) * 255).astype(np.uint8)
+    ref = cv2.applyColorMap(levels, cv2.COLORMAP_INFERNO)[..., ::-1]
+    assert np.abs(blur[:sh, :sw].astype(int) - ref).max() <= 1
+    # the bar: both ends of each colour map appear in the strip, and a smooth ramp between them
+    for sheet, cmap in ((near, cv2.COLORMAP_VIRIDIS), (blur, cv2.COLORMAP_INFERNO)):
+        strip = legend_colours(sheet, sh)
+        assert {cmap_colour(0, cmap), cmap_colour(255, cmap), cmap_colour(128, cmap)} <= strip
+        assert len(strip & {cmap_colour(v, cmap) for v in range(256)}) > 100
+
+
+def command_lines(text: str) -> list[str]:
+    """The ``ssr-infer`` command lines of a text, comments dropped."""
+    lines = [ln.strip() for ln in text.splitlines()]
+    return [shlex.join(shlex.split(ln, comments=True)) for ln in lines if ln.startswith("ssr-infer --")]
+
+
+def test_help_and_readme_examples_run_as_written(run_dir: Path, shard_dir: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each example runs in a folder laid out as the README leaves it (runs/tiny, out/sample)."""
+    in_help = command_lines(CliRunner().invoke(main, ["--help"]).output)
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    in_readme = command_lines(readme)
+    assert len(in_help) == 3 and len(in_readme) >= 1, (in_help, in_readme)
+    examples = list(dict.fromkeys(in_help + in_readme))  # the README repeats the first one
+    shutil.copytree(run_dir, tmp_path / "runs" / "tiny")
+    shutil.copytree(shard_dir, tmp_path / "out" / "sample")
+    monkeypatch.chdir(tmp_path)
+    for line in examples:
+        args = shlex.split(line)[1:]
+        res = CliRunner().invoke(main, args)
+        assert res.exit_code == 0, (line, res.output)
+        out = Path(args[args.index("--out") + 1])
+        assert len(list(out.glob("*.png"))) >= 6, line  # one per sample of the shard set at least
