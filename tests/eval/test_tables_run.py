@@ -22,9 +22,9 @@ from eval.tables.testsets import Roots
 from ssr_datasets.errors import ConfigError
 from ssr_datasets.imageio import read_image
 from ssr_datasets.shards import iter_shard
+from tests.datafiles import PAPER_TABLES, data_file
 from tests.eval.conftest import psnr_y_reference
 from tests.reference import imresize_bicubic_matlab, ssim_skimage_valid, y_reference
-from tests.datafiles import PAPER_TABLES, data_file
 
 CROP = 4
 
