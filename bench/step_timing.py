@@ -7,6 +7,7 @@ warm-up steps (the first compiled step, which includes compilation, is reported 
 Trainer syncs once per step (it reads the loss), so the gaps are real GPU time.
 
     python bench/step_timing.py --device cuda [--config paper] [--compile]
+    python bench/step_timing.py --kernels         # ground-truth kernels: float32 vs float64
 
 ``bench/gpu_check.py`` calls :func:`step_times` (precision) and :func:`compile_times`.
 """
@@ -28,12 +29,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ssr_datasets.devices import resolve_device  # noqa: E402
 from ssr_models import create_model  # noqa: E402
 from ssr_models.batch import Batch  # noqa: E402
 from ssr_models.configs import STAGES, load_train_config  # noqa: E402
 from ssr_models.trainer import Trainer  # noqa: E402
 
 SCALE, KERNEL_SIZE, DELTA = 4, 21, 1.5  # the ssr recipe at x4, centred LR grid
+# As ssr-train does: denormals (DKENet's 441-tap softmax) slow x86 CPUs down up to 50x.
+torch.set_flush_denormal(True)
 
 
 def synthetic_batch(crop: int, batch: int, device: torch.device) -> Batch:
@@ -108,12 +112,58 @@ def compile_times(device: str, config: str = "paper", stages: tuple[str, ...] = 
     return out
 
 
+def kernel_build_times(device: str = "cpu", batch: int = 16, side: int = 64,
+                       repeats: int = 3) -> dict[str, dict[str, float]]:
+    """Return ms to build a batch's ground-truth kernels (forward, forward + backward) in
+    float32 (``params_to_kernels`` now) and float64 (its former detour), the paper config's
+    kernel-stage batch: 16 fields of 64 x 64 LR px, K = 21."""
+    from ssr_models.kernel_pca import flush_tiny, gaussian_kernels, params_to_kernels
+
+    def float64_detour(p: torch.Tensor, k: int, d: float) -> torch.Tensor:
+        b, _, h, w = p.shape
+        k64 = flush_tiny(gaussian_kernels(p.permute(0, 2, 3, 1).double(), k, d))
+        return k64.to(p.dtype).reshape(b, h, w, k * k).permute(0, 3, 1, 2)
+
+    dev = torch.device(device)
+    field = synthetic_batch(side * SCALE, batch, dev).kernel
+    out = {}
+    for name, fn in (("float32", params_to_kernels), ("float64", float64_detour)):
+        fwd, both = math.inf, math.inf
+        for _ in range(repeats):
+            p = field.clone().requires_grad_(True)
+            t0 = time.perf_counter()
+            k = fn(p, KERNEL_SIZE, DELTA)
+            _sync(dev)
+            t1 = time.perf_counter()
+            k.sum().backward()
+            _sync(dev)
+            fwd, both = min(fwd, t1 - t0), min(both, time.perf_counter() - t0)
+        out[name] = {"forward_ms": 1000 * fwd, "forward_backward_ms": 1000 * both}
+    return out
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     parser.add_argument("--config", default="paper")
     parser.add_argument("--compile", action="store_true", help="also torch.compile on/off")
+    parser.add_argument("--kernels", action="store_true", help="only the GT kernel build")
     args = parser.parse_args()
+    args.device = resolve_device(args.device)
+    if args.kernels:
+        r = kernel_build_times(args.device)
+        for name, row in r.items():
+            print(f"{name}: forward {row['forward_ms']:.0f} ms, forward + backward "
+                  f"{row['forward_backward_ms']:.0f} ms")
+        print(f"float64 / float32 (forward + backward): "
+              f"{r['float64']['forward_backward_ms'] / r['float32']['forward_backward_ms']:.2f}x "
+              f"({torch.get_num_threads()} threads, batch 16, 64 x 64 LR px, K = 21)")
+        return
     for stage, row in step_times(args.device, args.config).items():
         print(f"{stage:9s} " + "  ".join(f"{k} {v:7.1f} ms" for k, v in row.items()))
     if args.compile:
