@@ -7,7 +7,8 @@ context in one cannot hide the others; the table shows the last lines of each er
                 21x21 depthwise F.conv2d (ratio, img/s at batch 1/8/32): bench/engine.py
   b  build      ``degrade build --source sample --device DEV`` twice (exit code, time, shards
                 byte-identical) and, without JPEG, against a CPU build (LR levels that differ)
-  c  train      ``ssr-train --config tiny --stage all`` on DEV from b's shards (validation on)
+  c  train      ``ssr-train --config tiny --stage all`` on DEV from b's shards, 100 steps a
+                stage (validation and a checkpoint at step 100)
   d  online     ``ssr-train --config tiny --stage all --online --source sample`` (50 steps each)
   e  infer      ``ssr-infer --device DEV`` with c's run: SVKR and diffusion on b's shards
   f  eval       ``ssr-eval run --table 1 --stand-in sample --method SSR=RUN --device DEV``
@@ -61,10 +62,10 @@ BENCH = Path(__file__).resolve().parent
 SECTIONS: dict[str, tuple[str, int]] = {  # key -> (title, time limit in s on a GPU)
     "a": ("engine: fused kernel vs CPU backend and conv2d", 60),
     "b": ("degrade build --device DEV", 60),
-    "c": ("ssr-train --config tiny, shards", 50),
-    "d": ("ssr-train --config tiny --online", 40),
-    "e": ("ssr-infer --device DEV", 30),
-    "f": ("ssr-eval run --table 1 --stand-in sample", 45),
+    "c": ("ssr-train --config tiny, shards", 75),
+    "d": ("ssr-train --config tiny --online", 50),
+    "e": ("ssr-infer --device DEV", 45),
+    "f": ("ssr-eval run --table 1 --stand-in sample", 60),
     "g": ("paper config, online: step time, data wait", 60),
     "h": ("paper config, fp32/fp16/bf16 step time", 45),
     "i": ("paper config, torch.compile on/off", 60),
@@ -183,7 +184,7 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: the plumbing, not figures")
     parser.add_argument("--only", default=",".join(SECTIONS), help="sections, e.g. a,b,c")
     parser.add_argument("--out", type=Path, help="write the report: .md = the table, else JSON")
-    parser.add_argument("--budget", type=float, default=290.0, help="seconds for all sections")
+    parser.add_argument("--budget", type=float, default=300.0, help="seconds for all sections")
     parser.add_argument("--work", type=Path, help="work folder (default: a temporary one)")
     parser.add_argument("--isolate", action=argparse.BooleanOptionalAction, default=None,
                         help="one process per section (default: yes, except with --smoke)")

@@ -159,7 +159,7 @@ def section_c(ctx: Ctx) -> dict[str, Any]:
     w, shards = ctx.work, ctx.work / "shards"
     if not (shards / "manifest.json").exists():  # section b failed or was left out
         ctx.must("degrade.cli", *_build_args(ctx), "--device", "cpu", "--out", str(shards))
-    steps = ["--steps", "1"] if ctx.smoke else []
+    steps = ["--steps", "1" if ctx.smoke else "100"]  # 100: one validation and checkpoint
     t = ctx.must("ssr_models.train_cli", "--shards", str(shards), "--val-shards", str(shards),
                  "--stage", "all", "--config", "tiny", "--out", str(w / "run"),
                  "--device", ctx.device, *steps)
