@@ -29,10 +29,13 @@ C backend is then absent (CPU references use the torch backend; the table says w
 CLIs run as ``python -m <module>`` (no console scripts needed).
 
 Third-party packages the script and the CLIs it runs import (the table's last line lists what a
-run actually imported): torch, numpy, triton (section a; the ``gpu`` extra), opencv-python-headless
-(cv2), scikit-image, scipy, webdataset, click, PyYAML, tqdm, h5py, fsspec (the pyproject
-dependencies), kornia when a config's ``online_jpeg`` is ``kornia``, pytest (bench/train.py imports
-tests/degrade/conftest.py; section g only). transformers, timm, pyiqa, spandrel: not needed.
+run actually imported, optional imports of present packages included): torch, numpy, triton
+(section a; the ``gpu`` extra), opencv-python-headless (cv2), scikit-image (with its lazy-loader,
+pillow), scipy, webdataset (with braceexpand), click, PyYAML, tqdm (the pyproject dependencies;
+h5py and fsspec are imported only by the nyuv2 source and remote URLs, which no section uses),
+pytest (with pluggy, iniconfig: bench/train.py imports tests/degrade/conftest.py; section g
+only), kornia only when a config's ``online_jpeg`` is ``kornia`` (the built-ins say ``cpu``).
+transformers, timm, pyiqa, spandrel: not needed.
 
 ``--smoke`` (tiny sizes, one or two steps) checks the plumbing: on a CPU, section a runs the
 kernel under Triton's interpreter, b compares two CPU builds, c-f run on the CPU, g uses the
