@@ -18,14 +18,16 @@ context in one cannot hide the others; the table shows the last lines of each er
                 (bench/step_timing.py)
   i  compile    the same with ``torch.compile`` on and off (kernel and nbsr stages, bf16)
 
-    pip install --no-deps -e .        # first, if you can: builds the C CPU backend, downloads nothing
+    pip install --no-deps --no-build-isolation -e .   # optional first: builds the C CPU backend
     python bench/gpu_check.py --out gpu_check.md            # [--device cuda:1] [--only a,b]
     python bench/gpu_check.py --smoke --device cpu          # the plumbing on a CPU (tests run it)
 
-Nothing is installed and nothing is downloaded. Without the install, the script maps
-``ssr_datasets``/``ssr_manifests`` (package-dir names in pyproject.toml) to ``datasets/`` and
-``manifests/`` through symlinks in its work folder and puts the repository on PYTHONPATH; the
-C backend is then absent (CPU references use the torch backend; the table says which).
+Nothing is installed and nothing is downloaded (the install line above needs setuptools >= 77
+on the machine; without ``--no-build-isolation`` pip would fetch it). Without the install, the
+script maps ``ssr_datasets``/``ssr_manifests`` (package-dir names in pyproject.toml) to
+``datasets/`` and ``manifests/`` through symlinks in its work folder and puts the repository on
+PYTHONPATH; the C backend is then absent (CPU references use the torch backend; the table says
+which).
 CLIs run as ``python -m <module>`` (no console scripts needed).
 
 Third-party packages the script and the CLIs it runs import (the table's last line lists what a
