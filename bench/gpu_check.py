@@ -129,9 +129,11 @@ def _spawn(key: str, args: argparse.Namespace, work: Path, env: dict[str, str],
                             text=True, start_new_session=True)
     try:
         log, _ = proc.communicate(timeout=limit)
-    except subprocess.TimeoutExpired:
+    except BaseException as exc:  # over time, or Ctrl-C: no section keeps the GPU after us
         os.killpg(proc.pid, signal.SIGKILL)  # the section and every CLI it started
         log, _ = proc.communicate()
+        if not isinstance(exc, subprocess.TimeoutExpired):
+            raise
         return {"status": "TIMEOUT", "seconds": time.perf_counter() - t0,
                 "error": f"over its {limit:.0f} s limit; last output:\n" + "\n".join(
                     log.splitlines()[-5:])}
