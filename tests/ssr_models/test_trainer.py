@@ -216,6 +216,22 @@ def test_amp_modes_and_yaml_booleans() -> None:
         TrainerConfig(steps=1, compile="yes")
 
 
+def test_autocast_dtype_per_mode_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    """fp16 and bf16 map to their autocast dtypes on CUDA (the Trainer enables the GradScaler
+    only for float16); a GPU without bfloat16 refuses bf16 with the way out."""
+    from ssr_models.trainer import _amp_dtype
+
+    cuda = torch.device("cuda", 0)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert _amp_dtype("off", cuda) is None
+    assert _amp_dtype("fp16", cuda) is torch.float16
+    assert _amp_dtype("bf16", cuda) is torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla V100")
+    with pytest.raises(ConfigError, match=r"amp='bf16' needs .*Tesla V100 has none: use amp: fp16"):
+        _amp_dtype("bf16", cuda)
+
+
 def test_bf16_on_cpu_is_ignored_with_a_warning(shard_dir: Path, tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match="amp='bf16' is ignored"):
         trainer = Trainer(model(), config(tmp_path, amp="bf16", steps=2), stream(shard_dir))
