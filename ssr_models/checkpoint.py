@@ -20,9 +20,11 @@ is a hard link to the newest one, swapped in by rename, so it never names a part
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import random
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +35,15 @@ from ssr_datasets.errors import ConfigError, InputError
 from ssr_datasets.shards import write_bytes_atomic
 from ssr_datasets.storage import atomic_file, writer_tag
 
-__all__ = ["CKPT_FORMAT", "CKPT_VERSION", "convert_checkpoint", "link_atomic", "load_checkpoint",
-           "rng_state", "save_atomic", "seed_all", "set_rng_state"]
+__all__ = ["CKPT_FORMAT", "CKPT_VERSION", "RESUME_MAY_CHANGE", "config_changes",
+           "convert_checkpoint", "link_atomic", "load_checkpoint", "rng_state", "save_atomic",
+           "seed_all", "set_rng_state"]
 
 CKPT_FORMAT = "ssr-bench-checkpoint"
 CKPT_VERSION = 2
 CONVERT_HINT = "ssr-train convert-checkpoint"
+# Settings (dotted keys of config.json / run.json) that a resume may change; nothing else may.
+RESUME_MAY_CHANGE: tuple[str, ...] = ("trainer.steps", "trainer.out_dir")
 
 
 def save_atomic(obj: Any, path: Path) -> None:
@@ -164,3 +169,27 @@ def convert_checkpoint(path: str | Path) -> Path:
     ckpt["version"] = CKPT_VERSION
     save_atomic(ckpt, path)
     return path
+
+
+def _plain(value: Any) -> Any:
+    """JSON's view of a value (tuples become lists), so saved and live configs compare equal."""
+    return json.loads(json.dumps(value))
+
+
+def config_changes(saved: Mapping[str, Any], now: Mapping[str, Any],
+                   ignore: Collection[str] = (), prefix: str = "") -> list[str]:
+    """Return ``"key: saved -> now"`` for each differing leaf (dotted keys), skipping ``ignore``.
+
+    Keys that ``saved`` lacks (written by an older version) are not compared.
+    """
+    changes: list[str] = []
+    for key in sorted(set(saved) | set(now)):
+        name = f"{prefix}{key}"
+        if name in ignore or key not in saved:
+            continue
+        old, new = _plain(saved.get(key)), _plain(now.get(key))
+        if isinstance(old, dict) and isinstance(new, dict):
+            changes += config_changes(old, new, ignore, f"{name}.")
+        elif old != new:
+            changes.append(f"{name}: {old!r} -> {new!r}")
+    return changes

@@ -7,7 +7,8 @@ rest (composition: it holds the model, it is not a base class).
 Choices:
 
 * Schedule: linear warm-up for ``warmup_steps`` then cosine to 0 at ``steps``
-  (``schedule="constant"`` keeps the rate after warm-up).
+  (``schedule="constant"`` keeps the rate after warm-up); ``ssr_models.schedule``. A resume
+  with another step count continues the rate smoothly to 0 at the new total.
 * EMA: ``ema = d * ema + (1 - d) * w`` after every optimizer step with
   ``d = min(ema_decay, (1 + step) / (10 + step))`` so early averages are not stuck at the
   initial weights; buffers are copied. Validation runs the EMA copy.
@@ -26,11 +27,15 @@ Choices:
   the last good state; a checkpoint is never written from non-finite weights.
 * Checkpoints: ``ckpt-{step:07d}.pt`` written to a temp file, fsynced, renamed; ``last.pt``
   is a hard link to it (copy where links are impossible), also swapped in by rename.
-  ``config.json`` (trainer + model config) sits beside them. RNG and data-stream states are
-  stored per rank, so a resumed run (same world size) continues bit for bit.
-* Logs: ``metrics.jsonl`` always (means over ``log_every`` steps, validation as ``val/``
-  keys); TensorBoard too when it is installed. On resume, lines past the checkpoint's step
-  (from the interrupted run) are dropped.
+  ``config.json`` (trainer + model config) sits beside them, written when ``fit`` starts.
+  RNG and data-stream states are stored per rank, so a resumed run (same world size)
+  continues bit for bit. ``resume`` refuses settings that differ from config.json's in
+  anything but the step count, naming the keys.
+* Logs: ``ssr_models.train_log`` (metrics.jsonl, TensorBoard). ``train/data_wait_share`` is
+  the fraction of step time spent waiting for the next batch (``next()`` on the stream),
+  over each log window; ``data_wait_share`` is the same since ``fit`` began.
+* Progress and stopping: ``fit(callback=...)`` reports events (``ssr_models.train_events``);
+  SIGINT/SIGTERM finish the current step, checkpoint it and raise ``TrainingInterrupted``.
 * DDP: when ``torch.distributed`` is initialized the model is wrapped in
   ``DistributedDataParallel`` through a small module whose ``forward`` is the model's
   ``training_step`` (DDP only syncs gradients of calls made through its ``forward``);
@@ -47,22 +52,23 @@ import os
 import time
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from ssr_datasets.errors import ConfigError, SsrError
-from ssr_datasets.shards import write_bytes_atomic, write_json_atomic
+from ssr_datasets.shards import write_json_atomic
 from ssr_datasets.storage import remove_stale_temps
 
 from .batch import Batch
 from .checkpoint import (
     CKPT_FORMAT,
     CKPT_VERSION,
+    RESUME_MAY_CHANGE,
+    config_changes,
     link_atomic,
     load_checkpoint,
     rng_state,
@@ -70,78 +76,18 @@ from .checkpoint import (
     seed_all,
     set_rng_state,
 )
+from .schedule import LRSchedule
+from .train_events import Callback, TrainEvent, TrainingInterrupted, graceful_stop
+from .train_log import MetricsLog
+from .trainer_config import AMP_MODES, Amp, TrainerConfig
 
-__all__ = ["NonFiniteError", "Trainer", "TrainerConfig", "load_checkpoint"]
-
-Schedule = Literal["cosine", "constant"]
-Amp = Literal["off", "fp16", "bf16"]
-AMP_MODES: tuple[str, ...] = ("off", "fp16", "bf16")
+__all__ = ["AMP_MODES", "RESUME_MAY_CHANGE", "Amp", "NonFiniteError", "Trainer",
+           "TrainerConfig", "TrainingInterrupted", "load_checkpoint"]
 _AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 class NonFiniteError(SsrError):
     """The loss or the gradients became NaN/Inf; the last good checkpoint is kept."""
-
-
-@dataclass(frozen=True)
-class TrainerConfig:
-    """Optimisation and bookkeeping settings (written to ``config.json``).
-
-    Attributes:
-        steps: Optimizer steps in total.
-        lr: Peak AdamW learning rate. betas, weight_decay: AdamW's.
-        grad_clip: Max global gradient L2 norm; None disables clipping.
-        ema_decay: EMA decay in [0, 1).
-        amp: Mixed precision on CUDA: "off", "fp16" (with a GradScaler) or "bf16" (no scaler
-            needed); a YAML boolean means fp16 (true) or off (false).
-        compile: Run the training step through ``torch.compile`` (GPU speed-up, compile time
-            up front; see ``bench/gpu_check.py``).
-        log_every, val_every, ckpt_every: Periods in steps (0 disables val/ckpt; the final
-            step is always checkpointed).
-        warmup_steps: Linear warm-up length. schedule: after warm-up, cosine or constant.
-        seed: Seeds torch, numpy and random (offset by the rank).
-        out_dir: Folder for checkpoints, ``config.json`` and logs.
-        tensorboard: Also log to TensorBoard when it is installed.
-        find_unused_parameters: Passed to DDP (families with optional branches).
-    """
-
-    steps: int
-    lr: float = 2e-4
-    betas: tuple[float, float] = (0.9, 0.99)
-    weight_decay: float = 0.0
-    grad_clip: float | None = 1.0
-    ema_decay: float = 0.999
-    amp: Amp | bool = "off"
-    compile: bool = False
-    log_every: int = 50
-    val_every: int = 1000
-    ckpt_every: int = 1000
-    seed: int = 0
-    out_dir: str = "runs/train"
-    warmup_steps: int = 0
-    schedule: Schedule = "cosine"
-    tensorboard: bool = True
-    find_unused_parameters: bool = False
-
-    def __post_init__(self) -> None:
-        if self.steps < 1 or self.log_every < 1:
-            raise ConfigError(f"steps and log_every must be >= 1, got {self.steps}, "
-                              f"{self.log_every}")
-        if min(self.val_every, self.ckpt_every, self.warmup_steps) < 0:
-            raise ConfigError("val_every, ckpt_every and warmup_steps must be >= 0")
-        if not self.lr > 0 or not 0 <= self.ema_decay < 1:
-            raise ConfigError(f"need lr > 0 and 0 <= ema_decay < 1, got {self.lr}, "
-                              f"{self.ema_decay}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise ConfigError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
-        if isinstance(self.amp, bool):  # YAML 1.1 reads `amp: off` as False (and true as True)
-            object.__setattr__(self, "amp", "fp16" if self.amp else "off")
-        if self.amp not in AMP_MODES:
-            raise ConfigError(f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
-        if not isinstance(self.compile, bool):
-            raise ConfigError(f"compile must be true or false, got {self.compile!r}")
-        if self.schedule not in ("cosine", "constant"):
-            raise ConfigError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
 
 
 class _Step(nn.Module):
@@ -214,33 +160,33 @@ class Trainer:
         if config.compile:  # in place: state_dict keys and the DDP wrapper stay as they are
             self._step_module.compile()
         self.optimizer = _adamw(self.model, config, self.device)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.schedule = LRSchedule(config.steps, config.warmup_steps, config.schedule)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda k: self.schedule.factor(k))
         self.amp_dtype = _amp_dtype(config.amp, self.device)
         self.use_amp = self.amp_dtype is not None
         # bfloat16 needs no loss scaling: its exponent range is float32's.
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.step = 0
         self._saved_step = -1
-        self._writer: Any = None
+        self.log = MetricsLog(self.out_dir, config.tensorboard)
+        self.config_record = {"trainer": dataclasses.asdict(config), "model_class":
+                              f"{type(model).__module__}.{type(model).__qualname__}",
+                              "model": _model_config(model), "world_size": self.world_size}
+        self.resume_note: str | None = None  # set by resume() when the schedule was extended
+        self.last_val: dict[str, float] = {}  # the latest validation means (val/... keys)
+        self._wait_s = self._busy_s = 0.0  # since fit() began: waiting for data, whole steps
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             for temp in remove_stale_temps(self.out_dir):  # a killed run's partial checkpoints
                 warnings.warn(str(temp), stacklevel=2)
-            write_json_atomic(self.out_dir / "config.json", {
-                "trainer": dataclasses.asdict(config), "model_class":
-                f"{type(model).__module__}.{type(model).__qualname__}",
-                "model": _model_config(model), "world_size": self.world_size})
 
-    # ---- schedule and EMA -----------------------------------------------------------------
-    def _lr_factor(self, step: int) -> float:
-        warm = self.config.warmup_steps
-        if step < warm:
-            return (step + 1) / warm
-        if self.config.schedule == "constant":
-            return 1.0
-        progress = (step - warm) / max(1, self.config.steps - warm)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    @property
+    def data_wait_share(self) -> float:
+        """Fraction in [0, 1] of step time spent waiting for batches since ``fit`` began."""
+        return self._wait_s / self._busy_s if self._busy_s > 0 else 0.0
 
+    # ---- EMA ------------------------------------------------------------------------------
     @torch.no_grad()
     def _update_ema(self) -> None:
         d = min(self.config.ema_decay, (1 + self.step) / (10 + self.step))
@@ -250,7 +196,8 @@ class Trainer:
             e.copy_(b)
 
     # ---- one step -------------------------------------------------------------------------
-    def _train_step(self, batch: Batch) -> tuple[float, dict[str, float]]:
+    def _train_step(self, batch: Batch) -> tuple[float, float, dict[str, float]]:
+        """Take one optimizer step; return (loss, learning rate used, the family's logs)."""
         self.model.train()
         batch = batch.to(self.device, non_blocking=True)
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
@@ -272,12 +219,13 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             raise NonFiniteError(f"non-finite gradient norm at step {self.step + 1}; weights "
                                  f"are left at step {self.step}, the last checkpoint is kept")
+        lr = float(self.optimizer.param_groups[0]["lr"])
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
         self.step += 1
         self._update_ema()
-        return float(loss.detach()), {"grad_norm": float(norm), **logs}
+        return float(loss.detach()), lr, {"grad_norm": float(norm), **logs}
 
     # ---- validation, logs -----------------------------------------------------------------
     @torch.no_grad()
@@ -301,21 +249,8 @@ class Trainer:
         return {f"val/{k}": v / max(count, 1) for k, v in sums.items()}
 
     def _log(self, metrics: dict[str, float]) -> None:
-        if not self.is_main:
-            return
-        with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps({"step": self.step, "time": time.time(), **metrics}) + "\n")
-        if self._writer is None and self.config.tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:  # tensorboard is optional; metrics.jsonl has everything
-                self._writer = False
-            else:
-                self._writer = SummaryWriter(str(self.out_dir / "tb"))
-        if self._writer:
-            for k, v in metrics.items():
-                self._writer.add_scalar(k, v, self.step)
-            self._writer.flush()
+        if self.is_main:
+            self.log.write(self.step, metrics)
 
     # ---- checkpoints ----------------------------------------------------------------------
     def _per_rank_state(self) -> list[dict[str, Any]]:
@@ -341,19 +276,43 @@ class Trainer:
                 "model": self.model.state_dict(), "ema": self.ema.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                "per_rank": per_rank, "world_size": self.world_size}
+                "schedule": self.schedule.state_dict(), "per_rank": per_rank,
+                "world_size": self.world_size}
         path = self.out_dir / f"ckpt-{self.step:07d}.pt"
         save_atomic(ckpt, path)
         link_atomic(path, self.out_dir / "last.pt")
         return path
 
+    def check_resume_config(self, path: str | Path) -> None:
+        """Refuse to resume ``path`` with settings other than its run's (but the step count).
+
+        Raises:
+            ConfigError: No config.json beside the checkpoint, or differing settings (named).
+        """
+        saved_path = Path(path).parent / "config.json"
+        try:
+            saved = json.loads(saved_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{saved_path}: cannot read the settings of the checkpointed "
+                              f"run ({exc}), so the resume cannot be checked") from None
+        changes = config_changes(saved, self.config_record, ignore=RESUME_MAY_CHANGE)
+        if changes:
+            raise ConfigError(f"cannot resume {path}: settings differ from the run's (only the "
+                              f"step count may change): {'; '.join(changes)}")
+
     def resume(self, path: str | Path) -> int:
         """Load weights, EMA, optimizer, schedule, RNG and stream position; return the step.
 
+        A larger or smaller ``config.steps`` than the checkpoint's continues the schedule to the
+        new total (``LRSchedule.with_steps``; ``resume_note`` says when that is not smooth).
+
         Raises:
-            ConfigError: Not a checkpoint, or saved with another world size.
+            ConfigError: Not a checkpoint, other settings than config.json beside it (but
+                the step count), or saved with another world size.
+            InputError: A file that needs pickle (refused, nothing of it runs).
         """
         ckpt = load_checkpoint(path, map_location=self.device)
+        self.check_resume_config(path)
         if ckpt["world_size"] != self.world_size:
             raise ConfigError(f"{path}: saved with world_size {ckpt['world_size']}, now "
                               f"{self.world_size}; bitwise resume needs the same world size")
@@ -365,55 +324,96 @@ class Trainer:
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.step = int(ckpt["step"])
+        saved = LRSchedule.from_state_dict(ckpt["schedule"])
+        self.schedule, self.resume_note = saved.with_steps(self.config.steps, self.step)
+        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs, strict=True):
+            group["lr"] = base * self.schedule.factor(self.step)  # the next step's rate
         mine = ckpt["per_rank"][self.rank]
         set_rng_state(mine["rng"])
         if mine["data"] is not None and hasattr(self.stream, "load_state_dict"):
             self.stream.load_state_dict(mine["data"])
         if self.is_main:
-            self._truncate_metrics()
+            self.log.truncate(self.step)
         return self.step
 
-    def _truncate_metrics(self) -> None:
-        path = self.out_dir / "metrics.jsonl"
-        if not path.exists():
-            return
-        keep = [line for line in path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and json.loads(line)["step"] <= self.step]
-        write_bytes_atomic(path, "".join(line + "\n" for line in keep).encode("utf-8"))
-
     # ---- the loop -------------------------------------------------------------------------
-    def fit(self, stop_at: int | None = None) -> int:
+    def _stop_requested(self, signum: int | None) -> bool:
+        """Whether any rank received a stop signal (all ranks must stop at the same step)."""
+        if not self.distributed:
+            return signum is not None
+        flag = torch.tensor([float(signum is not None)], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item() > 0)
+
+    def _validate(self, emit: Callback) -> None:
+        self.last_val = self.validate()
+        self._log(self.last_val)
+        emit(TrainEvent("val", {"step": self.step, **self.last_val}))
+
+    def fit(self, stop_at: int | None = None, callback: Callback | None = None) -> int:
         """Train from the current step to ``config.steps`` (or ``stop_at``); return the step.
 
-        The last step reached is always checkpointed (collective under DDP).
+        The last step reached is always checkpointed (collective under DDP), and validated
+        when validation is on (``val_batches`` and ``val_every`` > 0).
+
+        Args:
+            stop_at: Stop (and checkpoint) at this step, before ``config.steps``.
+            callback: Receives a ``TrainEvent`` per step, validation and checkpoint (rank 0).
 
         Raises:
             NonFiniteError: A NaN/Inf loss or gradient (nothing is saved from that state).
+            TrainingInterrupted: SIGINT/SIGTERM: the step in progress was finished and saved.
         """
         cfg = self.config
         end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
+
+        def emit(event: TrainEvent) -> None:
+            if callback is not None and self.is_main:
+                callback(event)
+
+        if self.is_main:
+            write_json_atomic(self.out_dir / "config.json", self.config_record)
+        emit(TrainEvent("start", {"step": self.step, "steps": cfg.steps,
+                                  "log_every": cfg.log_every, "note": self.resume_note}))
         sums: dict[str, float] = {}
-        count = 0
+        count, window_wait, window_busy = 0, 0.0, 0.0
         batches = iter(self.stream)
         try:
-            while self.step < end:
-                loss, logs = self._train_step(next(batches))
-                for k, v in {"loss": loss, **logs}.items():
-                    sums[k] = sums.get(k, 0.0) + float(v)
-                count += 1
-                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                    self._log({**{f"train/{k}": v / count for k, v in sums.items()},
-                               "train/lr": self.scheduler.get_last_lr()[0]})
-                    sums, count = {}, 0
-                if cfg.val_every and self.step % cfg.val_every == 0 and self.is_main:
-                    self._log(self.validate())
-                if (cfg.ckpt_every and self.step % cfg.ckpt_every == 0) or self.step == cfg.steps:
-                    self.save_checkpoint()
-            if self._saved_step != self.step:  # stopped early (stop_at): keep the position
-                self.save_checkpoint()
+            with graceful_stop() as stop:
+                while self.step < end:
+                    t0 = time.perf_counter()
+                    batch = next(batches)
+                    waited = time.perf_counter() - t0
+                    loss, lr, logs = self._train_step(batch)
+                    busy = time.perf_counter() - t0
+                    window_wait, window_busy = window_wait + waited, window_busy + busy
+                    self._wait_s, self._busy_s = self._wait_s + waited, self._busy_s + busy
+                    for k, v in {"loss": loss, **logs}.items():
+                        sums[k] = sums.get(k, 0.0) + float(v)
+                    count += 1
+                    emit(TrainEvent("step", {"step": self.step, "steps": cfg.steps, "loss": loss,
+                                             "lr": lr, "data_wait_s": waited, "step_s": busy}))
+                    if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                        self._log({**{f"train/{k}": v / count for k, v in sums.items()},
+                                   "train/lr": lr,
+                                   "train/data_wait_share": window_wait / max(window_busy, 1e-12)})
+                        sums, count, window_wait, window_busy = {}, 0, 0.0, 0.0
+                    last = self.step == end
+                    if (cfg.val_every and self.is_main and self.val_batches is not None
+                            and (self.step % cfg.val_every == 0 or last)):
+                        self._validate(emit)
+                    if (cfg.ckpt_every and self.step % cfg.ckpt_every == 0) or self.step == cfg.steps:
+                        emit(TrainEvent("ckpt", {"path": self.save_checkpoint()}))
+                    if self._stop_requested(stop.signum):
+                        if self._saved_step != self.step:
+                            emit(TrainEvent("ckpt", {"path": self.save_checkpoint()}))
+                        raise TrainingInterrupted(
+                            self.step, self.out_dir / "last.pt" if self.is_main else None,
+                            stop.name or "a signal on another rank")
+                if self._saved_step != self.step:  # stopped early (stop_at): keep the position
+                    emit(TrainEvent("ckpt", {"path": self.save_checkpoint()}))
         finally:
-            if self._writer:
-                self._writer.flush()
+            self.log.close()
         return self.step
 
 

@@ -159,6 +159,36 @@ def test_stop_at_then_resume(shard_dir: Path, tmp_path: Path) -> None:
     assert again.fit() == 8
 
 
+def test_resume_with_more_steps_continues_the_schedule(shard_dir: Path, tmp_path: Path) -> None:
+    # Issue 10 #11: a 20-step cosine stopped at step 10 and resumed with 40 steps used to jump
+    # to the 40-step curve (rate up from 0.67 to 0.89 of the peak); now it decays on from
+    # where it was and reaches 0 at step 40.
+    first = Trainer(model(), config(tmp_path, steps=20, warmup_steps=2, ckpt_every=0),
+                    stream(shard_dir))
+    first.fit(stop_at=10)
+    again = Trainer(model(), config(tmp_path, steps=40, warmup_steps=2, ckpt_every=0),
+                    stream(shard_dir))
+    assert again.resume(tmp_path / "last.pt") == 10 and again.resume_note is None
+    assert again.fit() == 40
+    lrs = [r["train/lr"] for r in metrics(tmp_path) if "train/lr" in r]
+    assert len(lrs) == 40
+    peak = 5e-3
+    assert lrs[10] < lrs[9] < lrs[8]  # no jump up at the resume step (step 11)
+    assert all(a > b for a, b in zip(lrs[9:-1], lrs[10:], strict=True))
+    assert lrs[-1] < 1e-3 * peak
+    assert json.loads((tmp_path / "config.json").read_text())["trainer"]["steps"] == 40
+
+
+def test_resume_refuses_other_settings(shard_dir: Path, tmp_path: Path) -> None:
+    Trainer(model(), config(tmp_path, steps=4), stream(shard_dir)).fit()
+    changed = Trainer(model(), config(tmp_path, steps=8, lr=1e-3, ema_decay=0.5),
+                      stream(shard_dir))
+    with pytest.raises(ConfigError, match=r"only the step count may change\): "
+                                          r"trainer.ema_decay: 0.9 -> 0.5; trainer.lr: 0.005 -> 0.001"):
+        changed.resume(tmp_path / "last.pt")
+    assert json.loads((tmp_path / "config.json").read_text())["trainer"]["lr"] == 5e-3
+
+
 @pytest.mark.parametrize("kind", ["loss", "grad"])
 def test_non_finite_stops_and_keeps_last_good(shard_dir: Path, tmp_path: Path,
                                               kind: str) -> None:
