@@ -164,8 +164,9 @@ def _reraise_as_input_error(exn: Exception) -> bool:
     """WebDataset error handler: re-raise read failures as InputError naming the shard."""
     if isinstance(exn, InputError):
         raise exn
-    candidates = [getattr(exn, "filename", None), *reversed(exn.args)]
-    url = next((a for a in candidates if isinstance(a, str) and ".tar" in a), "<shard>")
+    filename = getattr(exn, "filename", None)  # an OSError names the path it failed on
+    candidates = [a for a in reversed(exn.args) if isinstance(a, str) and ".tar" in a]
+    url = filename if isinstance(filename, str) else next(iter(candidates), "shard (unnamed)")
     raise InputError(url, f"cannot read shard: {exn}") from exn
 
 

@@ -218,6 +218,8 @@ def _report_missing(spec: TableSpec, missing: dict[str, str], roots: Roots, defa
 @click.command("tables")
 def tables_cmd() -> None:
     """List the built-in tables: groups, rows and what fills each row."""
+    from ssr_models.configs import ablation_for, train_command
+
     from .tables.spec import BUILTIN_TABLES, load_table
 
     for name in BUILTIN_TABLES:
@@ -232,3 +234,6 @@ def tables_cmd() -> None:
             fill = f"built-in {r.builtin}" if r.builtin else (
                 "paper numbers" + (f"; --method {r.id}=PATH" if not r.hint else f"; {r.hint}"))
             click.echo(f"  row   {r.id:20s} {fill}")
+            ablation = ablation_for(r.expects) if r.expects else None
+            if ablation is not None:  # a row that a training run fills: how to train it
+                click.echo(f"        train: {train_command(ablation, shards='TRAIN_SHARDS')}")

@@ -16,6 +16,12 @@ does before any training. ``out_dir`` is not a config key: the CLI's ``--out`` d
 
 Built-in configs live in ``ssr_models/configs/<name>.yaml`` (``tiny``, ``paper``); any other
 ``*.yaml`` path is read as a file.
+
+Ablations (Table 2 of the SSR paper; ``ssr-train --ablation NAME``) switch off conditioning
+inputs of the diffusion stage through its model overrides, on top of any config:
+``di-kernel-only`` (no depth, no SVKR), ``depth-only`` (no kernel, no SVKR), ``no-svkr``
+(kernel and depth, not refined by SVKR). The full model is the config without ``--ablation``.
+The kernel and NBSR stages are the same in every row.
 """
 
 from __future__ import annotations
@@ -33,15 +39,24 @@ from ssr_datasets.config import dataclass_from_mapping, named_or_yaml_path
 from ssr_datasets.errors import ConfigError
 
 from . import MODELS
-from .trainer import TrainerConfig
+from .trainer_config import TrainerConfig
 
-__all__ = ["BUILTIN_CONFIGS", "CONFIG_DIR", "STAGES", "STAGE_MODELS", "DataConfig", "Stage",
-           "StageConfig", "TrainConfig", "load_train_config", "parse_train_config"]
+__all__ = ["ABLATIONS", "BUILTIN_CONFIGS", "CONFIG_DIR", "STAGES", "STAGE_MODELS", "Ablation",
+           "DataConfig", "Stage", "StageConfig", "TrainConfig", "ablation_for", "load_train_config",
+           "parse_train_config", "train_command"]
 
 Stage = Literal["kernel", "nbsr", "diffusion"]
 STAGES: tuple[str, ...] = get_args(Stage)  # also the order of ``--stage all``
 CONFIG_DIR = Path(__file__).parent / "configs"
 BUILTIN_CONFIGS: tuple[str, ...] = ("tiny", "paper")
+Ablation = Literal["di-kernel-only", "depth-only", "no-svkr"]
+# The diffusion model's conditioning flags each Table 2 ablation sets (DiffusionConfig fields).
+ABLATIONS: dict[str, dict[str, bool]] = {
+    "di-kernel-only": {"use_kernel": True, "use_depth": False, "use_svkr": False},
+    "depth-only": {"use_kernel": False, "use_depth": True, "use_svkr": False},
+    "no-svkr": {"use_kernel": True, "use_depth": True, "use_svkr": False},
+}
+_FULL = {"use_kernel": True, "use_depth": True, "use_svkr": True}
 # Registry names each stage may train (the stage decides what run.json and ssr-infer expect).
 STAGE_MODELS: dict[str, tuple[str, ...]] = {
     "kernel": tuple(n for n in MODELS if n.startswith("dkenet")),
@@ -108,6 +123,26 @@ class TrainConfig:
 
     name: str
     stages: dict[str, StageConfig]
+
+    def with_ablation(self, ablation: str | None) -> TrainConfig:
+        """Return the config with ``ablation``'s flags in the diffusion stage's overrides.
+
+        Raises:
+            ConfigError: An unknown ablation, or a config without a diffusion stage.
+        """
+        if ablation is None:
+            return self
+        if ablation not in ABLATIONS:
+            raise ConfigError(f"unknown ablation {ablation!r}; choose one of: "
+                              f"{', '.join(ABLATIONS)}")
+        if "diffusion" not in self.stages:
+            raise ConfigError(f"--ablation changes the diffusion stage, which config "
+                              f"{self.name!r} does not have")
+        diffusion = self.stages["diffusion"]
+        overrides = {**diffusion.model_overrides, **ABLATIONS[ablation]}
+        stages = {**self.stages, "diffusion": dataclasses.replace(diffusion,
+                                                                  model_overrides=overrides)}
+        return TrainConfig(name=f"{self.name}+{ablation}", stages=stages)
 
     def stage(self, name: str) -> StageConfig:
         """Return stage ``name``; a stage the config lacks is a ConfigError."""
@@ -210,3 +245,23 @@ def load_train_config(name_or_path: str | Path) -> TrainConfig:
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read config {path}: {exc}") from None
     return parse_train_config(data, name=path.name)
+
+
+def ablation_for(flags: Mapping[str, bool]) -> str | None:
+    """Return the ablation whose diffusion flags are ``flags`` ("" = the full model), or None.
+
+    ``flags`` uses DiffusionConfig's names (``use_kernel``, ``use_depth``, ``use_svkr``), as a
+    table row's ``expects`` does; flags it leaves out count as True.
+    """
+    want = {**_FULL, **flags}
+    if want == _FULL:
+        return ""
+    return next((name for name, f in ABLATIONS.items() if f == want), None)
+
+
+def train_command(ablation: str, shards: str = "SHARDS", config: str = "paper",
+                  out: str | None = None) -> str:
+    """Return the ``ssr-train`` command line that trains a run for ``ablation`` ("" = full)."""
+    out = out or f"runs/{ablation or 'ssr'}"
+    flag = f" --ablation {ablation}" if ablation else ""
+    return f"ssr-train --shards {shards} --stage all --config {config}{flag} --out {out}"

@@ -15,12 +15,18 @@ Contract (one folder per stage, ``OUT/kernel``, ``OUT/nbsr``, ``OUT/diffusion``)
        "val_shards": the --val-shards one or null,
        "online": only with --online: OnlineSpec as a dict (source, root, split, recipe,
                  depth, jpeg, depth_cache),
-       "trainer": TrainerConfig as a dict,
+       "trainer": TrainerConfig as a dict, "data": the DataConfig used (after small-set fixes),
        "versions": {"ssr-bench", "torch", "numpy", "python", "run_format"}}
 
 ``train_stage`` makes one such folder: stream(s), model, Trainer, run.json, fit; with
 ``resume=True`` it continues from ``last.pt`` and skips a stage whose ``last.pt`` already
-reached the configured steps.
+reached the configured steps. A resume whose settings (run.json without ``versions``) differ
+from the stage's in anything but ``trainer.steps`` is refused before anything is written, and
+the message names every differing key.
+
+A shard set with fewer samples than one batch per rank (the 5-image sample set with a batch of
+8) trains with a warning: each epoch repeats the samples (with other random crops) up to the
+smallest multiple of the set that fills a batch.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import platform
+import time
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -37,13 +45,15 @@ import torch
 from torch import nn
 
 from ssr_datasets.errors import ConfigError, InputError
+from ssr_datasets.manifest import read_manifest
 from ssr_datasets.shards import write_json_atomic
+from ssr_datasets.storage import is_remote
 
 from . import create_model
-from .checkpoint import load_checkpoint
-from .configs import STAGES
+from .checkpoint import RESUME_MAY_CHANGE, config_changes, load_checkpoint
+from .configs import STAGES, DataConfig
 from .online import OnlineSpec, OnlineStream
-from .trainer import TrainerConfig
+from .trainer_config import TrainerConfig
 
 __all__ = ["LAST", "RUN_FILE", "RUN_FORMAT", "StageResult", "load_model_from_run", "read_run",
            "run_versions", "stage_step", "train_stage", "write_run"]
@@ -68,7 +78,8 @@ def run_versions() -> dict[str, str]:
 def write_run(folder: str | Path, *, stage: str, model: str, model_config: dict[str, Any],
               scale: int, kernel_size: int, delta: float, shards: str,
               trainer: TrainerConfig | dict[str, Any], val_shards: str | None = None,
-              online: dict[str, Any] | None = None) -> Path:
+              online: dict[str, Any] | None = None,
+              data: DataConfig | dict[str, Any] | None = None) -> Path:
     """Write ``folder/run.json`` atomically and return its path (see the module docstring).
 
     Raises:
@@ -83,6 +94,8 @@ def write_run(folder: str | Path, *, stage: str, model: str, model_config: dict[
               "trainer": trainer_dict, "versions": run_versions()}
     if online is not None:  # what ssr-train --online degraded from (source, recipe, depth, jpeg)
         record["online"] = online
+    if data is not None:
+        record["data"] = dataclasses.asdict(data) if dataclasses.is_dataclass(data) else dict(data)
     path = Path(folder) / RUN_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, record)
@@ -147,17 +160,38 @@ def load_model_from_run(folder: str | Path, use_ema: bool = True,
 
 @dataclasses.dataclass(frozen=True)
 class StageResult:
-    """What ``train_stage`` did: the folder, the step reached and whether it was already done."""
+    """What ``train_stage`` did.
+
+    Attributes:
+        folder: The stage folder. step: The step reached. skipped: Already at its steps.
+        seconds: Wall time of ``fit``. data_wait_share: Fraction of step time spent
+            waiting for batches (0..1). val: The last validation means (``val/...``; empty
+            without validation). note: What the Trainer said about an extended schedule.
+    """
 
     folder: Path
     step: int
     skipped: bool
+    seconds: float = 0.0
+    data_wait_share: float = 0.0
+    val: dict[str, float] = dataclasses.field(default_factory=dict)
+    note: str | None = None
+
+
+def _check_shards_exist(shards: str) -> None:
+    """Refuse a local --shards path that does not exist, before any reader sees it."""
+    text = str(shards)
+    if is_remote(text) or text.startswith("pipe:") or "{" in text or Path(text).exists():
+        return
+    raise InputError(text, "no such shard folder or .tar file (build one with "
+                           "`degrade build --out DIR`, then pass --shards DIR)")
 
 
 def _shard_geometry(shards: str) -> tuple[int, int, float]:
     """Return (scale, kernel_size, delta) of the first sample of ``shards``."""
     from .data import validation_batches
 
+    _check_shards_exist(shards)
     batch = next(iter(validation_batches(shards, crop_hr=None, batch_size=1)), None)
     if batch is None:
         raise InputError(str(shards), "the shards hold no samples")
@@ -177,10 +211,46 @@ def _check_model_matches(model: nn.Module, scale: int, kernel_size: int, delta: 
                           "model_overrides.delta in the config")
 
 
+def fill_small_set(data: DataConfig, shards: str, world_size: int) -> tuple[DataConfig, str | None]:
+    """Return ``data`` with ``epoch_samples`` raised so that a small set fills one batch per rank.
+
+    A local shard folder with n samples and ``images = batch_size / crops_per_image`` images
+    per batch on each of ``world_size`` ranks needs ``images * world_size`` samples per epoch;
+    when n is smaller, epochs repeat the set: ``epoch_samples`` becomes the smallest multiple
+    of n that is at least that (every sample equally often). Returns the new config and a
+    warning, or ``data`` and None when nothing changes (or the count is unknown: remote shards).
+    """
+    need = data.batch_size // data.crops_per_image * world_size
+    have = data.epoch_samples
+    if have is None:
+        folder = Path(shards)
+        if is_remote(str(shards)) or not folder.is_dir():
+            return data, None
+        have = int(read_manifest(folder)["totals"]["samples"])
+    if have >= need or have < 1:
+        return data, None
+    repeated = -(-need // have) * have
+    return dataclasses.replace(data, epoch_samples=repeated), (
+        f"{shards} holds {have} sample(s), fewer than one batch of {data.batch_size} "
+        f"({need} image(s) over {world_size} rank(s)); each epoch repeats them {repeated // have}x "
+        "(other random crops each time). Fine for a smoke run; use more images to train for real")
+
+
+def _check_resume(folder: Path, record: dict[str, Any]) -> None:
+    """Refuse to resume ``folder`` with settings other than its run.json's (but the steps)."""
+    saved = read_run(folder)
+    changes = config_changes({k: v for k, v in saved.items() if k != "versions"}, record,
+                             ignore=RESUME_MAY_CHANGE)
+    if changes:
+        raise ConfigError(f"cannot resume {folder}: settings differ from the run's (only "
+                          f"--steps may change): {'; '.join(changes)}. Resume with the run's "
+                          "settings, or train into a new --out")
+
+
 def train_stage(stage: str, stage_config: Any, shards: str | None, folder: str | Path, *,
                 val_shards: str | None = None, resume: bool = False, steps: int | None = None,
                 seed: int | None = None, device: str | None = None,
-                online: OnlineSpec | None = None) -> StageResult:
+                online: OnlineSpec | None = None, callback: Any = None) -> StageResult:
     """Train one stage into ``folder`` (run.json + Trainer files); return where it stopped.
 
     Args:
@@ -191,10 +261,14 @@ def train_stage(stage: str, stage_config: Any, shards: str | None, folder: str |
         device: torch device ("cpu", "cuda"); None = the Trainer's default.
         online: Train from HR images degraded online (``ssr_models.online``) instead of
             ``shards`` (then None); the JPEG path is the stage's ``data.online_jpeg``.
+        callback: Receives the Trainer's events (``ssr_models.train_events.TrainEvent``).
 
     Raises:
-        ConfigError: ``folder`` already holds a checkpoint and ``resume`` is False, or the
-            model does not match the shards.
+        ConfigError: ``folder`` already holds a checkpoint and ``resume`` is False, a resume
+            with other settings than the stage's (but the steps), or the model does not
+            match the shards.
+        InputError: Missing shards, or a checkpoint that needs pickle (refused).
+        TrainingInterrupted: SIGINT/SIGTERM; the step in progress was checkpointed.
     """
     import torch.distributed as dist
 
@@ -226,7 +300,19 @@ def train_stage(stage: str, stage_config: Any, shards: str | None, folder: str |
     torch.manual_seed(tcfg.seed)
     model = create_model(stage_config.model, **stage_config.model_overrides)
     _check_model_matches(model, scale, kernel_size, delta)
-    data = stage_config.data
+    data, warning = (stage_config.data, None) if online is not None else fill_small_set(
+        stage_config.data, shards, world)
+    shards_text = str(shards) if online is None else f"online:{online.source}"
+    record = {"stage": stage, "model": stage_config.model, "model_config": model.config.to_dict(),
+              "scale": scale, "kernel_size": kernel_size, "delta": delta, "shards": shards_text,
+              "val_shards": None if val_shards is None else str(val_shards),
+              "trainer": dataclasses.asdict(tcfg), "data": dataclasses.asdict(data)}
+    if online is not None:
+        record["online"] = dataclasses.asdict(online)
+    if done is not None:
+        _check_resume(folder, record)
+    if warning and rank == 0:
+        warnings.warn(warning, stacklevel=2)
     # Pinned batches let the Trainer's non_blocking copy to CUDA overlap the step.
     train_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     on_cuda = train_device.type == "cuda"
@@ -245,12 +331,15 @@ def train_stage(stage: str, stage_config: Any, shards: str | None, folder: str |
     val = (None if val_shards is None or rank != 0
            else validation_batches(val_shards, crop_hr=data.crop_hr, batch_size=data.batch_size))
     trainer = Trainer(model, tcfg, stream, val_batches=val, device=device)
-    if rank == 0:
-        write_run(folder, stage=stage, model=stage_config.model, model_config=model.config.to_dict(),
-                  scale=scale, kernel_size=kernel_size, delta=delta,
-                  shards=shards if online is None else f"online:{online.source}", trainer=tcfg,
-                  val_shards=val_shards,
-                  online=None if online is None else dataclasses.asdict(online))
     if done is not None:
         trainer.resume(folder / LAST)
-    return StageResult(folder, trainer.fit(), skipped=False)
+    if rank == 0:
+        write_run(folder, stage=stage, model=stage_config.model, model_config=model.config.to_dict(),
+                  scale=scale, kernel_size=kernel_size, delta=delta, shards=shards_text,
+                  trainer=tcfg, val_shards=val_shards,
+                  online=None if online is None else dataclasses.asdict(online), data=data)
+    start = time.perf_counter()
+    step = trainer.fit(callback=callback)
+    return StageResult(folder, step, skipped=False, seconds=time.perf_counter() - start,
+                       data_wait_share=trainer.data_wait_share, val=dict(trainer.last_val),
+                       note=trainer.resume_note)

@@ -11,17 +11,27 @@ Multi-process training (DDP)::
 Under torchrun (RANK and WORLD_SIZE in the environment) the process group is initialised
 (NCCL on CUDA, gloo on CPU), each rank reads its own part of the shards and rank 0 writes
 the run folders. ``batch_size`` in the config is per rank.
+
+Ctrl-C (or SIGTERM) finishes the step in progress, checkpoints it and prints where the
+checkpoint is and the exact command that resumes (exit code 130, or 143 for SIGTERM).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shlex
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 
 from degrade.cli_support import device_option, library_errors
 from ssr_datasets.sources import SOURCE_NAMES as _SOURCES
+
+from .configs import ABLATIONS
 
 _STAGES = ("kernel", "nbsr", "diffusion")  # = ssr_models.configs.STAGES (kept import-free for --help)
 _ONLINE_DEPTH = ("gt", "prior", "cache")  # = ssr_models.online.ONLINE_DEPTH (import-free --help)
@@ -85,20 +95,30 @@ def _init_distributed(device: str) -> tuple[bool, str]:
 @click.option("--depth-cache", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="With --online: depth cache folder [default: $SSR_BENCH_CACHE/depth or "
                    "~/.cache/ssr-bench/depth].")
+@click.option("--ablation", type=click.Choice(tuple(ABLATIONS)), default=None,
+              help="Table 2 ablation of the diffusion stage: di-kernel-only (no depth, no SVKR), "
+                   "depth-only (no kernel, no SVKR), no-svkr. Default: the full model.")
 @click.pass_context
 @library_errors
 def main(ctx: click.Context, shards: str | None, stage: str | None, config_name: str,
          out: Path | None, val_shards: str | None, resume: bool, steps: int | None,
          device: str, seed: int | None, online: bool, source: str | None,
          root: Path | None, split: str | None, recipe: str | None, depth: str | None,
-         depth_cache: Path | None) -> None:
+         depth_cache: Path | None, ablation: str | None) -> None:
     """Train the SSR models on degraded shard sets (ssr-infer reads OUT/<stage>).
 
     \b
-    Quick start (CPU, minutes):
+    Quick start (CPU, under a minute on 2 cores; models barely trained: add --steps 300):
       degrade build --out out/sample
       ssr-train --shards out/sample --stage all --config tiny --out runs/tiny
       ssr-train --online --source sample --stage kernel --config tiny --out runs/online
+
+    \b
+    Progress goes to stderr: a live bar on a terminal, else a line every log_every steps.
+    --resume continues each stage from its last.pt; only --steps may differ from the
+    run's settings (the learning-rate schedule then decays to 0 at the new total).
+    A Table 2 ablation row (one run each; ssr-eval tables lists them; SHARDS: your shards):
+      ssr-train --shards SHARDS --stage all --config paper --ablation no-svkr --out runs/no-svkr
 
     \b
     Old checkpoints (format 1, before safe loading) are refused (loading them needs pickle);
@@ -119,7 +139,9 @@ def main(ctx: click.Context, shards: str | None, stage: str | None, config_name:
         raise click.UsageError(f"{', '.join(given)} only apply with --online", ctx)
     from .configs import STAGES, load_train_config
     from .online import OnlineSpec
-    from .run import train_stage
+    from .run import LAST, train_stage
+    from .train_events import TrainingInterrupted
+    from .train_progress import TrainProgress, stage_summary
 
     spec = None
     if online:
@@ -127,29 +149,96 @@ def main(ctx: click.Context, shards: str | None, stage: str | None, config_name:
                           split=split, recipe=recipe or "ssr", depth=depth or "prior",  # type: ignore[arg-type]
                           depth_cache=None if depth_cache is None else str(depth_cache))
 
-    config = load_train_config(config_name)
+    config = load_train_config(config_name).with_ablation(ablation)
     stages = [s for s in STAGES if s in config.stages] if stage == "all" else [stage]
     for s in stages:  # fail on a missing stage before any training
         config.stage(s)
+    if ablation and "diffusion" not in stages:
+        raise click.UsageError("--ablation changes the diffusion stage: use --stage diffusion "
+                               "or --stage all", ctx)
     import torch
 
     # Denormal floats (DKENet's 441-tap softmax produces them) make x86 CPU arithmetic up to
     # 50x slower; flushing them to zero changes no result that matters. No effect on CUDA.
     torch.set_flush_denormal(True)
     distributed, device = _init_distributed(device)
+    current = stages[0]
     try:
-        for s in stages:
-            result = train_stage(s, config.stage(s), shards, out / s, val_shards=val_shards,
-                                 resume=resume, steps=steps, seed=seed, device=device,
-                                 online=spec)
-            if _is_main():
-                verb = "already at" if result.skipped else "trained to"
-                click.echo(f"{s}: {verb} step {result.step} -> {result.folder}")
+        with _warnings_to_stderr():
+            for current in stages:
+                progress = TrainProgress(current) if _is_main() else None
+                try:
+                    result = train_stage(current, config.stage(current), shards, out / current,
+                                         val_shards=val_shards, resume=resume, steps=steps,
+                                         seed=seed, device=device, online=spec,
+                                         callback=progress)
+                finally:
+                    if progress is not None:
+                        progress.close()
+                if _is_main():
+                    for line, warn in stage_summary(current, result):
+                        click.secho(line, fg="yellow" if warn else None, err=warn)
+    except TrainingInterrupted as exc:
+        _report_stop(ctx, exc.signal_name, current, exc.checkpoint, exc.step)
+        ctx.exit(143 if exc.signal_name == "SIGTERM" else 130)
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before the training loop started
+        last = out / current / LAST
+        _report_stop(ctx, "SIGINT", current, last if last.is_file() else None)
+        ctx.exit(130)
     finally:
         if distributed:
             import torch.distributed as dist
 
             dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def _warnings_to_stderr() -> Iterator[None]:
+    """Show library warnings (a small shard set, AMP on CPU) as one yellow line each."""
+    def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
+             line: Any = None) -> None:
+        if _is_main():
+            click.secho(f"warning: {message}", fg="yellow", err=True)
+
+    with warnings.catch_warnings():  # restores showwarning afterwards
+        warnings.showwarning = show
+        yield
+
+
+def _resume_command(ctx: click.Context) -> str:
+    """Return the command line that resumes this run (torchrun's when launched by it).
+
+    Every option given with a non-default value is repeated, so that the resumed run has the
+    same resolved settings (which resume requires).
+    """
+    args: list[str] = []
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if not isinstance(param, click.Option) or param.name == "resume" or value is None \
+                or value is False or value == param.default:
+            continue
+        args += [param.opts[0]] if value is True else [param.opts[0], str(value)]
+    if "WORLD_SIZE" in os.environ:
+        head = ["torchrun", "--nproc-per-node", os.environ["WORLD_SIZE"], "-m",
+                "ssr_models.train_cli"]
+    else:
+        head = ["ssr-train"]
+    return shlex.join([*head, *args, "--resume"])
+
+
+def _report_stop(ctx: click.Context, signal_name: str, stage: str, checkpoint: Path | None,
+                 step: int | None = None) -> None:
+    """Say where the last checkpoint is and how to resume (rank 0, stderr)."""
+    if not _is_main():
+        return
+    from .run import stage_step
+
+    where = "no checkpoint yet (the stage starts over)"
+    if checkpoint is not None:
+        step = stage_step(checkpoint.parent) if step is None else step
+        where = f"last checkpoint: {checkpoint} (step {step})"
+    click.echo(f"\ninterrupted by {signal_name} in stage {stage}; {where}", err=True)
+    click.echo(f"resume with:\n  {_resume_command(ctx)}", err=True)
 
 
 @main.command("convert-checkpoint")

@@ -22,7 +22,6 @@ from eval.tables.methods import parse_method
 from ssr_datasets.errors import InputError
 from ssr_models.checkpoint import (
     CKPT_FORMAT,
-    convert_checkpoint,
     load_checkpoint,
     rng_state,
     set_rng_state,

@@ -86,8 +86,8 @@ def test_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cfg = yaml.safe_load((CONFIG_DIR / "tiny.yaml").read_text())
     cfg["stages"]["kernel"]["trainer"]["lr"] = 0.004
     for stage in cfg["stages"].values():
-        stage["data"].update(crop_hr=32, batch_size=4)
-        stage["trainer"].update(ckpt_every=0, val_every=0, log_every=50)
+        stage["data"].update(crop_hr=32, batch_size=4, crops_per_image=1)
+        stage["trainer"].update(ckpt_every=0, val_every=0, log_every=50, tensorboard=False)
     path = tmp_path_factory.mktemp("cfg") / "test.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -175,8 +175,9 @@ def test_resume_is_bitwise(shards: tuple[Path, Path], tmp_path: Path) -> None:
     # constant schedule makes "--steps 4, then --steps 8 --resume" a true pause and restart.
     cfg = yaml.safe_load((CONFIG_DIR / "tiny.yaml").read_text())
     cfg["stages"] = {"kernel": cfg["stages"]["kernel"]}
-    cfg["stages"]["kernel"]["data"].update(crop_hr=32, batch_size=2)
-    cfg["stages"]["kernel"]["trainer"].update(schedule="constant", warmup_steps=2)
+    cfg["stages"]["kernel"]["data"].update(crop_hr=32, batch_size=2, crops_per_image=1)
+    cfg["stages"]["kernel"]["trainer"].update(schedule="constant", warmup_steps=2,
+                                              tensorboard=False)
     path = tmp_path / "const.yaml"
     path.write_text(yaml.safe_dump(cfg))
     common = ["--shards", str(shards[0]), "--stage", "kernel", "--config", str(path)]
