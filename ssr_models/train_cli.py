@@ -208,14 +208,16 @@ def _warnings_to_stderr() -> Iterator[None]:
 def _resume_command(ctx: click.Context) -> str:
     """Return the command line that resumes this run (torchrun's when launched by it).
 
-    Every option given with a non-default value is repeated, so that the resumed run has the
-    same resolved settings (which resume requires).
+    Every option given on the command line is repeated, so that the resumed run has the same
+    resolved settings (which resume requires); defaults stay implicit.
     """
     args: list[str] = []
     for param in ctx.command.params:
-        value = ctx.params.get(param.name or "")
-        if not isinstance(param, click.Option) or param.name == "resume" or value is None \
-                or value is False or value == param.default:
+        name = param.name or ""
+        value = ctx.params.get(name)
+        if (not isinstance(param, click.Option) or name == "resume" or value is None
+                or value is False
+                or ctx.get_parameter_source(name) is click.core.ParameterSource.DEFAULT):
             continue
         args += [param.opts[0]] if value is True else [param.opts[0], str(value)]
     if "WORLD_SIZE" in os.environ:

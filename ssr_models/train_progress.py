@@ -8,8 +8,9 @@ CLI layer only (the Trainer reports ``TrainEvent``s; this turns them into text o
       kernel  step 100/300  loss 0.0412  lr 1.8e-03  data-wait 4%  2.9 step/s  ETA 1m09s
 
 * each validation as it comes, with bicubic's PSNR beside the model's when the family
-  reports it, and a warning when the model validates below bicubic;
-* after each stage, :func:`stage_summary` lines (stdout).
+  reports it (marked ``[below bicubic]`` when lower);
+* after each stage, :func:`stage_summary` lines (stdout), with a warning (stderr) when the
+  stage's last validation is below bicubic.
 """
 
 from __future__ import annotations
@@ -85,9 +86,8 @@ class TrainProgress:
             self._step(d)
         elif event.kind == "val":
             val = {k: v for k, v in d.items() if k.startswith("val/")}
-            self._write(f"{self.stage}  step {d['step']}  validation: {validation_text(val)}")
-            if below_bicubic(val):
-                self._write(f"{self.stage}  warning: validation PSNR is below bicubic's")
+            flag = "  [below bicubic]" if below_bicubic(val) else ""
+            self._write(f"{self.stage}  step {d['step']}  validation: {validation_text(val)}{flag}")
 
     def _step(self, d: dict[str, Any]) -> None:
         self.wait, self.busy = self.wait + d["data_wait_s"], self.busy + d["step_s"]

@@ -45,7 +45,8 @@ def real_run(tmp_path_factory: pytest.TempPathFactory, shard_dir: Path) -> Path:
         for stage in ("kernel", "nbsr", "diffusion"):
             cfg = config.stage(stage)
             cfg = dataclasses.replace(cfg, trainer={**cfg.trainer, "val_every": 1, "log_every": 1},
-                                      data=dataclasses.replace(cfg.data, batch_size=2, crop_hr=16))
+                                      data=dataclasses.replace(cfg.data, batch_size=2, crop_hr=16,
+                                                                crops_per_image=1))
             train_stage(stage, cfg, str(shard_dir), root / stage, val_shards=str(shard_dir), steps=2)
     finally:
         torch.set_num_threads(threads)
