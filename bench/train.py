@@ -22,7 +22,7 @@ warm depth cache, recipe ssr, JPEG on OpenCV and on kornia) beside ``TrainingStr
 shards built from the same photos, at crop 128, batch 8, 2 workers, all on this CPU.
 ``online_report(device, config, steps)`` (called by bench/gpu_check.py) trains a config's
 stages with online degradation through the real Trainer and returns step time and the share
-of it spent waiting for data.
+of it spent waiting for data, from the Trainer's own per-step events.
 """
 
 from __future__ import annotations
@@ -186,28 +186,6 @@ def loader(num_batches: int = 12, rounds: int = 3) -> None:
               f"before: {load:.2f}, after: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores)")
 
 
-class _Timed:
-    """Wrap a stream: record when each batch is asked for and when it is delivered."""
-
-    def __init__(self, stream: Any, device: torch.device) -> None:
-        self.stream, self.device = stream, device
-        self.asked: list[float] = []
-        self.got: list[float] = []
-        for name in ("rank", "world_size", "state_dict", "load_state_dict"):
-            if hasattr(stream, name):
-                setattr(self, name, getattr(stream, name))
-
-    def __iter__(self) -> Any:
-        it = iter(self.stream)
-        while True:
-            self.asked.append(time.perf_counter())
-            batch = next(it)
-            if self.device.type == "cuda":  # the device-side degradation counts as data time
-                torch.cuda.synchronize(self.device)
-            self.got.append(time.perf_counter())
-            yield batch
-
-
 def online_report(device: str = "cuda", config: str = "paper", steps: int = 30,
                   stages: tuple[str, ...] = STAGES, warmup: int = 5,
                   num_workers: int | None = None, jpeg: str | None = None) -> dict[str, Any]:
@@ -220,8 +198,9 @@ def online_report(device: str = "cuda", config: str = "paper", steps: int = 30,
 
     Returns:
         ``{stage: {"step_ms", "data_wait_ms", "data_wait_fraction", "crops_per_s", "batch",
-        "crop", "workers", "jpeg", "amp"}}`` over ``steps - warmup`` steps (wait = time
-        between asking the stream for a batch and having it on the device).
+        "crop", "workers", "jpeg", "amp"}}``: means over steps ``warmup + 1 .. steps`` of the
+        Trainer's own step events (``data_wait_s``: time in ``next()`` on the stream, which
+        includes the online blur/noise/JPEG calls; ``step_s``: the whole step).
     """
     from ssr_models.online import OnlineSpec, OnlineStream
     from ssr_models.trainer import Trainer
@@ -247,13 +226,14 @@ def online_report(device: str = "cuda", config: str = "paper", steps: int = 30,
                 stream.nearness(load_item(item))
             torch.manual_seed(0)
             model = create_model(sc.model, **sc.model_overrides)
-            timed = _Timed(stream, dev)
             tcfg = sc.trainer_config(Path(tmp) / stage, steps=steps, seed=0)
             tcfg = dataclasses.replace(tcfg, tensorboard=False, ckpt_every=0, val_every=0)
-            Trainer(model, tcfg, timed, device=dev).fit()
-            asked, got = timed.asked[warmup:steps], timed.got[warmup:steps]
-            step_s = (asked[-1] - asked[0]) / (len(asked) - 1)
-            wait_s = float(np.mean([g - a for a, g in zip(asked[:-1], got[:-1], strict=True)]))
+            events: list[dict[str, Any]] = []  # the Trainer's own per-step data-wait measure
+            Trainer(model, tcfg, stream, device=dev).fit(
+                callback=lambda e, sink=events: sink.append(e.data) if e.kind == "step" else None)
+            timed = events[warmup:]
+            step_s = float(np.mean([e["step_s"] for e in timed]))
+            wait_s = float(np.mean([e["data_wait_s"] for e in timed]))
             out[stage] = {"step_ms": 1000 * step_s, "data_wait_ms": 1000 * wait_s,
                           "data_wait_fraction": wait_s / step_s,
                           "crops_per_s": sc.data.batch_size / step_s,
