@@ -36,8 +36,8 @@ from ssr_datasets.shards import write_bytes_atomic
 from ssr_datasets.storage import atomic_file, writer_tag
 
 __all__ = ["CKPT_FORMAT", "CKPT_VERSION", "RESUME_MAY_CHANGE", "config_changes",
-           "convert_checkpoint", "link_atomic", "load_checkpoint", "rng_state", "save_atomic",
-           "seed_all", "set_rng_state"]
+           "convert_checkpoint", "link_atomic", "load_checkpoint", "refuse_resume_changes",
+           "rng_state", "save_atomic", "seed_all", "set_rng_state"]
 
 CKPT_FORMAT = "ssr-bench-checkpoint"
 CKPT_VERSION = 2
@@ -193,3 +193,16 @@ def config_changes(saved: Mapping[str, Any], now: Mapping[str, Any],
         elif old != new:
             changes.append(f"{name}: {old!r} -> {new!r}")
     return changes
+
+
+def refuse_resume_changes(what: str | Path, saved: Mapping[str, Any], now: Mapping[str, Any]) -> None:
+    """Refuse to resume ``what`` when ``now`` differs from ``saved`` but in RESUME_MAY_CHANGE.
+
+    Raises:
+        ConfigError: Naming every differing key with its saved and new value.
+    """
+    changes = config_changes(saved, now, ignore=RESUME_MAY_CHANGE)
+    if changes:
+        raise ConfigError(f"cannot resume {what}: settings differ from the run's (only the step "
+                          f"count, --steps, may change): {'; '.join(changes)}. Resume with the "
+                          "run's settings, or train into a new --out")

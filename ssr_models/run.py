@@ -50,7 +50,7 @@ from ssr_datasets.shards import write_json_atomic
 from ssr_datasets.storage import is_remote
 
 from . import create_model
-from .checkpoint import RESUME_MAY_CHANGE, config_changes, load_checkpoint
+from .checkpoint import load_checkpoint, refuse_resume_changes
 from .configs import STAGES, DataConfig
 from .online import OnlineSpec, OnlineStream
 from .trainer_config import TrainerConfig
@@ -236,17 +236,6 @@ def fill_small_set(data: DataConfig, shards: str, world_size: int) -> tuple[Data
         "(other random crops each time). Fine for a smoke run; use more images to train for real")
 
 
-def _check_resume(folder: Path, record: dict[str, Any]) -> None:
-    """Refuse to resume ``folder`` with settings other than its run.json's (but the steps)."""
-    saved = read_run(folder)
-    changes = config_changes({k: v for k, v in saved.items() if k != "versions"}, record,
-                             ignore=RESUME_MAY_CHANGE)
-    if changes:
-        raise ConfigError(f"cannot resume {folder}: settings differ from the run's (only "
-                          f"--steps may change): {'; '.join(changes)}. Resume with the run's "
-                          "settings, or train into a new --out")
-
-
 def train_stage(stage: str, stage_config: Any, shards: str | None, folder: str | Path, *,
                 val_shards: str | None = None, resume: bool = False, steps: int | None = None,
                 seed: int | None = None, device: str | None = None,
@@ -309,8 +298,9 @@ def train_stage(stage: str, stage_config: Any, shards: str | None, folder: str |
               "trainer": dataclasses.asdict(tcfg), "data": dataclasses.asdict(data)}
     if online is not None:
         record["online"] = dataclasses.asdict(online)
-    if done is not None:
-        _check_resume(folder, record)
+    if done is not None:  # refused before anything is written
+        saved = {k: v for k, v in read_run(folder).items() if k != "versions"}
+        refuse_resume_changes(folder, saved, record)
     if warning and rank == 0:
         warnings.warn(warning, stacklevel=2)
     # Pinned batches let the Trainer's non_blocking copy to CUDA overlap the step.

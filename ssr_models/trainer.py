@@ -67,10 +67,9 @@ from .batch import Batch
 from .checkpoint import (
     CKPT_FORMAT,
     CKPT_VERSION,
-    RESUME_MAY_CHANGE,
-    config_changes,
     link_atomic,
     load_checkpoint,
+    refuse_resume_changes,
     rng_state,
     save_atomic,
     seed_all,
@@ -81,7 +80,7 @@ from .train_events import Callback, TrainEvent, TrainingInterrupted, graceful_st
 from .train_log import MetricsLog
 from .trainer_config import AMP_MODES, Amp, TrainerConfig
 
-__all__ = ["AMP_MODES", "RESUME_MAY_CHANGE", "Amp", "NonFiniteError", "Trainer",
+__all__ = ["AMP_MODES", "Amp", "NonFiniteError", "Trainer",
            "TrainerConfig", "TrainingInterrupted", "load_checkpoint"]
 _AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -295,10 +294,7 @@ class Trainer:
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{saved_path}: cannot read the settings of the checkpointed "
                               f"run ({exc}), so the resume cannot be checked") from None
-        changes = config_changes(saved, self.config_record, ignore=RESUME_MAY_CHANGE)
-        if changes:
-            raise ConfigError(f"cannot resume {path}: settings differ from the run's (only the "
-                              f"step count may change): {'; '.join(changes)}")
+        refuse_resume_changes(path, saved, self.config_record)
 
     def resume(self, path: str | Path) -> int:
         """Load weights, EMA, optimizer, schedule, RNG and stream position; return the step.
@@ -345,6 +341,13 @@ class Trainer:
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return bool(flag.item() > 0)
 
+    def _interrupt(self, signal_name: str, emit: Callback) -> None:
+        """Checkpoint the finished step (collective) and raise TrainingInterrupted."""
+        if self._saved_step != self.step:
+            emit(TrainEvent("ckpt", {"path": self.save_checkpoint()}))
+        raise TrainingInterrupted(self.step, self.out_dir / "last.pt" if self.is_main else None,
+                                  signal_name)
+
     def _validate(self, emit: Callback) -> None:
         self.last_val = self.validate()
         self._log(self.last_val)
@@ -382,7 +385,15 @@ class Trainer:
             with graceful_stop() as stop:
                 while self.step < end:
                     t0 = time.perf_counter()
-                    batch = next(batches)
+                    try:
+                        batch = next(batches)
+                    except Exception:
+                        # A terminal's Ctrl-C also reaches DataLoader workers, which may die
+                        # first; the weights are at a finished step, so stop cleanly there
+                        # (alone: under DDP the other ranks are not at this point to save).
+                        if stop.signum is None or self.distributed:
+                            raise
+                        self._interrupt(stop.name, emit)
                     waited = time.perf_counter() - t0
                     loss, lr, logs = self._train_step(batch)
                     busy = time.perf_counter() - t0
@@ -405,11 +416,7 @@ class Trainer:
                     if (cfg.ckpt_every and self.step % cfg.ckpt_every == 0) or self.step == cfg.steps:
                         emit(TrainEvent("ckpt", {"path": self.save_checkpoint()}))
                     if self._stop_requested(stop.signum):
-                        if self._saved_step != self.step:
-                            emit(TrainEvent("ckpt", {"path": self.save_checkpoint()}))
-                        raise TrainingInterrupted(
-                            self.step, self.out_dir / "last.pt" if self.is_main else None,
-                            stop.name or "a signal on another rank")
+                        self._interrupt(stop.name or "a signal on another rank", emit)
                 if self._saved_step != self.step:  # stopped early (stop_at): keep the position
                     emit(TrainEvent("ckpt", {"path": self.save_checkpoint()}))
         finally:

@@ -201,7 +201,7 @@ def test_resume_refuses_changed_settings_and_extends_steps(shard_dir: Path,
     code, _, err = invoke(*common, "--config", str(tmp_path / "other.yaml"), "--steps", "4",
                           "--seed", "1", "--resume")
     assert code == 1
-    assert "settings differ from the run's (only --steps may change)" in err
+    assert "settings differ from the run's (only the step count, --steps, may change)" in err
     for change in ("data.crop_hr: 32 -> 16", "trainer.lr: 0.002 -> 0.01", "trainer.seed: 0 -> 1"):
         assert change in err
     assert (tmp_path / "run" / "kernel" / "run.json").read_bytes() == before
@@ -211,13 +211,17 @@ def test_resume_refuses_changed_settings_and_extends_steps(shard_dir: Path,
 
 # ---- Ctrl-C and SIGTERM -------------------------------------------------------------------------
 def test_ctrl_c_saves_and_prints_the_resume_command(shard_dir: Path, tmp_path: Path) -> None:
+    # As a terminal's Ctrl-C: SIGINT to the whole process group, DataLoader worker included.
     cfg = fast_config(tmp_path, log_every=1, ckpt_every=0, val_every=0)
+    text = yaml.safe_load(cfg.read_text())
+    text["stages"]["kernel"]["data"]["num_workers"] = 1
+    cfg.write_text(yaml.safe_dump(text))
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "ssr_models.train_cli", "--shards", str(shard_dir), "--stage",
            "kernel", "--config", str(cfg), "--out", str(out), "--steps", "30"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     metrics = out / "kernel" / "metrics.jsonl"
     deadline = time.monotonic() + 90
     try:
@@ -225,11 +229,11 @@ def test_ctrl_c_saves_and_prints_the_resume_command(shard_dir: Path, tmp_path: P
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "no training step within 90 s"
             time.sleep(0.1)
-        proc.send_signal(signal.SIGINT)
+        os.killpg(proc.pid, signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, stderr
     assert "Aborted!" not in stderr and "Traceback" not in stderr
     step = load_checkpoint(out / "kernel" / "last.pt")["step"]

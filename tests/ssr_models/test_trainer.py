@@ -183,7 +183,7 @@ def test_resume_refuses_other_settings(shard_dir: Path, tmp_path: Path) -> None:
     Trainer(model(), config(tmp_path, steps=4), stream(shard_dir)).fit()
     changed = Trainer(model(), config(tmp_path, steps=8, lr=1e-3, ema_decay=0.5),
                       stream(shard_dir))
-    with pytest.raises(ConfigError, match=r"only the step count may change\): "
+    with pytest.raises(ConfigError, match=r"only the step count, --steps, may change\): "
                                           r"trainer.ema_decay: 0.9 -> 0.5; trainer.lr: 0.005 -> 0.001"):
         changed.resume(tmp_path / "last.pt")
     assert json.loads((tmp_path / "config.json").read_text())["trainer"]["lr"] == 5e-3
