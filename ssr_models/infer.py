@@ -22,17 +22,13 @@ delta drops out of central moments. A Gaussian cut by the K x K window has a sma
 than its sigma^2, so wide kernels come out a little narrow; s1, s2 are clamped below at the
 DKENet's ``min_sigma`` (a one-tap kernel would give 0, which Eq. 1's precision cannot take).
 
-Tiling (any image size): the LR image is cut into ``tile`` x ``tile`` windows (LR px), on each
-axis the fewest that overlap by at least ``overlap`` px, spread evenly (:func:`tile_starts`; an
-axis of 512 px in 256-px tiles starts at 0, 128, 256). Every window runs the whole method on
-its own: the nearness and the kernel field are estimated per tile, so a global depth cue (the
-``prior`` provider's top-to-bottom ramp) restarts in every tile; use a tile at least the image
-size when that matters. Outputs are blended with a separable raised-cosine window that rises
-over ``overlap`` px on every side that has a neighbour (flat 1 at image edges), then divided by
-the summed weights, so the result is continuous across tile borders. Kernel fields are blended through
-their covariances (as SVKR's Eq. 2 does), which avoids the theta = 0 / pi wrap. Images (or
-tiles) smaller than ``min_size`` or not a multiple of what the diffusion UNet needs are
-reflect-padded at the bottom and right and the output is cropped back.
+Tiling (any image size; :mod:`ssr_models.tiling`): evenly spread ``tile`` x ``tile`` LR px
+windows overlapping by at least ``overlap`` px, blended with a raised-cosine ramp. Every window
+runs the whole method on its own: the nearness and the kernel field are estimated per tile, so
+a global depth cue (the ``prior`` provider's top-to-bottom ramp) restarts in every tile; use a
+tile at least the image size when that matters. Images (or tiles) smaller than ``min_size`` or
+not a multiple of what the diffusion UNet needs are reflect-padded at the bottom and right and
+the output is cropped back.
 
 Progress: ``pipeline(lr, progress=fn)`` calls ``fn(Progress)`` once before the first tile and
 after every work unit: an SVKR iteration, a diffusion reverse step, or a whole tile of the
@@ -56,7 +52,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from degrade.depth import check_depth_provider
-from degrade.ops.kernels import centered_delta, covariance_from_sigmas, sigmas_from_covariance
+from degrade.ops.kernels import centered_delta, sigmas_from_covariance
 from ssr_datasets.devices import resolve_device
 from ssr_datasets.errors import ConfigError
 
@@ -72,16 +68,15 @@ from .method_choice import (
     stages_used,
 )
 from .svkr import SVKR, provider_depth_estimator
+from .tiling import TileFn, blend_tiles, ramp_window, tile_starts
 
 __all__ = ["DEPTH_CHOICES", "METHODS", "STAGES", "Method", "MethodChoice", "Progress", "SRPipeline",
-           "SRResult", "blend_tiles", "choose_method", "find_stages", "kernels_to_params",
+           "SRResult", "TileFn", "blend_tiles", "choose_method", "find_stages", "kernels_to_params",
            "paper_method", "ramp_window", "resolve_method", "stages_used", "tile_starts"]
 
 DepthChoice = Literal["prior", "midas", "depth-anything"]
 DEPTH_CHOICES: tuple[str, ...] = ("prior", "midas", "depth-anything")
-# (sr (1, 3, sT, sT), nearness (1, 1, sT, sT) | None, field (1, 3, T, T) | None) of one LR tile
 ProgressFn = Callable[["Progress"], None]
-TileFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]]
 
 
 @dataclass(frozen=True)
@@ -139,84 +134,6 @@ def kernels_to_params(kernels: torch.Tensor, min_sigma: float = 0.2) -> torch.Te
     cov = torch.stack([torch.stack([xx, xy], -1), torch.stack([xy, yy], -1)], -2)
     s1, s2, theta = sigmas_from_covariance(cov)
     return torch.stack([s1.clamp_min(min_sigma), s2.clamp_min(min_sigma), theta], 1).to(kernels.dtype)
-
-
-def tile_starts(n: int, tile: int, overlap: int) -> list[int]:
-    """Return the starts of the fewest ``tile``-px windows covering [0, n) with overlaps >= ``overlap``.
-
-    m = ceil((n - overlap) / (tile - overlap)) windows (the least m with m tile - (m - 1) overlap
-    >= n), their starts spread evenly over [0, n - tile] (rounded), so neighbouring overlaps differ
-    by at most 1 px instead of the last window sitting almost on top of the one before.
-
-    >>> tile_starts(512, 256, 16)
-    [0, 128, 256]
-    """
-    if not 0 <= overlap < tile:
-        raise ConfigError(f"need 0 <= overlap < tile, got overlap {overlap}, tile {tile}")
-    if n <= tile:
-        return [0]
-    count = -(-(n - overlap) // (tile - overlap))
-    # integer arithmetic: round(i (n - tile) / (count - 1)), halves up
-    return [(2 * i * (n - tile) + count - 1) // (2 * (count - 1)) for i in range(count)]
-
-
-def ramp_window(length: int, ramp: int, left: bool, right: bool) -> torch.Tensor:
-    """Return a (length,) raised-cosine weight rising over ``ramp`` px on the flagged ends, else 1."""
-    x = torch.arange(length, dtype=torch.float64)
-    w = torch.ones(length, dtype=torch.float64)
-    if ramp > 0:
-        if left:
-            w = w * torch.sin(0.5 * math.pi * ((x + 0.5) / ramp).clamp(0, 1)) ** 2
-        if right:
-            w = w * torch.sin(0.5 * math.pi * ((length - 0.5 - x) / ramp).clamp(0, 1)) ** 2
-    return w
-
-
-def blend_tiles(lr: torch.Tensor, fn: TileFn, scale: int, tile: int, overlap: int
-                ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """Run ``fn`` on overlapping LR tiles of lr (1, C, h, w) and blend; see the module docstring.
-
-    Returns:
-        sr (1, 3, s*h, s*w), nearness (1, 1, s*h, s*w) or None, field (1, 3, h, w) or None.
-    """
-    if not 0 <= overlap < tile:
-        raise ConfigError(f"need 0 <= overlap < tile, got overlap {overlap}, tile {tile}")
-    h, w = lr.shape[-2:]
-    ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
-    th, tw = min(tile, h), min(tile, w)
-    acc: dict[str, torch.Tensor] = {}
-    for y in ys:
-        for x in xs:
-            sr, near, field = fn(lr[..., y:y + th, x:x + tw])
-            for res, ramp_scale in ((scale, scale), (1, 1)):
-                wy = ramp_window(th * res, overlap * ramp_scale, y > 0, y + th < h)
-                wx = ramp_window(tw * res, overlap * ramp_scale, x > 0, x + tw < w)
-                wgt = (wy[:, None] * wx[None, :]).to(lr.dtype).to(lr.device)
-                if res == 1:
-                    if field is None:
-                        continue
-                    cov = covariance_from_sigmas(field[0, 0], field[0, 1], field[0, 2])  # (T, T, 2, 2)
-                    parts = {"cov": cov * wgt[..., None, None], "w_lr": wgt}
-                else:
-                    parts = {"sr": sr[0] * wgt, "w_hr": wgt}
-                    if near is not None:
-                        parts["near"] = near[0] * wgt
-                sl = (slice(y * res, (y + th) * res), slice(x * res, (x + tw) * res))
-                for name, value in parts.items():
-                    if name not in acc:
-                        shape = (*value.shape[:-2], h * res, w * res) if name != "cov" else (h, w, 2, 2)
-                        acc[name] = torch.zeros(shape, dtype=value.dtype, device=value.device)
-                    if name == "cov":
-                        acc[name][sl] += value
-                    else:
-                        acc[name][(..., *sl)] += value
-    sr = (acc["sr"] / acc["w_hr"])[None]
-    near = (acc["near"] / acc["w_hr"])[None] if "near" in acc else None
-    field = None
-    if "cov" in acc:
-        s1, s2, theta = sigmas_from_covariance(acc["cov"] / acc["w_lr"][..., None, None])
-        field = torch.stack([s1, s2, theta])[None]
-    return sr, near, field
 
 
 def _reflect_pad(lr: torch.Tensor, min_size: int, multiple: int) -> torch.Tensor:
