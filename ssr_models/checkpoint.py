@@ -135,10 +135,11 @@ def seed_all(seed: int) -> None:
     random.seed(seed)
 
 
-def convert_checkpoint(path: str | Path) -> Path:
-    """Rewrite a format-1 checkpoint that the user trusts as format 2, in place; return the path.
+def convert_checkpoint(path: str | Path) -> bool:
+    """Rewrite a format-1 checkpoint that the user trusts as format 2, in place.
 
-    A file that already loads safely as format 2 is returned untouched, without unpickling.
+    Returns False for a file that already loads safely as format 2 (left untouched, never
+    unpickled), True for a converted one.
 
     UNSAFE BY DESIGN: format 1 needs pickle, so this unpickles ``path`` (which runs any code a
     planted file carries). Only the ``ssr-train convert-checkpoint`` command calls it, on the
@@ -151,7 +152,7 @@ def convert_checkpoint(path: str | Path) -> Path:
     path = Path(path)
     try:
         load_checkpoint(path)
-        return path  # already format 2: nothing to unpickle
+        return False  # already format 2: nothing to unpickle
     except (InputError, ConfigError):
         pass
     ckpt = torch.load(path, map_location="cpu", weights_only=False)  # the user trusts it
@@ -168,7 +169,7 @@ def convert_checkpoint(path: str | Path) -> Path:
             rng["python"] = _python_state_tensors(rng["python"])
     ckpt["version"] = CKPT_VERSION
     save_atomic(ckpt, path)
-    return path
+    return True
 
 
 def _plain(value: Any) -> Any:

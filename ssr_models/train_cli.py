@@ -260,8 +260,8 @@ def convert_checkpoint_cmd(path: Path) -> None:
     if not files:
         raise click.ClickException(f"{path}: no .pt files to convert")
     for f in files:
-        convert_checkpoint(f)
-        click.echo(f"converted (trusted, unpickled): {f}")
+        done = convert_checkpoint(f)
+        click.echo(f"{'converted (trusted, unpickled)' if done else 'already format 2, kept'}: {f}")
 
 
 def _is_main() -> bool:

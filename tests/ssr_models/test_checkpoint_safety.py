@@ -116,6 +116,8 @@ def test_convert_checkpoint_upgrades_a_trusted_format1_file(tmp_path: Path) -> N
         load_checkpoint(tmp_path / "last.pt")
     result = CliRunner().invoke(train_main, ["convert-checkpoint", str(tmp_path)])
     assert result.exit_code == 0 and "converted (trusted, unpickled)" in result.output
+    again = CliRunner().invoke(train_main, ["convert-checkpoint", str(tmp_path / "last.pt")])
+    assert again.exit_code == 0 and "already format 2, kept" in again.output
     ckpt = load_checkpoint(tmp_path / "last.pt")
     assert ckpt["step"] == 7 and "config" not in ckpt and torch.equal(ckpt["model"]["w"],
                                                                       weights["w"])
