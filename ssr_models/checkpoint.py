@@ -37,7 +37,7 @@ from ssr_datasets.storage import atomic_file, writer_tag
 
 __all__ = ["CKPT_FORMAT", "CKPT_VERSION", "RESUME_MAY_CHANGE", "config_changes",
            "convert_checkpoint", "link_atomic", "load_checkpoint", "refuse_resume_changes",
-           "rng_state", "save_atomic", "seed_all", "set_rng_state"]
+           "rng_state", "save_atomic", "saved_settings", "seed_all", "set_rng_state"]
 
 CKPT_FORMAT = "ssr-bench-checkpoint"
 CKPT_VERSION = 2
@@ -207,3 +207,17 @@ def refuse_resume_changes(what: str | Path, saved: Mapping[str, Any], now: Mappi
         raise ConfigError(f"cannot resume {what}: settings differ from the run's (only the step "
                           f"count, --steps, may change): {'; '.join(changes)}. Resume with the "
                           "run's settings, or train into a new --out")
+
+
+def saved_settings(path: str | Path) -> dict[str, Any]:
+    """Return the ``config.json`` beside checkpoint ``path`` (the settings it was trained with).
+
+    Raises:
+        ConfigError: It is missing or unreadable, so a resume cannot be checked.
+    """
+    saved_path = Path(path).parent / "config.json"
+    try:
+        return dict(json.loads(saved_path.read_text(encoding="utf-8")))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{saved_path}: cannot read the settings of the checkpointed run "
+                          f"({exc}), so the resume cannot be checked") from None

@@ -16,7 +16,7 @@ from typing import Any
 
 from ssr_datasets.shards import write_bytes_atomic
 
-__all__ = ["MetricsLog"]
+__all__ = ["MetricsLog", "StepWindow"]
 
 
 class MetricsLog:
@@ -58,3 +58,26 @@ class MetricsLog:
         if self._writer:
             self._writer.close()
         self._writer = None
+
+
+class StepWindow:
+    """One log window of steps: the means of their values and the share spent waiting for data."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.count, self.wait_s, self.step_s = 0, 0.0, 0.0
+
+    def add(self, values: dict[str, float], wait_s: float, step_s: float) -> None:
+        """Add one step: its values, the seconds it waited for its batch and took in all."""
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + float(v)
+        self.count += 1
+        self.wait_s += wait_s
+        self.step_s += step_s
+
+    def pop(self) -> dict[str, float]:
+        """Return ``train/<key>`` means and ``train/data_wait_share`` (0..1); start anew."""
+        out = {f"train/{k}": v / max(self.count, 1) for k, v in self.sums.items()}
+        out["train/data_wait_share"] = self.wait_s / self.step_s if self.step_s > 0 else 0.0
+        self.sums, self.count, self.wait_s, self.step_s = {}, 0, 0.0, 0.0
+        return out

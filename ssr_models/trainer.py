@@ -12,28 +12,20 @@ Choices:
 * EMA: ``ema = d * ema + (1 - d) * w`` after every optimizer step with
   ``d = min(ema_decay, (1 + step) / (10 + step))`` so early averages are not stuck at the
   initial weights; buffers are copied. Validation runs the EMA copy.
-* AMP: ``amp="fp16"`` = float16 autocast + GradScaler, ``amp="bf16"`` = bfloat16 autocast
-  without a scaler (bfloat16 has float32's exponent range, so gradients cannot overflow it;
-  Ampere or newer), ``"off"`` = float32; YAML's ``true``/``false`` mean fp16/off. CUDA only
-  (AMP on CPU is ignored with a warning). Under fp16, overflowing gradients are the scaler's
-  business (it skips the step); otherwise a non-finite gradient norm is an error.
-* Optimizer: AdamW with the fused CUDA kernel on CUDA (one launch for all parameters) and the
-  multi-tensor ``foreach`` path elsewhere; both compute the same update as the loop version.
-* ``compile=True`` runs the training step (forward and loss) through ``torch.compile``; the
-  EMA copy used for validation and checkpoints stays eager. It pays off on GPUs for steps with
-  many small kernels (measure: ``bench/gpu_check.py``); on CPU it mostly costs compile time.
+* Precision and optimizer (``ssr_models.precision``): ``amp`` off/fp16/bf16 autocast on CUDA
+  (fp16 with a GradScaler; under fp16 overflowing gradients are the scaler's business,
+  otherwise a non-finite gradient norm is an error), fused AdamW on CUDA and ``foreach``
+  elsewhere; ``compile=True`` compiles the training step (the EMA copy stays eager).
 * Non-finite guard: a NaN/Inf loss (checked on every rank) or gradient raises
   ``NonFiniteError`` before the optimizer step, so weights, EMA and the files on disk keep
   the last good state; a checkpoint is never written from non-finite weights.
-* Checkpoints: ``ckpt-{step:07d}.pt`` written to a temp file, fsynced, renamed; ``last.pt``
-  is a hard link to it (copy where links are impossible), also swapped in by rename.
-  ``config.json`` (trainer + model config) sits beside them, written when ``fit`` starts.
-  RNG and data-stream states are stored per rank, so a resumed run (same world size)
-  continues bit for bit. ``resume`` refuses settings that differ from config.json's in
-  anything but the step count, naming the keys.
-* Logs: ``ssr_models.train_log`` (metrics.jsonl, TensorBoard). ``train/data_wait_share`` is
-  the fraction of step time spent waiting for the next batch (``next()`` on the stream),
-  over each log window; ``data_wait_share`` is the same since ``fit`` began.
+* Checkpoints (``ssr_models.checkpoint``): ``ckpt-{step:07d}.pt`` written atomically,
+  ``last.pt`` a hard link to it; ``config.json`` beside them (written when ``fit`` starts).
+  Per-rank RNG and data-stream states make a resume (same world size) continue bit for bit;
+  ``resume`` refuses settings other than config.json's but the step count, naming the keys.
+* Logs (``ssr_models.train_log``: metrics.jsonl, TensorBoard): ``train/data_wait_share`` is
+  the fraction of step time spent in ``next()`` on the stream, per log window
+  (``data_wait_share``: since ``fit`` began).
 * Progress and stopping: ``fit(callback=...)`` reports events (``ssr_models.train_events``);
   SIGINT/SIGTERM finish the current step, checkpoint it and raise ``TrainingInterrupted``.
 * DDP: when ``torch.distributed`` is initialized the model is wrapped in
@@ -46,7 +38,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import math
 import os
 import time
@@ -72,17 +63,18 @@ from .checkpoint import (
     refuse_resume_changes,
     rng_state,
     save_atomic,
+    saved_settings,
     seed_all,
     set_rng_state,
 )
+from .precision import adamw, amp_dtype, kernel_choice
 from .schedule import LRSchedule
 from .train_events import Callback, TrainEvent, TrainingInterrupted, graceful_stop
-from .train_log import MetricsLog
+from .train_log import MetricsLog, StepWindow
 from .trainer_config import AMP_MODES, Amp, TrainerConfig
 
 __all__ = ["AMP_MODES", "Amp", "NonFiniteError", "Trainer",
            "TrainerConfig", "TrainingInterrupted", "load_checkpoint"]
-_AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 class NonFiniteError(SsrError):
@@ -158,11 +150,11 @@ class Trainer:
         self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
         if config.compile:  # in place: state_dict keys and the DDP wrapper stay as they are
             self._step_module.compile()
-        self.optimizer = _adamw(self.model, config, self.device)
+        self.optimizer = adamw(self.model, config, self.device)
         self.schedule = LRSchedule(config.steps, config.warmup_steps, config.schedule)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda k: self.schedule.factor(k))
-        self.amp_dtype = _amp_dtype(config.amp, self.device)
+        self.amp_dtype = amp_dtype(config.amp, self.device)
         self.use_amp = self.amp_dtype is not None
         # bfloat16 needs no loss scaling: its exponent range is float32's.
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
@@ -282,20 +274,6 @@ class Trainer:
         link_atomic(path, self.out_dir / "last.pt")
         return path
 
-    def check_resume_config(self, path: str | Path) -> None:
-        """Refuse to resume ``path`` with settings other than its run's (but the step count).
-
-        Raises:
-            ConfigError: No config.json beside the checkpoint, or differing settings (named).
-        """
-        saved_path = Path(path).parent / "config.json"
-        try:
-            saved = json.loads(saved_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"{saved_path}: cannot read the settings of the checkpointed "
-                              f"run ({exc}), so the resume cannot be checked") from None
-        refuse_resume_changes(path, saved, self.config_record)
-
     def resume(self, path: str | Path) -> int:
         """Load weights, EMA, optimizer, schedule, RNG and stream position; return the step.
 
@@ -308,7 +286,7 @@ class Trainer:
             InputError: A file that needs pickle (refused, nothing of it runs).
         """
         ckpt = load_checkpoint(path, map_location=self.device)
-        self.check_resume_config(path)
+        refuse_resume_changes(path, saved_settings(path), self.config_record)
         if ckpt["world_size"] != self.world_size:
             raise ConfigError(f"{path}: saved with world_size {ckpt['world_size']}, now "
                               f"{self.world_size}; bitwise resume needs the same world size")
@@ -316,7 +294,7 @@ class Trainer:
         self.ema.load_state_dict(ckpt["ema"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         for group in self.optimizer.param_groups:  # the saved groups carry the saving device's
-            group.update(_kernel_choice(self.device))  # implementation; keep this device's
+            group.update(kernel_choice(self.device))  # implementation; keep this device's
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.step = int(ckpt["step"])
@@ -378,8 +356,7 @@ class Trainer:
             write_json_atomic(self.out_dir / "config.json", self.config_record)
         emit(TrainEvent("start", {"step": self.step, "steps": cfg.steps,
                                   "log_every": cfg.log_every, "note": self.resume_note}))
-        sums: dict[str, float] = {}
-        count, window_wait, window_busy = 0, 0.0, 0.0
+        window = StepWindow()
         batches = iter(self.stream)
         try:
             with graceful_stop() as stop:
@@ -397,18 +374,12 @@ class Trainer:
                     waited = time.perf_counter() - t0
                     loss, lr, logs = self._train_step(batch)
                     busy = time.perf_counter() - t0
-                    window_wait, window_busy = window_wait + waited, window_busy + busy
+                    window.add({"loss": loss, **logs}, waited, busy)
                     self._wait_s, self._busy_s = self._wait_s + waited, self._busy_s + busy
-                    for k, v in {"loss": loss, **logs}.items():
-                        sums[k] = sums.get(k, 0.0) + float(v)
-                    count += 1
                     emit(TrainEvent("step", {"step": self.step, "steps": cfg.steps, "loss": loss,
                                              "lr": lr, "data_wait_s": waited, "step_s": busy}))
                     if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                        self._log({**{f"train/{k}": v / count for k, v in sums.items()},
-                                   "train/lr": lr,
-                                   "train/data_wait_share": window_wait / max(window_busy, 1e-12)})
-                        sums, count, window_wait, window_busy = {}, 0, 0.0, 0.0
+                        self._log({**window.pop(), "train/lr": lr})
                     last = self.step == end
                     if (cfg.val_every and self.is_main and self.val_batches is not None
                             and (self.step % cfg.val_every == 0 or last)):
@@ -422,30 +393,6 @@ class Trainer:
         finally:
             self.log.close()
         return self.step
-
-
-def _kernel_choice(device: torch.device) -> dict[str, bool]:
-    """AdamW's implementation for ``device``: the fused kernel on CUDA, foreach elsewhere."""
-    fused = device.type == "cuda"
-    return {"fused": fused, "foreach": not fused}
-
-
-def _adamw(model: nn.Module, config: TrainerConfig, device: torch.device) -> torch.optim.AdamW:
-    return torch.optim.AdamW(model.parameters(), lr=config.lr, betas=config.betas,
-                             weight_decay=config.weight_decay, **_kernel_choice(device))
-
-
-def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """Return the autocast dtype for ``amp`` on ``device``, or None (float32)."""
-    if amp == "off":
-        return None
-    if device.type != "cuda":
-        warnings.warn(f"amp={amp!r} is ignored: mixed precision runs on CUDA only", stacklevel=3)
-        return None
-    if amp == "bf16" and not torch.cuda.is_bf16_supported():
-        raise ConfigError(f"amp='bf16' needs a GPU with bfloat16 support (Ampere or newer); "
-                          f"{torch.cuda.get_device_name(device)} has none: use amp: fp16")
-    return _AMP_DTYPES[amp]
 
 
 def _float_states(*modules: nn.Module) -> Iterable[tuple[str, torch.Tensor]]:

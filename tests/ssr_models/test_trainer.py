@@ -249,7 +249,7 @@ def test_amp_modes_and_yaml_booleans() -> None:
 def test_autocast_dtype_per_mode_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
     """fp16 and bf16 map to their autocast dtypes on CUDA (the Trainer enables the GradScaler
     only for float16); a GPU without bfloat16 refuses bf16 with the way out."""
-    from ssr_models.trainer import _amp_dtype
+    from ssr_models.precision import amp_dtype as _amp_dtype
 
     cuda = torch.device("cuda", 0)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
@@ -270,7 +270,7 @@ def test_bf16_on_cpu_is_ignored_with_a_warning(shard_dir: Path, tmp_path: Path) 
 
 
 def test_adamw_uses_foreach_on_cpu_and_fused_on_cuda(shard_dir: Path, tmp_path: Path) -> None:
-    from ssr_models.trainer import _kernel_choice
+    from ssr_models.precision import kernel_choice as _kernel_choice
 
     trainer = Trainer(model(), config(tmp_path), stream(shard_dir))
     group = trainer.optimizer.param_groups[0]

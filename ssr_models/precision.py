@@ -1,0 +1,53 @@
+"""Mixed precision and the optimizer's kernels, per device (the Trainer's hardware choices).
+
+* AMP: ``amp="fp16"`` = float16 autocast + GradScaler, ``amp="bf16"`` = bfloat16 autocast
+  without a scaler (bfloat16 has float32's exponent range, so gradients cannot overflow it;
+  Ampere or newer), ``"off"`` = float32; YAML's ``true``/``false`` mean fp16/off. CUDA only
+  (AMP on CPU is ignored with a warning). Under fp16, overflowing gradients are the scaler's
+  business (it skips the step); otherwise a non-finite gradient norm is an error.
+* Optimizer: AdamW with the fused CUDA kernel on CUDA (one launch for all parameters) and the
+  multi-tensor ``foreach`` path elsewhere; both compute the same update as the loop version.
+* ``compile=True`` runs the training step (forward and loss) through ``torch.compile``; the
+  EMA copy used for validation and checkpoints stays eager. It pays off on GPUs for steps with
+  many small kernels (measure: ``bench/gpu_check.py``); on CPU it mostly costs compile time.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+
+from ssr_datasets.errors import ConfigError
+
+from .trainer_config import TrainerConfig
+
+__all__ = ["AMP_DTYPES", "adamw", "amp_dtype", "kernel_choice"]
+
+AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def kernel_choice(device: torch.device) -> dict[str, bool]:
+    """AdamW's implementation for ``device``: the fused kernel on CUDA, foreach elsewhere."""
+    fused = device.type == "cuda"
+    return {"fused": fused, "foreach": not fused}
+
+
+def adamw(model: nn.Module, config: TrainerConfig, device: torch.device) -> torch.optim.AdamW:
+    """Return AdamW over ``model``'s parameters with ``config``'s rate, betas and decay."""
+    return torch.optim.AdamW(model.parameters(), lr=config.lr, betas=config.betas,
+                             weight_decay=config.weight_decay, **kernel_choice(device))
+
+
+def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """Return the autocast dtype for ``amp`` on ``device``, or None (float32)."""
+    if amp == "off":
+        return None
+    if device.type != "cuda":
+        warnings.warn(f"amp={amp!r} is ignored: mixed precision runs on CUDA only", stacklevel=3)
+        return None
+    if amp == "bf16" and not torch.cuda.is_bf16_supported():
+        raise ConfigError(f"amp='bf16' needs a GPU with bfloat16 support (Ampere or newer); "
+                          f"{torch.cuda.get_device_name(device)} has none: use amp: fp16")
+    return AMP_DTYPES[amp]
