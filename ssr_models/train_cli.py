@@ -108,7 +108,7 @@ def main(ctx: click.Context, shards: str | None, stage: str | None, config_name:
     """Train the SSR models on degraded shard sets (ssr-infer reads OUT/<stage>).
 
     \b
-    Quick start (CPU, under a minute on 2 cores; models barely trained: add --steps 300):
+    Quick start (CPU, under a minute on 2 cores; smoke-test models, --steps 300 trains longer):
       degrade build --out out/sample
       ssr-train --shards out/sample --stage all --config tiny --out runs/tiny
       ssr-train --online --source sample --stage kernel --config tiny --out runs/online
