@@ -57,6 +57,27 @@ def _reflect(x, last):
 
 
 @triton.jit
+def _precision(fptr, f_st_c, live, dn):
+    """Load (s1, s2, theta) at ``fptr`` and return Sigma^-1 = [[pa, pb], [pb, pc]] and the shift.
+
+    The shift is the exponent at the tap nearest the centre, d = (dn, dn): subtracting it makes
+    that tap's weight exactly 1, so a pixel's weight sum is >= 1 and the exponent floor is
+    relative to its peak. Shared by the forward and backward kernels (the same float32 ops).
+    """
+    s1 = tl.load(fptr, mask=live, other=1.0)
+    s2 = tl.load(fptr + f_st_c, mask=live, other=1.0)
+    th = tl.load(fptr + 2 * f_st_c, mask=live, other=0.0)
+    cs = tl.cos(th)
+    sn = tl.sin(th)
+    i1 = 1.0 / (s1 * s1)
+    i2 = 1.0 / (s2 * s2)
+    pa = cs * cs * i1 + sn * sn * i2
+    pb = cs * sn * (i1 - i2)
+    pc = sn * sn * i1 + cs * cs * i2
+    return pa, pb, pc, -0.5 * dn * dn * (pa + 2.0 * pb + pc)
+
+
+@triton.jit
 def _svblur_kernel(
     hr_ptr, field_ptr, out_ptr,
     n_lr, w_lr, h_hr, w_hr, delta,
@@ -79,20 +100,7 @@ def _svblur_kernel(
     i = pix // w_lr
     j = pix - i * w_lr
 
-    fbase = field_ptr + n * f_st_n + pix
-    s1 = tl.load(fbase, mask=live, other=1.0)
-    s2 = tl.load(fbase + f_st_c, mask=live, other=1.0)
-    th = tl.load(fbase + 2 * f_st_c, mask=live, other=0.0)
-    cs = tl.cos(th)
-    sn = tl.sin(th)
-    i1 = 1.0 / (s1 * s1)
-    i2 = 1.0 / (s2 * s2)
-    pa = cs * cs * i1 + sn * sn * i2
-    pb = cs * sn * (i1 - i2)
-    pc = sn * sn * i1 + cs * cs * i2
-    # The exponent at the tap nearest the centre, d = (dn, dn): subtracting it makes that tap's
-    # weight exactly 1, so the sum is >= 1 and the floor below is relative to the peak.
-    shift = -0.5 * dn * dn * (pa + 2.0 * pb + pc)
+    pa, pb, pc, shift = _precision(field_ptr + n * f_st_n + pix, f_st_c, live, dn)
 
     # HR row/column of tap (0, 0) for each LR pixel, before reflection.
     r0 = i * S - K // 2

@@ -30,7 +30,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .blur_triton import BLOCK, NUM_WARPS, _reflect, apply_kernel_field_triton
+from .blur_triton import BLOCK, NUM_WARPS, _precision, _reflect, apply_kernel_field_triton
 from .kernels import LOG_FLOOR, precision_terms
 
 
@@ -52,18 +52,7 @@ def _field_grad_kernel(
     i = pix // w_lr
     j = pix - i * w_lr
 
-    fbase = field_ptr + n * f_st_n + pix
-    s1 = tl.load(fbase, mask=live, other=1.0)
-    s2 = tl.load(fbase + f_st_c, mask=live, other=1.0)
-    th = tl.load(fbase + 2 * f_st_c, mask=live, other=0.0)
-    cs = tl.cos(th)
-    sn = tl.sin(th)
-    i1 = 1.0 / (s1 * s1)
-    i2 = 1.0 / (s2 * s2)
-    pa = cs * cs * i1 + sn * sn * i2
-    pb = cs * sn * (i1 - i2)
-    pc = sn * sn * i1 + cs * cs * i2
-    shift = -0.5 * dn * dn * (pa + 2.0 * pb + pc)  # the forward's shift, same float32 ops
+    pa, pb, pc, shift = _precision(field_ptr + n * f_st_n + pix, f_st_c, live, dn)  # as the forward
 
     # G = sum_c g_c LR_c
     obase = n * o_st_n + pix.to(tl.int64)
