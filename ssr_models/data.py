@@ -20,8 +20,9 @@ Splitting across DataLoader workers (:mod:`ssr_models.loader`): every worker wor
 rank's sample sequence from references (local shards: the tar headers only, read once per
 process, < 0.2 ms per sample; remote and ``pipe:`` shards: the raw member bytes, about 3% of
 the cost of decoding them), and reads, decodes, crops and collates only the batches
-``k % num_workers == worker``; the DataLoader's round robin puts them back in order. So each sample is decoded exactly once, by one worker, the shuffle buffer
-never re-decodes (it holds bytes), and the batches are the same for any ``num_workers``.
+``k % num_workers == worker``; the DataLoader's round robin puts them back in order. So each
+sample is decoded exactly once, by one worker, the shuffle buffer never re-decodes (it holds
+bytes), and the batches are the same for any ``num_workers``.
 
 ``crops_per_image`` = c > 1 cuts c crops from each decoded image, all in the same batch (a
 batch is then ``batch_size / c`` images: "repeated augmentation", Hoffer et al. 2020, which
