@@ -7,9 +7,16 @@
   business (it skips the step); otherwise a non-finite gradient norm is an error.
 * Optimizer: AdamW with the fused CUDA kernel on CUDA (one launch for all parameters) and the
   multi-tensor ``foreach`` path elsewhere; both compute the same update as the loop version.
-* ``compile=True`` runs the training step (forward and loss) through ``torch.compile``; the
-  EMA copy used for validation and checkpoints stays eager. It pays off on GPUs for steps with
-  many small kernels (measure: ``bench/gpu_check.py``); on CPU it mostly costs compile time.
+* ``compile=True`` compiles the networks, not the training step (:func:`compile_networks`):
+  the model's ``forward`` when its class defines one (DKENet, NBSR), else each child module that
+  does (DiffusionSR's AMF encoder and UNet). The rest of the families' ``training_step`` (loss
+  terms, ground truth, ``float()`` of every logged term) stays eager: compiled whole, each of
+  those host syncs broke the graph and recompiled (the GPU check's compile section ran past its
+  limit on an H200). Shapes are static (``dynamic=False``): a stage trains on one crop and
+  batch size, so one graph is built and reused; validation runs the eager EMA copy, so its
+  other sizes never recompile. Compilation is paid once per run (the first step); it pays off
+  on GPUs (measure: ``bench/gpu_check.py`` section i); on CPU inductor mostly costs C++
+  compile time.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from ssr_datasets.errors import ConfigError
 
 from .trainer_config import TrainerConfig
 
-__all__ = ["AMP_DTYPES", "adamw", "amp_dtype", "kernel_choice"]
+__all__ = ["AMP_DTYPES", "adamw", "amp_dtype", "compile_networks", "kernel_choice"]
 
 AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -51,3 +58,25 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
         raise ConfigError(f"amp='bf16' needs a GPU with bfloat16 support (Ampere or newer); "
                           f"{torch.cuda.get_device_name(device)} has none: use amp: fp16")
     return AMP_DTYPES[amp]
+
+
+def _defines_forward(module: nn.Module) -> bool:
+    return type(module).forward is not nn.Module.forward  # ModuleList/ModuleDict: no forward
+
+
+def compile_networks(model: nn.Module) -> list[str]:
+    """Compile ``model``'s networks in place (``nn.Module.compile``); return their names.
+
+    ``""`` names the model itself (its class defines ``forward``); otherwise the direct children
+    that define ``forward`` and hold parameters. In place, so ``state_dict`` keys, the optimizer's
+    parameters and a DDP wrapper around the model stay as they are. Call it after copying the
+    EMA model, which must stay eager (``deepcopy`` would carry the compiled call along).
+    """
+    if _defines_forward(model):
+        targets = [("", model)]
+    else:
+        targets = [(name, child) for name, child in model.named_children()
+                   if _defines_forward(child) and any(True for _ in child.parameters())]
+    for _, module in targets:
+        module.compile(dynamic=False)
+    return [name for name, _ in targets]

@@ -15,7 +15,7 @@ Choices:
 * Precision and optimizer (``ssr_models.precision``): ``amp`` off/fp16/bf16 autocast on CUDA
   (fp16 with a GradScaler; under fp16 overflowing gradients are the scaler's business,
   otherwise a non-finite gradient norm is an error), fused AdamW on CUDA and ``foreach``
-  elsewhere; ``compile=True`` compiles the training step (the EMA copy stays eager).
+  elsewhere; ``compile=True`` compiles the networks' forward (the EMA copy stays eager).
 * Non-finite guard: a NaN/Inf loss (checked on every rank) or gradient raises
   ``NonFiniteError`` before the optimizer step, so weights, EMA and the files on disk keep
   the last good state; a checkpoint is never written from non-finite weights.
@@ -67,7 +67,7 @@ from .checkpoint import (
     seed_all,
     set_rng_state,
 )
-from .precision import adamw, amp_dtype, kernel_choice
+from .precision import adamw, amp_dtype, compile_networks, kernel_choice
 from .schedule import LRSchedule
 from .train_events import Callback, TrainEvent, TrainingInterrupted, graceful_stop
 from .train_log import MetricsLog, StepWindow
@@ -148,8 +148,8 @@ class Trainer:
         self._step_module = step_module
         # After the DDP broadcast, so that every rank's EMA starts from the same weights.
         self.ema = copy.deepcopy(self.model).requires_grad_(False).eval()
-        if config.compile:  # in place: state_dict keys and the DDP wrapper stay as they are
-            self._step_module.compile()
+        if config.compile:  # the networks only: loss bookkeeping stays eager (precision.py)
+            compile_networks(self.model)
         self.optimizer = adamw(self.model, config, self.device)
         self.schedule = LRSchedule(config.steps, config.warmup_steps, config.schedule)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(

@@ -30,8 +30,8 @@ class TrainerConfig:
         ema_decay: EMA decay in [0, 1).
         amp: Mixed precision on CUDA: "off", "fp16" (with a GradScaler) or "bf16" (no scaler
             needed); a YAML boolean means fp16 (true) or off (false).
-        compile: Run the training step through ``torch.compile`` (GPU speed-up, compile time
-            up front; see ``bench/gpu_check.py``).
+        compile: ``torch.compile`` the model's networks, forward only; the loss bookkeeping
+            stays eager (GPU speed-up, compile time once per run; ``precision.compile_networks``).
         log_every, val_every, ckpt_every: Periods in steps (0 disables val/ckpt; the final
             step is always checkpointed).
         warmup_steps: Linear warm-up length. schedule: after warm-up, cosine or constant.

@@ -280,21 +280,33 @@ def test_adamw_uses_foreach_on_cpu_and_fused_on_cuda(shard_dir: Path, tmp_path: 
 
 def test_compile_option_trains_the_same_steps(shard_dir: Path, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    """compile=True sends the training step through torch.compile (dynamo traces it; the eager
-    backend stands in for inductor so that no C++ compiler runs here) and changes no number."""
+    """compile=True sends the network (Toy.body: Toy defines no forward) through torch.compile
+    and changes no number. Dynamo really traces it; a counting backend that runs the graph
+    eagerly stands in for inductor (no C++ compiler runs here) and shows one graph for the
+    three steps: no graph break and no recompile (compiling the whole training step broke the
+    graph at the float() of the logs). The EMA copy stays eager."""
+    from torch._dynamo.testing import CompileCounter
+    from torch._dynamo.utils import counters
+
     real_compile = torch.compile
     calls: list[Any] = []
+    backend = CompileCounter()
 
-    def eager_compile(fn: Any, *args: Any, **kwargs: Any) -> Any:
-        calls.append(fn)
-        return real_compile(fn, *args, **{**kwargs, "backend": "eager"})
+    def counting_compile(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append((fn, kwargs))
+        return real_compile(fn, *args, **{**kwargs, "backend": backend})
 
-    monkeypatch.setattr(torch, "compile", eager_compile)
+    monkeypatch.setattr(torch, "compile", counting_compile)
     plain = Trainer(model(), config(tmp_path / "a", steps=3), stream(shard_dir))
     plain.fit()
+    torch._dynamo.reset()
+    counters.clear()
     compiled = Trainer(model(), config(tmp_path / "b", steps=3, compile=True), stream(shard_dir))
     compiled.fit()
-    assert len(calls) == 1
+    assert [(fn.__self__, kw) for fn, kw in calls] == [(compiled.model.body, {"dynamic": False})]
+    assert backend.frame_count == 1 and backend.op_count > 0
+    assert not counters["graph_break"]
+    assert getattr(compiled.ema.body, "_compiled_call_impl", None) is None
     got = [r["train/loss"] for r in metrics(tmp_path / "b")]
     want = [r["train/loss"] for r in metrics(tmp_path / "a")]
     assert got == pytest.approx(want, rel=1e-5)
