@@ -71,12 +71,19 @@ def compile_networks(model: nn.Module) -> list[str]:
     that define ``forward`` and hold parameters. In place, so ``state_dict`` keys, the optimizer's
     parameters and a DDP wrapper around the model stay as they are. Call it after copying the
     EMA model, which must stay eager (``deepcopy`` would carry the compiled call along).
+
+    Raises:
+        ConfigError: nothing to compile (a model whose step calls no module of its own).
     """
     if _defines_forward(model):
         targets = [("", model)]
     else:
         targets = [(name, child) for name, child in model.named_children()
                    if _defines_forward(child) and any(True for _ in child.parameters())]
+    if not targets:
+        raise ConfigError(f"compile=True: {type(model).__name__} defines no forward and has no "
+                          "child module with one and parameters; nothing to compile (use "
+                          "compile: false)")
     for _, module in targets:
         module.compile(dynamic=False)
     return [name for name, _ in targets]

@@ -15,6 +15,7 @@ import pytest
 import torch
 from torch import nn
 
+from ssr_datasets.errors import ConfigError
 from ssr_models.diffusion import diffusion_tiny
 from ssr_models.dkenet import dkenet_tiny
 from ssr_models.nbsr import nbsr_tiny
@@ -71,3 +72,13 @@ def test_networks_compile_in_one_graph_each_and_train_the_same(
     for (la, ga), (lb, gb) in zip(eager, compiled, strict=True):
         assert lb == pytest.approx(la, rel=1e-5)
         torch.testing.assert_close(gb, ga, rtol=1e-4, atol=1e-6)
+
+
+def test_a_model_without_networks_is_a_config_error() -> None:
+    class Stepper(nn.Module):  # a ModuleList has no forward of its own
+        def __init__(self) -> None:
+            super().__init__()
+            self.blocks = nn.ModuleList([nn.Conv2d(3, 3, 1)])
+
+    with pytest.raises(ConfigError, match="Stepper defines no forward .* nothing to compile"):
+        compile_networks(Stepper())
