@@ -51,12 +51,24 @@ from ssr_models.data import TrainingStream  # noqa: E402
 from tests.degrade.conftest import make_config, write_folder  # noqa: E402
 
 
-def _steps(model: torch.nn.Module, batches: list[Batch], device: str, amp: bool = False) -> float:
+def autocast_dtype(sc: Any) -> torch.dtype | None:
+    """The autocast dtype a stage's ``trainer.amp`` asks for (None: float32).
+
+    Through TrainerConfig, which reads YAML's ``amp: off``/``true`` (booleans) and the names
+    ``off``/``fp16``/``bf16``: ``bool("off")`` would be True, i.e. float16.
+    """
+    from ssr_models.precision import AMP_DTYPES
+
+    return AMP_DTYPES.get(str(sc.trainer_config(".").amp))
+
+
+def _steps(model: torch.nn.Module, batches: list[Batch], device: str,
+           amp: torch.dtype | None = None) -> float:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     t0 = time.perf_counter()
     for b in batches:
         b = b.to(device)
-        with torch.autocast(device, dtype=torch.float16, enabled=amp):
+        with torch.autocast(device, dtype=amp or torch.float16, enabled=amp is not None):
             loss, _ = model.training_step(b)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -105,11 +117,12 @@ def paper(shards: Path) -> None:
                       kernel=one.kernel.mean((2, 3), keepdim=True).expand(bs, 3, c // s, c // s)
                       .contiguous(), scale=s, kernel_size=one.kernel_size, delta=one.delta)
             model = model.cuda().train()
-            amp = bool(sc.trainer.get("amp", False))
+            amp = autocast_dtype(sc)
             _steps(model, [b] * 2, "cuda", amp)
             dt = _steps(model, [b] * 5, "cuda", amp) / 5
             mem = torch.cuda.max_memory_allocated() / 2**30
-            line += f", one step {dt * 1000:.0f} ms (crop {c}, batch {bs}, amp {amp}), peak {mem:.1f} GiB"
+            line += (f", one step {dt * 1000:.0f} ms (crop {c}, batch {bs}, autocast {amp}), "
+                     f"peak {mem:.1f} GiB")
             torch.cuda.reset_peak_memory_stats()
         print(line)
     if not gpu:
@@ -188,17 +201,20 @@ def loader(num_batches: int = 12, rounds: int = 3) -> None:
 
 def online_report(device: str = "cuda", config: str = "paper", steps: int = 30,
                   stages: tuple[str, ...] = STAGES, warmup: int = 5,
-                  num_workers: int | None = None, jpeg: str | None = None) -> dict[str, Any]:
+                  num_workers: int | None = None, jpeg: str | None = None,
+                  prefetch: int | None = None) -> dict[str, Any]:
     """Train ``config``'s stages with online degradation; return step time and data wait.
 
     Source: the ``sample`` photos (offline), prior depth (cached once per image before
     timing), the stage's crop, batch, JPEG path (``data.online_jpeg``) and Trainer settings;
     ``num_workers`` None = the machine's cores less two (the training process and the
-    pin-memory thread keep one each); ``jpeg`` "cpu" or "kornia" overrides the config's.
+    pin-memory thread keep one each); ``jpeg`` "cpu" or "kornia" overrides the config's;
+    ``prefetch`` (batches degraded ahead in a thread, 0 = in ``next()``) overrides
+    ``data.online_prefetch`` (None there: 2 on CUDA, 0 on a CPU).
 
     Returns:
         ``{stage: {"step_ms", "data_wait_ms", "data_wait_fraction", "crops_per_s", "batch",
-        "crop", "workers", "jpeg", "amp"}}``: means over steps ``warmup + 1 .. steps`` of the
+        "crop", "workers", "jpeg", "prefetch", "amp"}}``: means over steps ``warmup + 1 .. steps`` of the
         Trainer's own step events (``data_wait_s``: time in ``next()`` on the stream, which
         includes the online blur/noise/JPEG calls; ``step_s``: the whole step).
     """
@@ -219,7 +235,9 @@ def online_report(device: str = "cuda", config: str = "paper", steps: int = 30,
                               depth_cache=str(Path(tmp) / "depth"))
             stream = OnlineStream(spec, sc.data.crop_hr, sc.data.batch_size, seed=0,
                                   num_workers=workers, pin_memory=dev.type == "cuda",
-                                  crops_per_image=sc.data.crops_per_image, device=dev)
+                                  crops_per_image=sc.data.crops_per_image, device=dev,
+                                  prefetch=(sc.data.online_prefetch if prefetch is None
+                                            else prefetch))
             for item in stream.items:  # fill the depth cache (once per image, as in a run)
                 from ssr_datasets.sources import load_item
 
@@ -238,7 +256,8 @@ def online_report(device: str = "cuda", config: str = "paper", steps: int = 30,
                           "data_wait_fraction": wait_s / step_s,
                           "crops_per_s": sc.data.batch_size / step_s,
                           "batch": sc.data.batch_size, "crop": sc.data.crop_hr,
-                          "workers": workers, "jpeg": spec.jpeg, "amp": tcfg.amp}
+                          "workers": workers, "jpeg": spec.jpeg, "prefetch": stream.prefetch,
+                          "amp": tcfg.amp}
     return out
 
 

@@ -81,6 +81,9 @@ class DataConfig:
         prefetch_factor: Batches each worker prepares ahead (workers > 0).
         online_jpeg: With ``ssr-train --online``: ``cpu`` = OpenCV (the build's codec, exact)
             or ``kornia`` = differentiable JPEG on the training device (DiffJPEG-style).
+        online_prefetch: With ``--online``: batches degraded ahead in a background thread
+            (blur/noise/JPEG on the training device) while the step runs; 0 = inside
+            ``next()``, between steps; None = 2 on CUDA, 0 on a CPU. Same batches either way.
     """
 
     crop_hr: int
@@ -90,6 +93,7 @@ class DataConfig:
     crops_per_image: int = 1
     prefetch_factor: int = 2
     online_jpeg: Literal["cpu", "kornia"] = "cpu"
+    online_prefetch: int | None = None
 
     def __post_init__(self) -> None:
         if self.crop_hr < 1 or self.batch_size < 1 or self.num_workers < 0:
@@ -98,6 +102,10 @@ class DataConfig:
             raise ConfigError(f"crops_per_image must be >= 1 and divide batch_size: {self}")
         if self.prefetch_factor < 1:
             raise ConfigError(f"prefetch_factor must be >= 1: {self}")
+        if self.online_prefetch is not None and not (
+                type(self.online_prefetch) is int and self.online_prefetch >= 0):
+            raise ConfigError(f"online_prefetch must be null or an integer >= 0, got "
+                              f"{self.online_prefetch!r}")
         if self.online_jpeg not in ("cpu", "kornia"):
             raise ConfigError(f"online_jpeg must be 'cpu' or 'kornia', got {self.online_jpeg!r}")
 

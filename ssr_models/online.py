@@ -47,6 +47,7 @@ from ssr_datasets.schema import NEARNESS_MAX, make_key, nearness_to_u16
 
 from .batch import Batch
 from .loader import LoaderOptions, iterate, philox
+from .prefetch import prefetched
 
 __all__ = ["ONLINE_DEPTH", "ONLINE_JPEG", "OnlineDepth", "OnlineJpeg", "OnlineSpec",
            "OnlineStream", "PendingBatch", "degrade_batch"]
@@ -190,6 +191,9 @@ class OnlineStream:
         num_workers, prefetch_factor, pin_memory: as for ``TrainingStream``.
         crops_per_image: Crops per loaded image (one decode and one nearness map for all).
         device: Where the blur, noise and JPEG run (the training device).
+        prefetch: Batches degraded ahead in a background thread while the caller trains
+            (0 = degrade inside ``next()``, in the caller's thread; None = 2 on CUDA, 0 on a
+            CPU, where the thread competes with the step for cores); same batches either way.
 
     Raises:
         ConfigError: Invalid sizes, an unknown source/recipe, or ``cache`` depth without
@@ -201,12 +205,14 @@ class OnlineStream:
     def __init__(self, spec: OnlineSpec, crop_hr: int, batch_size: int, seed: int, *,
                  rank: int = 0, world_size: int = 1, num_workers: int = 0,
                  prefetch_factor: int = 2, pin_memory: bool = False, crops_per_image: int = 1,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", prefetch: int | None = None) -> None:
         from degrade.recipes import load_recipe
         from ssr_datasets.sources import list_items, require_build_source
 
         if world_size < 1 or not 0 <= rank < world_size:
             raise ConfigError(f"need 0 <= rank < world_size, got rank {rank} of {world_size}")
+        if prefetch is not None and prefetch < 0:
+            raise ConfigError(f"prefetch must be >= 0, got {prefetch}")
         if batch_size < 1 or crops_per_image < 1 or batch_size % crops_per_image:
             raise ConfigError(f"need batch_size >= 1 and crops_per_image dividing it, got "
                               f"{batch_size}, {crops_per_image}")
@@ -229,6 +235,7 @@ class OnlineStream:
         self.images_per_batch = batch_size // crops_per_image
         self.loader = LoaderOptions(num_workers, prefetch_factor, pin_memory)
         self.device = torch.device(device)
+        self.prefetch = (2 if self.device.type == "cuda" else 0) if prefetch is None else prefetch
         self.scale, self.kernel_size, self.delta = s, self.recipe.kernel_size, self.recipe.delta_px
         self._step = 0
 
@@ -357,9 +364,20 @@ class OnlineStream:
             rng_states=states, keys=tuple(keys))
 
     def __iter__(self) -> Iterator[Batch]:
-        """Yield degraded batches on ``device`` forever from the current step."""
-        for _, step, pending in iterate(self, 0, self._step, self.loader):
-            batch = degrade_batch(pending, self.scale, self.kernel_size, self.delta,
-                                  self.device, self.spec.jpeg)
-            self._step = step + 1
-            yield batch
+        """Yield degraded batches on ``device`` forever from the current step.
+
+        With ``prefetch`` > 0 the device work of the next batches runs in a background thread
+        (:func:`ssr_models.prefetch.prefetched`) while the caller trains on this one; the
+        position (``state_dict``) counts only the batches handed to the caller.
+        """
+        # Workers start here, in the caller's thread (never fork from the prefetch thread).
+        planned = iterate(self, 0, self._step, self.loader)
+        made = prefetched(((step, degrade_batch(pending, self.scale, self.kernel_size,
+                                                self.delta, self.device, self.spec.jpeg))
+                           for _, step, pending in planned), self.prefetch, self.device)
+        try:
+            for step, batch in made:
+                self._step = step + 1
+                yield batch
+        finally:
+            made.close()

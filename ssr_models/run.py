@@ -311,7 +311,8 @@ def train_stage(stage: str, stage_config: Any, shards: str | None, folder: str |
         stream = OnlineStream(online, data.crop_hr, data.batch_size, tcfg.seed, rank=rank,
                               world_size=world, num_workers=data.num_workers,
                               prefetch_factor=data.prefetch_factor, pin_memory=on_cuda,
-                              crops_per_image=data.crops_per_image, device=train_device)
+                              crops_per_image=data.crops_per_image, device=train_device,
+                              prefetch=data.online_prefetch)
     else:
         stream = TrainingStream(shards, crop_hr=data.crop_hr, batch_size=data.batch_size,
                                 seed=tcfg.seed, epoch_samples=data.epoch_samples, rank=rank,

@@ -391,6 +391,7 @@ class Trainer:
                 if self._saved_step != self.step:  # stopped early (stop_at): keep the position
                     emit(TrainEvent("ckpt", {"path": self.save_checkpoint()}))
         finally:
+            getattr(batches, "close", lambda: None)()  # stops a stream's prefetch thread
             self.log.close()
         return self.step
 
