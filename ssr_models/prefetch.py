@@ -72,7 +72,8 @@ def _flushes_denormals() -> bool:
     return float(torch.tensor([1e-39], dtype=torch.float32).mul(1.0)) == 0.0
 
 
-def prefetched(items: Iterable[T], depth: int, device: torch.device | str = "cpu") -> Generator[T, None, None]:
+def prefetched(items: Iterable[T], depth: int,
+               device: torch.device | str = "cpu") -> Generator[T, None, None]:
     """Yield ``items`` in order, made up to ``depth`` ahead in a background thread.
 
     Args:

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from ssr_datasets.errors import ConfigError
 from ssr_models.prefetch import prefetched
@@ -103,8 +102,8 @@ def test_closing_stops_the_thread_and_the_source() -> None:
 def test_trainer_interrupt_stops_the_prefetch_thread(images: Path, tmp_path: Path) -> None:  # noqa: F811
     """A TrainingInterrupted mid-run leaves no prefetch thread behind (Trainer closes its
     stream iterator on the way out)."""
-    from ssr_models.configs import load_train_config
     from ssr_models import create_model
+    from ssr_models.configs import load_train_config
     from ssr_models.train_events import TrainEvent
     from ssr_models.trainer import Trainer, TrainingInterrupted
 
