@@ -42,7 +42,7 @@ __all__ = ["prefetched"]
 T = TypeVar("T")
 _END = object()
 _POLL_S = 0.05  # how often a blocked thread looks at the stop flag
-_JOIN_S = 30.0  # at most this long for the item in hand at shutdown (then left, daemon)
+_JOIN_S = 10.0  # at most this long for the item in hand at shutdown (then left, daemon)
 
 
 @dataclasses.dataclass
