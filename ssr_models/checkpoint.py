@@ -10,9 +10,10 @@ data-stream position). Settings and run metadata are JSON beside the checkpoint
 
 A file that needs pickle (a planted one, or a format-1 checkpoint of this project, which
 stored numpy RNG arrays and the config) is refused with an ``InputError`` naming it. Format-1
-files that you wrote yourself are converted once by ``ssr-train convert-checkpoint PATH``
-(:func:`convert_checkpoint`), which unpickles them: that trusts the file, and is only done
-when the user asks for it.
+files are converted once by ``ssr-train convert-checkpoint PATH`` (:func:`convert_checkpoint`),
+which still runs no code: it loads them with ``weights_only=True`` plus an allowlist of exactly
+the numpy pieces format 1 held (``ndarray`` reconstruction and its dtype), so a planted file is
+refused there too.
 
 Files are written to a temp name and renamed (``ssr_datasets.storage.atomic_file``); ``last.pt``
 is a hard link to the newest one, swapped in by rename, so it never names a partial file.
@@ -42,6 +43,12 @@ __all__ = ["CKPT_FORMAT", "CKPT_VERSION", "RESUME_MAY_CHANGE", "config_changes",
 CKPT_FORMAT = "ssr-bench-checkpoint"
 CKPT_VERSION = 2
 CONVERT_HINT = "ssr-train convert-checkpoint"
+# What a format-1 checkpoint pickled besides tensors and plain containers: np.random.get_state()'s
+# uint32 key array. Written under numpy 1 as numpy.core.*, under numpy 2 as numpy._core.*.
+_FORMAT1_GLOBALS: list[Any] = [
+    (np._core.multiarray._reconstruct, "numpy.core.multiarray._reconstruct"),
+    np._core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32)),
+]
 # Settings (dotted keys of config.json / run.json) that a resume may change; nothing else may.
 RESUME_MAY_CHANGE: tuple[str, ...] = ("trainer.steps", "trainer.out_dir")
 
@@ -79,8 +86,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise InputError(str(path), "refused: loading it needs pickle, which can run code "
                          f"(torch.load weights_only=True said: {first}). ssr-bench checkpoints "
                          "hold only tensors and plain containers. If this is an older ssr-bench "
-                         f"checkpoint that you wrote yourself, convert it once with "
-                         f"`{CONVERT_HINT} {path}` (that trusts the file)") from None
+                         f"checkpoint, convert it once with `{CONVERT_HINT} {path}` (which runs "
+                         "no code either)") from None
     except (OSError, RuntimeError, EOFError) as exc:
         raise InputError(str(path), f"unreadable checkpoint: {exc}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT:
@@ -136,26 +143,32 @@ def seed_all(seed: int) -> None:
 
 
 def convert_checkpoint(path: str | Path) -> bool:
-    """Rewrite a format-1 checkpoint that the user trusts as format 2, in place.
+    """Rewrite a format-1 checkpoint of this project as format 2, in place, running no code.
 
-    Returns False for a file that already loads safely as format 2 (left untouched, never
-    unpickled), True for a converted one.
-
-    UNSAFE BY DESIGN: format 1 needs pickle, so this unpickles ``path`` (which runs any code a
-    planted file carries). Only the ``ssr-train convert-checkpoint`` command calls it, on the
-    user's explicit request. The RNG states become tensors, the embedded config is dropped (it
-    is in ``config.json`` beside the file) and the result is written atomically.
+    Returns False for a file that already loads safely as format 2 (left untouched), True for
+    a converted one. Format 1 differs only by pickled numpy RNG arrays and an embedded config,
+    so it is read with ``weights_only=True`` and an allowlist of the numpy array reconstruction
+    (:data:`_FORMAT1_GLOBALS`); anything else a file asks for (a planted ``__reduce__``) is
+    refused by torch's restricted unpickler. The RNG states become tensors, the config is
+    dropped (it is in ``config.json`` beside the file) and the result is written atomically.
 
     Raises:
+        InputError: The file needs more than the allowlist (not a format-1 file of ours).
         ConfigError: Not a Trainer checkpoint, or of an unknown version.
     """
     path = Path(path)
     try:
         load_checkpoint(path)
-        return False  # already format 2: nothing to unpickle
+        return False  # already format 2
     except (InputError, ConfigError):
         pass
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)  # the user trusts it
+    try:
+        with torch.serialization.safe_globals(_FORMAT1_GLOBALS):
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(str(path), "refused: it needs more than a format-1 ssr-bench checkpoint "
+                         f"holds, so it was not unpickled ({first})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CKPT_FORMAT:
         raise ConfigError(f"{path}: not an ssr-bench Trainer checkpoint")
     if ckpt.get("version") != 1:

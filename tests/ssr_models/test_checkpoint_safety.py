@@ -115,7 +115,7 @@ def test_convert_checkpoint_upgrades_a_trusted_format1_file(tmp_path: Path) -> N
     with pytest.raises(InputError, match="ssr-train convert-checkpoint"):
         load_checkpoint(tmp_path / "last.pt")
     result = CliRunner().invoke(train_main, ["convert-checkpoint", str(tmp_path)])
-    assert result.exit_code == 0 and "converted (trusted, unpickled)" in result.output
+    assert result.exit_code == 0 and "converted: " in result.output
     again = CliRunner().invoke(train_main, ["convert-checkpoint", str(tmp_path / "last.pt")])
     assert again.exit_code == 0 and "already format 2, kept" in again.output
     ckpt = load_checkpoint(tmp_path / "last.pt")
@@ -127,6 +127,15 @@ def test_convert_checkpoint_upgrades_a_trusted_format1_file(tmp_path: Path) -> N
     np.random.set_state(old_rng["numpy"])
     random.setstate(old_rng["python"])
     assert got == (np.random.random(), random.random())
+
+
+def test_convert_checkpoint_refuses_a_planted_file(planted: tuple[Path, Path]) -> None:
+    # The conversion of old files must not be a way in either: no unpickling beyond numpy arrays.
+    run, marker = planted
+    result = CliRunner().invoke(train_main, ["convert-checkpoint", str(run)])
+    assert result.exit_code == 1, result.output
+    assert "last.pt: refused" in result.output and "Traceback" not in result.output
+    assert not marker.exists()
 
 
 def test_rng_state_round_trips_through_a_safe_file(tmp_path: Path) -> None:
