@@ -24,6 +24,7 @@ from click.testing import CliRunner
 
 import degrade.cli as degrade_cli
 import eval.cli as eval_cli
+from tests.shell_lines import shell_commands
 
 PROGRAMS: dict[str, click.Group] = {"degrade": degrade_cli.main, "ssr-eval": eval_cli.main}
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -97,18 +98,8 @@ NOT_RUN = {
 
 
 def _commands(lines: list[str]) -> Iterator[str]:
-    """Join continuation lines, split ``&&`` chains, drop comments; yield our programs' commands."""
-    joined: list[str] = []
-    for line in lines:
-        if joined and joined[-1].endswith("\\"):
-            joined[-1] = joined[-1][:-1] + " " + line.strip()
-        else:
-            joined.append(line.strip())
-    for line in joined:
-        for part in line.split("&&"):
-            command = " ".join(re.sub(r"\s#\s.*$", "", part).split())
-            if command.split(" ", 1)[0] in PROGRAMS:
-                yield command
+    """Yield the commands of our programs in shell ``lines`` (see :func:`shell_commands`)."""
+    return (c for c in shell_commands(lines) if c.split(" ", 1)[0] in PROGRAMS)
 
 
 def help_examples() -> dict[str, str]:

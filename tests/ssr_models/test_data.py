@@ -11,7 +11,7 @@ import torch
 
 from ssr_datasets.errors import ConfigError, InputError
 from ssr_datasets.schema import Sample, decode_sample
-from ssr_models.batch import Batch, collate
+from ssr_models.batch import collate
 from ssr_models.data import (
     TrainingStream,
     aligned_crop,
@@ -21,21 +21,10 @@ from ssr_models.data import (
 )
 from ssr_models.loader import worker_share
 
+from .batches import assert_same, take
 from .conftest import CROP
 
 S = 4  # the ssr recipe's scale
-
-
-def take(stream: TrainingStream, n: int) -> list[Batch]:
-    return list(itertools.islice(iter(stream), n))
-
-
-def assert_same(a: list[Batch], b: list[Batch]) -> None:
-    assert len(a) == len(b)
-    for x, y in zip(a, b, strict=True):
-        assert x.keys == y.keys
-        for name in ("hr", "lr", "nearness", "kernel"):
-            assert torch.equal(getattr(x, name), getattr(y, name)), name
 
 
 def find_offset(sample: Sample, hr_crop: np.ndarray) -> tuple[int, int]:

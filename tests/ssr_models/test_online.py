@@ -3,7 +3,6 @@ workers, resume, rank split, and ``ssr-train --online``."""
 
 from __future__ import annotations
 
-import itertools
 import json
 from pathlib import Path
 
@@ -18,11 +17,11 @@ from degrade.ops.noise import add_gaussian_noise
 from degrade.ops.quantize import jpeg_roundtrip, to_uint8
 from degrade.recipes import recipe_path
 from ssr_datasets.errors import ConfigError, InputError
-from ssr_models.batch import Batch
 from ssr_models.online import OnlineSpec, OnlineStream, PendingBatch, degrade_batch
 from ssr_models.train_cli import main
 from tests.degrade.conftest import write_folder
 from tests.reference import direct_degradation
+from tests.ssr_models.batches import assert_same, take
 
 CROP, S, K = 16, 4, 21
 
@@ -52,18 +51,6 @@ def stream(images: Path, batch: int = 4, recipe: str = "ssr", **kw: object) -> O
     spec = OnlineSpec("folder", root=str(images), recipe=recipe, depth="gt",
                       jpeg=kw.pop("jpeg", "cpu"))  # type: ignore[arg-type]
     return OnlineStream(spec, CROP, batch, seed=kw.pop("seed", 3), **kw)  # type: ignore[arg-type]
-
-
-def take(s: OnlineStream, n: int) -> list[Batch]:
-    return list(itertools.islice(iter(s), n))
-
-
-def assert_same(a: list[Batch], b: list[Batch]) -> None:
-    assert len(a) == len(b)
-    for x, y in zip(a, b, strict=True):
-        assert x.keys == y.keys
-        for name in ("hr", "lr", "nearness", "kernel"):
-            assert torch.equal(getattr(x, name), getattr(y, name)), name
 
 
 def test_lr_is_eq1_of_the_batch_hr_and_field(images: Path, blur_only: str) -> None:

@@ -15,7 +15,8 @@ import pytest
 
 from ssr_datasets.errors import ConfigError
 from ssr_models.prefetch import prefetched
-from tests.ssr_models.test_online import assert_same, images, stream, take  # noqa: F401
+from tests.ssr_models.batches import assert_same, take
+from tests.ssr_models.test_online import images, stream  # noqa: F401
 
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 

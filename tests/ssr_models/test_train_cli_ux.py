@@ -32,6 +32,7 @@ from ssr_models.run import read_run
 from ssr_models.train_cli import main
 from ssr_models.train_events import TrainEvent
 from ssr_models.train_progress import TrainProgress
+from tests.shell_lines import shell_commands
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -74,15 +75,8 @@ NOT_RUN = {
 
 
 def _train_commands(lines: list[str]) -> list[str]:
-    """Join continuation lines, drop comments; return the lines that are ssr-train commands."""
-    joined: list[str] = []
-    for line in lines:
-        if joined and joined[-1].endswith("\\"):
-            joined[-1] = joined[-1][:-1] + " " + line.strip()
-        else:
-            joined.append(line.strip())
-    commands = (" ".join(re.sub(r"\s#\s.*$", "", line).split()) for line in joined)
-    return [c for c in commands if c.startswith("ssr-train ")]
+    """Return the ssr-train commands in shell ``lines`` (see :func:`shell_commands`)."""
+    return [c for c in shell_commands(lines) if c.startswith("ssr-train ")]
 
 
 def _examples() -> dict[str, str]:
