@@ -155,7 +155,7 @@ class SRPipeline:
                  diffusion: nn.Module | None = None, delta: float | None = None, device: str = "cpu",
                  svkr_iterations: int = 3, gamma: float = 0.9, depth: DepthChoice = "prior",
                  tile: int = 256, overlap: int = 16, min_size: int = 16, seed: int = 0,
-                 steps: int | None = None) -> None:
+                 steps: int | None = None, allow_download: bool = False) -> None:
         """Hold eval-mode models; ``method`` must already be resolved (not "auto").
 
         Args:
@@ -164,6 +164,8 @@ class SRPipeline:
             svkr_iterations: T of Algorithm 1 (>= 1 for svkr). gamma: Eq. 2 weight.
             depth: degrade depth provider used as DE. tile, overlap, min_size: LR px (tiling).
             seed: diffusion noise seed. steps: diffusion reverse steps (None: all T).
+            allow_download: let a learned ``depth`` fetch missing weights from the hub (once,
+                here; never when HF_HUB_OFFLINE is set).
         """
         need = {"svkr": restorer, "nbsr-dkenet": restorer, "diffusion": diffusion}
         if method not in need or need[method] is None:
@@ -176,7 +178,7 @@ class SRPipeline:
             raise ConfigError(f"need tile >= 1, 0 <= overlap < tile, min_size >= 1; "
                               f"got tile {tile}, overlap {overlap}, min_size {min_size}")
         torch_device = torch.device(resolve_device(device))
-        check_depth_provider(depth, device=device)
+        check_depth_provider(depth, device=device, allow_download=allow_download)
         self.method, self.device, self.scale = method, torch_device, int(scale)
         self.kernel_net = kernel_net.to(self.device).eval()
         self.restorer = restorer.to(self.device).eval() if restorer is not None else None

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 import click
 import numpy as np
 
-from degrade.cli_support import device_option, library_errors
+from degrade.cli_support import allow_download_option, device_option, library_errors
 from ssr_datasets.errors import ConfigError, InputError
 
 if TYPE_CHECKING:  # imported lazily at run time, so that --help stays fast
@@ -163,6 +163,7 @@ Examples (after the README's `degrade build --out out/sample` and the tiny train
 @device_option(what="Torch device of the models")
 @click.option("--depth", type=click.Choice(_DEPTHS), default=None,
               help="Depth provider used as DE [default: prior].")
+@allow_download_option()
 @click.option("--svkr-iterations", type=click.IntRange(min=0), default=None,
               help="SVKR iterations T [default: 3].")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
@@ -175,8 +176,8 @@ Examples (after the README's `degrade build --out out/sample` and the tiny train
 @click.option("--overwrite", is_flag=True, help="Replace outputs that already exist in --out.")
 @library_errors
 def main(checkpoint: Path, input_path: Path, out: Path, method: str, tile: int, overlap: int,
-         device: str, depth: str | None, svkr_iterations: int | None, steps: int | None, seed: int,
-         save_maps: bool, overwrite: bool) -> None:
+         device: str, depth: str | None, allow_download: bool, svkr_iterations: int | None,
+         steps: int | None, seed: int, save_maps: bool, overwrite: bool) -> None:
     """Super-resolve images with a trained SSR run (SVKR, DKENet+NBSR or diffusion).
 
     Writes OUT/<name>.png per input (x scale). Large inputs are cut into --tile LR px tiles
@@ -193,6 +194,8 @@ def main(checkpoint: Path, input_path: Path, out: Path, method: str, tile: int, 
     options: dict[str, object] = {"tile": tile, "overlap": overlap, "seed": seed}
     if depth is not None:
         options["depth"] = depth
+    if allow_download:
+        options["allow_download"] = True
     if svkr_iterations is not None:
         options["svkr_iterations"] = svkr_iterations
     if steps is not None:

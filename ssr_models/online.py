@@ -34,6 +34,7 @@ resuming is setting the step.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,7 @@ import numpy as np
 import torch
 
 from ssr_datasets.errors import ConfigError, InputError
+from ssr_datasets.formats import DEFAULT_MAX_PIXELS
 from ssr_datasets.schema import NEARNESS_MAX, make_key, nearness_to_u16
 
 from .batch import Batch
@@ -173,6 +175,30 @@ def degrade_batch(pending: PendingBatch, scale: int, kernel_size: int, delta: fl
                  kernel_size=kernel_size, delta=delta, keys=pending.keys)
 
 
+def _within_pixel_cap(items: list[Any], max_pixels: int) -> tuple[list[Any], dict[str, str]]:
+    """Split ``items`` into those whose headers stay within ``max_pixels`` and the skipped ones.
+
+    Only headers are read (``check_pixel_count``), once per image when the stream starts, so an
+    image bomb is left out with its reason instead of stopping the run when a worker decodes it.
+
+    Returns:
+        (kept items, {portable path: reason} of the skipped ones).
+    """
+    from ssr_datasets.imageio import check_pixel_count
+
+    kept, skipped = [], {}
+    for item in items:
+        try:
+            for path in (item.path, item.depth_path):
+                if path is not None:
+                    check_pixel_count(path, max_pixels)
+        except InputError as exc:
+            skipped[item.portable_path] = exc.reason
+            continue
+        kept.append(item)
+    return kept, skipped
+
+
 def _augment(img: np.ndarray, code: int) -> np.ndarray:
     """Apply one of the 8 symmetries of the square: rot90 ``code % 4`` times, then a flip."""
     out = np.rot90(img, code % 4)
@@ -194,6 +220,9 @@ class OnlineStream:
         prefetch: Batches degraded ahead in a background thread while the caller trains
             (0 = degrade inside ``next()``, in the caller's thread; None = 2 on CUDA, 0 on a
             CPU, where the thread competes with the step for cores); same batches either way.
+        max_pixels: Images whose header declares more pixels are left out when the stream
+            starts (``skipped``: portable path -> reason, and a warning), as ``degrade build
+            --max-pixels`` skips them.
 
     Raises:
         ConfigError: Invalid sizes, an unknown source/recipe, or ``cache`` depth without
@@ -205,7 +234,8 @@ class OnlineStream:
     def __init__(self, spec: OnlineSpec, crop_hr: int, batch_size: int, seed: int, *,
                  rank: int = 0, world_size: int = 1, num_workers: int = 0,
                  prefetch_factor: int = 2, pin_memory: bool = False, crops_per_image: int = 1,
-                 device: torch.device | str = "cpu", prefetch: int | None = None) -> None:
+                 device: torch.device | str = "cpu", prefetch: int | None = None,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         from degrade.recipes import load_recipe
         from ssr_datasets.sources import list_items, require_build_source
 
@@ -224,9 +254,15 @@ class OnlineStream:
         items = list_items(spec.source, Path(spec.root) if spec.root else None, spec.split)
         if spec.depth == "gt":  # a per-image fact: images without depth are left out
             items = [it for it in items if it.depth_path is not None]
+        items, self.skipped = _within_pixel_cap(items, max_pixels)
+        if self.skipped:
+            listed = "; ".join(f"{p}: {r}" for p, r in list(self.skipped.items())[:5])
+            warnings.warn(f"online stream: {len(self.skipped)} image(s) over max_pixels "
+                          f"{max_pixels} left out ({listed})", stacklevel=2)
         if not items:
             raise InputError(spec.root or spec.source, "no usable images" + (
-                " with ground-truth depth (--depth gt)" if spec.depth == "gt" else ""))
+                " with ground-truth depth (--depth gt)" if spec.depth == "gt" else "") + (
+                f" ({len(self.skipped)} over max_pixels {max_pixels})" if self.skipped else ""))
         self.provider = self._provider(spec)
         self.spec, self.items = spec, items
         self.crop_hr, self.batch_size, self.seed = crop_hr, batch_size, seed

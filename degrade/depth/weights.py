@@ -241,7 +241,7 @@ def missing_weights_error(model_id: str, looked: list[str], weights_dir: str | N
             f"`huggingface-cli download {model_id} --local-dir {dest}`), copy {target} here and "
             f"pass `--depth-weights {target}` (or set {WEIGHTS_ENV}={target}); or let the "
             "command fetch it into the Hugging Face cache: --allow-download (degrade build, "
-            "ssr-eval run)")
+            "ssr-eval run, ssr-infer)")
     if partial is not None:
         present = [f for f in (*NEEDED_FILES, WEIGHT_FILES[0]) if f not in absent]
         hint = f"{partial} holds {', '.join(present)} already; " + hint

@@ -345,3 +345,24 @@ def test_help_and_readme_examples_run_as_written(run_dir: Path, shard_dir: Path,
         assert res.exit_code == 0, (line, res.output)
         out = Path(args[args.index("--out") + 1])
         assert len(list(out.glob("*.png"))) >= 6, line  # one per sample of the shard set at least
+
+
+def test_allow_download_reaches_the_depth_check(run_dir: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # The missing-weights message names ssr-infer among the commands with --allow-download: the
+    # flag must exist and reach the learned provider's check (replaced here: no network).
+    seen: list[bool] = []
+
+    def check(provider: str, **kw: object) -> None:
+        seen.append(bool(kw["allow_download"]))
+        raise ConfigError("stop here")
+
+    monkeypatch.setattr("ssr_models.infer.check_depth_provider", check)
+    (tmp_path / "in").mkdir()
+    Image.fromarray(smooth_image(8, 8)).save(tmp_path / "in" / "a.png")
+    for extra in ((), ("--allow-download",)):
+        res = CliRunner().invoke(main, ["--checkpoint", str(run_dir), "--input", str(tmp_path / "in"),
+                                        "--out", str(tmp_path / "out"), "--method", "nbsr-dkenet",
+                                        "--depth", "midas", *extra])
+        assert res.exit_code != 0 and "stop here" in res.output, res.output
+    assert seen == [False, True]

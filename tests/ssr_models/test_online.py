@@ -140,6 +140,28 @@ def test_prior_once_per_image(images: Path, tmp_path: Path,
     assert_same(again, first)
 
 
+def test_images_over_max_pixels_are_left_out_before_any_decode(tmp_path: Path) -> None:
+    """An image bomb (a few kB declaring 81 MP) is skipped from its header, with the reason."""
+    from tests.datasets.test_hostile_images import bilevel_png
+
+    root = tmp_path / "with-bomb"
+    write_folder(root, ["a", "b"])
+    bilevel_png(root / "bomb.png", 9000, 9000)
+    def prior_stream(folder: Path) -> OnlineStream:
+        return OnlineStream(OnlineSpec("folder", root=str(folder), depth="prior"), CROP, 4, seed=0)
+
+    with pytest.warns(UserWarning, match=r"1 image\(s\) over max_pixels 16000000 left out"):
+        s = prior_stream(root)
+    assert [it.image_id for it in s.items] == ["a", "b"]
+    assert list(s.skipped) == ["bomb.png"] and "9000x9000" in s.skipped["bomb.png"]
+    assert len(take(s, 1)[0].keys) == 4
+    only_bomb = tmp_path / "only-bomb"
+    only_bomb.mkdir()
+    bilevel_png(only_bomb / "bomb.png", 9000, 9000)
+    with pytest.warns(UserWarning), pytest.raises(InputError, match="1 over max_pixels"):
+        prior_stream(only_bomb)
+
+
 def test_bad_settings(images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConfigError, match="multiple of the scale 4"):
         OnlineStream(OnlineSpec("folder", root=str(images)), 18, 2, seed=0)
