@@ -175,30 +175,6 @@ def degrade_batch(pending: PendingBatch, scale: int, kernel_size: int, delta: fl
                  kernel_size=kernel_size, delta=delta, keys=pending.keys)
 
 
-def _within_pixel_cap(items: list[Any], max_pixels: int) -> tuple[list[Any], dict[str, str]]:
-    """Split ``items`` into those whose headers stay within ``max_pixels`` and the skipped ones.
-
-    Only headers are read (``check_pixel_count``), once per image when the stream starts, so an
-    image bomb is left out with its reason instead of stopping the run when a worker decodes it.
-
-    Returns:
-        (kept items, {portable path: reason} of the skipped ones).
-    """
-    from ssr_datasets.imageio import check_pixel_count
-
-    kept, skipped = [], {}
-    for item in items:
-        try:
-            for path in (item.path, item.depth_path):
-                if path is not None:
-                    check_pixel_count(path, max_pixels)
-        except InputError as exc:
-            skipped[item.portable_path] = exc.reason
-            continue
-        kept.append(item)
-    return kept, skipped
-
-
 def _augment(img: np.ndarray, code: int) -> np.ndarray:
     """Apply one of the 8 symmetries of the square: rot90 ``code % 4`` times, then a flip."""
     out = np.rot90(img, code % 4)
@@ -237,7 +213,7 @@ class OnlineStream:
                  device: torch.device | str = "cpu", prefetch: int | None = None,
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         from degrade.recipes import load_recipe
-        from ssr_datasets.sources import list_items, require_build_source
+        from ssr_datasets.sources import list_items, require_build_source, split_by_pixel_cap
 
         if world_size < 1 or not 0 <= rank < world_size:
             raise ConfigError(f"need 0 <= rank < world_size, got rank {rank} of {world_size}")
@@ -254,7 +230,7 @@ class OnlineStream:
         items = list_items(spec.source, Path(spec.root) if spec.root else None, spec.split)
         if spec.depth == "gt":  # a per-image fact: images without depth are left out
             items = [it for it in items if it.depth_path is not None]
-        items, self.skipped = _within_pixel_cap(items, max_pixels)
+        items, self.skipped = split_by_pixel_cap(items, max_pixels)
         if self.skipped:
             listed = "; ".join(f"{p}: {r}" for p, r in list(self.skipped.items())[:5])
             warnings.warn(f"online stream: {len(self.skipped)} image(s) over max_pixels "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InputError
 from .base import (
     LoadedImage,
     Source,
@@ -44,7 +44,7 @@ SOURCE_NAMES: tuple[str, ...] = (
 
 __all__ = [
     "SOURCE_NAMES", "LoadedImage", "Source", "SourceItem", "get_source", "list_items",
-    "load_item", "require_build_source", "sanitize_id", "splits_of", "unique_ids",
+    "load_item", "require_build_source", "split_by_pixel_cap", "sanitize_id", "splits_of", "unique_ids",
 ]
 
 
@@ -112,6 +112,32 @@ def load_item(item: SourceItem, max_pixels: int | None = None) -> LoadedImage:
             if path is not None:
                 check_pixel_count(path, max_pixels)
     return get_source(item.source).load_item(item)
+
+
+def split_by_pixel_cap(items: list[SourceItem], max_pixels: int
+                       ) -> tuple[list[SourceItem], dict[str, str]]:
+    """Split ``items`` into those whose headers stay within ``max_pixels`` and the skipped ones.
+
+    Only headers are read (``check_pixel_count``, image and depth files), so an image bomb is
+    left out with its reason before anything decodes it (``ssr-train --online`` at start).
+
+    Returns:
+        (kept items, {portable path: reason} of the skipped ones).
+    """
+    from ..imageio import check_pixel_count
+
+    kept: list[SourceItem] = []
+    skipped: dict[str, str] = {}
+    for item in items:
+        try:
+            for path in (item.path, item.depth_path):
+                if path is not None:
+                    check_pixel_count(path, max_pixels)
+        except InputError as exc:
+            skipped[item.portable_path] = exc.reason
+            continue
+        kept.append(item)
+    return kept, skipped
 
 
 def require_build_source(name: str) -> None:
