@@ -187,9 +187,9 @@ def main(ctx: click.Context, shards: str | None, stage: str | None, config_name:
         ctx.exit(130)
     finally:
         if distributed:
-            import torch.distributed as dist
+            from .trainer import end_distributed
 
-            dist.destroy_process_group()
+            end_distributed()
 
 
 @contextlib.contextmanager

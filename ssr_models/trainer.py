@@ -38,10 +38,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import gc
 import math
 import os
 import time
 import warnings
+import weakref
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -152,8 +154,9 @@ class Trainer:
             compile_networks(self.model)
         self.optimizer = adamw(self.model, config, self.device)
         self.schedule = LRSchedule(config.steps, config.warmup_steps, config.schedule)
+        me = weakref.ref(self)  # not self: LambdaLR keeps the function (a reference cycle)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda k: self.schedule.factor(k))
+            self.optimizer, lambda k: me().schedule.factor(k))  # type: ignore[union-attr]
         self.amp_dtype = amp_dtype(config.amp, self.device)
         self.use_amp = self.amp_dtype is not None
         # bfloat16 needs no loss scaling: its exponent range is float32's.
@@ -401,3 +404,16 @@ def _float_states(*modules: nn.Module) -> Iterable[tuple[str, torch.Tensor]]:
         for name, value in module.state_dict().items():
             if isinstance(value, torch.Tensor) and value.is_floating_point():
                 yield name, value
+
+
+def end_distributed() -> None:
+    """Destroy the default process group after freeing what still holds it (call once, last).
+
+    Trainers (their DDP module and reducer) can outlive ``fit`` in reference cycles, some of
+    them inside torch (the optimizer's first construction keeps import frames alive); if they
+    are freed only at interpreter exit, after the group is gone, gloo aborts the process
+    ("terminate called without an active exception"). Collecting first frees them while the
+    group still exists.
+    """
+    gc.collect()
+    dist.destroy_process_group()

@@ -17,7 +17,13 @@ from torch import nn
 from ssr_datasets.errors import ConfigError
 from ssr_models.batch import Batch
 from ssr_models.data import TrainingStream, validation_batches
-from ssr_models.trainer import NonFiniteError, Trainer, TrainerConfig, load_checkpoint
+from ssr_models.trainer import (
+    NonFiniteError,
+    Trainer,
+    TrainerConfig,
+    end_distributed,
+    load_checkpoint,
+)
 
 from .conftest import CROP
 
@@ -315,20 +321,24 @@ def test_compile_option_trains_the_same_steps(shard_dir: Path, tmp_path: Path,
 
 # ---- DDP: two CPU processes, gloo over loopback ---------------------------------------------
 
+def _ddp_train(rank: int, world_size: int, shards: str, out: str) -> None:
+    toy = model(seed=rank)  # different inits: DDP must broadcast rank 0's weights
+    trainer = Trainer(toy, config(Path(out), steps=4, ckpt_every=2),
+                      stream(Path(shards), rank, world_size))
+    trainer.fit()
+    torch.save({"model": trainer.model.state_dict(), "ema": trainer.ema.state_dict()},
+               Path(out) / f"rank{rank}.weights")
+
+
 def _ddp_worker(rank: int, world_size: int, port: int, shards: str, out: str) -> None:
     import torch.distributed as dist
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                             world_size=world_size)
     try:
-        toy = model(seed=rank)  # different inits: DDP must broadcast rank 0's weights
-        trainer = Trainer(toy, config(Path(out), steps=4, ckpt_every=2),
-                          stream(Path(shards), rank, world_size))
-        trainer.fit()
-        torch.save({"model": trainer.model.state_dict(), "ema": trainer.ema.state_dict()},
-                   Path(out) / f"rank{rank}.weights")
+        _ddp_train(rank, world_size, shards, out)  # its Trainer is garbage when this returns
     finally:
-        dist.destroy_process_group()
+        end_distributed()  # as ssr-train does under torchrun
 
 
 def _free_port() -> int:
