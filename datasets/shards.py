@@ -227,6 +227,20 @@ def check_member_size(info: tarfile.TarInfo, where: str, limit: int = MAX_MEMBER
                                 "writes")
 
 
+def _checked_member(info: tarfile.TarInfo, where: str) -> tuple[str, str]:
+    """Return (sample key, member name) of a shard's tar entry after its name and size checks.
+
+    Raises:
+        InputError: Not a regular file, a name without ``key.member`` form or with a folder,
+            or a member over :data:`MAX_MEMBER_BYTES`.
+    """
+    if not info.isreg() or "." not in info.name or "/" in info.name:
+        raise InputError(where, f"unexpected tar entry {info.name!r}")
+    check_member_size(info, where)
+    key, member = info.name.split(".", 1)
+    return key, member
+
+
 def _iter_tar(f: IO[bytes], where: str) -> Iterator[Sample]:
     """Yield the samples of an open tar stream, grouping members by key."""
     key: str | None = None
@@ -236,16 +250,13 @@ def _iter_tar(f: IO[bytes], where: str) -> Iterator[Sample]:
         with tarfile.open(fileobj=f, mode="r|") as tar:
             for info in tar:
                 last = info.name
-                if not info.isreg() or "." not in info.name or "/" in info.name:
-                    raise InputError(where, f"unexpected tar entry {info.name!r}")
-                k, member = info.name.split(".", 1)
+                k, member = _checked_member(info, where)
                 if k != key:
                     if key is not None:
                         yield decode_sample(key, members)
                     key, members = k, {}
                 if member in members:
                     raise InputError(where, f"duplicate member {info.name!r}")
-                check_member_size(info, where)
                 members[member] = tar.extractfile(info).read()
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise InputError(where, f"corrupt or truncated tar near member {last!r}: {exc}") from exc
@@ -273,14 +284,11 @@ def index_shard(path: str | os.PathLike[str]) -> list[tuple[str, dict[str, tuple
             with tarfile.open(fileobj=f, mode="r:") as tar:
                 for info in tar:
                     last = info.name
-                    if not info.isreg() or "." not in info.name or "/" in info.name:
-                        raise InputError(where, f"unexpected tar entry {info.name!r}")
-                    key, member = info.name.split(".", 1)
+                    key, member = _checked_member(info, where)
                     if not index or index[-1][0] != key:
                         index.append((key, {}))
                     if member in index[-1][1]:
                         raise InputError(where, f"duplicate member {info.name!r}")
-                    check_member_size(info, where)
                     index[-1][1][member] = (info.offset_data, info.size)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise InputError(where, f"corrupt or truncated tar near member {last!r}: {exc}") from exc
