@@ -78,6 +78,17 @@ def _precision(fptr, f_st_c, live, dn):
 
 
 @triton.jit
+def _tap_weight(ey, bxy, pa, dx, log_floor):
+    """Unnormalised weight of the tap at column offset dx of a row.
+
+    Per row the shifted exponent is e(dx) = ey + dx * (bxy - 0.5 * A * dx), with ey and bxy
+    the row's terms of -0.5 d^T Sigma^-1 d - shift; it is floored at ``log_floor`` before exp.
+    Shared by the forward and backward kernels (the same float32 ops).
+    """
+    return tl.exp(tl.maximum(ey + dx * (bxy - 0.5 * pa * dx), log_floor))
+
+
+@triton.jit
 def _svblur_kernel(
     hr_ptr, field_ptr, out_ptr,
     n_lr, w_lr, h_hr, w_hr, delta,
@@ -112,14 +123,12 @@ def _svblur_kernel(
     wsum = tl.zeros((BLOCK,), dtype=tl.float32)
     for a in range(K):
         dy = (a - K // 2) - delta
-        # Per row: e(dx) = ey + dx * (bxy - 0.5 * A * dx), the quadratic form minus the shift.
         ey = -0.5 * pc * dy * dy - shift
         bxy = -pb * dy
         row = img + _reflect(r0 + a, h_hr - 1).to(tl.int64) * st_row
         for b in range(K):
             dx = (b - K // 2) - delta
-            e = ey + dx * (bxy - 0.5 * pa * dx)
-            wgt = tl.exp(tl.maximum(e, log_floor))
+            wgt = _tap_weight(ey, bxy, pa, dx, log_floor)
             wsum += wgt
             px = row + _reflect(c0 + b, w_hr - 1)
             acc0 += tl.load(px, mask=live, other=0.0).to(tl.float32) * wgt

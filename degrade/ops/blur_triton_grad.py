@@ -30,7 +30,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .blur_triton import BLOCK, NUM_WARPS, _precision, _reflect, apply_kernel_field_triton
+from .blur_triton import BLOCK, NUM_WARPS, _precision, _reflect, _tap_weight, apply_kernel_field_triton
 from .kernels import LOG_FLOOR, precision_terms
 
 
@@ -79,8 +79,7 @@ def _field_grad_kernel(
         row = img + _reflect(r0 + a, h_hr - 1).to(tl.int64) * st_row
         for b in range(K):
             dx = (b - K // 2) - delta
-            e = ey + dx * (bxy - 0.5 * pa * dx)
-            wgt = tl.exp(tl.maximum(e, log_floor))
+            wgt = _tap_weight(ey, bxy, pa, dx, log_floor)
             wsum += wgt
             px = row + _reflect(c0 + b, w_hr - 1)
             gx = tl.zeros((BLOCK,), dtype=tl.float32)
