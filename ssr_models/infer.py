@@ -48,7 +48,6 @@ from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from degrade.depth import check_depth_provider
@@ -67,15 +66,15 @@ from .method_choice import (
     resolve_method,
     stages_used,
 )
-from .svkr import SVKR, provider_depth_estimator
+from .svkr import PRIOR_FIXED_POINT_NOTE, SVKR, paper_depth_provider, provider_depth_estimator
 from .tiling import TileFn, blend_tiles, ramp_window, tile_starts
 
 __all__ = ["DEPTH_CHOICES", "METHODS", "STAGES", "Method", "MethodChoice", "Progress", "SRPipeline",
            "SRResult", "TileFn", "blend_tiles", "choose_method", "find_stages", "kernels_to_params",
            "paper_method", "ramp_window", "resolve_method", "stages_used", "tile_starts"]
 
-DepthChoice = Literal["prior", "midas", "depth-anything"]
-DEPTH_CHOICES: tuple[str, ...] = ("prior", "midas", "depth-anything")
+DepthChoice = Literal["auto", "prior", "midas", "depth-anything"]
+DEPTH_CHOICES: tuple[str, ...] = ("auto", "prior", "midas", "depth-anything")
 ProgressFn = Callable[["Progress"], None]
 
 
@@ -153,7 +152,7 @@ class SRPipeline:
     def __init__(self, method: Method, kernel_net: nn.Module, *, scale: int,
                  restorer: nn.Module | None = None,
                  diffusion: nn.Module | None = None, delta: float | None = None, device: str = "cpu",
-                 svkr_iterations: int = 3, gamma: float = 0.9, depth: DepthChoice = "prior",
+                 svkr_iterations: int = 3, gamma: float = 0.9, depth: DepthChoice = "auto",
                  tile: int = 256, overlap: int = 16, min_size: int = 16, seed: int = 0,
                  steps: int | None = None, allow_download: bool = False) -> None:
         """Hold eval-mode models; ``method`` must already be resolved (not "auto").
@@ -162,7 +161,9 @@ class SRPipeline:
             kernel_net: DKENet. restorer: NBSR (svkr, nbsr-dkenet; optional for diffusion).
             diffusion: DiffusionSR (diffusion). scale: s. delta: LR grid offset, HR px (None: centred).
             svkr_iterations: T of Algorithm 1 (>= 1 for svkr). gamma: Eq. 2 weight.
-            depth: degrade depth provider used as DE. tile, overlap, min_size: LR px (tiling).
+            depth: degrade depth provider used as DE; "auto" is the paper's learned DE (MiDaS, then
+                Depth Anything) when its weights are on disk, else "prior" (see ``depth_note``).
+            tile, overlap, min_size: LR px (tiling).
             seed: diffusion noise seed. steps: diffusion reverse steps (None: all T).
             allow_download: let a learned ``depth`` fetch missing weights from the hub (once,
                 here; never when HF_HUB_OFFLINE is set).
@@ -178,6 +179,8 @@ class SRPipeline:
             raise ConfigError(f"need tile >= 1, 0 <= overlap < tile, min_size >= 1; "
                               f"got tile {tile}, overlap {overlap}, min_size {min_size}")
         torch_device = torch.device(resolve_device(device))
+        if depth == "auto":
+            depth = paper_depth_provider()[0]  # type: ignore[assignment]
         check_depth_provider(depth, device=device, allow_download=allow_download)
         self.method, self.device, self.scale = method, torch_device, int(scale)
         self.kernel_net = kernel_net.to(self.device).eval()
@@ -194,10 +197,12 @@ class SRPipeline:
         self.tile = max(self.min_size, tile // self.multiple * self.multiple)
         self.overlap = min(overlap, self.tile - 1)
         self.choice = MethodChoice(method, "given to the constructor")
+        self.depth = depth
+        self.depth_note = PRIOR_FIXED_POINT_NOTE if depth == "prior" and self._refines() else None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, method: Method = "auto", device: str = "cpu",
-                        svkr_iterations: int = 3, depth: DepthChoice = "prior", **options: object
+                        svkr_iterations: int = 3, depth: DepthChoice = "auto", **options: object
                         ) -> SRPipeline:
         """Load the stages of a run folder (EMA weights) and build the pipeline for ``method``.
 
@@ -274,9 +279,9 @@ class SRPipeline:
                         self.gamma, self.scale)
             sr, kernel, near = svkr(lr)
         else:
-            up = F.interpolate(lr, scale_factor=self.scale, mode="bicubic", align_corners=False)
-            near = self.depth_estimator(up.clamp(0, 1))
-            kernel = self._estimate(lr, near)
+            # Algorithm 1's initialization line (I^0 = LR, D^0, K^0) without its loop.
+            _, kernel, near = SVKR(self._estimate, lambda *_: lr, self.depth_estimator, 0,
+                                   self.gamma, self.scale)(lr)
             sr = None
             if self.method == "nbsr-dkenet":
                 sr = self.restorer.super_resolve(lr, kernel)

@@ -43,7 +43,7 @@ if TYPE_CHECKING:  # imported lazily at run time, so that --help stays fast
 from ssr_datasets.formats import IMAGE_SUFFIXES
 
 _METHODS = ("auto", "svkr", "nbsr-dkenet", "diffusion")  # = ssr_models.infer.METHODS (fast --help)
-_DEPTHS = ("prior", "midas", "depth-anything")  # = ssr_models.infer.DEPTH_CHOICES
+_DEPTHS = ("auto", "prior", "midas", "depth-anything")  # = ssr_models.infer.DEPTH_CHOICES
 _SHOWN = 8  # names listed in a message before "... and N more"
 
 Loader = Callable[[], np.ndarray]
@@ -162,7 +162,9 @@ Examples (after the README's `degrade build --out out/sample` and the tiny train
               help="Tile overlap in LR px (blended with a cosine ramp); must be < --tile.")
 @device_option(what="Torch device of the models")
 @click.option("--depth", type=click.Choice(_DEPTHS), default=None,
-              help="Depth provider used as DE [default: prior].")
+              help="Depth provider used as DE [default: auto: MiDaS, then Depth Anything, when its "
+                   "weights are on disk (the paper's DE), else prior, with a note that SVKR then "
+                   "barely moves].")
 @allow_download_option()
 @click.option("--svkr-iterations", type=click.IntRange(min=0), default=None,
               help="SVKR iterations T [default: 3].")
@@ -205,6 +207,9 @@ def main(checkpoint: Path, input_path: Path, out: Path, method: str, tile: int, 
     click.echo(f"ssr-infer: method {choice.method}: {choice.reason}", err=True)
     if choice.warning:
         click.echo(f"warning: {choice.warning}", err=True)
+    click.echo(f"ssr-infer: depth {pipeline.depth}", err=True)
+    if pipeline.depth_note:
+        click.echo(f"note: {pipeline.depth_note}", err=True)
     if (input_path / "manifest.json").is_file():
         count, items = _shard_inputs(input_path)
         kind = "shard set"

@@ -366,3 +366,16 @@ def test_allow_download_reaches_the_depth_check(run_dir: Path, tmp_path: Path,
                                         "--depth", "midas", *extra])
         assert res.exit_code != 0 and "stop here" in res.output, res.output
     assert seen == [False, True]
+
+
+def test_default_depth_is_auto_and_prior_notes_the_fixed_point(run_dir: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))  # no learned weights anywhere
+    monkeypatch.delenv("SSR_BENCH_DEPTH_WEIGHTS", raising=False)
+    (tmp_path / "in").mkdir()
+    Image.fromarray(smooth_image(8, 8)).save(tmp_path / "in" / "a.png")
+    res = CliRunner().invoke(main, ["--checkpoint", str(run_dir), "--input", str(tmp_path / "in"),
+                                    "--out", str(tmp_path / "out"), "--method", "svkr",
+                                    "--svkr-iterations", "1"])
+    assert res.exit_code == 0, res.output
+    assert "depth prior" in res.output and "fixed point" in res.output

@@ -9,7 +9,13 @@ import torch
 
 from degrade.ops.kernels import covariance_from_sigmas, sigmas_from_covariance
 from ssr_datasets.errors import ConfigError
-from ssr_models.svkr import SVKR, blend_kernels, provider_depth_estimator
+from ssr_models.svkr import (
+    PRIOR_FIXED_POINT_NOTE,
+    SVKR,
+    blend_kernels,
+    paper_depth_provider,
+    provider_depth_estimator,
+)
 
 S, KK = 2, 9  # scale, taps of a 3x3 per-pixel kernel
 
@@ -45,11 +51,15 @@ def test_algorithm_1_call_order_and_momentum() -> None:
     # init: DE(I^0), KE; then 3 x (DE, KE, NBSR)
     assert names == ["DE", "KE"] + ["DE", "KE", "NBSR"] * 3
     de_inputs = [x for name, x in rec.calls if name == "DE"]
-    i0 = torch.nn.functional.interpolate(lr, scale_factor=S, mode="bicubic").clamp(0, 1)
-    torch.testing.assert_close(de_inputs[0], i0)
-    torch.testing.assert_close(de_inputs[1], i0)  # D^1 = DE(I^0)
+    torch.testing.assert_close(de_inputs[0], lr)  # I^0 = LR, as Algorithm 1 writes it
+    torch.testing.assert_close(de_inputs[1], lr)  # D^1 = DE(I^0)
     for t in (2, 3):  # D^t = DE(I^{t-1}), the latest SR image
-        torch.testing.assert_close(de_inputs[t], torch.full_like(i0, 0.1 * (t - 1)))
+        torch.testing.assert_close(de_inputs[t], torch.full((1, 3, 8, 8), 0.1 * (t - 1)))
+    # DE of the LR image is brought to HR size for KE (bilinear, the one addition to Algorithm 1)
+    ke_depths = [x for name, x in rec.calls if name == "KE"]
+    expected_d0 = torch.nn.functional.interpolate(lr.mean(1, keepdim=True), size=(8, 8), mode="bilinear",
+                                                  align_corners=False)
+    torch.testing.assert_close(ke_depths[0], expected_d0)
     # Eq. 2 by hand: K^{t+1} = gamma * KE(LR, D^{t+1}) + (1 - gamma) * K^t
     raw = []
     for n in range(4):
@@ -72,7 +82,7 @@ def test_initial_nearness_and_zero_iterations() -> None:
     sr, kernel, depth = SVKR(rec.ke, rec.nbsr, rec.de, iterations=0, scale=S)(lr, initial_nearness=d0)
     assert [name for name, _ in rec.calls] == ["KE"]
     torch.testing.assert_close(rec.calls[0][1], d0)
-    assert sr.shape == (1, 3, 8, 8) and torch.equal(depth, d0)
+    assert torch.equal(sr, lr) and torch.equal(depth, d0)  # I^0 = LR: no restorer call at T = 0
 
 
 def test_blend_parameter_fields_through_covariance() -> None:
@@ -101,3 +111,14 @@ def test_rejects_bad_settings() -> None:
         SVKR(rec.ke, rec.nbsr, rec.de, gamma=1.5)
     with pytest.raises(ConfigError, match="lr must be"):
         SVKR(rec.ke, rec.nbsr, rec.de)(torch.rand(1, 1, 4, 4))
+
+
+def test_paper_depth_provider_prefers_local_midas(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.degrade.tiny_depth_models import tiny_hybrid, weights_dir_with
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))  # the developer's cache may hold MiDaS
+    monkeypatch.delenv("SSR_BENCH_DEPTH_WEIGHTS", raising=False)
+    provider, note = paper_depth_provider(str(tmp_path / "empty"))
+    assert provider == "prior" and note == PRIOR_FIXED_POINT_NOTE and "fixed point" in note
+    root = weights_dir_with(tmp_path, {"Intel/dpt-hybrid-midas": tiny_hybrid(tmp_path / "hybrid")})
+    assert paper_depth_provider(str(root)) == ("midas", None)
