@@ -57,6 +57,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from degrade.ops.blur import apply_kernel_field
+from degrade.ops.quality import batch_psnr
 from ssr_datasets.errors import ConfigError
 from ssr_models.amf import AMF, AMFConfig, AMFEncoder
 from ssr_models.layers import config_from_dict
@@ -272,12 +273,6 @@ def kernel_consistency_step(x0: torch.Tensor, lr: torch.Tensor, field: torch.Ten
     return (x0 - weight * mu.view(-1, 1, 1, 1) * grad).detach()
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Return per-image PSNR (B,) in dB of [0, 1] images."""
-    mse = (a - b).pow(2).flatten(1).mean(1).clamp_min(1e-12)
-    return -10 * torch.log10(mse)
-
-
 class DiffusionSR(nn.Module):
     """ResShift schedule + AMF-conditioned UNet predicting x_0; images in [0, 1] at the API."""
 
@@ -376,7 +371,8 @@ class DiffusionSR(nn.Module):
         sr = self.sample(batch.lr, batch.kernel, batch.nearness, steps=self.config.val_steps,
                          generator=g, scale=batch.scale, kernel_size=batch.kernel_size, delta=batch.delta)
         bic = ((self.upsample(batch.lr, sr.shape[-2:]) + 1) / 2).clamp(0, 1)
-        return {"psnr": psnr(sr, batch.hr).mean().item(), "psnr_bicubic": psnr(bic, batch.hr).mean().item()}
+        return {"psnr": batch_psnr(batch.hr, sr, y_channel=False).mean().item(),
+                "psnr_bicubic": batch_psnr(batch.hr, bic, y_channel=False).mean().item()}
 
 
 def diffusion_tiny(**overrides: Any) -> DiffusionSR:

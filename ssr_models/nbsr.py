@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from degrade.ops.kernels import centered_delta
+from degrade.ops.quality import batch_psnr
 from ssr_datasets.errors import ConfigError
 
 from .kernel_pca import KernelPCA
@@ -134,18 +135,13 @@ class NBSR(nn.Module):
         self._check_batch(batch)
         sr = self.super_resolve(batch.lr, batch.kernel)
         bic = bicubic_up(batch.lr, batch.scale)
-        return {"psnr": float(psnr(sr, batch.hr).mean()), "psnr_bicubic": float(psnr(bic, batch.hr).mean())}
+        return {"psnr": float(batch_psnr(batch.hr, sr.clamp(0, 1), y_channel=False).mean()),
+                "psnr_bicubic": float(batch_psnr(batch.hr, bic.clamp(0, 1), y_channel=False).mean())}
 
 
 def bicubic_up(lr: torch.Tensor, scale: int) -> torch.Tensor:
     """Upsample (B, C, h, w) by ``scale`` with torch bicubic (align_corners=False)."""
     return F.interpolate(lr, scale_factor=scale, mode="bicubic", align_corners=False)
-
-
-def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Return per-image PSNR (B,) in dB of x against y, both (B, C, H, W) on [0, 1] (x clamped)."""
-    mse = (x.clamp(0, 1) - y).pow(2).flatten(1).mean(1)
-    return 10 * torch.log10(1.0 / mse.clamp_min(1e-12))
 
 
 def nbsr_tiny(**overrides: Any) -> NBSR:

@@ -149,3 +149,25 @@ def ssim_skimage_valid(x: np.ndarray, y: np.ndarray) -> float:
     _, smap = structural_similarity(x, y, win_size=11, gaussian_weights=True, sigma=1.5,
                                     use_sample_covariance=False, data_range=255, full=True)
     return float(smap[5:-5, 5:-5].mean())
+
+
+def psnr_direct(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB on the 0-255 scale from its definition, 10 log10(255^2 / MSE), float64."""
+    return 10.0 * math.log10(255.0**2 / np.mean((a.astype(np.float64) - b) ** 2))
+
+
+def ssim_direct(x: np.ndarray, y: np.ndarray) -> float:
+    """Wang et al. 2004 / BasicSR: mean over every full 11x11 window, Gaussian sigma 1.5, slow loop."""
+    ax = np.arange(-5, 6, dtype=np.float64)
+    g = np.exp(-(ax**2) / (2 * 1.5**2))
+    win = np.outer(g, g) / np.outer(g, g).sum()
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    vals = []
+    for i in range(x.shape[0] - 10):
+        for j in range(x.shape[1] - 10):
+            px, py = x[i:i + 11, j:j + 11], y[i:i + 11, j:j + 11]
+            mx, my = (win * px).sum(), (win * py).sum()
+            vx, vy = (win * (px - mx) ** 2).sum(), (win * (py - my) ** 2).sum()
+            cxy = (win * (px - mx) * (py - my)).sum()
+            vals.append((2 * mx * my + c1) * (2 * cxy + c2) / ((mx**2 + my**2 + c1) * (vx + vy + c2)))
+    return float(np.mean(vals))

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from ssr_datasets.errors import ConfigError
-from ssr_models.nbsr import NBSRConfig, bicubic_up, nbsr_tiny, psnr
+from degrade.ops.quality import batch_psnr
+from ssr_models.nbsr import NBSRConfig, bicubic_up, nbsr_tiny
 from tests.ssr_models import make_batch, overfit
 
 
@@ -26,7 +27,7 @@ def test_validation_compares_with_bicubic() -> None:
     assert set(logs) == {"psnr", "psnr_bicubic"}
     mse = float((bicubic_up(batch.lr, 4).clamp(0, 1) - batch.hr).pow(2).mean())
     assert logs["psnr_bicubic"] == pytest.approx(10 * torch.log10(torch.tensor(1 / mse)).item(), rel=1e-5)
-    assert float(psnr(batch.hr, batch.hr)) == pytest.approx(120.0)
+    assert float(batch_psnr(batch.hr, batch.hr)) == pytest.approx(120.0)
 
 
 def test_pca_is_saved_with_the_model() -> None:

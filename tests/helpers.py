@@ -1,0 +1,21 @@
+"""Small shared test helpers (image makers); independent references live in tests/reference.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def image_pair(h: int = 40, w: int = 52, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Return a smooth structured uint8 (h, w, 3) image and a noisy, slightly shifted copy."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([128 + 90 * np.sin(xx / 5.0 + c) * np.cos(yy / 7.0 - c) for c in range(3)], -1)
+    gt = np.clip(base + rng.normal(0, 8, base.shape), 0, 255).round().astype(np.uint8)
+    pred = np.clip(gt + rng.normal(0, 12, gt.shape) + 5, 0, 255).round().astype(np.uint8)
+    return gt, pred
+
+
+def to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """Return a uint8 (H, W, 3) image as a float (3, H, W) tensor in [0, 1]."""
+    return torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0
