@@ -23,15 +23,33 @@ uint8; its rounding is reproduced by callers, not here.
 from __future__ import annotations
 
 import operator
+from typing import TypeVar
 
+import numpy as np
 import torch
 
 from ssr_datasets.errors import ConfigError
 
 
-def _cubic(x: torch.Tensor) -> torch.Tensor:
-    """Return Keys' cubic convolution kernel with a = -0.5 at x (MATLAB's ``cubic``)."""
-    ax = x.abs()
+ArrayT = TypeVar("ArrayT", torch.Tensor, np.ndarray)
+
+
+def cubic_kernel(x: ArrayT) -> ArrayT:
+    """Return Keys' cubic convolution kernel with a = -0.5 at x (MATLAB's ``cubic``), elementwise.
+
+    The one copy of this kernel: the torch resize below and NIQE's numpy ``imresize(0.5)`` both
+    evaluate it (same arithmetic, so the same values in the same dtype).
+
+    Args:
+        x: distances in pixels, a torch tensor or a numpy array of any shape (float).
+
+    Returns:
+        weights of the same type, shape and dtype; 1 at 0, 0 at the other integers and beyond 2.
+
+    >>> cubic_kernel(np.array([0.0, 0.5, 1.0, 1.5, 2.5])).tolist()
+    [1.0, 0.5625, 0.0, -0.0625, 0.0]
+    """
+    ax = abs(x)
     ax2, ax3 = ax * ax, ax * ax * ax
     return ((1.5 * ax3 - 2.5 * ax2 + 1.0) * (ax <= 1)
             + (-0.5 * ax3 + 2.5 * ax2 - 4.0 * ax + 2.0) * ((ax > 1) & (ax <= 2)))
@@ -42,7 +60,7 @@ def _weights(n: int, scale: int, device: torch.device) -> tuple[torch.Tensor, to
     x = torch.arange(1, scale * n + 1, dtype=torch.float64, device=device)
     u = x / scale + 0.5 * (1.0 - 1.0 / scale)
     idx = torch.floor(u)[:, None] - 1 + torch.arange(4, dtype=torch.float64, device=device)  # 1-based
-    w = _cubic(u[:, None] - idx)
+    w = cubic_kernel(u[:, None] - idx)
     w = w / w.sum(1, keepdim=True)
     m = torch.remainder(idx - 1, 2 * n).long()  # 0-based position in aux = [1..n, n..1]
     return torch.where(m < n, m, 2 * n - 1 - m), w

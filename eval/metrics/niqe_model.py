@@ -41,6 +41,7 @@ import cv2
 import numpy as np
 from scipy.special import gamma as gamma_fn
 
+from degrade.ops.resize import cubic_kernel
 from eval.metrics.color import GRAY_WEIGHTS, rgb_to_gray, to_float255
 from ssr_datasets.errors import ConfigError
 
@@ -63,14 +64,6 @@ def pristine_model() -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     return mu, cov, window, hashlib.sha256(raw).hexdigest()
 
 
-def _cubic(x: np.ndarray) -> np.ndarray:
-    """Return MATLAB's bicubic kernel (Keys, a = -0.5) at x."""
-    ax = np.abs(x)
-    ax2, ax3 = ax * ax, ax * ax * ax
-    return ((1.5 * ax3 - 2.5 * ax2 + 1.0) * (ax <= 1)
-            + (-0.5 * ax3 + 2.5 * ax2 - 4.0 * ax + 2.0) * ((ax > 1) & (ax <= 2)))
-
-
 def _resize_weights(in_len: int, out_len: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
     """Return MATLAB imresize's (indices, weights), each (out_len, taps), for one dimension.
 
@@ -85,7 +78,7 @@ def _resize_weights(in_len: int, out_len: int, scale: float) -> tuple[np.ndarray
     taps = int(math.ceil(width)) + 2
     idx = left[:, None] + np.arange(taps)[None, :]  # 1-based
     dist = u[:, None] - idx
-    w = scale * _cubic(scale * dist) if scale < 1 else _cubic(dist)
+    w = scale * cubic_kernel(scale * dist) if scale < 1 else cubic_kernel(dist)
     w /= w.sum(axis=1, keepdims=True)
     m = np.mod(idx - 1, 2 * in_len).astype(np.int64)  # 0-based, period 2n
     idx0 = np.where(m < in_len, m, 2 * in_len - 1 - m)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from degrade.ops.resize import imresize_bicubic
+from degrade.ops.resize import cubic_kernel, imresize_bicubic
 from ssr_datasets.errors import ConfigError
 from tests.reference import imresize_bicubic_matlab
 
@@ -101,3 +101,15 @@ def test_rejects_non_float_wrong_rank_and_empty_images() -> None:
         imresize_bicubic(np.zeros((3, 2, 2)), 2)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="empty spatial size"):
         imresize_bicubic(torch.zeros(3, 0, 2), 2)
+
+
+def test_cubic_kernel_is_keys_a_half_for_numpy_and_torch() -> None:
+    # Keys (1981), a = -0.5: 1 at 0, 0 at the other integers, k(0.5) = 9/16, k(1.5) = -1/16,
+    # and the four taps around any point sum to 1 (partition of unity).
+    pts = np.array([0.0, 0.5, 1.0, 1.5, 2.0, 2.5, -0.5, -1.5])
+    want = [1.0, 0.5625, 0.0, -0.0625, 0.0, 0.0, 0.5625, -0.0625]
+    assert cubic_kernel(pts).tolist() == want
+    assert cubic_kernel(torch.from_numpy(pts)).tolist() == want  # NIQE (numpy) = resize (torch)
+    u = np.linspace(0, 1, 11, endpoint=False)[:, None]
+    taps = u - np.arange(-1, 3)[None, :]
+    np.testing.assert_allclose(cubic_kernel(taps).sum(1), 1.0, rtol=0, atol=1e-14)  # float64 rounding
