@@ -84,6 +84,9 @@ class DataConfig:
         online_prefetch: With ``--online``: batches degraded ahead in a background thread
             (blur/noise/JPEG on the training device) while the step runs; 0 = inside
             ``next()``, between steps; None = 2 on CUDA, 0 on a CPU. Same batches either way.
+        augment: Random flips and 90-degree rotations of every crop, aligned on HR, LR,
+            nearness and the kernel field (``ssr_models.augment``; shards need the centred LR
+            grid). Drawn from the per-sample generator: same batches for any worker count.
     """
 
     crop_hr: int
@@ -94,6 +97,7 @@ class DataConfig:
     prefetch_factor: int = 2
     online_jpeg: Literal["cpu", "kornia"] = "cpu"
     online_prefetch: int | None = None
+    augment: bool = True
 
     def __post_init__(self) -> None:
         if self.crop_hr < 1 or self.batch_size < 1 or self.num_workers < 0:
@@ -106,6 +110,8 @@ class DataConfig:
                 type(self.online_prefetch) is int and self.online_prefetch >= 0):
             raise ConfigError(f"online_prefetch must be null or an integer >= 0, got "
                               f"{self.online_prefetch!r}")
+        if not isinstance(self.augment, bool):
+            raise ConfigError(f"augment must be true or false, got {self.augment!r}")
         if self.online_jpeg not in ("cpu", "kornia"):
             raise ConfigError(f"online_jpeg must be 'cpu' or 'kornia', got {self.online_jpeg!r}")
 

@@ -8,7 +8,10 @@ global RNG state. For epoch ``e``:
   ``(seed, e, rank)``; an epoch is then ``epoch_samples`` samples;
 * samples pass, undecoded, through a shuffle buffer seeded by ``(seed, e, rank)``;
 * a sample's crop offsets come from ``(seed, e, key, occurrence)``, ``occurrence`` counting
-  repeats of a key within the epoch (resampling can draw a shard twice).
+  repeats of a key within the epoch (resampling can draw a shard twice);
+* with ``augment=True`` each crop then gets one of the 8 flips/rotations
+  (:mod:`ssr_models.augment`), drawn from a generator of its own on the same
+  ``(seed, e, key, occurrence)``, so switching augmentation leaves the crops where they were.
 
 Splitting across DDP ranks (like ``wds.split_by_node``, but deterministic and exact): with at
 least as many shards as ranks each rank reads the shards ``order[rank::world_size]``
@@ -52,13 +55,14 @@ from ssr_datasets.schema import Sample, decode_sample
 from ssr_datasets.shards import index_shard, read_members
 from ssr_datasets.storage import is_remote
 
+from .augment import augment_sample, draw_symmetry
 from .batch import Batch, collate
 from .loader import LoaderOptions, iterate, philox
 
 __all__ = ["TrainingStream", "aligned_crop", "center_crop", "random_crop", "validation_batches"]
 
 # Distinct stream tags so the generators drawn from the same (seed, epoch) never coincide.
-_TAG_ORDER, _TAG_RESAMPLE, _TAG_SHUFFLE, _TAG_CROP = 1, 2, 3, 4
+_TAG_ORDER, _TAG_RESAMPLE, _TAG_SHUFFLE, _TAG_CROP, _TAG_AUGMENT = 1, 2, 3, 4, 5
 
 
 def _key_hash(key: str) -> int:
@@ -181,6 +185,8 @@ class TrainingStream:
         crops_per_image: Crops cut from each decoded sample (a divisor of ``batch_size``).
         prefetch_factor: Batches each worker prepares ahead.
         pin_memory: Pin batches for asynchronous copies to CUDA.
+        augment: Apply a random flip/rotation to each crop (HR, LR, nearness, kernel field;
+            needs shards with the centred LR grid).
 
     Raises:
         ConfigError: Invalid sizes, rank or a missing ``epoch_samples``.
@@ -192,7 +198,7 @@ class TrainingStream:
                  rank: int = 0, world_size: int = 1, *, num_workers: int = 0,
                  shuffle_buffer: int = 64, verify_checksums: bool = False,
                  crops_per_image: int = 1, prefetch_factor: int = 2,
-                 pin_memory: bool = False) -> None:
+                 pin_memory: bool = False, augment: bool = False) -> None:
         if crop_hr <= 0 or batch_size <= 0:
             raise ConfigError(f"crop_hr and batch_size must be > 0, got {crop_hr}, {batch_size}")
         if world_size < 1 or not 0 <= rank < world_size:
@@ -216,7 +222,7 @@ class TrainingStream:
                                   "local folder with a manifest")
             epoch_samples = int(read_manifest(Path(shards))["totals"]["samples"])
         self.crop_hr, self.batch_size, self.seed = crop_hr, batch_size, seed
-        self.crops_per_image = crops_per_image
+        self.crops_per_image, self.augment = crops_per_image, bool(augment)
         self.resampled, self.epoch_samples = resampled, epoch_samples
         self.rank, self.world_size = rank, world_size
         self.num_workers, self.shuffle_buffer = num_workers, shuffle_buffer
@@ -229,7 +235,7 @@ class TrainingStream:
         return {"seed": self.seed, "batch_size": self.batch_size, "crop_hr": self.crop_hr,
                 "world_size": self.world_size, "resampled": self.resampled,
                 "epoch_samples": self.epoch_samples, "n_shards": len(self.urls),
-                "crops_per_image": self.crops_per_image}
+                "crops_per_image": self.crops_per_image, "augment": self.augment}
 
     def state_dict(self) -> dict[str, Any]:
         """Return the position: epoch, next batch, samples consumed in the epoch (+ settings)."""
@@ -242,7 +248,8 @@ class TrainingStream:
         Raises:
             ConfigError: The state came from a stream with other seed, sizes or split.
         """
-        saved = {"crops_per_image": 1, **state}  # states from before crops_per_image existed
+        # states from before crops_per_image and augment existed
+        saved = {"crops_per_image": 1, "augment": False, **state}
         diff = {k: (saved.get(k), v) for k, v in self._identity().items() if saved.get(k) != v}
         if diff:
             raise ConfigError(f"stream state does not match this stream (saved, now): {diff}")
@@ -306,8 +313,11 @@ class TrainingStream:
             members = handle if isinstance(handle, dict) else read_members(*handle)
             sample = decode_sample(key, members)
             rng = philox(self.seed, epoch, _key_hash(sample.key), occurrence, _TAG_CROP)
-            crops.extend(random_crop(sample, self.crop_hr, rng)
-                         for _ in range(self.crops_per_image))
+            cut = [random_crop(sample, self.crop_hr, rng) for _ in range(self.crops_per_image)]
+            if self.augment:
+                sym = philox(self.seed, epoch, _key_hash(sample.key), occurrence, _TAG_AUGMENT)
+                cut = [augment_sample(crop, draw_symmetry(sym)) for crop in cut]
+            crops.extend(cut)
         return collate(crops)
 
     def __iter__(self) -> Iterator[Batch]:

@@ -47,6 +47,7 @@ from ssr_datasets.errors import ConfigError, InputError
 from ssr_datasets.formats import DEFAULT_MAX_PIXELS
 from ssr_datasets.schema import NEARNESS_MAX, make_key, nearness_to_u16
 
+from .augment import draw_symmetry, symmetry_image
 from .batch import Batch
 from .loader import LoaderOptions, iterate, philox
 from .prefetch import prefetched
@@ -175,12 +176,6 @@ def degrade_batch(pending: PendingBatch, scale: int, kernel_size: int, delta: fl
                  kernel_size=kernel_size, delta=delta, keys=pending.keys)
 
 
-def _augment(img: np.ndarray, code: int) -> np.ndarray:
-    """Apply one of the 8 symmetries of the square: rot90 ``code % 4`` times, then a flip."""
-    out = np.rot90(img, code % 4)
-    return np.ascontiguousarray(out[:, ::-1] if code >= 4 else out)
-
-
 class OnlineStream:
     """Endless, reproducible, resumable batches degraded online from a source's HR images.
 
@@ -199,6 +194,8 @@ class OnlineStream:
         max_pixels: Images whose header declares more pixels are left out when the stream
             starts (``skipped``: portable path -> reason, and a warning), as ``degrade build
             --max-pixels`` skips them.
+        augment: Flip/rotate each HR crop (before it is degraded, so the kernel field is
+            drawn on the turned crop); off keeps the draw, so the other draws do not move.
 
     Raises:
         ConfigError: Invalid sizes, an unknown source/recipe, or ``cache`` depth without
@@ -211,7 +208,7 @@ class OnlineStream:
                  rank: int = 0, world_size: int = 1, num_workers: int = 0,
                  prefetch_factor: int = 2, pin_memory: bool = False, crops_per_image: int = 1,
                  device: torch.device | str = "cpu", prefetch: int | None = None,
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+                 max_pixels: int = DEFAULT_MAX_PIXELS, augment: bool = True) -> None:
         from degrade.recipes import load_recipe
         from ssr_datasets.sources import list_items, require_build_source, split_by_pixel_cap
 
@@ -243,7 +240,7 @@ class OnlineStream:
         self.spec, self.items = spec, items
         self.crop_hr, self.batch_size, self.seed = crop_hr, batch_size, seed
         self.rank, self.world_size = rank, world_size
-        self.crops_per_image = crops_per_image
+        self.crops_per_image, self.augment = crops_per_image, bool(augment)
         self.images_per_batch = batch_size // crops_per_image
         self.loader = LoaderOptions(num_workers, prefetch_factor, pin_memory)
         self.device = torch.device(device)
@@ -270,7 +267,7 @@ class OnlineStream:
         return {"seed": self.seed, "batch_size": self.batch_size, "crop_hr": self.crop_hr,
                 "world_size": self.world_size, "crops_per_image": self.crops_per_image,
                 "n_images": len(self.items), "recipe_hash": self.recipe.hash,
-                "depth": self.spec.depth, "jpeg": self.spec.jpeg}
+                "depth": self.spec.depth, "jpeg": self.spec.jpeg, "augment": self.augment}
 
     def state_dict(self) -> dict[str, Any]:
         """Return the position (the next step) and the settings it is valid for."""
@@ -282,6 +279,7 @@ class OnlineStream:
         Raises:
             ConfigError: The state came from a stream with other settings.
         """
+        state = {"augment": True, **state}  # states from before augment was a setting
         diff = {k: (state.get(k), v) for k, v in self._identity().items() if state.get(k) != v}
         if diff:
             raise ConfigError(f"online stream state does not match this stream (saved, now): "
@@ -357,9 +355,10 @@ class OnlineStream:
                 rng = philox(self.seed, step, self.rank, i, _TAG_CROP)
                 top = int(rng.integers((h - c) // s + 1)) * s
                 left = int(rng.integers((w - c) // s + 1)) * s
-                code = int(rng.integers(8))
-                hr = _augment(loaded.rgb[top:top + c, left:left + c], code)
-                near = _augment(near_img[top:top + c, left:left + c], code)
+                code = draw_symmetry(rng)  # drawn either way: the recipe's draws stay put
+                code = code if self.augment else 0
+                hr = symmetry_image(loaded.rgb[top:top + c, left:left + c], code)
+                near = symmetry_image(near_img[top:top + c, left:left + c], code)
                 draw = draw_degradation(self.recipe, near, rng)
                 hrs.append(hr)
                 nears.append(near)

@@ -312,12 +312,12 @@ def train_stage(stage: str, stage_config: Any, shards: str | None, folder: str |
                               world_size=world, num_workers=data.num_workers,
                               prefetch_factor=data.prefetch_factor, pin_memory=on_cuda,
                               crops_per_image=data.crops_per_image, device=train_device,
-                              prefetch=data.online_prefetch)
+                              prefetch=data.online_prefetch, augment=data.augment)
     else:
         stream = TrainingStream(shards, crop_hr=data.crop_hr, batch_size=data.batch_size,
                                 seed=tcfg.seed, epoch_samples=data.epoch_samples, rank=rank,
                                 world_size=world, num_workers=data.num_workers,
-                                crops_per_image=data.crops_per_image,
+                                crops_per_image=data.crops_per_image, augment=data.augment,
                                 prefetch_factor=data.prefetch_factor, pin_memory=on_cuda)
     val = (None if val_shards is None or rank != 0
            else validation_batches(val_shards, crop_hr=data.crop_hr, batch_size=data.batch_size))
