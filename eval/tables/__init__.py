@@ -8,11 +8,11 @@ Public API (``ssr-eval run`` is a thin layer over it)::
                          methods=[parse_method("SwinIR=SwinIR-M_x4.pth")])
     print(render(run_table(spec, options), "markdown"))
 
-Modules: ``spec`` (tables as data), ``testsets`` (build or reuse, fingerprints), ``methods`` with
-``run_methods``/``spandrel_method``/``folder_method`` (what fills a row), ``runner`` (one table,
-cached outputs and scores), ``result`` (the data model), ``render``/``layout``/``latex``/``html``/
-``figures`` (the six output formats). Names load lazily (PEP 562), so importing this package
-costs nothing until one is used.
+Modules: ``spec`` (tables as data), ``testsets`` (build or reuse, fingerprints), ``methods/``
+(what fills a row: ``base`` shared by every kind, one module per kind, ``parse`` for ``--method``),
+``runner`` (one table, cached outputs and scores), ``result`` (the data model), ``render/`` (the
+six output formats over one ``layout``; ``figures`` for the HTML previews). Names load lazily
+(PEP 562), so importing this package costs nothing until one is used.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """What ``run_table`` returns: one table's cells, footnotes, previews and provenance.
 
 This is the one data model every output format renders (``eval.tables.render``,
-``eval.tables.html``). Cell states:
+``eval.tables.render.html``). Cell states:
 
 - ``ok``: ``ours`` is the mean over ``n_images`` images (+inf possible for PSNR).
 - ``na``: the method ran (or should have) but this metric has no value; ``note`` says why.

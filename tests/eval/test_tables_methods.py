@@ -19,17 +19,18 @@ from PIL import Image
 
 from degrade.ops.quantize import to_uint8
 from degrade.ops.resize import imresize_bicubic
-from eval.tables.folder_method import FolderMethod
 from eval.tables.methods import (
     BUILTINS,
     METHOD_KINDS,
     BicubicMethod,
+    FolderMethod,
+    NBSROracleMethod,
+    SpandrelMethod,
+    SSRMethod,
     builtin_method,
     kinds_help,
     parse_method,
 )
-from eval.tables.run_methods import NBSROracleMethod, SSRMethod
-from eval.tables.spandrel_method import SpandrelMethod
 from eval.tables.spec import RowSpec
 from eval.tables.testsets import TestImage, TestSet
 from ssr_datasets.errors import ConfigError, InputError

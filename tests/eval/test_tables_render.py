@@ -21,10 +21,10 @@ import cv2
 import numpy as np
 import pytest
 
-from eval.tables.figures import choose_crops, crop_size, enlarge, lr_on_hr_grid
-from eval.tables.latex import latex_escape
-from eval.tables.layout import NO_DELTA
 from eval.tables.render import CSV_COLUMNS, FORMATS, render
+from eval.tables.render.figures import choose_crops, crop_size, enlarge, lr_on_hr_grid
+from eval.tables.render.latex import latex_escape
+from eval.tables.render.layout import NO_DELTA
 from eval.tables.result import Cell, GroupResult, Preview, RowResult, TableResult
 from eval.tables.spec import RowSpec, TableSpec, load_table, table_from_dict
 from ssr_datasets.errors import ConfigError, InputError
@@ -433,7 +433,7 @@ def test_builtin_tables_print_every_paper_value(table: str, tmp_path: Path) -> N
 def test_doctests_of_the_render_modules() -> None:
     import doctest
 
-    from eval.tables import figures, latex, layout
+    from eval.tables.render import figures, latex, layout
 
     for module in (figures, latex, layout):
         assert doctest.testmod(module).failed == 0, module.__name__

@@ -1,6 +1,6 @@
 """The format-independent layout of a table result: pieces of text with their decorations.
 
-Every renderer (:mod:`eval.tables.render`, :mod:`eval.tables.latex`, :mod:`eval.tables.html`)
+Every renderer (``text``, ``data``, ``latex``, ``html`` of :mod:`eval.tables.render`)
 writes the same :class:`Layout`, so that the conventions listed in :mod:`eval.tables.render`
 (2 decimals, signed Δ, "—", footnote numbers, best per group and column, stand-in labels) hold
 in every format.
@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from eval.metrics.registry import get_metric
 
-from .result import GroupResult, RowResult, TableResult
+from ..result import GroupResult, RowResult, TableResult
 
 DASH = "\u2014"
 DELTA = "\u0394"

@@ -20,8 +20,8 @@ from eval.metrics.registry import get_metric
 from ssr_datasets.errors import InputError
 from ssr_datasets.imageio import encode_png
 
+from ..result import GroupResult, Preview
 from .layout import fmt_value
-from .result import GroupResult, Preview
 
 Box = tuple[int, int, int, int]  # (y, x, height, width) in HR pixels
 BOX_COLORS: tuple[tuple[int, int, int], ...] = ((230, 25, 75), (60, 180, 75), (0, 130, 200))

@@ -3,7 +3,7 @@
 The page holds the table in the paper's layout (conventions of :mod:`eval.tables.render`: best
 per group and column in bold, footnote markers linking to the footnotes, Δ coloured by whether
 ours beats the paper in the metric's direction), the notes, the unavailable metrics, one
-zoomed-crop figure per distinct preview (:mod:`eval.tables.figures`; groups that share a test set
+zoomed-crop figure per distinct preview (:mod:`eval.tables.render.figures`; groups that share a test set
 and image, as the groups of a stand-in run do, share one figure naming them all) and the
 provenance in a ``<details>`` block: the short lines and the full JSON.
 """
@@ -16,6 +16,7 @@ from html import escape
 from eval.metrics.registry import get_metric
 from eval.metrics.scoring import jsonable
 
+from ..result import GroupResult, TableResult
 from .figures import preview_figure
 from .layout import (
     DELTA,
@@ -28,7 +29,6 @@ from .layout import (
     stand_in_text,
     styled,
 )
-from .result import GroupResult, TableResult
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }

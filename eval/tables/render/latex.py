@@ -13,8 +13,8 @@ import json
 
 from eval.metrics.scoring import jsonable
 
+from ..result import TableResult
 from .layout import DELTA, Layout, Piece, Style, build_layout, legend, stand_in_text, styled
-from .result import TableResult
 
 _CHARS = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",

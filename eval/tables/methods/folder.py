@@ -29,9 +29,9 @@ from ssr_datasets.formats import IMAGE_SUFFIXES
 from ssr_datasets.imageio import read_image
 from ssr_datasets.shards import sha256_file
 
-from .methods import CODE_VERSIONS, MethodKind, digest
-from .spec import RowSpec
-from .testsets import TestImage, TestSet
+from ..spec import RowSpec
+from ..testsets import TestImage, TestSet
+from .base import CODE_VERSIONS, MethodKind, digest
 
 _SHOWN = 3  # names listed in a reason before "..."
 

@@ -25,9 +25,9 @@ from ssr_datasets.devices import resolve_device
 from ssr_datasets.errors import ConfigError, InputError
 from ssr_datasets.shards import sha256_file
 
-from .methods import CODE_VERSIONS, MethodKind, digest, lr_tensor, refuse_expects, run_tiled
-from .spec import RowSpec
-from .testsets import TestImage, TestSet
+from ..spec import RowSpec
+from ..testsets import TestImage, TestSet
+from .base import CODE_VERSIONS, MethodKind, digest, lr_tensor, refuse_expects, run_tiled
 
 EXTRA_HINT = 'pip install "ssr-bench[methods]" (spandrel>=0.4)'
 
