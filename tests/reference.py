@@ -171,3 +171,44 @@ def ssim_direct(x: np.ndarray, y: np.ndarray) -> float:
             cxy = (win * (px - mx) * (py - my)).sum()
             vals.append((2 * mx * my + c1) * (2 * cxy + c2) / ((mx**2 + my**2 + c1) * (vx + vy + c2)))
     return float(np.mean(vals))
+
+
+def imresize_bicubic_down_matlab(img: np.ndarray, scale: int) -> np.ndarray:
+    """MATLAB ``imresize(img, 1/scale, 'bicubic')`` (antialiasing on), one output pixel at a time.
+
+    Restated from imresize.m's ``contributions`` for a scale below 1: the kernel is
+    ``h(x) = f cubic(f x)`` with f = 1/scale, the window ``4 / f`` wide, ``u = x / f + 0.5 (1 -
+    1 / f)``, taps ``floor(u - width / 2) + 0..P-1`` with P = ceil(width) + 2, weights normalised
+    per output, symmetric (edge-repeating) borders. Written as a direct 2-D sum with exact
+    fractions for u (1/f = scale is an integer). img: (H, W) float64, H and W multiples of scale.
+    """
+    f = 1.0 / scale
+
+    def cubic(x: float) -> float:
+        a = abs(x)
+        if a <= 1:
+            return 1.5 * a**3 - 2.5 * a**2 + 1
+        if a <= 2:
+            return -0.5 * a**3 + 2.5 * a**2 - 4 * a + 2
+        return 0.0
+
+    def contributions(n_in: int, n_out: int) -> list[list[tuple[int, float]]]:
+        aux = list(range(1, n_in + 1)) + list(range(n_in, 0, -1))
+        width = 4.0 * scale
+        rows = []
+        for x in range(1, n_out + 1):
+            u = x * scale + 0.5 * (1 - scale)
+            left = math.floor(u - width / 2)
+            taps = [(aux[(i - 1) % len(aux)] - 1, f * cubic(f * (u - i)))
+                    for i in range(left, left + math.ceil(width) + 2)]
+            total = sum(w for _, w in taps)
+            rows.append([(i, w / total) for i, w in taps])
+        return rows
+
+    h, w = img.shape
+    rows, cols = contributions(h, h // scale), contributions(w, w // scale)
+    out = np.zeros((h // scale, w // scale))
+    for x, rtaps in enumerate(rows):
+        for y, ctaps in enumerate(cols):
+            out[x, y] = sum(wi * wj * float(img[i, j]) for i, wi in rtaps for j, wj in ctaps)
+    return out

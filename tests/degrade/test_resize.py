@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from degrade.ops.resize import cubic_kernel, imresize_bicubic
+from degrade.ops.resize import cubic_kernel, imresize_bicubic, imresize_bicubic_down
 from ssr_datasets.errors import ConfigError
-from tests.reference import imresize_bicubic_matlab
+from tests.reference import imresize_bicubic_down_matlab, imresize_bicubic_matlab
 
 
 def _random(shape: tuple[int, ...], seed: int = 0, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -113,3 +113,39 @@ def test_cubic_kernel_is_keys_a_half_for_numpy_and_torch() -> None:
     u = np.linspace(0, 1, 11, endpoint=False)[:, None]
     taps = u - np.arange(-1, 3)[None, :]
     np.testing.assert_allclose(cubic_kernel(taps).sum(1), 1.0, rtol=0, atol=1e-14)  # float64 rounding
+
+
+# ---------------------------------------------------------------- downscaling (antialiased)
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_downscale_matches_the_direct_matlab_formula(scale: int) -> None:
+    img = _random((4 * scale, 3 * scale), seed=10 + scale)
+    ref = imresize_bicubic_down_matlab(img.numpy(), scale)
+    got = imresize_bicubic_down(img[None], scale)[0].numpy()
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
+    # float32: 4s + 2 products of values in [0, 1] with weights summing to 1, per pass
+    got32 = imresize_bicubic_down(img[None].float(), scale)[0].double().numpy()
+    np.testing.assert_allclose(got32, ref, rtol=0, atol=2e-6)
+
+
+def test_downscale_matches_pil_antialiased_bicubic_in_the_interior() -> None:
+    # PIL's reducing BICUBIC is the same antialiased a = -0.5 cubic (support scaled by s) with
+    # half-pixel centres; it renormalises clipped windows at the borders instead of mirroring, so
+    # only outputs whose 4s-wide windows lie inside the image agree.
+    s, h, w = 4, 40, 48
+    img = _random((h, w), seed=4, dtype=torch.float32) * 255
+    pil = np.asarray(Image.fromarray(img.numpy(), mode="F").resize((w // s, h // s), Image.BICUBIC))
+    got = imresize_bicubic_down(img[None].double(), s)[0].numpy()
+    np.testing.assert_allclose(got[2:-2, 2:-2], pil[2:-2, 2:-2], rtol=0, atol=2e-3)
+
+
+def test_downscale_keeps_constants_and_refuses_sizes_off_the_grid() -> None:
+    img = torch.full((2, 3, 8, 12), 0.7, dtype=torch.float64)
+    assert torch.allclose(imresize_bicubic_down(img, 4), torch.full((2, 3, 2, 3), 0.7,
+                                                                      dtype=torch.float64),
+                          rtol=0, atol=1e-15)
+    with pytest.raises(ConfigError, match=r"9x12 is not a multiple of the scale 4"):
+        imresize_bicubic_down(torch.zeros(1, 9, 12), 4)
+    with pytest.raises(ConfigError, match="integer >= 1"):
+        imresize_bicubic_down(torch.zeros(1, 8, 8), 0)
