@@ -34,7 +34,6 @@ import torch
 
 from ssr_datasets.errors import ConfigError
 
-
 ArrayT = TypeVar("ArrayT", torch.Tensor, np.ndarray)
 
 
