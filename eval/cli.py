@@ -3,25 +3,14 @@
 Thin commands: parse, match the inputs, call ``eval.metrics.scoring``, summarize. Library errors
 (SsrError) become click errors through ``degrade.cli_support.library_errors``.
 
-Inputs (``--gt`` / ``--pred``), each a folder of images or a shard set (a folder holding the
-``manifest.json`` of ``degrade build``):
-
-- folder of images: the png/jpg/jpeg/bmp/tif/tiff/webp files directly in it (not in
-  subfolders: an SR method's output folder is flat, and other runs kept beside it must not
-  leak in), matched by file stem (``baby.png`` <-> ``baby.jpg``); two files with one stem on a
-  side (``a.png`` and ``a.jpg``) are refused as ambiguous.
-- ``--gt SHARDS``: the ground truth is the HR of each sample; ``--pred`` is a folder of SR
-  outputs named after the sample keys (``{key}.png``).
-- ``--pred SHARDS`` without ``--gt``: the LR images of the shard set, rated by no-reference
-  metrics (NIQE, MUSIQ, CLIP-IQA) -- how degraded is this test set.
-- ``--pred DIR`` without ``--gt``: the images of DIR, rated by no-reference metrics.
+Inputs (``--gt`` / ``--pred``): a folder of images or a shard set (a folder holding the
+``manifest.json`` of ``degrade build``), paired by ``eval.metrics.pairing.match_inputs`` (its
+docstring gives the combinations).
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,17 +18,11 @@ import click
 
 from degrade.cli_support import device_option, library_errors
 from eval.metrics.registry import METRICS
-from ssr_datasets.errors import ConfigError
 
 from .cli_options import MetricList
 
 if TYPE_CHECKING:  # imported lazily at run time, so that --help stays fast
-    from eval.metrics.scoring import ImagePair, ScoreResult
-
-from ssr_datasets.formats import IMAGE_SUFFIXES
-
-_MANIFEST = "manifest.json"
-_SHOWN = 8  # names listed in a message before "... and N more"
+    from eval.metrics.scoring import ScoreResult
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -119,6 +102,7 @@ def score_cmd(gt: Path | None, pred: Path, metric_names: list[str] | None,
     from tqdm import tqdm
 
     from eval.metrics.cache import ScoreCache
+    from eval.metrics.pairing import match_inputs
     from eval.metrics.scoring import score
     from ssr_datasets.shards import write_bytes_atomic, write_json_atomic
 
@@ -131,7 +115,9 @@ def score_cmd(gt: Path | None, pred: Path, metric_names: list[str] | None,
         raise click.UsageError(f"{', '.join(full_ref)} compare with a ground truth: give --gt, "
                                "or choose no-reference metrics "
                                f"({', '.join(n for n, s in METRICS.items() if not s.full_reference)})")
-    inputs = _match(gt, pred, allow_missing)
+    inputs = match_inputs(gt, pred, allow_missing)
+    if inputs.warning:
+        click.secho(f"warning: {inputs.warning}", fg="yellow", err=True)
     if crop_border is None:
         crop_border = inputs.scale if inputs.scale is not None else 0
     cache = None if no_cache else ScoreCache(cache_dir)
@@ -154,144 +140,6 @@ def score_cmd(gt: Path | None, pred: Path, metric_names: list[str] | None,
     for path in (json_path, csv_path):
         if path is not None:
             click.echo(f"wrote {path}")
-
-
-@dataclass
-class _Inputs:
-    """Matched inputs: how to read them, how many, and the shard set's scale if any."""
-
-    describe: str
-    count: int
-    scale: int | None
-    pairs: Callable[[], Iterator[ImagePair]]
-
-
-def _is_shard_set(path: Path) -> bool:
-    return (path / _MANIFEST).is_file()
-
-
-def _list_images(folder: Path) -> dict[str, Path]:
-    """Return stem -> file for the images directly in ``folder``; duplicate stems are refused."""
-    found: dict[str, list[Path]] = {}
-    for p in sorted(folder.iterdir()):
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES:
-            found.setdefault(p.stem, []).append(p)
-    dupes = {s: ps for s, ps in found.items() if len(ps) > 1}
-    if dupes:
-        shown = "; ".join(" and ".join(p.name for p in ps) for ps in list(dupes.values())[:_SHOWN])
-        raise ConfigError(f"ambiguous file names in {folder}: {len(dupes)} stem(s) with several "
-                          f"images ({shown}); keep one file per stem")
-    if not found:
-        raise ConfigError(f"no images in {folder} (looked for {', '.join(IMAGE_SUFFIXES)} files "
-                          "directly in it, not in subfolders)")
-    return {s: ps[0] for s, ps in found.items()}
-
-
-def _shard_keys(folder: Path) -> tuple[dict[str, Path], int | None]:
-    """Return sample key -> shard path from a shard set's manifest (no shard read), and scale."""
-    from ssr_datasets.manifest import manifest_shards, read_manifest
-
-    manifest = read_manifest(folder)
-    keys = {k: folder / info.name for info in manifest_shards(folder, manifest) for k in info.keys}
-    scale = (manifest.get("recipe") or {}).get("scale")
-    return keys, scale if isinstance(scale, int) else None
-
-
-def _names(stems: list[str]) -> str:
-    more = f" ... and {len(stems) - _SHOWN} more" if len(stems) > _SHOWN else ""
-    return ", ".join(stems[:_SHOWN]) + more
-
-
-def _match(gt: Path | None, pred: Path, allow_missing: bool) -> _Inputs:
-    """Pair the two sides by stem / sample key (see the module docstring for the combinations)."""
-    from eval.metrics.scoring import ImagePair
-    from ssr_datasets.imageio import read_image
-    from ssr_datasets.shards import iter_shard
-
-    if gt is None:
-        if _is_shard_set(pred):
-            keys, scale = _shard_keys(pred)
-
-            def lr_pairs() -> Iterator[ImagePair]:
-                for shard in dict.fromkeys(keys.values()):
-                    for s in iter_shard(shard):
-                        yield ImagePair.of(s.key, s.lr, pred_name=f"{shard.name}:{s.key}.lr.png")
-
-            return _Inputs(f"LR of shard set {pred}", len(keys), scale, lr_pairs)
-        files = _list_images(pred)
-
-        def nr_pairs() -> Iterator[ImagePair]:
-            for stem, path in files.items():
-                yield ImagePair.of(stem, read_image(path).rgb, pred_name=str(path))
-
-        return _Inputs(f"{pred}", len(files), None, nr_pairs)
-
-    if _is_shard_set(pred):
-        raise ConfigError(f"--pred {pred} is a shard set: that means its LR images, rated by "
-                          "no-reference metrics without --gt; to score SR outputs, give --pred "
-                          "the folder of outputs and --gt the shard set")
-    pred_files = _list_images(pred)
-    if _is_shard_set(gt):
-        gt_items, scale = _shard_keys(gt)
-    else:
-        gt_items, scale = _list_images(gt), None
-    only_gt = sorted(set(gt_items) - set(pred_files))
-    only_pred = sorted(set(pred_files) - set(gt_items))
-    if (only_gt or only_pred) and not allow_missing:
-        lines = [f"{len(only_gt)} in --gt {gt} only: {_names(only_gt)}" if only_gt else "",
-                 f"{len(only_pred)} in --pred {pred} only: {_names(only_pred)}" if only_pred else ""]
-        raise ConfigError("images do not match by name: " + "; ".join(x for x in lines if x)
-                          + " (pass --allow-missing to score the common ones)")
-    common = [s for s in gt_items if s in pred_files]
-    if not common:
-        raise ConfigError(f"no image name is common to --gt {gt} and --pred {pred}")
-    if only_gt or only_pred:
-        click.secho(f"warning: scoring {len(common)} common image(s); {len(only_gt)} only in "
-                    f"--gt, {len(only_pred)} only in --pred", fg="yellow", err=True)
-    if scale is None:
-        _check_sizes({s: gt_items[s] for s in common}, pred_files)
-
-        def folder_pairs() -> Iterator[ImagePair]:
-            for stem in common:
-                yield ImagePair.of(stem, read_image(pred_files[stem]).rgb,
-                                   read_image(gt_items[stem]).rgb,
-                                   pred_name=str(pred_files[stem]), gt_name=str(gt_items[stem]))
-
-        return _Inputs(f"{pred} vs {gt}", len(common), None, folder_pairs)
-
-    wanted = set(common)
-
-    def hr_pairs() -> Iterator[ImagePair]:
-        for shard in dict.fromkeys(gt_items[s] for s in common):
-            for s in iter_shard(shard):
-                if s.key in wanted:
-                    path = pred_files[s.key]
-                    yield ImagePair.of(s.key, read_image(path).rgb, s.hr, pred_name=str(path),
-                                       gt_name=f"{shard}:{s.key}.hr.png")
-
-    return _Inputs(f"{pred} vs HR of shard set {gt}", len(common), scale, hr_pairs)
-
-
-def _check_sizes(gt_files: dict[str, Path], pred_files: dict[str, Path]) -> None:
-    """Refuse size mismatches before any decoding (image headers only)."""
-    from PIL import Image
-
-    def size(path: Path) -> tuple[int, int] | None:
-        try:
-            with Image.open(path) as im:
-                return im.size
-        except Exception:  # noqa: BLE001 - an unreadable file is reported by read_image later
-            return None
-
-    bad = []
-    for stem, g in gt_files.items():
-        gs, ps = size(g), size(pred_files[stem])
-        if gs and ps and gs != ps:
-            bad.append(f"{g} is {gs[0]}x{gs[1]} but {pred_files[stem]} is {ps[0]}x{ps[1]}")
-    if bad:
-        more = f" ... and {len(bad) - _SHOWN} more" if len(bad) > _SHOWN else ""
-        raise ConfigError(f"size mismatch (WxH) in {len(bad)} pair(s): "
-                          + "; ".join(bad[:_SHOWN]) + more)
 
 
 def _summarize(result: ScoreResult, describe: str, crop_border: int, rgb: bool) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..errors import ConfigError, InputError
 from .base import (
     LoadedImage,
+    RealPairSource,
     Source,
     SourceItem,
     resolve_split,
@@ -43,8 +44,9 @@ SOURCE_NAMES: tuple[str, ...] = (
 )
 
 __all__ = [
-    "SOURCE_NAMES", "LoadedImage", "Source", "SourceItem", "get_source", "list_items",
-    "load_item", "require_build_source", "split_by_pixel_cap", "sanitize_id", "splits_of", "unique_ids",
+    "SOURCE_NAMES", "LoadedImage", "RealPairSource", "Source", "SourceItem", "get_source",
+    "list_items", "load_item", "pair_source", "require_build_source", "split_by_pixel_cap",
+    "sanitize_id", "splits_of", "unique_ids",
 ]
 
 
@@ -138,6 +140,19 @@ def split_by_pixel_cap(items: list[SourceItem], max_pixels: int
             continue
         kept.append(item)
     return kept, skipped
+
+
+def pair_source(name: str) -> RealPairSource:
+    """Return the registered source ``name`` when it holds real LR/HR pairs.
+
+    Raises:
+        ConfigError: Unknown source, or one without pairs (``real_pairs`` false).
+    """
+    source = get_source(name)
+    if not getattr(source, "real_pairs", False):
+        raise ConfigError(f"{name} holds no real LR/HR pairs: it is an input of degrade build, "
+                          "scored through a synthetic test set")
+    return source  # type: ignore[return-value]  # real_pairs promises RealPairSource's methods
 
 
 def require_build_source(name: str) -> None:

@@ -103,7 +103,8 @@ class Source(Protocol):
       a source with splits takes ``list_items(root, split)``, one without takes
       ``list_items(root)`` and refuses any split.
     - ``real_pairs: bool = False``: the source holds real LR/HR pairs for evaluation and
-      is not an input to a synthetic degradation build.
+      is not an input to a synthetic degradation build; it then also has the methods of
+      :class:`RealPairSource`.
     """
 
     name: str
@@ -114,6 +115,16 @@ class Source(Protocol):
 
     def load_item(self, item: SourceItem) -> LoadedImage:
         """Decode one listed image (and its depth); raise InputError on bad input."""
+
+
+class RealPairSource(Source, Protocol):
+    """A source of real LR/HR pairs (``real_pairs = True``): its items are the HR sides."""
+
+    def lr_partner(self, item: SourceItem) -> Path:
+        """Return the LR file of a listed pair; raise InputError when it has none."""
+
+    def load_pair(self, item: SourceItem) -> tuple[np.ndarray, np.ndarray]:
+        """Decode a listed pair: HR uint8 (H, W, 3) and LR uint8 (h, w, 3); InputError on bad input."""
 
 
 def sanitize_id(text: str) -> str:

@@ -11,7 +11,8 @@ Splits: ``x4`` (default), ``x3``, ``x2`` select ``Test_x<s>``. Files pair by ste
 ``DSC_1454_x1.png`` (HR) with ``DSC_1454_x4.png`` (LR); the image id is that stem
 (``DSC_1454``). Every HR file needs an LR partner and vice versa. No depth.
 
-``load_item`` returns the HR image; ``load_pair`` returns HR and LR.
+``load_item`` returns the HR image; ``load_pair`` returns HR and LR; ``lr_partner`` names the LR file
+(also as methods of the source: the real-pair protocol of ``base.RealPairSource``).
 """
 
 from __future__ import annotations
@@ -108,6 +109,29 @@ class DRealSRSource:
         """
         return load_image_only(item)
 
+    def lr_partner(self, item: SourceItem) -> Path:
+        """Return the LR file of a listed pair (:func:`lr_partner`)."""
+        return lr_partner(item)
+
+    def load_pair(self, item: SourceItem) -> tuple[np.ndarray, np.ndarray]:
+        """Decode HR and LR of a listed pair (:func:`load_pair`)."""
+        return load_pair(item)
+
+
+def lr_partner(item: SourceItem) -> Path:
+    """Return the LR file paired with an item's HR file (same pair stem, in ``test_LR``).
+
+    Raises:
+        InputError: No LR file in the LR folder pairs with the HR file.
+    """
+    hr_path = Path(item.path)
+    stem = pair_stem(hr_path.name)
+    folder = lr_folder(hr_path)
+    partners = {pair_stem(n): n for n in files_in(folder)} if folder.is_dir() else {}
+    if stem not in partners:
+        raise InputError(hr_path, f"no LR partner {stem}_x<s>.png in {folder}")
+    return folder / partners[stem]
+
 
 def load_pair(item: SourceItem) -> tuple[np.ndarray, np.ndarray]:
     """Decode a pair: HR and LR, uint8 RGB (H, W, 3) and (h, w, 3).
@@ -117,13 +141,8 @@ def load_pair(item: SourceItem) -> tuple[np.ndarray, np.ndarray]:
             (within s pixels) for the split's scale s.
     """
     hr_path = Path(item.path)
-    stem = pair_stem(hr_path.name)
-    folder = lr_folder(hr_path)
-    partners = {pair_stem(n): n for n in files_in(folder)} if folder.is_dir() else {}
-    if stem not in partners:
-        raise InputError(hr_path, f"no LR partner {stem}_x<s>.png in {folder}")
+    lr_path = lr_partner(item)
     hr = read_image(hr_path).rgb
-    lr_path = folder / partners[stem]
     lr = read_image(lr_path).rgb
     match = re.search(r"_x(\d+)$", hr_path.parent.parent.name)
     scale = int(match.group(1)) if match else None

@@ -7,8 +7,9 @@ mismatch rebuilds the set; nothing is ever read from a half-written set). The se
 ``fingerprint`` (sha256 over the config hash and every shard's name, sha256 and sample count) is
 what tables record: two tables whose fingerprints agree were scored on the same bytes.
 
-A real-pair group (DRealSR) reads its pairs in place (``ssr_datasets.sources.drealsr.load_pair``);
-its fingerprint covers every file's relative path and sha256.
+A real-pair group (DRealSR) reads its pairs in place (the source's ``lr_partner`` and
+``load_pair``, found through the source registry: ``ssr_datasets.sources.pair_source``); its
+fingerprint covers every file's relative path and sha256.
 
 The LR images of every set are also written as PNGs named by key in ``<set>/lr/`` so that a
 method run elsewhere can read them and hand its outputs back with ``--method NAME=DIR/``.
@@ -30,7 +31,7 @@ from ssr_datasets.errors import ConfigError, InputError, MissingAssetError
 from ssr_datasets.imageio import encode_png
 from ssr_datasets.manifest import MANIFEST_NAME, manifest_shards, read_manifest, verify_shard_set
 from ssr_datasets.shards import iter_shard, sha256_file, write_bytes_atomic
-from ssr_datasets.sources import SourceItem, list_items
+from ssr_datasets.sources import SourceItem, list_items, pair_source
 
 from .spec import GroupSpec
 
@@ -223,18 +224,14 @@ def real_pair_testset(group: GroupSpec, root: Path, items: list[SourceItem], sca
     """Read a real-pair data set (DRealSR) in place; HR is cropped to s x the LR (see docstring).
 
     Raises:
-        InputError: an unreadable pair (from ``load_pair``).
+        ConfigError: ``group.source`` holds no real pairs.
+        InputError: an HR without LR partner; an unreadable pair (from ``load_pair``, when read).
     """
-    from ssr_datasets.sources.drealsr import load_pair, lr_folder, pair_stem
-
+    source = pair_source(group.source)
     items = items[:max_images] if max_images is not None else items
     files = []
     for item in items:
-        hr_path = Path(item.path)
-        partners = {pair_stem(p.name): p for p in lr_folder(hr_path).iterdir() if p.suffix == ".png"}
-        lr_path = partners.get(pair_stem(hr_path.name))
-        if lr_path is None:
-            raise InputError(hr_path, f"no LR partner in {lr_folder(hr_path)}")
+        hr_path, lr_path = Path(item.path), source.lr_partner(item)
         files.append([str(hr_path.relative_to(root)), sha256_file(hr_path),
                       str(lr_path.relative_to(root)), sha256_file(lr_path)])
     fingerprint = _digest({"source": group.source, "split": group.split, "files": files})
@@ -242,7 +239,7 @@ def real_pair_testset(group: GroupSpec, root: Path, items: list[SourceItem], sca
 
     def images() -> Iterator[TestImage]:
         for key, item in by_key.items():
-            hr, lr = load_pair(item)
+            hr, lr = source.load_pair(item)
             h, w = min(lr.shape[0], hr.shape[0] // scale), min(lr.shape[1], hr.shape[1] // scale)
             yield TestImage(key, key, np.ascontiguousarray(lr[:h, :w]),
                             np.ascontiguousarray(hr[:scale * h, :scale * w]))
@@ -250,7 +247,7 @@ def real_pair_testset(group: GroupSpec, root: Path, items: list[SourceItem], sca
     info = {"kind": "real-pairs", "source": group.source, "split": group.split, "root": str(root),
             "count": len(items), "fingerprint": fingerprint, "max_images": max_images,
             "alignment": f"HR and LR cropped at the bottom/right to HR = {scale} x LR"}
-    lr_dir = str(lr_folder(items[0].path)) if items else str(root)
+    lr_dir = str(source.lr_partner(items[0]).parent) if items else str(root)
     return TestSet(f"{group.label}: {group.source} {group.split or ''} real pairs", group.id, str(root),
                    scale, list(by_key), {k: k for k in by_key}, fingerprint, info, lr_dir, images,
                    real_pairs=True)

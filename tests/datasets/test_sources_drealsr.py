@@ -66,3 +66,20 @@ def test_drealsr_is_real_pairs_and_refused_by_the_build(tmp_path):
         require_build_source("drealsr")
     with pytest.raises(MissingAssetError, match="looked for .*DRealSR/Test_x3/test_HR"):
         list_items("drealsr", tmp_path, split="x3")
+
+
+def test_pairs_are_reached_through_the_registry(tmp_path):
+    from ssr_datasets.sources import pair_source
+
+    drealsr(tmp_path)
+    items = list_items("drealsr", tmp_path)
+    source = pair_source("drealsr")
+    assert source.lr_partner(items[1]) == tmp_path / "DRealSR/Test_x4/test_LR/DSC_1460_x4.png"
+    hr, lr = source.load_pair(items[1])
+    np.testing.assert_array_equal(hr, rgb(1, 24, 32))
+    np.testing.assert_array_equal(lr, rgb(101, 6, 8))
+    (tmp_path / "DRealSR/Test_x4/test_LR/DSC_1460_x4.png").unlink()
+    with pytest.raises(InputError, match="no LR partner DSC_1460_x<s>.png in"):
+        source.lr_partner(items[1])
+    with pytest.raises(ConfigError, match="set5 holds no real LR/HR pairs"):
+        pair_source("set5")
