@@ -19,7 +19,7 @@ from pathlib import Path
 
 import cv2
 
-from degrade.pipeline import BuildConfig, DepthOptions, build
+from degrade.build import BuildConfig, DepthOptions, build
 from degrade.recipes import load_recipe
 from ssr_datasets.sources import list_items, load_item
 

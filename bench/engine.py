@@ -26,10 +26,10 @@ import numpy as np
 import torch
 
 from degrade import apply_kernel_field
+from degrade.build.sample import sample_rng
 from degrade.depth import estimate_nearness
 from degrade.fields import draw_degradation
 from degrade.recipes import load_recipe
-from degrade.sample import sample_rng
 from ssr_datasets.sources import list_items, load_item
 
 H, W = 1356, 2040

@@ -43,7 +43,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from degrade.pipeline import build  # noqa: E402
+from degrade.build import build  # noqa: E402
 from ssr_models import create_model  # noqa: E402
 from ssr_models.batch import Batch  # noqa: E402
 from ssr_models.configs import STAGES, load_train_config  # noqa: E402
@@ -263,7 +263,7 @@ def online_report(device: str = "cuda", config: str = "paper", steps: int = 30,
 
 def online_cpu(batches: int = 6, crop: int = 128, batch: int = 8, workers: int = 2) -> None:
     """Print online crops/s (OpenCV and kornia JPEG) beside shard crops/s, same photos."""
-    from degrade.build_config import BuildConfig
+    from degrade.build import BuildConfig
     from degrade.recipes import load_recipe
     from ssr_models.online import OnlineSpec, OnlineStream
 

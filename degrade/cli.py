@@ -160,8 +160,8 @@ def build(source: str, root: Path | None, recipe: str, depth: str, depth_model: 
     """
     from tqdm import tqdm
 
-    from .pipeline import BuildConfig, DepthOptions
-    from .pipeline import build as run_build
+    from .build import BuildConfig, DepthOptions
+    from .build import build as run_build
     from .recipes import load_recipe
 
     rec = load_recipe(recipe).with_overrides(scale=scale, kernel_size=kernel_size,

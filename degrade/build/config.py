@@ -14,8 +14,8 @@ from ssr_datasets.shards import ShardInfo
 from ssr_datasets.sources import SourceItem
 from ssr_datasets.sources.base import portable_name
 
-from .depth import DepthRequest
-from .recipes import Recipe
+from ..depth import DepthRequest
+from ..recipes import Recipe
 
 
 @dataclass(frozen=True)

@@ -20,14 +20,14 @@ from ssr_datasets.errors import InputError
 from ssr_datasets.schema import SCHEMA_VERSION, Sample, make_key, nearness_to_u16
 from ssr_datasets.sources import LoadedImage, SourceItem
 
-from . import __version__
-from .depth import DepthRequest, DepthResult
-from .fields import DegradationDraw, draw_degradation
-from .ops.blur import apply_kernel_field, select_backend
-from .ops.kernels import truncation_stats
-from .ops.noise import add_gaussian_noise
-from .ops.quantize import jpeg_roundtrip, to_uint8
-from .recipes import TRUNCATION_WARN, Recipe
+from .. import __version__
+from ..depth import DepthRequest, DepthResult
+from ..fields import DegradationDraw, draw_degradation
+from ..ops.blur import apply_kernel_field, select_backend
+from ..ops.kernels import truncation_stats
+from ..ops.noise import add_gaussian_noise
+from ..ops.quantize import jpeg_roundtrip, to_uint8
+from ..recipes import TRUNCATION_WARN, Recipe
 
 # Samples of one size blurred per apply_kernel_field call: 16 DIV2K images are ~0.5 GB of float32
 # on a GPU (input, padded copy), and a GPU reaches its throughput at a few images per call.

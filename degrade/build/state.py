@@ -18,9 +18,9 @@ from ssr_datasets.schema import SCHEMA_VERSION
 from ssr_datasets.shards import ShardInfo
 from ssr_datasets.storage import Storage, is_temp_name
 
-from . import __version__
-from .build_config import BuildConfig, ShardResult, ShardTask, shard_prefix
-from .ops import blur
+from .. import __version__
+from ..ops import blur
+from .config import BuildConfig, ShardResult, ShardTask, shard_prefix
 
 PARTIAL_NAME = "manifest.partial.json"
 PREVIEW_NAME = "preview.png"
@@ -64,54 +64,83 @@ def _version_of(package: str) -> str:
 
 
 def owned_files(storage: Storage) -> list[str]:
+    """Return the names in the folder that a build writes (manifests, preview, shards, temps)."""
     names = {MANIFEST_NAME, PARTIAL_NAME, PREVIEW_NAME}
     return [n for n in storage.listdir()
             if n in names or n.endswith(".tar") or n.endswith(".tmp")]
 
 
 def task_inputs(task: ShardTask) -> list[str]:
+    """Return the image ids of a shard's inputs, in order (what a resumed shard must match)."""
     return [item.image_id for item in task.items]
 
 
 def load_previous(storage: Storage, config: BuildConfig, overwrite: bool,
-                   tasks: Sequence[ShardTask]) -> dict[int, ShardResult]:
+                  tasks: Sequence[ShardTask]) -> dict[int, ShardResult]:
     """Return the shards a previous run of the same build completed (checksums verified).
 
     A shard is kept only if it holds the same inputs as the plan's shard of that index: files
     added to or removed from a folder source shift the assignment, and a stale shard would
     duplicate some samples and drop others.
+
+    Raises:
+        ConfigError: the folder holds another build (or an unreadable state) and not
+            ``overwrite``.
     """
-    out_dir = storage.location
     if not storage.is_folder():
         return {}
     if storage.local is None:  # object stores: no pid to ask (local: remove_stale_temps)
-        for name in storage.listdir():
-            if is_temp_name(name):
-                storage.remove(name)  # left by a killed run; never a complete shard
-    state = None
+        _remove_temps(storage)
+    state = _read_state(storage)
+    if state is None or state.get("config_hash") != config.hash or overwrite:
+        _clear_or_refuse(storage, same_build=state is not None
+                         and state.get("config_hash") == config.hash, overwrite=overwrite)
+        return {}
+    return _verified_results(storage, state, tasks)
+
+
+def _remove_temps(storage: Storage) -> None:
+    """Remove the temp files a killed run left (never a complete shard)."""
+    for name in storage.listdir():
+        if is_temp_name(name):
+            storage.remove(name)
+
+
+def _read_state(storage: Storage) -> dict[str, Any] | None:
+    """Return the final manifest, else the partial one; None if absent or unreadable."""
     for name in (MANIFEST_NAME, PARTIAL_NAME):
         if storage.exists(name):
             try:
-                state = json.loads(storage.read_bytes(name))
+                return json.loads(storage.read_bytes(name))
             except (OSError, json.JSONDecodeError):
-                state = None
-            break
+                return None
+    return None
+
+
+def _clear_or_refuse(storage: Storage, *, same_build: bool, overwrite: bool) -> None:
+    """Remove the build files in the folder, or refuse to replace a different build.
+
+    Raises:
+        ConfigError: the folder holds files of another build and not ``overwrite``.
+    """
     owned = owned_files(storage)
-    if state is None or state.get("config_hash") != config.hash:
-        if not owned:
-            return {}
-        if not overwrite:
-            raise ConfigError(
-                f"{out_dir} holds a different build (other options, recipe or version); pass "
-                "--overwrite to replace it, or choose another --out"
-            )
-        for name in owned:
-            storage.remove(name)
-        return {}
-    if overwrite:
-        for name in owned:
-            storage.remove(name)
-        return {}
+    if not owned:
+        return
+    if not (overwrite or same_build):
+        raise ConfigError(
+            f"{storage.location} holds a different build (other options, recipe or version); "
+            "pass --overwrite to replace it, or choose another --out"
+        )
+    for name in owned:
+        storage.remove(name)
+
+
+def _verified_results(storage: Storage, state: dict[str, Any],
+                      tasks: Sequence[ShardTask]) -> dict[int, ShardResult]:
+    """Return the recorded shards whose inputs, size and sha256 still match the plan.
+
+    A recorded shard whose inputs changed (or that is no longer planned) is removed.
+    """
     done = {}
     planned = {t.index: t for t in tasks}
     for rec in state.get("shard_results", []):
@@ -130,8 +159,10 @@ def load_previous(storage: Storage, config: BuildConfig, overwrite: bool,
     return done
 
 
-def build_manifest(config: BuildConfig, results: dict[int, ShardResult], tasks: Sequence[ShardTask],
-              command: str, seconds: float, complete: bool) -> dict[str, Any]:
+def build_manifest(config: BuildConfig, results: dict[int, ShardResult],
+                   tasks: Sequence[ShardTask], command: str, seconds: float,
+                   complete: bool) -> dict[str, Any]:
+    """Return the manifest of the shards finished so far (``complete`` once all are)."""
     ordered = [results[t.index] for t in tasks if t.index in results]
     tasks_by_index = {t.index: t for t in tasks}
     stage: dict[str, float] = {}
@@ -175,13 +206,14 @@ def build_manifest(config: BuildConfig, results: dict[int, ShardResult], tasks: 
     }
 
 
-
 def strict_error(skipped: list[dict[str, str]]) -> InputError:
+    """Return the error that ``--strict`` raises for the first recorded skip."""
     first = skipped[0]
     return InputError(first["path"], f"{first['reason']} (--strict makes any skip an error)")
 
 
 def build_warnings(manifest: dict[str, Any]) -> list[str]:
+    """Return one line per thing a user should know: truncated kernels, skipped inputs."""
     out = []
     trunc = manifest["truncated_mass"]
     if trunc["warned"]:

@@ -212,7 +212,7 @@ def _unavailable_everywhere(groups: list[GroupResult], reasons: dict[str, set[st
 
 def _testset(group: GroupSpec, spec: TableSpec, options: RunOptions) -> tuple[TestSet, str | None]:
     """Return the group's test set and, for a stand-in, its label."""
-    from degrade.build_config import BuildConfig
+    from degrade.build import BuildConfig
     from degrade.recipes import load_recipe
 
     depth = options.depth or group.depth

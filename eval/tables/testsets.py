@@ -36,7 +36,7 @@ from ssr_datasets.sources import SourceItem, list_items, pair_source
 from .spec import GroupSpec
 
 if TYPE_CHECKING:
-    from degrade.build_config import BuildConfig
+    from degrade.build import BuildConfig
 
 
 @dataclass(frozen=True, eq=False)
@@ -180,7 +180,7 @@ def synthetic_testset(group: GroupSpec, config: BuildConfig, work_dir: Path,
         ConfigError, InputError: from the build (a bad input under ``strict`` is not used here:
             skipped inputs are recorded in the manifest and in ``info["skipped"]``).
     """
-    from degrade.pipeline import DepthOptions, build
+    from degrade.build import DepthOptions, build
 
     out = work_dir / "testsets" / testset_dir_name(config)
     if not _complete(out, config):

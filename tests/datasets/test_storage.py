@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 import degrade.cli as cli
-from degrade.pipeline import PARTIAL_NAME, build
+from degrade.build import PARTIAL_NAME, build
 from ssr_datasets.errors import ConfigError, InputError
 from ssr_datasets.manifest import MANIFEST_NAME, describe, read_manifest, verify_shard_set
 from ssr_datasets.reader import open_shards, shard_urls

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from degrade.pipeline import BuildConfig
+from degrade.build import BuildConfig
 from degrade.recipes import load_recipe
 from ssr_datasets.manifest import read_manifest
 from ssr_datasets.schema import Sample

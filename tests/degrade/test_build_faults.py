@@ -20,7 +20,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 import degrade.cli as cli
-from degrade.pipeline import PARTIAL_NAME, build
+from degrade.build import PARTIAL_NAME, build
 from ssr_datasets.errors import ConfigError
 from ssr_datasets.folder_lock import LOCK_NAME
 from ssr_datasets.manifest import MANIFEST_NAME, verify_shard_set
@@ -214,7 +214,7 @@ def test_unwritable_manifest_fails_before_the_first_shard(tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     # Any value the manifest cannot hold (here NaN in the recorded versions) fails the build
     # before a shard exists, so the folder never looks like another build.
-    import degrade.build_state as state
+    import degrade.build.state as state
 
     root, out = tmp_path / "in", tmp_path / "out"
     write_folder(root, ["a", "b"])

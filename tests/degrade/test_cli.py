@@ -13,8 +13,8 @@ import cv2
 import pytest
 from click.testing import CliRunner, Result
 
+import degrade.build.run as build_run
 import degrade.cli as cli
-import degrade.pipeline as pipeline
 from degrade.depth import DepthRequest
 from degrade.preview import shard_preview_rows
 from degrade.recipes import BUILTIN_RECIPES, recipe_path
@@ -146,7 +146,7 @@ def test_interrupt_says_how_to_resume(image_folder: Path, tmp_path: Path,
     def interrupted(*args: object, **kw: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "run_shard", interrupted)
+    monkeypatch.setattr(build_run, "run_shard", interrupted)
     res = build_folder(image_folder, tmp_path / "o")
     assert res.exit_code == 1
     assert "interrupted" in res.output and "rerun the same command to resume" in res.output
@@ -164,9 +164,9 @@ def test_allow_download_reaches_the_depth_check(tmp_path: Path,
 
     def check(provider: str, **kw: object) -> None:
         seen.append(bool(kw["allow_download"]))
-        raise pipeline.ConfigError("stop here")
+        raise build_run.ConfigError("stop here")
 
-    monkeypatch.setattr(pipeline, "check_depth_provider", check)
+    monkeypatch.setattr(build_run, "check_depth_provider", check)
     for extra in ((), ("--allow-download",)):
         res = invoke("build", "--depth", "midas", *extra, "--out", str(tmp_path / "o"))
         assert res.exit_code != 0 and "stop here" in res.output

@@ -18,8 +18,8 @@ import pytest
 from click.testing import CliRunner
 
 import degrade.cli as cli
-from degrade.executor import CLUSTER_REQUIREMENT, parse_cluster, single_threaded_call
-from degrade.pipeline import PARTIAL_NAME, ShardsFailedError, build
+from degrade.build import PARTIAL_NAME, ShardsFailedError, build
+from degrade.build.executor import CLUSTER_REQUIREMENT, parse_cluster, single_threaded_call
 from ssr_datasets.errors import ConfigError
 from ssr_datasets.manifest import MANIFEST_NAME, verify_shard_set
 from tests.degrade.conftest import make_config, shard_bytes, tmp_files, write_folder
@@ -79,7 +79,7 @@ def test_a_failing_shard_is_reported_and_the_build_stays_resumable(cluster: Any,
     attempts = tmp_path / "attempts.txt"
 
     def break_shard(name: str, log: str) -> None:  # runs inside each worker process
-        import degrade.pipeline as p
+        import degrade.build.shard as p
 
         real = p.write_shard
 
@@ -94,7 +94,7 @@ def test_a_failing_shard_is_reported_and_the_build_stays_resumable(cluster: Any,
         p.write_shard = broken
 
     def repair() -> None:
-        import degrade.pipeline as p
+        import degrade.build.shard as p
 
         p.write_shard = getattr(p.write_shard, "real", p.write_shard)
 

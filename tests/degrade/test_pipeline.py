@@ -1,4 +1,4 @@
-"""The build pipeline (degrade/pipeline.py + degrade/sample.py) end to end on tiny folder sources.
+"""The build (degrade/build/) end to end on tiny folder sources.
 
 Contracts under test: DESIGN.md section 4 (sample schema, manifest) and section 5 (determinism,
 shard assignment, atomic writes, resumption), plus the input-robustness promises of the folder
@@ -19,8 +19,9 @@ import pytest
 import torch
 
 import degrade
-import degrade.pipeline as pipeline
-from degrade.pipeline import PARTIAL_NAME, BuildConfig, build
+import degrade.build.run as build_run
+import degrade.build.shard as build_shard
+from degrade.build import PARTIAL_NAME, BuildConfig, build
 from degrade.recipes import load_recipe
 from ssr_datasets.errors import ConfigError, InputError
 from ssr_datasets.imageio import pixel_sha256
@@ -220,7 +221,7 @@ def test_interrupted_build_is_resumable(image_folder: Path, tmp_path: Path,
     calls = []
     saw_tmp = []
     if where == "before-shard":
-        real_run_shard = pipeline.run_shard
+        real_run_shard = build_run.run_shard
 
         def run_shard(task, *args, **kw):  # type: ignore[no-untyped-def]
             calls.append(task.index)
@@ -228,9 +229,9 @@ def test_interrupted_build_is_resumable(image_folder: Path, tmp_path: Path,
                 raise KeyboardInterrupt
             return real_run_shard(task, *args, **kw)
 
-        monkeypatch.setattr(pipeline, "run_shard", run_shard)
+        monkeypatch.setattr(build_run, "run_shard", run_shard)
     else:
-        real_write_shard = pipeline.write_shard
+        real_write_shard = build_shard.write_shard
 
         def write_shard(path, samples, **kw):  # type: ignore[no-untyped-def]
             calls.append(path)
@@ -244,7 +245,7 @@ def test_interrupted_build_is_resumable(image_folder: Path, tmp_path: Path,
 
             return real_write_shard(path, cut(samples), **kw)
 
-        monkeypatch.setattr(pipeline, "write_shard", write_shard)
+        monkeypatch.setattr(build_shard, "write_shard", write_shard)
 
     with pytest.raises(KeyboardInterrupt):
         build(config, out, command="t", preview=False)

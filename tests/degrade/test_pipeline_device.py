@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-from degrade import pipeline
-from degrade.pipeline import DepthOptions, build
+from degrade.build import DepthOptions, build
+from degrade.build import shard as build_shard
 from ssr_datasets.errors import ConfigError
 
 from .conftest import make_config, samples_by_key, shard_bytes, write_folder
@@ -34,15 +34,15 @@ def test_group_size_variants_and_encoding_threads_change_no_byte(tmp_path: Path,
     write_folder(root, names=("a", "b", "c"))
     config = make_config(root, samples_per_image=2, shard_size=4, depth="prior")
     build(config, tmp_path / "one", depth_options=DepthOptions(batch_size=1), preview=False)
-    monkeypatch.setattr(pipeline, "encode_threads", lambda device: 3)
+    monkeypatch.setattr(build_shard, "encode_threads", lambda device: 3)
     build(config, tmp_path / "batched", depth_options=DepthOptions(batch_size=3), preview=False)
     one, batched = shard_bytes(tmp_path / "one"), shard_bytes(tmp_path / "batched")
     assert len(one) == 2 and one == batched
 
 
 def test_device_builds_encode_on_threads_and_cpu_builds_on_one() -> None:
-    assert pipeline.encode_threads("cpu") == 1
-    assert pipeline.encode_threads("cuda:0") == max(1, min(8, os.cpu_count() or 1))
+    assert build_shard.encode_threads("cpu") == 1
+    assert build_shard.encode_threads("cuda:0") == max(1, min(8, os.cpu_count() or 1))
 
 
 @pytest.mark.parametrize("device,available,count,match", [
@@ -64,8 +64,8 @@ def test_unusable_device_is_refused_before_any_work(tmp_path: Path, monkeypatch,
 
 CHILD = """
 import sys
-import degrade.sample as sample
-from degrade.pipeline import DepthOptions, build
+import degrade.build.sample as sample
+from degrade.build import DepthOptions, build
 from tests.degrade.conftest import make_config
 # What a CUDA build picks (auto -> triton), on CPU tensors under the interpreter.
 sample.select_backend = lambda hr, field, k, delta, backend="auto": "triton"

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from degrade.pipeline import build
+from degrade.build import build
 from eval.cli import main
 from eval.metrics.registry import METRICS
 from tests.degrade.conftest import make_config, samples_by_key, write_folder

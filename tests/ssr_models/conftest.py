@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from degrade.pipeline import build
+from degrade.build import build
 from ssr_datasets.manifest import read_manifest
 from ssr_datasets.schema import Sample
 from ssr_datasets.shards import iter_shard

@@ -22,8 +22,8 @@ import torch
 import yaml
 from click.testing import CliRunner
 
+from degrade.build import build
 from degrade.ops.quality import batch_psnr
-from degrade.pipeline import build
 from ssr_models.checkpoint import load_checkpoint
 from ssr_models.configs import CONFIG_DIR, load_train_config
 from ssr_models.data import validation_batches
