@@ -116,7 +116,7 @@ def run_section(key: str, ctx: Ctx, result: Path | None) -> dict[str, Any]:
     out["modules"] = sorted(ctx.modules | {m.split(".")[0] for m in list(sys.modules)})
     if result is None:
         return out
-    from ssr_datasets.storage import atomic_file
+    from ssr_core.io import atomic_file
 
     with atomic_file(result) as f:
         f.write(json.dumps(out, default=str).encode())
@@ -245,7 +245,7 @@ def main() -> int:
         table = render(report)
         print(table)
         if args.out:
-            from ssr_datasets.storage import atomic_file
+            from ssr_core.io import atomic_file
 
             text = table + "\n" if args.out.suffix == ".md" else json.dumps(report, indent=1,
                                                                           default=str)

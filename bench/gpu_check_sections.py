@@ -182,8 +182,8 @@ def _one_lr_image(shards: Path, folder: Path) -> Path:
     """Write the first sample's LR image as folder/<key>.png (smoke: one small input)."""
     import cv2
 
+    from ssr_core.io import atomic_file
     from ssr_datasets.shards import iter_shard
-    from ssr_datasets.storage import atomic_file
 
     tars = sorted(shards.glob("*.tar"))
     if not tars:

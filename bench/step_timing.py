@@ -31,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ssr_datasets.devices import resolve_device  # noqa: E402
+from ssr_core.devices import resolve_device  # noqa: E402
 from ssr_models import create_model  # noqa: E402
 from ssr_models.batch import Batch  # noqa: E402
 from ssr_models.configs import STAGES, load_train_config  # noqa: E402

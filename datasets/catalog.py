@@ -21,9 +21,10 @@ from typing import Any, Literal
 
 import yaml
 
+from ssr_core.config import dataclass_at, named_or_yaml_path
+from ssr_core.errors import ConfigError, InputError
+
 from .archive import STATE_DIR, marker_path
-from .config import dataclass_at, named_or_yaml_path
-from .errors import ConfigError, InputError
 from .shards import sha256_file, write_json_atomic
 
 #: Datasets with a manifest in ssr_manifests/datasets/, registered here explicitly.

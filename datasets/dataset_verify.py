@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from ssr_core.errors import InputError, SsrError
+
 from .catalog import DatasetSpec, check_present, is_provided, load_dataset
-from .errors import InputError, SsrError
 
 ImageStatus = Literal["match", "differs", "missing"]
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from ssr_core.errors import DownloadError, InputError, MissingAssetError
+
 from .archive import extract
 from .catalog import (
     DatasetSpec,
@@ -30,7 +32,6 @@ from .catalog import (
     lock_path,
     record_checksum,
 )
-from .errors import DownloadError, InputError, MissingAssetError
 from .shards import sha256_file
 
 _CHUNK = 1 << 16

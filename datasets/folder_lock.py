@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from ssr_core.errors import ConfigError
 
 LOCK_NAME = ".ssr-bench.lock"
 

@@ -23,7 +23,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .errors import InputError
+from ssr_core.errors import InputError
+
 from .formats import DEFAULT_MAX_PIXELS
 
 #: Pillow format names accepted as inputs (MPO is how Pillow names many camera JPEGs).

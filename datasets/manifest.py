@@ -20,7 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import InputError
+from ssr_core.errors import InputError
+
 from .schema import SCHEMA_VERSION
 from .shards import ShardInfo, iter_shard
 from .storage import Storage

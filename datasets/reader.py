@@ -23,7 +23,8 @@ from webdataset import cache, tariterators
 from webdataset.filters import FilterFunction
 from webdataset.gopen import gopen_schemes
 
-from .errors import InputError
+from ssr_core.errors import InputError
+
 from .manifest import MANIFEST_NAME, manifest_shards, read_manifest
 from .schema import Sample, decode_sample
 from .shards import MAX_MEMBER_BYTES, check_member_size

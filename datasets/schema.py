@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, InputError
+from ssr_core.errors import ConfigError, InputError
+
 from .imageio import decode_png, encode_png
 
 SCHEMA_VERSION = 1

@@ -19,9 +19,11 @@ from contextlib import closing
 from dataclasses import dataclass
 from typing import IO, Any
 
-from .errors import InputError
+from ssr_core.errors import InputError
+from ssr_core.io import dump_json
+
 from .schema import MEMBERS, Sample, SchemaError, decode_sample, encode_sample
-from .storage import Storage, dump_json
+from .storage import Storage
 
 _TAR_MODE = 0o644
 _END_OF_ARCHIVE = 1024  # two zero blocks end every tar

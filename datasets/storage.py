@@ -29,26 +29,22 @@ from a live writer's work in progress):
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import posixpath
 import re
 import shutil
-import socket
 import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-from .errors import ConfigError
+from ssr_core.errors import ConfigError
+from ssr_core.io import atomic_file, dump_json, host_tag, sha256_stream, writer_tag
 
-FILE_MODE = 0o644
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 _BLOCK = 1 << 20
 
@@ -71,26 +67,6 @@ def local_path(location: str | os.PathLike[str]) -> Path | None:
     if text.lower().startswith("file://"):
         return Path(url2pathname(urlparse(text).path))
     return None if is_remote(text) else Path(text)
-
-
-def dump_json(obj: Any) -> bytes:
-    """Encode ``obj`` as the project's JSON files are: indent 2, sorted keys, no NaN, newline."""
-    return (json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n").encode("utf-8")
-
-
-@cache
-def _host_tag() -> str:
-    """Return 8 hex digits of the host name's sha256 (a pid means something on one host only)."""
-    return hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:8]
-
-
-def writer_tag() -> str:
-    """Return ``{pid}-{host}``: what every temp name carries, e.g. ``4242-1a2b3c4d``.
-
-    Temp names are ``.{name}.{writer_tag()}[.{random}].tmp`` (``.extract`` for the archive
-    extraction folder); ``remove_stale_temps`` parses them back.
-    """
-    return f"{os.getpid()}-{_host_tag()}"
 
 
 #: ``.{name}.{pid}-{host}[.{random}].tmp|.extract``, as ``writer_tag`` makes them.
@@ -143,7 +119,7 @@ def remove_stale_temps(folder: str | os.PathLike[str]) -> list[StaleTemp]:
     removed = []
     for entry in sorted(folder.iterdir()):
         m = _TEMP_NAME.fullmatch(entry.name)
-        if m is None or m["host"] != _host_tag() or _running(int(m["pid"])):
+        if m is None or m["host"] != host_tag() or _running(int(m["pid"])):
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
@@ -152,53 +128,6 @@ def remove_stale_temps(folder: str | os.PathLike[str]) -> list[StaleTemp]:
         if not os.path.lexists(entry):
             removed.append(StaleTemp(entry, int(m["pid"])))
     return removed
-
-
-@contextlib.contextmanager
-def atomic_file(path: Path) -> Iterator[IO[bytes]]:
-    """Yield a binary file that becomes local ``path`` only if the block completes.
-
-    The temp file ``.<name>.<pid>-<host>.<random>.tmp`` sits beside ``path`` (same file system,
-    so the rename is atomic); on any exception it is removed and ``path`` is untouched. A
-    killed writer's temp is removed by ``remove_stale_temps``.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{writer_tag()}.",
-                               suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, FILE_MODE)  # mkstemp creates 0600; shards are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Persist a rename (POSIX); silently skipped where folders cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def sha256_stream(f: IO[bytes]) -> str:
-    """Return the hex sha256 of everything left in a binary file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    for block in iter(lambda: f.read(_BLOCK), b""):
-        h.update(block)
-    return h.hexdigest()
 
 
 def is_temp_name(name: str) -> bool:

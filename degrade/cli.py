@@ -12,10 +12,10 @@ from typing import Any, get_args
 
 import click
 
+from ssr_core.cli import allow_download_option, device_option, library_errors, sigterm_as_interrupt
 from ssr_datasets.formats import DEFAULT_MAX_PIXELS
 from ssr_datasets.sources import SOURCE_NAMES
 
-from .cli_support import allow_download_option, device_option, library_errors, sigterm_as_interrupt
 from .depth import DepthRequest
 
 # The registries themselves (both import lazily what their entries need, so --help stays fast).

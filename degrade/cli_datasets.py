@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from .cli_support import library_errors
+from ssr_core.cli import library_errors
 
 _ROOT_HELP = ("The data set's own folder (e.g. data/div2k): archives are saved and extracted "
               "there; checksums recorded on first download go to DIR/.ssr-bench/checksums.json.")

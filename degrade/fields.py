@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 
 from .recipes import Recipe
 

@@ -29,8 +29,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ssr_datasets.errors import ConfigError
-from ssr_datasets.storage import atomic_file
+from ssr_core.errors import ConfigError
+from ssr_core.io import atomic_file
 
 __all__ = ["BLUR_MAX_PX", "PreviewRow", "colorize", "describe_sample", "render_preview",
            "with_colour_bar", "write_preview"]

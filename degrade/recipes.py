@@ -18,8 +18,8 @@ from typing import Any, Literal, get_args
 
 import yaml
 
-from ssr_datasets.config import dataclass_from_mapping, named_or_yaml_path
-from ssr_datasets.errors import ConfigError
+from ssr_core.config import dataclass_from_mapping, named_or_yaml_path
+from ssr_core.errors import ConfigError
 from ssr_manifests import RECIPES_DIR
 
 BlurModel = Literal["defocus", "thin-lens", "iso", "aniso"]

@@ -1,7 +1,7 @@
 """The `ssr-eval` command: score SR outputs with the paper's metrics.
 
 Thin commands: parse, match the inputs, call ``eval.metrics.scoring``, summarize. Library errors
-(SsrError) become click errors through ``degrade.cli_support.library_errors``.
+(SsrError) become click errors through ``ssr_core.cli.library_errors``.
 
 Inputs (``--gt`` / ``--pred``): a folder of images or a shard set (a folder holding the
 ``manifest.json`` of ``degrade build``), paired by ``eval.metrics.pairing.match_inputs`` (its
@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from degrade.cli_support import device_option, library_errors
 from eval.metrics.registry import METRICS
+from ssr_core.cli import device_option, library_errors, weights_dir_option
 
 from .cli_options import MetricList
 
@@ -68,9 +68,8 @@ def main() -> None:
 @click.option("--rgb", is_flag=True,
               help="PSNR/SSIM on RGB instead of the Y channel of BT.601 YCbCr.")
 @device_option(what="Torch device of the learned metrics")
-@click.option("--weights-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="A $TORCH_HOME-like folder with the learned metrics' weights (hub/pyiqa, "
-                   "hub/checkpoints, hub/clip; see the README); default: $TORCH_HOME.")
+@weights_dir_option("A $TORCH_HOME-like folder with the learned metrics' weights (hub/pyiqa, "
+                    "hub/checkpoints, hub/clip; see the README); default: $TORCH_HOME.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False),
               default=None, help="Write per-image values, means and conventions as JSON "
                                  "(inf written as the string \"inf\").")

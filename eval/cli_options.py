@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from eval.metrics.registry import get_metric
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 
 
 class MetricList(click.ParamType):

@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING
 
 import click
 
-from degrade.cli_support import allow_download_option, device_option, library_errors
+from ssr_core.cli import (
+    allow_download_option,
+    check_overlap,
+    device_option,
+    library_errors,
+    tile_options,
+    weights_dir_option,
+)
 
 from .cli_options import MetricList
 
@@ -105,11 +112,8 @@ def _tqdm_progress() -> Callable[[str, int], Callable[[int], None]]:
               help="Where test sets, LR exports and SR outputs are kept. Default: "
                    "$SSR_BENCH_CACHE/tables or ~/.cache/ssr-bench/tables.")
 @device_option(what="Torch device of the methods and learned metrics")
-@click.option("--tile", type=click.IntRange(16), default=256, show_default=True, metavar="PX",
-              help="LR tile size of network methods (memory), with --overlap px of overlap.")
-@click.option("--overlap", type=click.IntRange(0), default=16, show_default=True, metavar="PX")
-@click.option("--weights-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="A $TORCH_HOME-like folder with the learned metrics' weights.")
+@tile_options(what="LR tile side of network methods (memory)")
+@weights_dir_option("A $TORCH_HOME-like folder with the learned metrics' weights.")
 @click.option("--cache", "cache_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Score cache folder. Default: $SSR_BENCH_CACHE/scores.")
 @click.option("--no-cache", is_flag=True, help="Neither read nor write the score cache.")
@@ -140,7 +144,7 @@ def run_cmd(table: str, methods: tuple[str, ...], data_root: Path | None,
     Scores are cached per image, method and metric: adding a method computes only its rows.
     """
     from eval.metrics.cache import ScoreCache
-    from ssr_datasets.paths import user_cache_dir
+    from ssr_core.paths import user_cache_dir
     from ssr_datasets.shards import write_bytes_atomic
 
     from .tables.methods import parse_method
@@ -156,6 +160,7 @@ def run_cmd(table: str, methods: tuple[str, ...], data_root: Path | None,
     if fmt is None:
         fmt = _EXT_FORMATS.get(out.suffix.lower(), "terminal") if out is not None else "terminal"
     spec = load_table(table)
+    check_overlap(tile, overlap)
     parsed = [parse_method(m, device=device, tile=tile, overlap=overlap) for m in methods]
     # absolute, so that messages and the provenance say where exactly data was looked for
     roots = Roots((data_root if data_root is not None else default_data_root()).absolute(),

@@ -13,7 +13,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 
 
 def _lazy(module: str, factory: str) -> Callable[..., Any]:

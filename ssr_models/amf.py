@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 from ssr_models.layers import config_from_dict, conv3x3
 
 Modality = Literal["kernel", "depth", "lr"]

@@ -35,7 +35,7 @@ import math
 import numpy as np
 
 from degrade.ops.kernels import centered_delta
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 from ssr_datasets.schema import Sample
 
 __all__ = ["SYMMETRIES", "augment_sample", "draw_symmetry", "symmetry_image",

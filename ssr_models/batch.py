@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from ssr_datasets.errors import InputError
+from ssr_core.errors import InputError
 from ssr_datasets.schema import NEARNESS_MAX, Sample
 
 __all__ = ["Batch", "collate"]

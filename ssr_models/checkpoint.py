@@ -15,7 +15,7 @@ which still runs no code: it loads them with ``weights_only=True`` plus an allow
 the numpy pieces format 1 held (``ndarray`` reconstruction and its dtype), so a planted file is
 refused there too.
 
-Files are written to a temp name and renamed (``ssr_datasets.storage.atomic_file``); ``last.pt``
+Files are written to a temp name and renamed (``ssr_core.io.atomic_file``); ``last.pt``
 is a hard link to the newest one, swapped in by rename, so it never names a partial file.
 """
 
@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ssr_datasets.errors import ConfigError, InputError
+from ssr_core.errors import ConfigError, InputError
+from ssr_core.io import atomic_file, writer_tag
 from ssr_datasets.shards import write_bytes_atomic
-from ssr_datasets.storage import atomic_file, writer_tag
 
 __all__ = ["CKPT_FORMAT", "CKPT_VERSION", "RESUME_MAY_CHANGE", "config_changes",
            "convert_checkpoint", "link_atomic", "load_checkpoint", "refuse_resume_changes",

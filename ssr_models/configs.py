@@ -27,7 +27,6 @@ The kernel and NBSR stages are the same in every row.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,8 +34,8 @@ from typing import Any, Literal, get_args
 
 import yaml
 
-from ssr_datasets.config import dataclass_from_mapping, named_or_yaml_path
-from ssr_datasets.errors import ConfigError
+from ssr_core.config import dataclass_from_mapping, did_you_mean, named_or_yaml_path
+from ssr_core.errors import ConfigError
 
 from . import MODELS
 from .trainer_config import TrainerConfig
@@ -167,9 +166,8 @@ class TrainConfig:
 
 
 def _unknown_key(where: str, key: str, allowed: tuple[str, ...] | list[str]) -> ConfigError:
-    close = difflib.get_close_matches(str(key), list(allowed), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return ConfigError(f"unknown {where} key {key!r}{hint}; allowed: {', '.join(allowed)}")
+    return ConfigError(f"unknown {where} key {key!r}{did_you_mean(key, allowed)}; "
+                       f"allowed: {', '.join(allowed)}")
 
 
 def _mapping(value: Any, where: str) -> Mapping[str, Any]:
@@ -204,8 +202,7 @@ def _parse_stage(name: str, data: Any, where: str) -> StageConfig:
             raise ConfigError(f"{where}: stage {name!r} needs a {key!r} key")
     model = data["model"]
     if model not in STAGE_MODELS[name]:
-        close = difflib.get_close_matches(str(model), STAGE_MODELS[name], n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(model, STAGE_MODELS[name])
         raise ConfigError(f"{where}: stage {name!r} cannot train model {model!r}{hint}; "
                           f"choose one of: {', '.join(STAGE_MODELS[name])}")
     trainer = dict(_mapping(data["trainer"], f"{where}: {name}.trainer"))

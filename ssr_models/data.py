@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 from webdataset.shardlists import single_node_only, split_by_worker
 
-from ssr_datasets.errors import ConfigError, InputError
+from ssr_core.errors import ConfigError, InputError
 from ssr_datasets.manifest import read_manifest
 from ssr_datasets.reader import check_shard_checksums, expand_urls, open_shards, shard_urls
 from ssr_datasets.schema import Sample, decode_sample

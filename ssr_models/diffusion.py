@@ -58,7 +58,7 @@ from torch import nn
 
 from degrade.ops.blur import apply_kernel_field
 from degrade.ops.quality import batch_psnr
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 from ssr_models.amf import AMF, AMFConfig, AMFEncoder
 from ssr_models.layers import config_from_dict
 

@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 
 from .kernel_pca import params_to_kernels
 from .layers import MAConv, SFTLayer, area_downsample, config_from_dict, conv3x3, with_overrides

@@ -52,8 +52,8 @@ from torch import nn
 
 from degrade.depth import check_depth_provider
 from degrade.ops.kernels import centered_delta, sigmas_from_covariance
-from ssr_datasets.devices import resolve_device
-from ssr_datasets.errors import ConfigError
+from ssr_core.devices import resolve_device
+from ssr_core.errors import ConfigError
 
 from .method_choice import (
     METHODS,

@@ -2,7 +2,7 @@
 
 Thin: parse, load ``ssr_models.infer.SRPipeline``, list the inputs, write one PNG per input,
 summarize. Library errors (SsrError) become click errors through
-``degrade.cli_support.library_errors``.
+``ssr_core.cli.library_errors``.
 
 Inputs (``--input``):
 
@@ -32,8 +32,14 @@ from typing import TYPE_CHECKING
 import click
 import numpy as np
 
-from degrade.cli_support import allow_download_option, device_option, library_errors
-from ssr_datasets.errors import ConfigError, InputError
+from ssr_core.cli import (
+    allow_download_option,
+    check_overlap,
+    device_option,
+    library_errors,
+    tile_options,
+)
+from ssr_core.errors import ConfigError, InputError
 
 if TYPE_CHECKING:  # imported lazily at run time, so that --help stays fast
     from tqdm import tqdm
@@ -155,11 +161,9 @@ Examples (after the README's `degrade build --out out/sample` and the tiny train
               help="auto = diffusion when its stage validated above bicubic, else svkr (the "
                    "choice and its reason are printed; a method whose stage validated below "
                    "bicubic gets a warning).")
-@click.option("--tile", type=click.IntRange(min=8), default=256, show_default=True,
-              help="Tile side in LR px (larger inputs are tiled; depth and kernels are estimated "
-                   "per tile, so keep tiles large when the depth cue is global, as the prior is).")
-@click.option("--overlap", type=click.IntRange(min=0), default=16, show_default=True,
-              help="Tile overlap in LR px (blended with a cosine ramp); must be < --tile.")
+@tile_options(what="Tile side in LR px; larger inputs are tiled, and depth and kernels are "
+                   "estimated per tile, so keep tiles large when the depth cue is global, as the "
+                   "prior's is")
 @device_option(what="Torch device of the models")
 @click.option("--depth", type=click.Choice(_DEPTHS), default=None,
               help="Depth provider used as DE [default: auto: MiDaS, then Depth Anything, when its "
@@ -190,9 +194,7 @@ def main(checkpoint: Path, input_path: Path, out: Path, method: str, tile: int, 
 
     from ssr_models.infer import SRPipeline
 
-    if overlap >= tile:
-        raise click.BadParameter(f"--overlap {overlap} must be smaller than --tile {tile}",
-                                 param_hint="--overlap")
+    check_overlap(tile, overlap)
     options: dict[str, object] = {"tile": tile, "overlap": overlap, "seed": seed}
     if depth is not None:
         options["depth"] = depth

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from degrade.ops.kernels import check_kernel_size, gaussian_kernels
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 
 _TINY = 1e-20
 

@@ -24,32 +24,28 @@ keys are a :class:`ConfigError` with a "did you mean".
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssr_datasets.errors import ConfigError
+from ssr_core.config import dataclass_from_mapping
+from ssr_core.errors import ConfigError
 
 T = TypeVar("T")
 
 
 def config_from_dict(cls: type[T], data: dict[str, Any]) -> T:
-    """Build the frozen config dataclass ``cls`` from ``data``; unknown keys raise ConfigError."""
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    for key in data:
-        if key not in names:
-            close = difflib.get_close_matches(key, names, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"unknown {cls.__name__} key {key!r}{hint} (keys: {', '.join(names)})")
-    values = dict(data)
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        # JSON turns tuples into lists; the configs are frozen and hashable, so turn them back.
-        if isinstance(values.get(f.name), list):
-            values[f.name] = tuple(values[f.name])
-    return cls(**values)
+    """Build the frozen config dataclass ``cls`` from ``data`` with the project's strict loader.
+
+    Lists become tuples (JSON has no tuples; the configs are frozen and hashable).
+
+    Raises:
+        ConfigError: an unknown key (with "did you mean"), a missing required one, or a boolean
+            where the field is a number (``ssr_core.config.dataclass_from_mapping``).
+    """
+    return dataclass_from_mapping(cls, data, lambda key, hint: f"unknown {cls.__name__} key {key!r}{hint}")
 
 
 def with_overrides(config: T, overrides: dict[str, Any]) -> T:

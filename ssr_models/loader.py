@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 
 __all__ = ["BatchSource", "LoaderOptions", "iterate", "philox", "worker_share"]
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ssr_datasets.errors import ConfigError, InputError
+from ssr_core.errors import ConfigError, InputError
 
 Method = Literal["auto", "svkr", "nbsr-dkenet", "diffusion"]
 METHODS: tuple[str, ...] = ("auto", "svkr", "nbsr-dkenet", "diffusion")

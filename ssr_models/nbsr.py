@@ -35,7 +35,7 @@ from torch import nn
 
 from degrade.ops.kernels import centered_delta
 from degrade.ops.quality import batch_psnr
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 
 from .kernel_pca import KernelPCA
 from .layers import RRDB, SFTLayer, config_from_dict, conv3x3, pixel_shuffle_up, with_overrides

@@ -43,7 +43,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 import torch
 
-from ssr_datasets.errors import ConfigError, InputError
+from ssr_core.errors import ConfigError, InputError
 from ssr_datasets.formats import DEFAULT_MAX_PIXELS
 from ssr_datasets.schema import NEARNESS_MAX, make_key, nearness_to_u16
 

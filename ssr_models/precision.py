@@ -26,7 +26,7 @@ import warnings
 import torch
 from torch import nn
 
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 
 from .trainer_config import TrainerConfig
 

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 
 __all__ = ["prefetched"]
 

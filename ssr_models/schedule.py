@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 
 __all__ = ["LRSchedule", "Schedule"]
 

@@ -49,7 +49,7 @@ import torch.nn.functional as F
 
 from degrade.depth import estimate_nearness, resolve_depth
 from degrade.ops.kernels import covariance_from_sigmas, sigmas_from_covariance
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 
 DepthEstimator = Callable[[torch.Tensor], torch.Tensor]  # (B, 3, H, W) [0, 1] -> (B, 1, H, W)
 KernelEstimator = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (LR, D) -> kernel field

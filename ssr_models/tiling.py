@@ -21,7 +21,7 @@ from collections.abc import Callable
 import torch
 
 from degrade.ops.kernels import covariance_from_sigmas, sigmas_from_covariance
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 
 __all__ = ["TileFn", "blend_tiles", "ramp_window", "tile_starts"]
 

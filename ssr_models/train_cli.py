@@ -1,7 +1,7 @@
 """The ``ssr-train`` command: train DKENet, NBSR and the diffusion model from shard sets.
 
 Thin: parse, load the config, call ``ssr_models.run.train_stage`` per stage, summarize.
-Library errors (SsrError) become click errors through ``degrade.cli_support.library_errors``.
+Library errors (SsrError) become click errors through ``ssr_core.cli.library_errors``.
 
 Multi-process training (DDP)::
 
@@ -28,7 +28,7 @@ from typing import Any
 
 import click
 
-from degrade.cli_support import device_option, library_errors
+from ssr_core.cli import device_option, library_errors
 from ssr_datasets.sources import SOURCE_NAMES as _SOURCES
 
 from .configs import ABLATIONS

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ssr_datasets.errors import SsrError
+from ssr_core.errors import SsrError
 
 __all__ = ["EventKind", "StopFlag", "TrainEvent", "TrainingInterrupted", "graceful_stop"]
 

@@ -52,7 +52,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ssr_datasets.errors import ConfigError, SsrError
+from ssr_core.errors import ConfigError, SsrError
 from ssr_datasets.shards import write_json_atomic
 from ssr_datasets.storage import remove_stale_temps
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 
 from .schedule import Schedule
 

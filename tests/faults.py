@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ssr_datasets.storage import writer_tag
+from ssr_core.io import writer_tag
 
 
 def dead_pid() -> int:

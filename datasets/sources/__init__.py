@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from ..errors import ConfigError, InputError
+from ssr_core.errors import ConfigError, InputError
+
 from .base import (
     LoadedImage,
     RealPairSource,

@@ -11,7 +11,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..errors import ConfigError
+from ssr_core.errors import ConfigError
 
 _ID_BAD = re.compile(r"[^A-Za-z0-9_]+")
 

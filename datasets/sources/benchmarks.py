@@ -25,7 +25,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..errors import ConfigError
+from ssr_core.errors import ConfigError
+
 from .base import LoadedImage, SourceItem, load_image_only
 from .layout import check_count, files_in, find_folder, no_layout, rel_to, require_root
 

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from ssr_core.errors import InputError
+
 from ..imageio import decode_png, pixel_sha256, read_image
 from .base import LoadedImage, SourceItem, resolve_split
 from .depth import fill_unknown

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from ..errors import InputError
+from ssr_core.errors import InputError
+
 from ..imageio import decode_png
 
 #: Aspect ratios of image and depth may differ by this fraction before we refuse to resize.

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, InputError, MissingAssetError
+from ssr_core.errors import ConfigError, InputError, MissingAssetError
+
 from ..imageio import read_image
 from .base import LoadedImage, SourceItem, load_image_only, resolve_split, sanitize_id
 from .layout import download_hint, files_in, no_layout, preview, rel_to, require_root

@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import ConfigError, InputError
+from ssr_core.errors import ConfigError, InputError
+
 from ..formats import IMAGE_SUFFIXES
 from ..imageio import pixel_sha256, read_image
 from .base import LoadedImage, SourceItem, unique_ids

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from ..errors import ConfigError, MissingAssetError
+from ssr_core.errors import ConfigError, MissingAssetError
 
 #: Sources whose files ``degrade datasets download NAME`` fetches from public URLs
 #: (manifests/datasets/); the others pass their own instructions as ``manual``.

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, MissingAssetError
+from ssr_core.errors import InputError, MissingAssetError
+
 from ..imageio import pixel_sha256, read_image
 from .base import LoadedImage, SourceItem, resolve_split
 from .depth import fill_unknown

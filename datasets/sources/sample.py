@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, InputError, MissingAssetError
+from ssr_core.errors import ConfigError, InputError, MissingAssetError
+
 from ..imageio import pixel_sha256, read_image
 from .base import LoadedImage, SourceItem
 from .depth import fill_unknown

@@ -16,7 +16,7 @@ written byte-for-byte reproducibly, so any number of workers gives identical sha
 
 from __future__ import annotations
 
-from ssr_datasets.errors import ShardsFailedError
+from ssr_core.errors import ShardsFailedError
 
 from .config import BuildConfig, BuildResult, DepthOptions, ShardResult, ShardTask, validate_config
 from .plan import plan

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 from ssr_datasets.formats import DEFAULT_MAX_PIXELS
 from ssr_datasets.shards import ShardInfo
 from ssr_datasets.sources import SourceItem
@@ -152,8 +152,8 @@ def check_device(device: str) -> None:
     ``auto`` is refused: the device decides bytes, so the config records the one that ran
     (the CLI resolves ``auto`` before it builds the config).
     """
-    from ssr_datasets.devices import resolve_device
+    from ssr_core.devices import resolve_device
 
     if resolve_device(device) != device:
         raise ConfigError(f"BuildConfig.device must be cpu, cuda or cuda:N, got {device!r}; "
-                          "resolve it first (ssr_datasets.devices.resolve_device)")
+                          "resolve it first (ssr_core.devices.resolve_device)")

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 
 CLUSTER_REQUIREMENT = "dask[distributed]>=2024.1"
 _LOCAL = re.compile(r"^local:(\d+)$")

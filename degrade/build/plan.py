@@ -11,7 +11,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 from ssr_datasets.shards import shard_name
 from ssr_datasets.sources import list_items, require_build_source
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ssr_datasets.errors import ConfigError, NothingBuiltError, ShardsFailedError
+from ssr_core.errors import ConfigError, NothingBuiltError, ShardsFailedError
 from ssr_datasets.folder_lock import exclusive_folder
 from ssr_datasets.manifest import MANIFEST_NAME
 from ssr_datasets.sources.base import portable_name

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ssr_datasets.errors import InputError
+from ssr_core.errors import InputError
 from ssr_datasets.schema import SCHEMA_VERSION, Sample, make_key, nearness_to_u16
 from ssr_datasets.sources import LoadedImage, SourceItem
 

@@ -13,7 +13,7 @@ import os
 import time
 from typing import Any, NamedTuple
 
-from ssr_datasets.errors import InputError
+from ssr_core.errors import InputError
 from ssr_datasets.shards import map_threads, write_shard
 from ssr_datasets.sources import LoadedImage, SourceItem, load_item
 from ssr_datasets.storage import Storage

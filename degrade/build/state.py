@@ -12,7 +12,7 @@ import platform
 from collections.abc import Sequence
 from typing import Any
 
-from ssr_datasets.errors import ConfigError, InputError
+from ssr_core.errors import ConfigError, InputError
 from ssr_datasets.manifest import MANIFEST_FORMAT, MANIFEST_NAME
 from ssr_datasets.schema import SCHEMA_VERSION
 from ssr_datasets.shards import ShardInfo

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ssr_datasets.errors import ConfigError
-from ssr_datasets.paths import user_cache_dir
+from ssr_core.errors import ConfigError
+from ssr_core.paths import user_cache_dir
 from ssr_datasets.schema import nearness_to_u16
 
 NEARNESS_MAX = 65535

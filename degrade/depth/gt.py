@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from ssr_datasets.errors import ConfigError, InputError
+from ssr_core.errors import ConfigError, InputError
 
 
 def nearness_to_depth(nearness: np.ndarray, z_min_m: float, z_max_m: float) -> np.ndarray:

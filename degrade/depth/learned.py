@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ssr_datasets.errors import ConfigError, InputError
+from ssr_core.errors import ConfigError, InputError
 
 from .weights import (
     MODEL_TYPES,

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from degrade.ops.guided_filter import guided_filter_coefficients
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 
 WORK_SIDE = 384  # long side (px) on which the guided filter is fitted
 CENTER_WEIGHT = 0.2  # weight of the centred bump against the ground-plane ramp

@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ssr_datasets.errors import ConfigError, MissingAssetError
+from ssr_core.errors import ConfigError, MissingAssetError
 
 WEIGHTS_ENV = "SSR_BENCH_DEPTH_WEIGHTS"  # default for weights_dir
 TRANSFORMERS_MIN = (4, 45)

@@ -51,7 +51,7 @@ import cv2
 import torch
 import torch.nn.functional as F
 
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 
 from .kernels import LOG_FLOOR, centered_delta, check_kernel_size, precision_terms, tap_offsets
 

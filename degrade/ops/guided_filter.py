@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 
 __all__ = ["box_filter", "guided_filter", "guided_filter_coefficients"]
 

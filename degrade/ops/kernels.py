@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 
 # Gauss-Legendre nodes for the box probability below; 64 nodes over at most 16 standard
 # deviations keep the quadrature error under 1e-6 for the recipes' sigma ranges.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 
 
 def add_gaussian_noise(

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 
 if TYPE_CHECKING:
     import torch

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import torch
 
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 
 
 def to_uint8(img: torch.Tensor) -> np.ndarray:

@@ -32,7 +32,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 
 ArrayT = TypeVar("ArrayT", torch.Tensor, np.ndarray)
 

@@ -27,8 +27,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple
 
-from ssr_datasets.errors import ConfigError
-from ssr_datasets.paths import user_cache_dir
+from ssr_core.errors import ConfigError
+from ssr_core.paths import user_cache_dir
 
 FILE_NAME = "scores.sqlite3"
 NO_GT = "-"  # the gt hash of a no-reference metric's key

@@ -53,7 +53,7 @@ import numpy as np
 
 from eval.metrics.color import to_float255
 from eval.metrics.weights import VerifiedFile, quiet_jit_load, verify_files
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from degrade.ops.quality import (DATA_RANGE, SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW, check_crop,
-                                 psnr, ssim)
-from ssr_datasets.errors import ConfigError
+from degrade.ops.quality import DATA_RANGE, SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW, check_crop, psnr, ssim
+from ssr_core.errors import ConfigError
 
 __all__ = ["PSNR", "SSIM", "psnr", "ssim"]
 

@@ -43,7 +43,7 @@ from scipy.special import gamma as gamma_fn
 
 from degrade.ops.resize import cubic_kernel
 from eval.metrics.color import GRAY_WEIGHTS, rgb_to_gray, to_float255
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 
 BLOCK = 96
 _MODEL_FILE = "niqe_pris_params.npz"

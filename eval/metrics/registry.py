@@ -7,12 +7,12 @@ of every cached score's key: bump it whenever an implementation change can move 
 
 from __future__ import annotations
 
-import difflib
 import importlib
 from dataclasses import dataclass
 from typing import Any
 
-from ssr_datasets.errors import ConfigError
+from ssr_core.config import did_you_mean
+from ssr_core.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -50,9 +50,8 @@ def register(spec: MetricSpec) -> MetricSpec:
 def get_metric(name: str) -> MetricSpec:
     """Return a registered metric; unknown names list the choices."""
     if name not in METRICS:
-        close = difflib.get_close_matches(name, list(METRICS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"unknown metric {name!r}{hint}; choose from {', '.join(METRICS)}")
+        raise ConfigError(f"unknown metric {name!r}{did_you_mean(name, METRICS)}; "
+                          f"choose from {', '.join(METRICS)}")
     return METRICS[name]
 
 

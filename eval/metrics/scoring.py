@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from ssr_datasets.errors import ConfigError, InputError, MissingAssetError, SsrError
+from ssr_core.errors import ConfigError, InputError, MissingAssetError, SsrError
 from ssr_datasets.imageio import pixel_sha256
 
 from .cache import NO_GT, CacheKey, ScoreCache, options_hash

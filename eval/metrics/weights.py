@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ssr_datasets.errors import ConfigError, MissingAssetError
+from ssr_core.errors import ConfigError, MissingAssetError
 
 WeightKind = Literal["alexnet", "lpips_lin", "musiq", "clip_rn50"]
 _KINDS: tuple[WeightKind, ...] = ("alexnet", "lpips_lin", "musiq", "clip_rn50")

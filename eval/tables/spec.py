@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from ssr_datasets.config import dataclass_at, dataclass_from_mapping, named_or_yaml_path
-from ssr_datasets.errors import ConfigError
+from ssr_core.config import dataclass_at, dataclass_from_mapping, named_or_yaml_path
+from ssr_core.errors import ConfigError
 
 TABLES_DIR = Path(__file__).resolve().parents[2] / "manifests" / "tables"
 BUILTIN_TABLES: tuple[str, ...] = ("table1", "table2", "table3")

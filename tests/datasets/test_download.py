@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 import ssr_datasets.sources as sources
+from ssr_core.errors import ConfigError, DownloadError, InputError, MissingAssetError
 from ssr_datasets.archive import extract, marker_path
 from ssr_datasets.catalog import (
     DATASET_NAMES,
@@ -29,7 +30,6 @@ from ssr_datasets.catalog import (
 )
 from ssr_datasets.dataset_verify import verify_dataset
 from ssr_datasets.download import download_dataset, fetch
-from ssr_datasets.errors import ConfigError, DownloadError, InputError, MissingAssetError
 from ssr_datasets.imageio import pixel_sha256, read_image
 from ssr_datasets.sources import SourceItem
 from ssr_manifests import ROOT as MANIFESTS_ROOT

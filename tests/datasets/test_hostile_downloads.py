@@ -17,9 +17,9 @@ import pytest
 from click.testing import CliRunner
 
 import degrade.cli as cli
+from ssr_core.errors import InputError
 from ssr_datasets.catalog import read_lock
 from ssr_datasets.download import download_dataset
-from ssr_datasets.errors import InputError
 from tests.datasets.loopback import TIMEOUT, Loopback
 from tests.datasets.test_download import payload_zip, sha, spec_for
 

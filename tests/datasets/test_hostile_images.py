@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 import degrade.cli as cli
-from ssr_datasets.errors import InputError
+from ssr_core.errors import InputError
 from ssr_datasets.formats import DEFAULT_MAX_PIXELS
 from ssr_datasets.imageio import check_pixel_count
 from tests.degrade.conftest import write_folder

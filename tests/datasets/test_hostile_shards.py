@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 import degrade.cli as cli
-from ssr_datasets.errors import InputError
+from ssr_core.errors import InputError
 from ssr_datasets.manifest import MANIFEST_NAME
 from ssr_datasets.reader import open_shards
 from ssr_datasets.shards import MAX_MEMBER_BYTES, ShardInfo, index_shard, iter_shard

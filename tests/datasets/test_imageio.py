@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ssr_datasets.errors import InputError
+from ssr_core.errors import InputError
 from ssr_datasets.imageio import decode_png, encode_png, pixel_sha256, read_image
 
 

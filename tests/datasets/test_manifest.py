@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ssr_datasets.errors import InputError
+from ssr_core.errors import InputError
 from ssr_datasets.manifest import MANIFEST_NAME, describe, read_manifest, verify_shard_set
 
 

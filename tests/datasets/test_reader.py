@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import webdataset as wds
 
-from ssr_datasets.errors import InputError
+from ssr_core.errors import InputError
 from ssr_datasets.reader import open_shards, shard_urls
 from ssr_datasets.schema import Sample
 from ssr_datasets.shards import write_shard

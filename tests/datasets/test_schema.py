@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ssr_datasets.errors import ConfigError, InputError
+from ssr_core.errors import ConfigError, InputError
 from ssr_datasets.imageio import decode_png
 from ssr_datasets.schema import (
     KEY_PATTERN,

@@ -9,7 +9,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from ssr_datasets.errors import InputError
+from ssr_core.errors import InputError
 from ssr_datasets.schema import MEMBERS, SchemaError, decode_sample
 from ssr_datasets.shards import (
     ShardInfo,

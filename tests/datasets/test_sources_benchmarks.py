@@ -7,7 +7,7 @@ import pytest
 from layouts import BENCH, bench_set, rgb, touch_all, urban100, write_png
 from PIL import Image
 
-from ssr_datasets.errors import ConfigError, MissingAssetError
+from ssr_core.errors import ConfigError, MissingAssetError
 from ssr_datasets.sources import list_items, load_item
 from ssr_datasets.sources.benchmarks import SET5_NAMES, SET14_NAMES, normalize_id
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from layouts import cityscapes, cityscapes_camera, rgb
 
-from ssr_datasets.errors import ConfigError, InputError, MissingAssetError
+from ssr_core.errors import ConfigError, InputError, MissingAssetError
 from ssr_datasets.sources import list_items, load_item
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from layouts import div2k_valid, flickr2k, rgb, touch_all, write_png
 
+from ssr_core.errors import ConfigError, MissingAssetError
 from ssr_datasets.dataset_verify import verify_dataset
-from ssr_datasets.errors import ConfigError, MissingAssetError
 from ssr_datasets.sources import list_items, load_item
 
 

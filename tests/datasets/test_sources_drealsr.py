@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from layouts import drealsr, rgb, write_png
 
-from ssr_datasets.errors import ConfigError, InputError, MissingAssetError
+from ssr_core.errors import ConfigError, InputError, MissingAssetError
 from ssr_datasets.sources import get_source, list_items, load_item, require_build_source
 from ssr_datasets.sources.drealsr import load_pair, pair_stem
 

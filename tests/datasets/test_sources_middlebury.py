@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from layouts import MIDDLEBURY_CALIB, middlebury, pfm_bytes, rgb
 
-from ssr_datasets.errors import ConfigError, InputError, MissingAssetError
+from ssr_core.errors import ConfigError, InputError, MissingAssetError
 from ssr_datasets.sources import list_items, load_item
 from ssr_datasets.sources.middlebury import SCENES, read_calib
 from ssr_datasets.sources.pfm import read_pfm

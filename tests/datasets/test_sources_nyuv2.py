@@ -10,7 +10,7 @@ import pytest
 import scipy.io
 from layouts import nyu_mat
 
-from ssr_datasets.errors import ConfigError, InputError, MissingAssetError
+from ssr_core.errors import ConfigError, InputError, MissingAssetError
 from ssr_datasets.sources import list_items, load_item
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from layouts import bench_set, cityscapes, div2k_valid, drealsr, flickr2k, middlebury, nyu_mat, urban100
 
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 from ssr_datasets.sources import (
     _MODULES,
     SOURCE_NAMES,

@@ -15,14 +15,15 @@ from pathlib import Path
 from click.testing import CliRunner
 
 import degrade.cli as cli
-from ssr_datasets.storage import atomic_file, remove_stale_temps, writer_tag
+from ssr_core.io import atomic_file, writer_tag
+from ssr_datasets.storage import remove_stale_temps
 from tests.degrade.conftest import write_folder
 from tests.faults import dead_pid, temp_of
 
 _KILLED_WRITER = """
 import sys, time
 from pathlib import Path
-from ssr_datasets.storage import atomic_file
+from ssr_core.io import atomic_file
 with atomic_file(Path(sys.argv[1])) as f:
     f.write(b"half a shard")
     f.flush()

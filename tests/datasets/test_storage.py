@@ -20,11 +20,12 @@ from click.testing import CliRunner
 
 import degrade.cli as cli
 from degrade.build import PARTIAL_NAME, build
-from ssr_datasets.errors import ConfigError, InputError
+from ssr_core.errors import ConfigError, InputError
+from ssr_core.io import dump_json
 from ssr_datasets.manifest import MANIFEST_NAME, describe, read_manifest, verify_shard_set
 from ssr_datasets.reader import open_shards, shard_urls
 from ssr_datasets.shards import iter_shard, write_shard
-from ssr_datasets.storage import Storage, dump_json, is_remote, local_path
+from ssr_datasets.storage import Storage, is_remote, local_path
 from tests.degrade.conftest import make_config, samples_by_key, shard_bytes, write_folder
 
 

@@ -23,7 +23,7 @@ import torch
 
 from degrade import apply_kernel_field
 from degrade.ops import blur
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 from tests.reference import direct_degradation
 
 REPO = Path(__file__).resolve().parents[2]

@@ -21,7 +21,7 @@ from click.testing import CliRunner, Result
 
 import degrade.cli as cli
 from degrade.build import PARTIAL_NAME, build
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 from ssr_datasets.folder_lock import LOCK_NAME
 from ssr_datasets.manifest import MANIFEST_NAME, verify_shard_set
 from ssr_datasets.shards import iter_shard

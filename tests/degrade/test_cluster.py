@@ -20,7 +20,7 @@ from click.testing import CliRunner
 import degrade.cli as cli
 from degrade.build import PARTIAL_NAME, ShardsFailedError, build
 from degrade.build.executor import CLUSTER_REQUIREMENT, parse_cluster, single_threaded_call
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 from ssr_datasets.manifest import MANIFEST_NAME, verify_shard_set
 from tests.degrade.conftest import make_config, shard_bytes, tmp_files, write_folder
 

@@ -19,7 +19,7 @@ from degrade.depth import (
 )
 from degrade.depth.gt import gt_nearness, nearness_to_depth
 from degrade.depth.prior import prior_nearness
-from ssr_datasets.errors import ConfigError, InputError
+from ssr_core.errors import ConfigError, InputError
 
 RNG_RGB = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
 

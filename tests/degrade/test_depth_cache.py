@@ -10,7 +10,7 @@ import pytest
 
 from degrade.depth import cache as cache_mod
 from degrade.depth.cache import DepthCache, DepthKey, default_cache_dir, quantize
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 from ssr_datasets.schema import nearness_to_u16
 
 SHA = "ab" + "0" * 62

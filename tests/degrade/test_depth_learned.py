@@ -27,7 +27,7 @@ from degrade.depth import learned as learned_mod  # noqa: E402
 from degrade.depth import weights as weights_mod  # noqa: E402
 from degrade.depth.cache import DepthCache  # noqa: E402
 from degrade.depth.learned import LearnedDepth, relative_to_nearness  # noqa: E402
-from ssr_datasets.errors import ConfigError, MissingAssetError  # noqa: E402
+from ssr_core.errors import ConfigError, MissingAssetError  # noqa: E402
 from tests.degrade.tiny_depth_models import (  # noqa: E402
     tiny_depth_anything,
     tiny_dpt,

@@ -10,7 +10,7 @@ import pytest
 
 from degrade.fields import draw_degradation, nearness_at_lr, smooth_random_field
 from degrade.recipes import load_recipe, recipe_from_dict
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 
 
 def _ramp(h: int = 32, w: int = 48) -> np.ndarray:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from degrade.ops.guided_filter import box_filter, guided_filter, guided_filter_coefficients
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 
 
 def _direct_guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float):

@@ -19,7 +19,7 @@ from degrade.ops.kernels import (
     truncation_stats,
     variances_from_sigmas,
 )
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 from tests.reference import (
     bivariate_gaussian_basicsr,
     gaussian_outside_box_scipy,

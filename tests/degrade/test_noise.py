@@ -11,7 +11,7 @@ import torch
 
 from degrade.ops.noise import add_gaussian_noise
 from degrade.ops.quantize import jpeg_roundtrip, to_uint8
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -23,7 +23,7 @@ import degrade.build.run as build_run
 import degrade.build.shard as build_shard
 from degrade.build import PARTIAL_NAME, BuildConfig, build
 from degrade.recipes import load_recipe
-from ssr_datasets.errors import ConfigError, InputError
+from ssr_core.errors import ConfigError, InputError
 from ssr_datasets.imageio import pixel_sha256
 from ssr_datasets.manifest import MANIFEST_NAME, verify_shard_set
 from ssr_datasets.reader import open_shards

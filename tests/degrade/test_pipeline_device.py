@@ -20,7 +20,7 @@ import torch
 
 from degrade.build import DepthOptions, build
 from degrade.build import shard as build_shard
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 
 from .conftest import make_config, samples_by_key, shard_bytes, write_folder
 

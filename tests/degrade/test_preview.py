@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from degrade.preview import PreviewRow, describe_sample, render_preview, with_colour_bar, write_preview
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 
 
 def _row(key: str, h: int, w: int, s: int, s1: float, s2: float, theta: float) -> PreviewRow:

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from degrade.ops.quality import batch_psnr, psnr, rgb_to_y, ssim, to_float255
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 from tests.helpers import image_pair as pair
 from tests.helpers import to_tensor
 from tests.reference import psnr_direct as psnr_reference

@@ -18,7 +18,7 @@ from degrade.recipes import (
     recipe_from_dict,
     recipe_path,
 )
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 from ssr_manifests import RECIPES_DIR
 
 

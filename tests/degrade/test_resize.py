@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from degrade.ops.resize import cubic_kernel, imresize_bicubic, imresize_bicubic_down
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 from tests.reference import imresize_bicubic_down_matlab, imresize_bicubic_matlab
 
 

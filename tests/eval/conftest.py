@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from eval.metrics.registry import METRICS, MetricSpec
-from ssr_datasets.errors import ConfigError, MissingAssetError
+from ssr_core.errors import ConfigError, MissingAssetError
 
 FAKE_MODULE = "ssr_bench_test_fake_metrics"  # a module made in memory: registry factories import it
 CALLS: Counter[str] = Counter()  # metric name -> __call__ count

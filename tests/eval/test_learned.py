@@ -40,7 +40,7 @@ from eval.metrics.weights import (  # noqa: E402
     hub_dir,
     verify_files,
 )
-from ssr_datasets.errors import ConfigError, MissingAssetError  # noqa: E402
+from ssr_core.errors import ConfigError, MissingAssetError  # noqa: E402
 from tests.eval import fake_weights as fw  # noqa: E402
 
 CLASSES = {"lpips": LPIPS, "musiq": MUSIQ, "clipiqa": CLIPIQA}

@@ -6,7 +6,7 @@ import pytest
 
 from eval.metrics.native import PSNR, SSIM, psnr, ssim
 from eval.metrics.registry import create_metric, get_metric
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 from tests.helpers import image_pair as pair
 
 

@@ -19,7 +19,7 @@ from scipy.special import gamma as gamma_fn
 
 from eval.metrics.niqe_model import NIQE, _aggd, imresize_half, niqe, niqe_gray
 from eval.metrics.registry import create_metric, get_metric
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 
 # niqe row (MATLAB reference) and niqe(ours) row (pyiqa 0.1.x) of calibration_summary.csv
 REFERENCE = {"I03": 15.7536, "I04": 3.6549, "I06": 3.2355, "I08": 3.184, "I19": 8.6352}

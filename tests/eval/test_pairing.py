@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from eval.metrics.pairing import check_sizes, list_images, match_inputs
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 from tests.eval.conftest import random_rgb, write_image
 
 

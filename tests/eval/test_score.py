@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from eval.metrics import METRICS, ImagePair, ScoreCache, score
-from ssr_datasets.errors import ConfigError, InputError
+from ssr_core.errors import ConfigError, InputError
 from tests.eval.conftest import noisy, psnr_y_reference, random_rgb, smooth_rgb
 
 score_module = importlib.import_module("eval.metrics.scoring")

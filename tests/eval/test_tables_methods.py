@@ -33,7 +33,7 @@ from eval.tables.methods import (
 )
 from eval.tables.spec import RowSpec
 from eval.tables.testsets import TestImage, TestSet
-from ssr_datasets.errors import ConfigError, InputError
+from ssr_core.errors import ConfigError, InputError
 from ssr_models.infer import SRPipeline
 from ssr_models.run import load_model_from_run
 from tests.ssr_models.test_infer import STAGE_MODELS, write_stage

@@ -27,7 +27,7 @@ from eval.tables.render.latex import latex_escape
 from eval.tables.render.layout import NO_DELTA
 from eval.tables.result import Cell, GroupResult, Preview, RowResult, TableResult
 from eval.tables.spec import RowSpec, TableSpec, load_table, table_from_dict
-from ssr_datasets.errors import ConfigError, InputError
+from ssr_core.errors import ConfigError, InputError
 from tests.datafiles import PAPER_TABLES
 
 METRICS = ("psnr", "ssim", "niqe")

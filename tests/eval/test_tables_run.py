@@ -19,7 +19,7 @@ from eval.metrics.cache import ScoreCache
 from eval.tables.runner import RunOptions, run_table
 from eval.tables.spec import load_table, table_from_dict
 from eval.tables.testsets import Roots
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 from ssr_datasets.imageio import read_image
 from ssr_datasets.shards import iter_shard
 from tests.datafiles import PAPER_TABLES, data_file

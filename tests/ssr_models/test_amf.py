@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 from ssr_models.amf import AMF, AMFConfig, AMFEncoder
 
 B, H, W, S = 2, 16, 16, 4

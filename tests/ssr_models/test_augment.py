@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 from ssr_datasets.schema import Sample
 from ssr_models.augment import (
     SYMMETRIES,

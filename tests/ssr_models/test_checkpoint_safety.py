@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from eval.tables.methods import parse_method
-from ssr_datasets.errors import InputError
+from ssr_core.errors import InputError
 from ssr_models.checkpoint import (
     CKPT_FORMAT,
     load_checkpoint,

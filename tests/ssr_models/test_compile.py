@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 from ssr_models.diffusion import diffusion_tiny
 from ssr_models.dkenet import dkenet_tiny
 from ssr_models.nbsr import nbsr_tiny

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from ssr_datasets.errors import ConfigError, InputError
+from ssr_core.errors import ConfigError, InputError
 from ssr_datasets.schema import Sample, decode_sample
 from ssr_models.batch import collate
 from ssr_models.data import (

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from degrade.ops.blur import apply_kernel_field
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 from ssr_models.batch import Batch
 from ssr_models.diffusion import (
     DiffusionConfig,

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from degrade.ops.blur import apply_kernel_field
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 from ssr_models.dkenet import DKENetConfig, canonical_params, dkenet_tiny, reblur
 from ssr_models.kernel_pca import params_to_kernels
 from tests.ssr_models import make_batch, overfit

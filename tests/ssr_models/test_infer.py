@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from degrade.ops.kernels import gaussian_kernels
-from ssr_datasets.errors import ConfigError, InputError
+from ssr_core.errors import ConfigError, InputError
 from ssr_models import create_model
 from ssr_models.checkpoint import CKPT_FORMAT, CKPT_VERSION
 from ssr_models.infer import Progress, SRPipeline, kernels_to_params, tile_starts

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from degrade.ops.kernels import gaussian_kernels
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 from ssr_models.kernel_pca import KernelPCA, params_to_kernels, sample_kernel_params
 from tests.reference import gaussian_kernel_direct
 

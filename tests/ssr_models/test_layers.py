@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 import ssr_models
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 from ssr_models.layers import (
     RRDB,
     MAConv,

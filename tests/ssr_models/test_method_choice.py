@@ -19,7 +19,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from ssr_datasets.errors import InputError
+from ssr_core.errors import InputError
 from ssr_models.configs import load_train_config
 from ssr_models.infer_cli import main
 from ssr_models.method_choice import (

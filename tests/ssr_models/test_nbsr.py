@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ssr_datasets.errors import ConfigError
 from degrade.ops.quality import batch_psnr
+from ssr_core.errors import ConfigError
 from ssr_models.nbsr import NBSRConfig, bicubic_up, nbsr_tiny
 from tests.ssr_models import make_batch, overfit
 

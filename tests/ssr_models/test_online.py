@@ -16,7 +16,7 @@ from degrade.ops.blur import apply_kernel_field
 from degrade.ops.noise import add_gaussian_noise
 from degrade.ops.quantize import jpeg_roundtrip, to_uint8
 from degrade.recipes import recipe_path
-from ssr_datasets.errors import ConfigError, InputError
+from ssr_core.errors import ConfigError, InputError
 from ssr_models.online import OnlineSpec, OnlineStream, PendingBatch, degrade_batch
 from ssr_models.train_cli import main
 from tests.degrade.conftest import write_folder

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 from ssr_models.prefetch import prefetched
 from tests.ssr_models.batches import assert_same, take
 from tests.ssr_models.test_online import images, stream  # noqa: F401
@@ -65,7 +65,7 @@ def test_producer_errors_reach_the_consumer_in_order() -> None:
 
 
 def test_online_stream_error_surfaces_with_prefetch(images: Path) -> None:  # noqa: F811
-    from ssr_datasets.errors import InputError
+    from ssr_core.errors import InputError
     from ssr_models.online import OnlineSpec, OnlineStream
 
     big = OnlineStream(OnlineSpec("folder", root=str(images), depth="gt"), 64, 1, seed=0,

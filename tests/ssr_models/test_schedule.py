@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 from ssr_models.schedule import LRSchedule
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from degrade.ops.kernels import covariance_from_sigmas, sigmas_from_covariance
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 from ssr_models.svkr import (
     PRIOR_FIXED_POINT_NOTE,
     SVKR,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 from ssr_models.tiling import blend_tiles, ramp_window, tile_starts
 
 SCALE = 4

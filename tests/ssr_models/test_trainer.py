@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 from ssr_models.batch import Batch
 from ssr_models.data import TrainingStream, validation_batches
 from ssr_models.trainer import (

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
-from ssr_datasets.errors import ConfigError
-from ssr_datasets.storage import dump_json
+from ssr_core.errors import ConfigError
+from ssr_core.io import dump_json
 
 from ..spec import RowSpec
 from ..testsets import TestImage, TestSet

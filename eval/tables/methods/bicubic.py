@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 
 from ..spec import RowSpec
 from ..testsets import TestImage, TestSet

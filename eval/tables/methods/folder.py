@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ssr_datasets.errors import ConfigError, InputError
+from ssr_core.errors import ConfigError, InputError
 from ssr_datasets.formats import IMAGE_SUFFIXES
 from ssr_datasets.imageio import read_image
 from ssr_datasets.shards import sha256_file

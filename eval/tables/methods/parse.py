@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
 import re
 from pathlib import Path
 
-from ssr_datasets.devices import resolve_device
-from ssr_datasets.errors import ConfigError
+from ssr_core.config import did_you_mean
+from ssr_core.devices import resolve_device
+from ssr_core.errors import ConfigError
 
 from .base import Method, kinds_help
 from .bicubic import BUILTINS, builtin_method
@@ -49,9 +49,8 @@ def parse_method(text: str, *, device: str = "cpu", tile: int = 256, overlap: in
         if text.lower() == "nbsr-oracle":
             raise ConfigError("--method nbsr-oracle needs the NBSR it runs: --method nbsr-oracle=RUN_DIR "
                               "(an ssr-train run folder holding nbsr/, or the nbsr stage folder)")
-        close = difflib.get_close_matches(text, BUILTINS, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        if not close and Path(text).expanduser().exists():
+        hint = did_you_mean(text, BUILTINS)
+        if not hint and Path(text).expanduser().exists():
             hint = f" (to use this path: --method NAME={text})"
         raise ConfigError(f"--method {text!r}: expected NAME=PATH or a built-in{hint}; forms:\n"
                           + kinds_help())

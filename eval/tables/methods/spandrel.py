@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from ssr_datasets.devices import resolve_device
-from ssr_datasets.errors import ConfigError, InputError
+from ssr_core.devices import resolve_device
+from ssr_core.errors import ConfigError, InputError
 from ssr_datasets.shards import sha256_file
 
 from ..spec import RowSpec

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ssr_datasets.devices import resolve_device
-from ssr_datasets.errors import ConfigError, InputError
+from ssr_core.devices import resolve_device
+from ssr_core.errors import ConfigError, InputError
 
 from ..spec import RowSpec
 from ..testsets import TestImage, TestSet

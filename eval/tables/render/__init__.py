@@ -41,7 +41,7 @@ from __future__ import annotations
 import json
 from typing import Literal, get_args
 
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 
 from ..result import TableResult
 from .data import CSV_COLUMNS, csv_text, table_to_dict

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from eval.metrics.registry import get_metric
-from ssr_datasets.errors import InputError
+from ssr_core.errors import InputError
 from ssr_datasets.imageio import encode_png
 
 from ..result import GroupResult, Preview

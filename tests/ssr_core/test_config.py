@@ -1,7 +1,7 @@
 """The strict config loader: a YAML boolean is never taken for a number, in every config kind.
 
 Issue 10 finding 7: ``scale: true`` passed as the integer 1 (Python's bool is an int) and
-crashed later in fields.py. The check lives once, in ``ssr_datasets.config``; these tests load
+crashed later in fields.py. The check lives once, in ``ssr_core.config``; these tests load
 a recipe, a training config and a table spec through their real parsers.
 """
 
@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from degrade.recipes import recipe_from_dict, recipe_path
-from ssr_datasets.config import dataclass_from_mapping
-from ssr_datasets.errors import ConfigError
+from ssr_core.config import dataclass_from_mapping
+from ssr_core.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""The shared ``--device`` option in all four CLIs: cuda:N accepted, a clean error without CUDA."""
+"""The shared options of the four CLIs (ssr_core.cli): --device parses cuda:N everywhere and
+fails cleanly without CUDA; --tile has one minimum; --weights-dir is one option."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import pytest
 from click.testing import CliRunner
 
 from degrade.cli import main as degrade_main
-from degrade.cli_support import device_option
 from eval.cli import main as eval_main
+from ssr_core.cli import MIN_TILE, DeviceType, device_option
 from ssr_models.infer_cli import main as infer_main
 from ssr_models.train_cli import main as train_main
-from tests.datasets.test_devices import fake_cuda
+from tests.ssr_core.test_devices import fake_cuda
 
 # (CLI, the arguments before --device): each misses a required option on purpose, so a device
 # that parses is followed by that "Missing option" error and nothing runs.
@@ -65,3 +66,52 @@ def test_auto_is_resolved_before_the_command_runs(monkeypatch: pytest.MonkeyPatc
         assert CliRunner().invoke(show, []).exit_code == 0
         assert seen[-1] == want
     assert CliRunner().invoke(show, ["--device", "CPU"]).exit_code == 0 and seen[-1] == "cpu"
+
+
+def _commands() -> dict[str, click.Command]:
+    """Every command of the four CLIs by its full name ("ssr-eval run", "ssr-infer", ...)."""
+    found: dict[str, click.Command] = {}
+
+    def walk(name: str, cmd: click.Command) -> None:
+        found[name] = cmd
+        if isinstance(cmd, click.Group):
+            for sub_name, sub in cmd.commands.items():
+                walk(f"{name} {sub_name}", sub)
+
+    for name, cli in (("degrade", degrade_main), ("ssr-train", train_main),
+                      ("ssr-infer", infer_main), ("ssr-eval", eval_main)):
+        walk(name, cli)
+    return found
+
+
+def _options(flag: str) -> dict[str, click.Option]:
+    return {name: p for name, cmd in _commands().items() for p in cmd.params
+            if isinstance(p, click.Option) and flag in p.opts}
+
+
+def test_every_device_option_is_the_shared_one() -> None:
+    devices = _options("--device")
+    assert set(devices) == {"degrade build", "ssr-train", "ssr-infer", "ssr-eval run", "ssr-eval score"}
+    assert set(devices) == set(COMMANDS)  # the parse tests above cover every one of them
+    assert all(isinstance(p.type, DeviceType) for p in devices.values())
+
+
+def test_tile_has_one_minimum_in_every_cli(monkeypatch: pytest.MonkeyPatch) -> None:
+    tiles, overlaps = _options("--tile"), _options("--overlap")
+    assert set(tiles) == set(overlaps) == {"ssr-infer", "ssr-eval run"}
+    assert {p.type.min for p in tiles.values()} == {MIN_TILE}
+    assert {(p.type.min, p.default) for p in overlaps.values()} == {(0, 16)}
+    fake_cuda(monkeypatch, 0)
+    for name in tiles:
+        cli, args = COMMANDS[name]
+        below = CliRunner().invoke(cli, [*args, "--tile", str(MIN_TILE - 1)])
+        assert below.exit_code == 2 and f"{MIN_TILE - 1} is not in the range x>={MIN_TILE}" in below.output
+        at = CliRunner().invoke(cli, [*args, "--tile", str(MIN_TILE)])
+        assert at.exit_code == 2 and "Missing" in at.output and "--tile" not in at.output
+
+
+def test_weights_dir_is_one_option() -> None:
+    dirs = _options("--weights-dir")
+    assert set(dirs) == {"ssr-eval score", "ssr-eval run"}
+    assert all(isinstance(p.type, click.Path) and not p.type.file_okay and p.default is None
+               for p in dirs.values())

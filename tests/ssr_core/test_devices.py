@@ -1,12 +1,12 @@
-"""Device names: one parser and one CUDA check (ssr_datasets.devices) for every entry point."""
+"""Device names: one parser and one CUDA check (ssr_core.devices) for every entry point."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from ssr_datasets.devices import parse_device, resolve_device
-from ssr_datasets.errors import ConfigError
+from ssr_core.devices import parse_device, resolve_device
+from ssr_core.errors import ConfigError
 
 
 def fake_cuda(monkeypatch: pytest.MonkeyPatch, count: int) -> None:

@@ -1,5 +1,12 @@
-"""What the four CLIs (degrade, ssr-train, ssr-infer, ssr-eval) share, defined once: library
-errors become click errors here, the one ``--device`` option, and SIGTERM that stops like Ctrl-C."""
+"""What the four CLIs (degrade, ssr-train, ssr-infer, ssr-eval) share, defined once.
+
+Library errors become click errors here (:func:`library_errors`); the options that several CLIs
+take are defined once, so they accept the same values everywhere: ``--device``
+(:func:`device_option`), ``--tile``/``--overlap`` (:func:`tile_options`), ``--weights-dir``
+(:func:`weights_dir_option`), ``--allow-download`` (:func:`allow_download_option`); a registry's
+names become a ``click.Choice`` through :func:`registry_choice`; SIGTERM stops like Ctrl-C
+(:func:`sigterm_as_interrupt`). The only module of ssr_core that imports click.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +15,18 @@ import functools
 import signal
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import click
 
-from ssr_datasets.devices import DEVICE_CHOICES, resolve_device
-from ssr_datasets.errors import ConfigError, SsrError
+from .devices import DEVICE_CHOICES, resolve_device
+from .errors import ConfigError, SsrError
+from .registry import Registry
+
+#: Smallest --tile, LR px. SRPipeline (ssr_models.infer) reflect-pads every tile to at least its
+#: ``min_size`` of 16 LR px, so a smaller tile would cost the work of a 16-px one on more tiles.
+MIN_TILE = 16
 
 
 def library_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -52,6 +65,42 @@ def device_option(default: str = "cpu", what: str = "Torch device") -> Callable[
                         metavar="cpu|cuda|cuda:N|auto",
                         help=f"{what}: {DEVICE_CHOICES} ('auto' = cuda when available, else "
                              "cpu; N = GPU index).")
+
+
+def tile_options(what: str = "Tile side in LR px") -> Callable[[Any], Any]:
+    """Return the ``--tile`` and ``--overlap`` options (LR px), one minimum for every CLI.
+
+    ``what`` starts the ``--tile`` help. Check ``overlap < tile`` with :func:`check_overlap`.
+    """
+    tile = click.option(
+        "--tile", type=click.IntRange(min=MIN_TILE), default=256, show_default=True, metavar="PX",
+        help=f"{what} (at least {MIN_TILE}: the SSR pipeline pads a smaller tile to {MIN_TILE} LR px).")
+    overlap = click.option(
+        "--overlap", type=click.IntRange(min=0), default=16, show_default=True, metavar="PX",
+        help="Tile overlap in LR px (blended with a cosine ramp); must be < --tile.")
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        return tile(overlap(fn))
+
+    return decorate
+
+
+def check_overlap(tile: int, overlap: int) -> None:
+    """Refuse ``--overlap`` >= ``--tile`` as a usage error (exit code 2) naming ``--overlap``."""
+    if overlap >= tile:
+        raise click.BadParameter(f"--overlap {overlap} must be smaller than --tile {tile}",
+                                 param_hint="--overlap")
+
+
+def weights_dir_option(help: str) -> Callable[[Any], Any]:
+    """Return the ``--weights-dir`` option (a folder, default None); ``help`` says what is there."""
+    return click.option("--weights-dir", type=click.Path(path_type=Path, file_okay=False),
+                        default=None, help=help)
+
+
+def registry_choice(registry: Registry[Any, Any]) -> click.Choice:
+    """Return a ``click.Choice`` of a registry's names (registration order): one source of names."""
+    return click.Choice(list(registry.names()))
 
 
 def allow_download_option() -> Callable[[Any], Any]:

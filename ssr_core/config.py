@@ -10,15 +10,30 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
 
+__all__ = ["dataclass_at", "dataclass_from_mapping", "did_you_mean", "named_or_yaml_path"]
+
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")  # Literal["int"] values are not types
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """Return `` (did you mean 'x'?)`` for the choice closest to ``name``, or "" if none is close.
+
+    The one spelling hint of the project (unknown config keys, registry names, CLI values):
+    difflib's ratio >= 0.6, the closest one only.
+
+    >>> did_you_mean("ssimm", ["psnr", "ssim"]), did_you_mean("zzz", ["psnr"])
+    (" (did you mean 'ssim'?)", '')
+    """
+    close = difflib.get_close_matches(str(name), list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _number_kind(declared: Any) -> str | None:
@@ -71,9 +86,8 @@ def dataclass_from_mapping(
     names = [f.name for f in fields(cls)]
     for key in data:
         if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"{unknown(str(key), hint)}; allowed: {', '.join(names)}")
+            raise ConfigError(f"{unknown(str(key), did_you_mean(key, names))}; "
+                              f"allowed: {', '.join(names)}")
     required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
     missing = [k for k in required if k not in data]
     if missing:
@@ -119,7 +133,5 @@ def named_or_yaml_path(text: str, builtin: Sequence[str], path_of: Callable[[str
         if not path.is_file():
             raise ConfigError(f"{what} file {text} does not exist")
         return path
-    close = difflib.get_close_matches(text, list(builtin), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise ConfigError(f"unknown {what} {text!r}{hint}; choose one of: {', '.join(builtin)}, "
-                      "or give the path of a .yaml file")
+    raise ConfigError(f"unknown {what} {text!r}{did_you_mean(text, builtin)}; choose one of: "
+                      f"{', '.join(builtin)}, or give the path of a .yaml file")
