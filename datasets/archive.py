@@ -25,9 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ssr_core.errors import InputError
-from ssr_core.io import writer_tag
-
-from .shards import write_json_atomic
+from ssr_core.io import write_json_atomic, writer_tag
 
 #: Hidden folder under a dataset root for markers and the checksum lock file.
 STATE_DIR = ".ssr-bench"

@@ -23,9 +23,9 @@ import yaml
 
 from ssr_core.config import dataclass_at, named_or_yaml_path
 from ssr_core.errors import ConfigError, InputError
+from ssr_core.io import sha256_file, write_json_atomic
 
 from .archive import STATE_DIR, marker_path
-from .shards import sha256_file, write_json_atomic
 
 #: Datasets with a manifest in ssr_manifests/datasets/, registered here explicitly.
 DATASET_NAMES: tuple[str, ...] = (

@@ -9,7 +9,6 @@ its sha256 recorded there on first download, an archive only after it extracted 
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import os
 import re
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 from ssr_core.errors import DownloadError, InputError, MissingAssetError
+from ssr_core.io import fsync_dir, sha256_file
 
 from .archive import extract
 from .catalog import (
@@ -32,7 +32,6 @@ from .catalog import (
     lock_path,
     record_checksum,
 )
-from .shards import sha256_file
 
 _CHUNK = 1 << 16
 _USER_AGENT = "ssr-bench-datasets/0.1 (+urllib)"
@@ -61,16 +60,6 @@ class FetchResult:
     sha256: str
     resumed_from: int
     verified: bool
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Persist a rename (POSIX); skipped where folders cannot be opened."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 class _Interrupted(Exception):
@@ -190,7 +179,7 @@ def fetch(url_list: list[str] | tuple[str, ...], dest: str | Path, bytes: int | 
         raise DownloadError(f"{dest.name}: sha256 mismatch: expected {sha256}, got {digest} "
                             f"(from {served}); the downloaded file was deleted")
     os.replace(part, dest)
-    _fsync_dir(dest.parent)
+    fsync_dir(dest.parent)
     return FetchResult(path=dest, url=served, bytes=size, sha256=digest,
                        resumed_from=resumed, verified=sha256 is not None)
 

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from ssr_core.errors import InputError
-from ssr_core.io import dump_json
 
 from .schema import MEMBERS, Sample, SchemaError, decode_sample, encode_sample
 from .storage import Storage
@@ -86,17 +85,6 @@ class ShardInfo:
                    keys=tuple(d["keys"]))
 
 
-def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write bytes to a local path (temp file + fsync + rename) or an fsspec URL (temp + move)."""
-    storage, name = Storage.of_file(path)
-    storage.write_bytes_atomic(name, data)
-
-
-def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write ``obj`` as JSON (indent 2, sorted keys, strict: no NaN) atomically."""
-    write_bytes_atomic(path, dump_json(obj))
-
-
 def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
     """Return a tar header with every field fixed except name and size."""
     info = tarfile.TarInfo(name)
@@ -107,12 +95,6 @@ def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
     info.uname = info.gname = ""
     info.type = tarfile.REGTYPE
     return info
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Return the hex sha256 of a file (local path or fsspec URL), read in 1 MiB blocks."""
-    storage, name = Storage.of_file(path)
-    return storage.sha256(name)
 
 
 class _HashingWriter:

@@ -11,7 +11,8 @@ writer's pid and a hash of its host name let ``remove_stale_temps`` tell a dead 
 from a live writer's work in progress):
 
 - Local disk, and shared filesystems mounted at the same path on every machine (NFS, Lustre,
-  CephFS, ...): temp file in the same folder, ``fsync``, ``os.replace``, ``fsync`` of the folder.
+  CephFS, ...): ``ssr_core.io.atomic_file``: temp file in the same folder, ``fsync``,
+  ``os.replace``, ``fsync`` of the folder.
   The rename is atomic on POSIX filesystems; on NFS other clients see the new file once their
   attribute cache expires (close-to-open consistency).
 - Object stores (S3, GCS, Azure Blob): an object appears under a name only when its upload has

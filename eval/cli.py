@@ -103,7 +103,7 @@ def score_cmd(gt: Path | None, pred: Path, metric_names: list[str] | None,
     from eval.metrics.cache import ScoreCache
     from eval.metrics.pairing import match_inputs
     from eval.metrics.scoring import score
-    from ssr_datasets.shards import write_bytes_atomic, write_json_atomic
+    from ssr_core.io import write_bytes_atomic, write_json_atomic
 
     if cache_dir is not None and no_cache:
         raise click.UsageError("--cache and --no-cache exclude each other")

@@ -144,8 +144,8 @@ def run_cmd(table: str, methods: tuple[str, ...], data_root: Path | None,
     Scores are cached per image, method and metric: adding a method computes only its rows.
     """
     from eval.metrics.cache import ScoreCache
+    from ssr_core.io import write_bytes_atomic
     from ssr_core.paths import user_cache_dir
-    from ssr_datasets.shards import write_bytes_atomic
 
     from .tables.methods import parse_method
     from .tables.render import render

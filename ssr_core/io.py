@@ -24,8 +24,8 @@ from functools import cache
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["FILE_MODE", "atomic_file", "dump_json", "fsync_dir", "sha256_file", "sha256_stream",
-           "write_bytes_atomic", "write_json_atomic", "writer_tag"]
+__all__ = ["FILE_MODE", "atomic_file", "dump_json", "fsync_dir", "link_atomic", "sha256_file",
+           "sha256_stream", "write_bytes_atomic", "write_json_atomic", "writer_tag"]
 
 #: Mode of every file the project writes (``mkstemp`` creates 0600; outputs are meant to be shared).
 FILE_MODE = 0o644
@@ -84,6 +84,29 @@ def atomic_file(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
             os.unlink(tmp)
         raise
     fsync_dir(path.parent)
+
+
+def link_atomic(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Make ``dst`` name the same bytes as ``src``: hard link to a temp beside ``dst``, rename.
+
+    Readers of ``dst`` see the old file or the new one, never a partial one (a trainer's
+    ``last.pt`` -> newest checkpoint). Where hard links fail (another file system, FAT, some
+    network shares) the bytes are copied through :func:`atomic_file` instead. The temp is
+    ``.{name}.{pid}-{host}.tmp``, which ``remove_stale_temps`` recognises.
+    """
+    src, dst = Path(src), Path(dst)
+    tmp = dst.with_name(f".{dst.name}.{writer_tag()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+        os.replace(tmp, dst)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        with atomic_file(dst) as out, open(src, "rb") as f:
+            for block in iter(lambda: f.read(_BLOCK), b""):
+                out.write(block)
+        return
+    fsync_dir(dst.parent)
 
 
 def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:

@@ -16,13 +16,13 @@ the numpy pieces format 1 held (``ndarray`` reconstruction and its dtype), so a 
 refused there too.
 
 Files are written to a temp name and renamed (``ssr_core.io.atomic_file``); ``last.pt``
-is a hard link to the newest one, swapped in by rename, so it never names a partial file.
+is a hard link to the newest one, swapped in by rename (``ssr_core.io.link_atomic``), so it
+never names a partial file.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import random
 from collections.abc import Collection, Mapping
@@ -33,11 +33,10 @@ import numpy as np
 import torch
 
 from ssr_core.errors import ConfigError, InputError
-from ssr_core.io import atomic_file, writer_tag
-from ssr_datasets.shards import write_bytes_atomic
+from ssr_core.io import atomic_file
 
 __all__ = ["CKPT_FORMAT", "CKPT_VERSION", "RESUME_MAY_CHANGE", "config_changes",
-           "convert_checkpoint", "link_atomic", "load_checkpoint", "refuse_resume_changes",
+           "convert_checkpoint", "load_checkpoint", "refuse_resume_changes",
            "rng_state", "save_atomic", "saved_settings", "seed_all", "set_rng_state"]
 
 CKPT_FORMAT = "ssr-bench-checkpoint"
@@ -57,18 +56,6 @@ def save_atomic(obj: Any, path: Path) -> None:
     """torch.save ``obj`` to ``path`` through a temp file and a rename (never a partial file)."""
     with atomic_file(path) as f:
         torch.save(obj, f)
-
-
-def link_atomic(src: Path, dst: Path) -> None:
-    """Make ``dst`` name the same bytes as ``src``: hard link (or copy) to a temp, rename."""
-    tmp = dst.with_name(f".{dst.name}.{writer_tag()}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.link(src, tmp)
-        os.replace(tmp, dst)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        write_bytes_atomic(dst, src.read_bytes())
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

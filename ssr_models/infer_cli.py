@@ -101,8 +101,8 @@ def _write_outputs(out: Path, name: str, result: SRResult, save_maps: bool) -> N
     import cv2
 
     from degrade.preview import BLUR_MAX_PX, colorize, with_colour_bar
+    from ssr_core.io import write_bytes_atomic
     from ssr_datasets.imageio import encode_png
-    from ssr_datasets.shards import write_bytes_atomic
 
     write_bytes_atomic(out / f"{name}.png", encode_png(result.sr))
     if not save_maps:

@@ -45,8 +45,8 @@ import torch
 from torch import nn
 
 from ssr_core.errors import ConfigError, InputError
+from ssr_core.io import write_json_atomic
 from ssr_datasets.manifest import read_manifest
-from ssr_datasets.shards import write_json_atomic
 from ssr_datasets.storage import is_remote
 
 from . import create_model

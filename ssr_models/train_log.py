@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ssr_datasets.shards import write_bytes_atomic
+from ssr_core.io import write_bytes_atomic
 
 __all__ = ["MetricsLog", "StepWindow"]
 

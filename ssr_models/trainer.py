@@ -53,14 +53,13 @@ import torch.distributed as dist
 from torch import nn
 
 from ssr_core.errors import ConfigError, SsrError
-from ssr_datasets.shards import write_json_atomic
+from ssr_core.io import link_atomic, write_json_atomic
 from ssr_datasets.storage import remove_stale_temps
 
 from .batch import Batch
 from .checkpoint import (
     CKPT_FORMAT,
     CKPT_VERSION,
-    link_atomic,
     load_checkpoint,
     refuse_resume_changes,
     rng_state,

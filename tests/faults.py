@@ -19,6 +19,6 @@ def dead_pid() -> int:
 def temp_of(folder: Path, name: str, pid: int, suffix: str = ".tmp",
             random: str | None = "k3j2h1x0") -> Path:
     """Return the path a writer with ``pid`` on this host gives its temp of ``name``
-    (``random=None``: no random part, as ``checkpoint.link_atomic`` names its temp)."""
+    (``random=None``: no random part, as ``ssr_core.io.link_atomic`` names its temp)."""
     host = writer_tag().split("-")[1]
     return folder / f".{name}.{pid}-{host}{'.' + random if random else ''}{suffix}"

@@ -14,23 +14,24 @@ store (``depth.png``), at the same size as float16 but with a uniform step of 1.
 (float16 steps are up to 4.9e-4 near 1, i.e. coarser than the shard format). The depth providers
 return the quantized map on a miss too, so a build gives the same bytes with or without the cache.
 
-Writes go to a unique temp file in the target folder and are moved into place with
-``os.replace`` (atomic on POSIX and Windows), so readers never see a partial file and several
-processes writing the same key simply race to install identical content.
+Writes go through ``ssr_core.io.atomic_file`` (a unique temp file in the target folder, fsynced,
+moved into place with ``os.replace``), so readers never see a partial file and several processes
+writing the same key simply race to install identical content.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
 from ssr_core.errors import ConfigError
+from ssr_core.io import atomic_file
 from ssr_core.paths import user_cache_dir
 from ssr_datasets.schema import nearness_to_u16
 
@@ -74,18 +75,11 @@ class DepthKey:
         return Path(self.model_slug) / self.pixel_sha256[:2] / f"{self.pixel_sha256}.npy"
 
 
-def _atomic_write(path: Path, write) -> None:
+def _atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Run ``write(file)`` into ``ssr_core.io.atomic_file(path)``, creating the folders first."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as fh:
+        write(fh)
 
 
 class DepthCache:

@@ -29,7 +29,6 @@ TorchScript archive, the only format pyiqa's CLIP loader can read.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib
 import os
 import sys
@@ -41,6 +40,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ssr_core.errors import ConfigError, MissingAssetError
+from ssr_core.io import sha256_file
 
 WeightKind = Literal["alexnet", "lpips_lin", "musiq", "clip_rn50"]
 _KINDS: tuple[WeightKind, ...] = ("alexnet", "lpips_lin", "musiq", "clip_rn50")
@@ -138,15 +138,6 @@ def fetch_hint(file: WeightFile, metric: str, hub: Path) -> str:
     if file.note:
         lines.append(f"or: {file.note}")
     return "; ".join(lines)
-
-
-def sha256_file(path: Path) -> str:
-    """Return the sha256 (hex) of a file, read in 4 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify_files(metric: str, weights_dir: str | os.PathLike[str] | None = None) -> list[VerifiedFile]:

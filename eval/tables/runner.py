@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from ssr_core.errors import ConfigError
+from ssr_core.io import write_bytes_atomic
 from ssr_datasets.imageio import encode_png, read_image
-from ssr_datasets.shards import write_bytes_atomic
 
 from .result import Cell, GroupResult, Preview, RowResult, TableResult
 from .spec import GroupSpec, RowSpec, TableSpec

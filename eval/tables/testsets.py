@@ -28,9 +28,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ssr_core.errors import ConfigError, InputError, MissingAssetError
+from ssr_core.io import sha256_file, write_bytes_atomic
 from ssr_datasets.imageio import encode_png
 from ssr_datasets.manifest import MANIFEST_NAME, manifest_shards, read_manifest, verify_shard_set
-from ssr_datasets.shards import iter_shard, sha256_file, write_bytes_atomic
+from ssr_datasets.shards import iter_shard
 from ssr_datasets.sources import SourceItem, list_items, pair_source
 
 from .spec import GroupSpec

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ssr_core.io import write_json_atomic
 from ssr_datasets.manifest import MANIFEST_NAME
 from ssr_datasets.schema import SCHEMA_VERSION, Sample
-from ssr_datasets.shards import ShardInfo, shard_name, write_json_atomic, write_shard
+from ssr_datasets.shards import ShardInfo, shard_name, write_shard
 from tests.datasets.loopback import server  # noqa: F401 - the loopback HTTP server fixture
 
 SCALE = 2

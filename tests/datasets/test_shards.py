@@ -10,16 +10,14 @@ import numpy as np
 import pytest
 
 from ssr_core.errors import InputError
+from ssr_core.io import sha256_file
 from ssr_datasets.schema import MEMBERS, SchemaError, decode_sample
 from ssr_datasets.shards import (
     ShardInfo,
     index_shard,
     iter_shard,
     read_members,
-    sha256_file,
     shard_name,
-    write_bytes_atomic,
-    write_json_atomic,
     write_shard,
 )
 
@@ -192,17 +190,6 @@ def test_shard_info_from_dict_rejects_bad_entries():
         ShardInfo.from_dict({**good, "count": "1"})
     with pytest.raises(InputError, match="must be an object"):
         ShardInfo.from_dict([good])
-
-
-def test_atomic_json_and_bytes(tmp_path):
-    path = tmp_path / "m.json"
-    write_json_atomic(path, {"b": 1, "a": [1, 2]})
-    assert path.read_text() == '{\n  "a": [\n    1,\n    2\n  ],\n  "b": 1\n}\n'
-    write_bytes_atomic(path, b"new")
-    assert path.read_bytes() == b"new"
-    with pytest.raises(ValueError):
-        write_json_atomic(path, {"x": float("nan")})
-    assert path.read_bytes() == b"new" and _leftovers(tmp_path) == []
 
 
 def test_temp_file_is_hidden_beside_target(tmp_path, make_sample, monkeypatch):

@@ -39,6 +39,17 @@ def test_failure_inside_the_block_leaves_the_target_untouched(tmp_path: Path) ->
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
 
 
+def test_atomic_json_and_bytes(tmp_path):
+    path = tmp_path / "m.json"
+    write_json_atomic(path, {"b": 1, "a": [1, 2]})
+    assert path.read_text() == '{\n  "a": [\n    1,\n    2\n  ],\n  "b": 1\n}\n'
+    write_bytes_atomic(path, b"new")
+    assert path.read_bytes() == b"new"
+    with pytest.raises(ValueError):
+        write_json_atomic(path, {"x": float("nan")})
+    assert path.read_bytes() == b"new" and sorted(p.name for p in tmp_path.iterdir()) == ["m.json"]
+
+
 def test_file_and_folder_are_fsynced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     synced: list[str] = []
     real_fsync = os.fsync
@@ -69,3 +80,23 @@ def test_sha256_file_matches_hashlib_across_blocks(tmp_path: Path) -> None:
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"  # sha256 of b""
     with pytest.raises(FileNotFoundError):
         sha256_file(tmp_path / "missing")
+
+
+def test_link_atomic_links_or_copies_and_leaves_no_temp(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    src, dst = tmp_path / "ckpt-0000002.pt", tmp_path / "last.pt"
+    src.write_bytes(b"step 2")
+    dst.write_bytes(b"step 1")
+    io.link_atomic(src, dst)
+    assert dst.read_bytes() == b"step 2" and os.path.samefile(src, dst)  # a hard link, no copy
+
+    def no_links(a: object, b: object) -> None:
+        raise OSError("links not supported here")
+
+    monkeypatch.setattr(io.os, "link", no_links)
+    other = tmp_path / "ckpt-0000003.pt"
+    other.write_bytes(b"step 3" * 300_000)  # > 1 MiB: the copy goes block by block
+    io.link_atomic(other, dst)
+    assert dst.read_bytes() == other.read_bytes() and not os.path.samefile(other, dst)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt-0000002.pt", "ckpt-0000003.pt",
+                                                          "last.pt"]

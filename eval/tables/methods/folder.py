@@ -25,9 +25,9 @@ import numpy as np
 from PIL import Image
 
 from ssr_core.errors import ConfigError, InputError
+from ssr_core.io import sha256_file
 from ssr_datasets.formats import IMAGE_SUFFIXES
 from ssr_datasets.imageio import read_image
-from ssr_datasets.shards import sha256_file
 
 from ..spec import RowSpec
 from ..testsets import TestImage, TestSet

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ssr_datasets.shards import sha256_file
+from ssr_core.io import sha256_file
 
 
 @dataclass

@@ -23,7 +23,7 @@ import numpy as np
 
 from ssr_core.devices import resolve_device
 from ssr_core.errors import ConfigError, InputError
-from ssr_datasets.shards import sha256_file
+from ssr_core.io import sha256_file
 
 from ..spec import RowSpec
 from ..testsets import TestImage, TestSet
