@@ -12,7 +12,13 @@ from typing import Any, get_args
 
 import click
 
-from ssr_core.cli import allow_download_option, device_option, library_errors, sigterm_as_interrupt
+from ssr_core.cli import (
+    allow_download_option,
+    depth_cache_option,
+    device_option,
+    library_errors,
+    sigterm_as_interrupt,
+)
 from ssr_datasets.formats import DEFAULT_MAX_PIXELS
 from ssr_datasets.sources import SOURCE_NAMES
 
@@ -88,10 +94,7 @@ def main() -> None:
 @device_option(what="Torch device of the degradation (blur and noise in batches; JPEG and PNG "
                    "encoding then run on CPU threads; a GPU build agrees with a CPU build to "
                    "float32 precision) and of the learned depth model")
-@click.option("--depth-cache", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Where learned nearness maps are kept, keyed by (image pixels, model): "
-                   "rebuilding with another recipe never recomputes depth. Default: "
-                   "$SSR_BENCH_CACHE/depth or ~/.cache/ssr-bench/depth.")
+@depth_cache_option()
 @click.option("--no-depth-cache", is_flag=True, help="Neither read nor write the depth cache.")
 @click.option("--depth-batch", type=click.IntRange(1), default=4, show_default=True,
               help="Images per learned-depth forward pass and per blur batch on the device.")

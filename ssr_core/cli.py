@@ -98,6 +98,18 @@ def weights_dir_option(help: str) -> Callable[[Any], Any]:
                         default=None, help=help)
 
 
+def depth_cache_option(when: str = "") -> Callable[[Any], Any]:
+    """Return the ``--depth-cache`` option (the folder of cached nearness maps, default None).
+
+    ``when`` starts the help ("With --online: ") where the option applies only with another one.
+    """
+    return click.option(
+        "--depth-cache", type=click.Path(path_type=Path, file_okay=False), default=None,
+        help=f"{when}where learned nearness maps are kept, keyed by (image pixels, model): "
+             "rebuilding with another recipe never recomputes depth. Default: "
+             "$SSR_BENCH_CACHE/depth or ~/.cache/ssr-bench/depth.")
+
+
 def registry_choice(registry: Registry[Any, Any]) -> click.Choice:
     """Return a ``click.Choice`` of a registry's names (registration order): one source of names."""
     return click.Choice(list(registry.names()))

@@ -28,7 +28,7 @@ from typing import Any
 
 import click
 
-from ssr_core.cli import device_option, library_errors
+from ssr_core.cli import depth_cache_option, device_option, library_errors
 from ssr_datasets.sources import SOURCE_NAMES as _SOURCES
 
 from .configs import ABLATIONS
@@ -92,9 +92,7 @@ def _init_distributed(device: str) -> tuple[bool, str]:
                    "are left out), 'prior' (weight-free) or 'cache' (a learned model with local "
                    "weights); prior and learned maps are computed once per image and kept in "
                    "the depth cache [default: prior].")
-@click.option("--depth-cache", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="With --online: depth cache folder [default: $SSR_BENCH_CACHE/depth or "
-                   "~/.cache/ssr-bench/depth].")
+@depth_cache_option(when="With --online: ")
 @click.option("--ablation", type=click.Choice(tuple(ABLATIONS)), default=None,
               help="Table 2 ablation of the diffusion stage: di-kernel-only (no depth, no SVKR), "
                    "depth-only (no kernel, no SVKR), no-svkr. Default: the full model.")

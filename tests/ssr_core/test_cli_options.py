@@ -115,3 +115,10 @@ def test_weights_dir_is_one_option() -> None:
     assert set(dirs) == {"ssr-eval score", "ssr-eval run"}
     assert all(isinstance(p.type, click.Path) and not p.type.file_okay and p.default is None
                for p in dirs.values())
+
+
+def test_depth_cache_is_one_option() -> None:
+    caches = _options("--depth-cache")
+    assert set(caches) == {"degrade build", "ssr-train"}
+    assert all(isinstance(p.type, click.Path) and not p.type.file_okay and p.default is None
+               and "$SSR_BENCH_CACHE/depth" in p.help for p in caches.values())
