@@ -272,12 +272,45 @@ def recipes_cmd() -> None:
     for name in BUILTIN_RECIPES:
         r = load_recipe(name)
         stages = [s for s, on in (("noise", r.noise), ("jpeg", r.jpeg)) if on is not None]
-        top = r.blur.sigma_range_px[1]
+        low, top = r.blur.sigma_range_px
+        if r.blur.model == "iso-list":
+            low, top = min(r.blur.sigma_list_px), max(r.blur.sigma_list_px)
+        elif r.blur.model == "div2krk":  # the recipe gives variances
+            low, top = (round(v**0.5, 2) for v in r.blur.variance_range_px2)
         lost = float(truncated_mass(torch.tensor([top, top, 0.0], dtype=torch.float64),
                                     r.kernel_size, r.delta_px))
-        click.echo(f"{name:14s} {r.blur.model:9s} x{r.scale} K={r.kernel_size:<3d} "
-                   f"sigma {r.blur.sigma_range_px[0]}-{top} px "
+        click.echo(f"{name:14s} {r.blur.model:15s} x{r.scale} K={r.kernel_size:<3d} "
+                   f"{f'sigma {low}-{top} px':16s} "
                    f"{'+'.join(stages) or 'blur only':12s} lost <= {lost:6.2%}  {recipe_path(name)}")
+
+
+@main.command("protocols")
+@click.option("--json", "as_json", is_flag=True, help="Print the protocols as a JSON list.")
+@library_errors
+def protocols_cmd(as_json: bool) -> None:
+    """List the test protocols the built-in recipes reproduce, and what is exact in each.
+
+    \b
+    One row per recipe: its name (what --recipe takes), the protocol and the test sets it is
+    used on; below it the paper, the kernel convention, the downsampler, what is exact and what
+    only matches in distribution. The text comes from each recipe file's `protocol:` block.
+    """
+    import json
+    import textwrap
+
+    from .protocols import list_protocols
+
+    infos = list_protocols()
+    if as_json:
+        click.echo(json.dumps([p.to_dict() for p in infos], indent=2))
+        return
+    click.echo(f"{'recipe':13s} {'protocol':48s} test sets")
+    for p in infos:
+        click.echo(f"{p.name:13s} {p.title:48s} {', '.join(p.test_sets)}")
+        for label, text in (("paper", p.paper), ("kernel", p.kernel), ("down", p.downsampler),
+                            ("exact", p.exact), ("not exact", p.not_exact)):
+            click.echo(textwrap.fill(text, width=100, initial_indent=f"    {label + ':':11s}",
+                                     subsequent_indent=" " * 15))
 
 
 from .cli_datasets import datasets_group  # noqa: E402 - registered after main is defined

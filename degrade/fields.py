@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from ssr_core.errors import ConfigError
 
+from .ops.kernels import gaussian_kernels
 from .recipes import Recipe
 
 
@@ -34,6 +36,11 @@ class DegradationDraw:
     noise_gray: bool | None
     jpeg_quality: int | None
     blur_params: dict[str, Any] = field(default_factory=dict)
+    # Taps models (recipes.TAPS_MODELS): the K x K float64 taps applied to every pixel (rows =
+    # row offset a, columns = column offset b, correlation), and how many times in a row
+    # (div2krk at x4: two x2 passes). ``field`` then holds the Gaussian the taps came from.
+    taps: np.ndarray | None = None
+    passes: int = 1
 
 
 def nearness_at_lr(nearness: np.ndarray, scale: int) -> np.ndarray:
@@ -74,7 +81,8 @@ def _smooth_interp_matrix(n: int, g: int) -> np.ndarray:
     return m
 
 
-def draw_degradation(recipe: Recipe, nearness: np.ndarray, rng: np.random.Generator) -> DegradationDraw:
+def draw_degradation(recipe: Recipe, nearness: np.ndarray, rng: np.random.Generator,
+                     variant: int = 0) -> DegradationDraw:
     """Draw one sample's kernel field and noise/JPEG parameters from a nearness map (H, W) in [0, 1].
 
     Blur models (``recipe.blur.model``):
@@ -89,6 +97,14 @@ def draw_degradation(recipe: Recipe, nearness: np.ndarray, rng: np.random.Genera
       sigma_range_px, isotropic.
     * ``iso``: one sigma ~ U[sigma_range_px] for the whole image.
     * ``aniso``: one s1, s2 ~ U[sigma_range_px], theta ~ U[0, pi) for the whole image.
+    * ``iso-list`` (Gaussian8): no draw; sigma = sigma_list_px[variant mod len] (std dev).
+    * ``aniso-disturbed`` (DCLS setting 2): s1, s2 ~ U[sigma_range_px] (std devs), theta ~
+      U[-pi, pi) (recorded mod pi), then K x K factors f ~ U[kernel_noise_range], row-major;
+      taps = g (1 + f) / sum, g the centred Gaussian (delta 0) of (s1, s2, theta).
+    * ``div2krk`` (KernelGAN's generator): l1, l2 ~ U[variance_range_px2] (covariance
+      eigenvalues), theta ~ U[0, pi), factors f ~ U[kernel_noise_range] (K x K, row-major);
+      taps = g (1 + f) / sum with g centred at (+0.5, +0.5) px (the generator's mean
+      ``K // 2 + 0.5 (sf - K % 2)`` at sf = 2); applied once per x2 (twice at x4).
     """
     s = recipe.scale
     n_lr = nearness_at_lr(nearness, s)
@@ -127,6 +143,15 @@ def draw_degradation(recipe: Recipe, nearness: np.ndarray, rng: np.random.Genera
         th = rng.uniform(0.0, math.pi)
         s1, s2, theta = np.full((h, w), v1), np.full((h, w), v2), np.full((h, w), th)
         params.update(s1_px=v1, s2_px=v2, theta=th)
+    elif b.model == "iso-list":
+        sigma = float(b.sigma_list_px[variant % len(b.sigma_list_px)])
+        s1 = s2 = np.full((h, w), sigma)
+        theta = np.zeros((h, w))
+        params.update(sigma_px=sigma, list_index=variant % len(b.sigma_list_px))
+    elif b.model in ("aniso-disturbed", "div2krk"):
+        taps, (v1, v2, th), passes = _draw_taps(recipe, rng)
+        s1, s2, theta = np.full((h, w), v1), np.full((h, w), v2), np.full((h, w), th)
+        params.update(s1_px=v1, s2_px=v2, theta=th, passes=passes)
     else:  # the recipe validator makes this unreachable; keep the error for hand-built recipes
         raise ConfigError(f"unknown blur model {b.model!r}")
 
@@ -143,4 +168,25 @@ def draw_degradation(recipe: Recipe, nearness: np.ndarray, rng: np.random.Genera
     # float32 rounding can carry theta to exactly pi; keep the documented half-open range.
     kfield[2][kfield[2] >= np.float32(math.pi)] = 0.0
     params = {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in params.items()}
+    if b.model in ("aniso-disturbed", "div2krk"):
+        return DegradationDraw(kfield, noise_sigma, noise_gray, quality, params, taps, passes)
     return DegradationDraw(kfield, noise_sigma, noise_gray, quality, params)
+
+
+def _draw_taps(recipe: Recipe, rng: np.random.Generator
+               ) -> tuple[np.ndarray, tuple[float, float, float], int]:
+    """Draw a taps model's kernel: float64 (K, K) taps, its Gaussian (s1, s2, theta), passes."""
+    b, k = recipe.blur, recipe.kernel_size
+    if b.model == "aniso-disturbed":
+        v1, v2 = rng.uniform(*b.sigma_range_px), rng.uniform(*b.sigma_range_px)
+        th = rng.uniform(-math.pi, math.pi)
+        centre, passes = 0.0, 1
+    else:  # div2krk: the covariance's eigenvalues are drawn, not standard deviations
+        v1, v2 = math.sqrt(rng.uniform(*b.variance_range_px2)), math.sqrt(rng.uniform(*b.variance_range_px2))
+        th = rng.uniform(0.0, math.pi)
+        centre, passes = 0.5, 1 if recipe.scale == 2 else 2
+    factors = rng.uniform(*b.kernel_noise_range, size=(k, k))
+    th = float(np.mod(th, math.pi))  # theta and theta + pi give the same covariance
+    g = gaussian_kernels(torch.tensor([v1, v2, th], dtype=torch.float64), k, centre).numpy()
+    taps = g * (1.0 + factors)
+    return taps / taps.sum(), (float(v1), float(v2), th), passes

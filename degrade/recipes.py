@@ -22,15 +22,30 @@ from ssr_core.config import dataclass_from_mapping, named_or_yaml_path
 from ssr_core.errors import ConfigError
 from ssr_manifests import RECIPES_DIR
 
-BlurModel = Literal["defocus", "thin-lens", "iso", "aniso"]
+BlurModel = Literal["defocus", "thin-lens", "iso", "aniso", "iso-list", "aniso-disturbed", "div2krk"]
 DeltaMode = Literal["centered", "topleft"]
-Downsampler = Literal["direct"]
+#: "direct": Eq. 1, the kernel evaluated at LR positions (exact); "bicubic": blur at every HR
+#: pixel, then MATLAB imresize(1/s) with antialiasing (IKC/DAN/DCLS; not exact at LR positions).
+Downsampler = Literal["direct", "bicubic"]
+#: Border rule of the blur: numpy "reflect" (d c b | a b c d, torch's and the engine's) or
+#: "symmetric" (edge repeated, c b a | a b c d: scipy.ndimage's "reflect", MATLAB's "symmetric").
+Padding = Literal["reflect", "symmetric"]
+#: Blur models whose kernel is one K x K array of taps per sample, not the Gaussian field alone.
+TAPS_MODELS: tuple[str, ...] = ("aniso-disturbed", "div2krk")
 
 BUILTIN_RECIPES: tuple[str, ...] = (
     "ssr", "ssr-nonoise", "ssr-nojpeg", "ssr-wide", "cmos-defocus", "iso", "aniso",
+    "gaussian8", "dcls-aniso", "div2krk",
 )
 # A recipe whose kernels lose more than this share of their mass to the K x K window warns.
 TRUNCATION_WARN = 0.01
+# Later fields and their defaults (JSON form), left out of to_dict and so of the hash.
+_OMIT_AT_DEFAULT: dict[str, Any] = {
+    "padding": "reflect",
+    "blur.sigma_list_px": [],
+    "blur.variance_range_px2": [0.6, 5.0],
+    "blur.kernel_noise_range": [0.0, 0.0],
+}
 
 #: The documented range of every numeric recipe value: key -> (low, high, integer), inclusive.
 #: Values must also be finite: NaN and inf are refused at load, naming the key and this range
@@ -46,6 +61,9 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "blur.anisotropy_range": (1.0, 100.0, False),
     "blur.coc_max_range_px": (0.0, 400.0, False),
     "blur.field_cells": (1, 1024, True),
+    "blur.sigma_list_px": (0.05, 50.0, False),
+    "blur.variance_range_px2": (0.0025, 2500.0, False),
+    "blur.kernel_noise_range": (-0.99, 10.0, False),
     "noise.sigma_range_255": (0.0, 255.0, False),
     "noise.gray_prob": (0.0, 1.0, False),
     "jpeg.quality_range": (1, 100, True),
@@ -65,6 +83,12 @@ class BlurSpec:
     field_cells: int = 4  # cells of the low-frequency random fields along the longer side
     # thin-lens (SYNDOF's rule): sigma = (CoC - 1) / 4, CoC = coc_max * |n - focus| / ...
     coc_max_range_px: tuple[float, float] = (9.0, 15.0)
+    # iso-list: the fixed widths (std devs, HR px); variant v of an image uses entry v mod len.
+    sigma_list_px: tuple[float, ...] = ()
+    # div2krk: eigenvalues of the covariance (variances, HR px^2), as KernelGAN's generator draws.
+    variance_range_px2: tuple[float, float] = (0.6, 5.0)
+    # aniso-disturbed / div2krk: every tap times (1 + U[low, high]), then renormalised.
+    kernel_noise_range: tuple[float, float] = (0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -93,6 +117,7 @@ class Recipe:
     kernel_size: int = 21
     delta: DeltaMode = "centered"
     downsampler: Downsampler = "direct"
+    padding: Padding = "reflect"
     blur: BlurSpec = field(default_factory=BlurSpec)
     noise: NoiseSpec | None = field(default_factory=NoiseSpec)
     jpeg: JpegSpec | None = field(default_factory=JpegSpec)
@@ -104,12 +129,35 @@ class Recipe:
 
     @property
     def delta_px(self) -> float:
-        """Return the LR grid offset in HR px for this recipe's delta mode and scale."""
+        """Return the LR grid offset in HR px for this recipe's delta mode and scale.
+
+        With the bicubic downsampler the blur is evaluated at every HR pixel, centred on it
+        (delta 0); the resampler's half-pixel geometry then centres LR pixels on s x s blocks.
+        """
+        if self.downsampler == "bicubic":
+            return 0.0
         return (self.scale - 1) / 2.0 if self.delta == "centered" else 0.0
 
+    @property
+    def uses_taps(self) -> bool:
+        """True when each sample's kernel is a K x K array of taps (``blur.model`` in TAPS_MODELS)."""
+        return self.blur.model in TAPS_MODELS
+
     def to_dict(self) -> dict[str, Any]:
-        """Return the resolved recipe as plain JSON-able data."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        """Return the resolved recipe as plain JSON-able data.
+
+        Fields added after version 1 of the recipe format are left out while they hold their
+        defaults, so the hash (and so every seed and byte) of an older recipe does not change.
+        """
+        data = json.loads(json.dumps(dataclasses.asdict(self)))
+        for dotted, default in _OMIT_AT_DEFAULT.items():
+            *parents, leaf = dotted.split(".")
+            node = data
+            for part in parents:
+                node = node.get(part) or {}
+            if leaf in node and node[leaf] == default:
+                del node[leaf]
+        return data
 
     @property
     def hash(self) -> str:
@@ -160,8 +208,13 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
 
 
 def recipe_from_dict(data: dict[str, Any]) -> Recipe:
-    """Build and validate a Recipe from parsed YAML/JSON data."""
-    data = dict(data)
+    """Build and validate a Recipe from parsed YAML/JSON data.
+
+    A top-level ``protocol`` mapping documents what the recipe reproduces (read by
+    :mod:`degrade.protocols`); it is description, not configuration, so it is left out of the
+    Recipe and its hash.
+    """
+    data = {k: v for k, v in data.items() if k != "protocol"}
     if "name" not in data:
         raise ConfigError("a recipe needs a 'name'")
     subs = {"blur": BlurSpec, "noise": NoiseSpec, "jpeg": JpegSpec}
@@ -182,7 +235,7 @@ def _as_declared(value: Any, declared: Any) -> Any:
     # YAML reads `1` as int and `1.0` as float; coerce numbers to the declared type so that two
     # files that mean the same thing resolve (and hash) the same. Anything else is left for
     # _validate to reject with a message. (Annotations are strings: `from __future__`.)
-    if declared not in ("float", "tuple[float, float]", "tuple[int, int]"):
+    if declared not in ("float", "tuple[float, float]", "tuple[int, int]", "tuple[float, ...]"):
         return value
     to_int = declared == "tuple[int, int]"
 
@@ -240,6 +293,7 @@ def _validate(r: Recipe) -> None:
         raise ConfigError(f"kernel_size must be an odd integer in [1, 99], got {r.kernel_size!r}")
     _choice(r.delta, DeltaMode, "delta")
     _choice(r.downsampler, Downsampler, "downsampler")
+    _choice(r.padding, Padding, "padding")
     b = r.blur
     if not isinstance(b, BlurSpec):
         raise ConfigError(f"blur must be a mapping, got {type(b).__name__}")
@@ -248,8 +302,35 @@ def _validate(r: Recipe) -> None:
                  "coc_max_range_px"):
         _range(getattr(b, name), f"blur.{name}")
     _scalar(b.field_cells, "blur.field_cells")
+    _range(b.variance_range_px2, "blur.variance_range_px2")
+    _range(b.kernel_noise_range, "blur.kernel_noise_range")
+    _validate_protocol_blur(r)
     if r.noise is not None:
         _range(r.noise.sigma_range_255, "noise.sigma_range_255")
         _scalar(r.noise.gray_prob, "noise.gray_prob")
     if r.jpeg is not None:
         _range(r.jpeg.quality_range, "jpeg.quality_range")
+
+
+def _validate_protocol_blur(r: Recipe) -> None:
+    """Check the combinations the protocol blur models need (iso-list widths, taps, padding)."""
+    b = r.blur
+    widths = b.sigma_list_px
+    if not isinstance(widths, tuple):
+        raise ConfigError(f"blur.sigma_list_px must be a list of numbers, got {widths!r}")
+    lo, hi, _ = RANGES["blur.sigma_list_px"]
+    for v in widths:
+        if not (_is_number(v) and lo <= v <= hi):
+            raise ConfigError(f"blur.sigma_list_px entries must be finite numbers in [{lo:g}, "
+                              f"{hi:g}], got {v!r}")
+    if b.model == "iso-list" and not widths:
+        raise ConfigError("blur.model 'iso-list' needs blur.sigma_list_px (one or more widths)")
+    if r.padding != "reflect" and not r.uses_taps:
+        raise ConfigError(f"padding {r.padding!r} needs a taps blur model ({', '.join(TAPS_MODELS)});"
+                          " the Gaussian-field engine pads with 'reflect'")
+    if b.model == "div2krk":
+        if r.scale not in (2, 4):
+            raise ConfigError(f"blur.model 'div2krk' works at scale 2 or 4 (x4 = two x2 passes, "
+                              f"as KernelGAN made DIV2KRK), got scale {r.scale}")
+        if r.downsampler != "direct":
+            raise ConfigError("blur.model 'div2krk' subsamples directly (downsampler: direct)")

@@ -220,6 +220,13 @@ class OnlineStream:
             raise ConfigError(f"need batch_size >= 1 and crops_per_image dividing it, got "
                               f"{batch_size}, {crops_per_image}")
         self.recipe = load_recipe(spec.recipe)
+        if self.recipe.uses_taps or self.recipe.downsampler != "direct":
+            # Training consumes the exact kernel field as ground truth: protocol recipes with
+            # taps or a bicubic downsampler are for building test shards (degrade build).
+            raise ConfigError(f"recipe {self.recipe.name!r} ({self.recipe.blur.model}, "
+                              f"{self.recipe.downsampler} downsampler) is not supported online: "
+                              "online degradation takes Gaussian-field recipes with the direct "
+                              "downsampler; build shards with `degrade build` instead")
         s = self.recipe.scale
         if crop_hr < max(s, 1) or crop_hr % s:
             raise ConfigError(f"crop_hr must be a positive multiple of the scale {s}, got {crop_hr}")

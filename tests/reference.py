@@ -212,3 +212,64 @@ def imresize_bicubic_down_matlab(img: np.ndarray, scale: int) -> np.ndarray:
         for y, ctaps in enumerate(cols):
             out[x, y] = sum(wi * wj * float(img[i, j]) for i, wi in rtaps for j, wj in ctaps)
     return out
+
+
+# ---------------------------------------------------------------- published protocol formulas
+
+
+def ikc_isotropic_kernel(sigma: float, size: int = 21) -> np.ndarray:
+    """IKC/DAN/DCLS ``stable_batch_kernel``: exp(-(x^2 + y^2) / (2 sigma^2)) on x, y = -R..R, /sum."""
+    ax = np.arange(-size // 2 + 1.0, size // 2 + 1.0)
+    xx, yy = np.meshgrid(ax, ax)
+    k = np.exp(-(xx**2 + yy**2) / (2.0 * sigma**2))
+    return k / k.sum()
+
+
+def dcls_disturbed_kernel(sig_x: float, sig_y: float, radians: float, disturb: np.ndarray,
+                          size: int = 31) -> np.ndarray:
+    """DCLS ``random_batch_kernel`` (rate_iso 0, random_disturb): k + disturb * k, /sum.
+
+    Sigma = U diag(sig_x^2, sig_y^2) U^T, U = [[cos, -sin], [sin, cos]], on the (xx, yy) grid of
+    ``meshgrid(ax, ax)`` (xx = column offset); ``disturb`` is their U(0, 0.25) draw per tap.
+    """
+    d = np.diag([sig_x**2, sig_y**2])
+    u = np.array([[math.cos(radians), -math.sin(radians)], [math.sin(radians), math.cos(radians)]])
+    inv = np.linalg.inv(u @ d @ u.T)
+    ax = np.arange(-size // 2 + 1.0, size // 2 + 1.0)
+    xx, yy = np.meshgrid(ax, ax)
+    xy = np.stack([xx, yy], -1)
+    k = np.exp(-0.5 * np.einsum("abi,ij,abj->ab", xy, inv, xy))
+    k = k + disturb * k
+    return k / k.sum()
+
+
+def blindsr_generator_kernel(lambda_1: float, lambda_2: float, theta: float, noise: np.ndarray,
+                             size: int = 11, sf: int = 2) -> np.ndarray:
+    """BlindSR_dataset_generator ``gen_kernel`` without its kernel_shift step.
+
+    LAMBDA = diag(l1, l2) is the covariance's eigenvalues; MU = K // 2 + 0.5 (sf - K % 2) in
+    index coordinates; Z = (X, Y) from ``meshgrid(range(K), range(K))``; raw = exp(-0.5 (Z - MU)^T
+    Sigma^-1 (Z - MU)) (1 + noise), normalised.
+    """
+    q = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
+    inv = np.linalg.inv(q @ np.diag([lambda_1, lambda_2]) @ q.T)
+    mu = size // 2 + 0.5 * (sf - size % 2)
+    x, y = np.meshgrid(range(size), range(size))
+    zz = np.stack([x - mu, y - mu], -1)
+    raw = np.exp(-0.5 * np.einsum("abi,ij,abj->ab", zz, inv, zz)) * (1 + noise)
+    return raw / raw.sum()
+
+
+def correlate_reflect_full(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Correlate (C, H, W) float64 with a K x K kernel at every pixel, numpy 'reflect' borders.
+
+    The torch ``F.pad(mode='reflect')`` + ``conv2d`` of IKC/DAN/DCLS's BatchBlur, as a loop over taps.
+    """
+    r = kernel.shape[0] // 2
+    pad = np.pad(img, ((0, 0), (r, r), (r, r)), mode="reflect")
+    out = np.zeros_like(img, dtype=np.float64)
+    h, w = img.shape[1:]
+    for a in range(kernel.shape[0]):
+        for b in range(kernel.shape[1]):
+            out += kernel[a, b] * pad[:, a:a + h, b:b + w]
+    return out

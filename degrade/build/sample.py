@@ -23,10 +23,11 @@ from ssr_datasets.sources import LoadedImage, SourceItem
 from .. import __version__
 from ..depth import DepthRequest, DepthResult
 from ..fields import DegradationDraw, draw_degradation
-from ..ops.blur import apply_kernel_field, select_backend
+from ..ops.downsample import blur_downsample
 from ..ops.kernels import truncation_stats
 from ..ops.noise import add_gaussian_noise
 from ..ops.quantize import jpeg_roundtrip, to_uint8
+from ..protocols import protocol_meta, settle_ties
 from ..recipes import TRUNCATION_WARN, Recipe
 
 # Samples of one size blurred per apply_kernel_field call: 16 DIV2K images are ~0.5 GB of float32
@@ -138,7 +139,7 @@ def prepare_samples(
         hr = loaded.rgb[top:top + ch, left:left + cw].copy()
         near = depth.nearness[top:top + ch, left:left + cw].copy()
         t = time.perf_counter()
-        draw = draw_degradation(recipe, near, rng)
+        draw = draw_degradation(recipe, near, rng, variant)
         times.add("field", t)
         out.append(PreparedSample(item, loaded, key, variant, rng, hr, near, (top, left, ch, cw),
                                   draw, depth.info))
@@ -157,7 +158,6 @@ def degrade_batch(prepared: list[PreparedSample], recipe: Recipe, device: str, t
         Per sample, in order: the noisy LR as a float32 (3, h, w) CPU tensor in [0, 1], and the
         blur backend that ran ("c", "triton", "torch").
     """
-    s, k, delta = recipe.scale, recipe.kernel_size, recipe.delta_px
     out: list[tuple[torch.Tensor, str] | None] = [None] * len(prepared)
     by_shape: dict[tuple[int, ...], list[int]] = {}
     for i, p in enumerate(prepared):
@@ -168,9 +168,7 @@ def degrade_batch(prepared: list[PreparedSample], recipe: Recipe, device: str, t
             t = time.perf_counter()
             hr_np = np.stack([prepared[i].hr for i in chunk])
             hr_t = torch.from_numpy(hr_np).to(device).permute(0, 3, 1, 2).float().div_(255.0)
-            field = torch.from_numpy(np.stack([prepared[i].draw.field for i in chunk])).to(device)
-            backend = select_backend(hr_t, field, k, delta)
-            lr_t = apply_kernel_field(hr_t, field, s, k, delta, backend=backend)
+            lr_t, backend = _blur_downsample_chunk(hr_t, [prepared[i].draw for i in chunk], recipe)
             t = times.add("blur", t)
             for n, i in enumerate(chunk):
                 draw = prepared[i].draw
@@ -183,6 +181,18 @@ def degrade_batch(prepared: list[PreparedSample], recipe: Recipe, device: str, t
     return [o for o in out if o is not None]
 
 
+def _blur_downsample_chunk(hr_t: torch.Tensor, draws: list[DegradationDraw],
+                           recipe: Recipe) -> tuple[torch.Tensor, str]:
+    """Blur + downsample a chunk of equal-size HR images with their draws' kernels."""
+    s, k, delta, dev = recipe.scale, recipe.kernel_size, recipe.delta_px, hr_t.device
+    if recipe.uses_taps:
+        taps = torch.from_numpy(np.stack([d.taps for d in draws])).to(dev)
+        return blur_downsample(hr_t, s, k, delta, recipe.downsampler, kernel_taps=taps,
+                               passes=draws[0].passes, padding=recipe.padding)
+    field = torch.from_numpy(np.stack([d.field for d in draws])).to(dev)
+    return blur_downsample(hr_t, s, k, delta, recipe.downsampler, kernel_field=field)
+
+
 def finish_sample(p: PreparedSample, lr_t: torch.Tensor, backend: str, recipe: Recipe, seed: int,
                   times: StageTimes) -> Sample:
     """Round to uint8, JPEG, truncation statistics and metadata: the sample as the shard holds it.
@@ -193,6 +203,7 @@ def finish_sample(p: PreparedSample, lr_t: torch.Tensor, backend: str, recipe: R
     item, loaded, draw, key, variant = p.item, p.loaded, p.draw, p.key, p.variant
     t = time.perf_counter()
     lr = to_uint8(lr_t)
+    settled = settle_ties(lr, lr_t, p.hr, draw, recipe)
     if draw.jpeg_quality is not None:
         lr = jpeg_roundtrip(lr, draw.jpeg_quality)
     t = times.add("noise_jpeg", t)
@@ -241,6 +252,7 @@ def finish_sample(p: PreparedSample, lr_t: torch.Tensor, backend: str, recipe: R
         "rounding": "round-half-even",
         "depth": p.depth_meta,
     }
+    meta.update(protocol_meta(recipe, draw, settled))
     return Sample(key=key, hr=p.hr, lr=lr, nearness=nearness_to_u16(p.near),
                   kernel=draw.field, meta=meta)
 

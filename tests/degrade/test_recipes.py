@@ -125,7 +125,7 @@ def test_unknown_keys_suggest_the_closest(dotted, value, message):
         ("kernel_size", 20, r"kernel_size must be an odd integer in \[1, 99\]"),
         ("scale", 0, r"scale must be an integer in \[1, 16\]"),
         ("delta", "middle", r"delta must be one of 'centered', 'topleft'"),
-        ("downsampler", "bicubic", r"downsampler must be one of 'direct'"),
+        ("downsampler", "lanczos", r"downsampler must be one of 'direct', 'bicubic'"),
         ("name", "", r"name must be a non-empty string"),
         ("blur", [1, 2], r"blur must be a mapping"),
     ],

@@ -199,3 +199,11 @@ def test_ssr_train_online_tiny(images: Path, tmp_path: Path,
     bad = CliRunner().invoke(main, ["--shards", "x", "--source", "sample", "--stage", "kernel",
                                     "--out", str(out)])
     assert bad.exit_code == 2 and "--source only apply with --online" in bad.output
+
+
+@pytest.mark.parametrize("recipe", ["gaussian8", "div2krk"])
+def test_protocol_recipes_without_an_exact_field_are_refused_online(images: Path, recipe: str) -> None:
+    # Training supervises with the kernel field; a bicubic or taps recipe would hand it the
+    # wrong ground truth, so the stream refuses it by name instead of ignoring the difference.
+    with pytest.raises(ConfigError, match=f"recipe '{recipe}'.*not supported online"):
+        stream(images, recipe=recipe)
