@@ -64,11 +64,11 @@ def test_unusable_device_is_refused_before_any_work(tmp_path: Path, monkeypatch,
 
 CHILD = """
 import sys
-import degrade.build.sample as sample
+import degrade.ops.downsample as downsample
 from degrade.build import DepthOptions, build
 from tests.degrade.conftest import make_config
 # What a CUDA build picks (auto -> triton), on CPU tensors under the interpreter.
-sample.select_backend = lambda hr, field, k, delta, backend="auto": "triton"
+downsample.select_backend = lambda hr, field, k, delta, backend="auto": "triton"
 config = make_config(sys.argv[1], recipe="ssr-nojpeg", shard_size=4, depth="prior", crop=(32, 48))
 build(config, sys.argv[2], depth_options=DepthOptions(batch_size=2), preview=False)
 """
