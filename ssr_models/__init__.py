@@ -37,6 +37,9 @@ _ENTRIES: tuple[tuple[str, str, str], ...] = (
     ("diffusion-di-kernel-only", "diffusion", "diffusion_di_kernel_only"),
     ("diffusion-depth-only", "diffusion", "diffusion_depth_only"),
     ("diffusion-no-svkr", "diffusion", "diffusion_no_svkr"),
+    # the paper's model: AMF on a pretrained latent SR backbone (needs its weights: --backbone)
+    ("ssr-latent-tiny", "latent", "ssr_latent_tiny"),
+    ("ssr-latent", "latent", "ssr_latent"),
 )
 
 MODELS: dict[str, Callable[..., Any]] = {}

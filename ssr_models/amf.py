@@ -29,6 +29,12 @@ Choices where the paper is silent (all configurable in :class:`AMFConfig`):
   by a global vector. Their last layer is zero-initialized, so AMF starts as BN(F_in)
   (ControlNet-style zero init: a fresh AMF does not disturb the UNet).
 * BN. ``BatchNorm2d(affine=False)``: Eq. 3 supplies the scale and shift (as in SPADE/SFT).
+* Residual form (``AMF(..., residual=True)``, the latent model's, on a frozen pretrained UNet):
+  ``F_out = F_in + M_alpha(f) * BN(F_in) + M_beta(f)``. Eq. 3 as written replaces the
+  backbone's feature by ``BN(F_in)`` even when the MLPs output zero, which would change a
+  pretrained network before any training; this form keeps the unnormalised feature as the
+  identity path, so with the zero-initialised MLPs the backbone's output is unchanged exactly,
+  and ``M_alpha`` still rescales the normalised feature channel- and pixel-wise.
 * Combining modalities. Eq. 3 is written per modality. Default ``combine="sum"``: one BN and the
   modulations summed, ``(1 + sum_i a_i) * BN(F_in) + sum_i b_i`` (order-free, exact identity when
   all MLPs output zero). ``combine="sequential"`` chains Eq. 3 over kernel -> depth -> LR with
@@ -207,11 +213,14 @@ def _mlp(c_in: int, hidden: int, c_out: int) -> nn.Sequential:
 
 
 class AMF(nn.Module):
-    """Modulate a UNet feature map with the encodings (Eq. 3): (1 + M_a(f)) * BN(F) + M_b(f)."""
+    """Modulate a UNet feature map with the encodings (Eq. 3): (1 + M_a(f)) * BN(F) + M_b(f).
 
-    def __init__(self, channels: int, config: AMFConfig) -> None:
+    ``residual=True``: F + M_a(f) * BN(F) + M_b(f), the identity at initialisation (module doc).
+    """
+
+    def __init__(self, channels: int, config: AMFConfig, residual: bool = False) -> None:
         super().__init__()
-        self.config = config
+        self.config, self.residual = config, residual
         mods = config.modalities
         n_bn = len(mods) if config.combine == "sequential" else 1
         self.norms = nn.ModuleList(nn.BatchNorm2d(channels, affine=False) for _ in range(n_bn))
@@ -229,7 +238,13 @@ class AMF(nn.Module):
         if self.config.combine == "sum":
             alpha = sum(self.m_alpha[m](f) for m, f in feats.items())
             beta = sum(self.m_beta[m](f) for m, f in feats.items())
+            if self.residual:
+                return x + alpha * self.norms[0](x) + beta
             return (1 + alpha) * self.norms[0](x) + beta
         for bn, (m, f) in zip(self.norms, feats.items(), strict=True):
-            x = (1 + self.m_alpha[m](f)) * bn(x) + self.m_beta[m](f)
+            normed = bn(x)
+            if self.residual:
+                x = x + self.m_alpha[m](f) * normed + self.m_beta[m](f)
+            else:
+                x = (1 + self.m_alpha[m](f)) * normed + self.m_beta[m](f)
         return x

@@ -60,7 +60,7 @@ _FULL = {"use_kernel": True, "use_depth": True, "use_svkr": True}
 STAGE_MODELS: dict[str, tuple[str, ...]] = {
     "kernel": tuple(n for n in MODELS if n.startswith("dkenet")),
     "nbsr": tuple(n for n in MODELS if n.startswith("nbsr")),
-    "diffusion": tuple(n for n in MODELS if n.startswith("diffusion")),
+    "diffusion": tuple(n for n in MODELS if n.startswith(("diffusion", "ssr-latent"))),
 }
 
 

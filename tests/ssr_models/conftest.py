@@ -40,3 +40,11 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny latent SR backbone folder (vqvae/, unet/, scheduler/) saved by diffusers."""
+    from tests.ssr_models.tiny_backbone import make_tiny_backbone
+
+    return make_tiny_backbone(tmp_path_factory.mktemp("latent_backbone"))
