@@ -51,7 +51,6 @@ Choices where the paper is silent (all in :class:`LatentConfig`):
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Callable
 from typing import Any
 
@@ -60,7 +59,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from degrade.ops.kernels import centered_delta
-from ssr_datasets.errors import ConfigError
+from ssr_core.config import did_you_mean
+from ssr_core.errors import ConfigError
 from ssr_models.amf import AMF, AMFConfig, kernel_features
 from ssr_models.encoders import HalfUNetEncoder, SmallEncoder
 from ssr_models.latent_backbone import load_backbone
@@ -155,8 +155,7 @@ class LatentSSR(nn.Module):
         names = dict(self.unet.named_modules())
         for name in blocks:
             if name not in names or not name:
-                close = difflib.get_close_matches(name, [n for n in names if n], n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                hint = did_you_mean(name, [n for n in names if n])
                 raise ConfigError(f"train_backbone_blocks: the UNet has no block {name!r}{hint}")
             names[name].requires_grad_(True)
         self._trainable_blocks = tuple(blocks)

@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from degrade.depth.weights import hf_hub_cache
-from ssr_datasets.errors import ConfigError, InputError, MissingAssetError
-from ssr_datasets.shards import sha256_file
+from ssr_core.errors import ConfigError, InputError, MissingAssetError
+from ssr_core.io import sha256_file
 
 __all__ = ["DEFAULT_BACKBONE", "EXTRA_HINT", "LR_CHANNELS", "WEIGHTS", "Backbone", "BackboneInfo",
            "check_backbone", "find_backbone", "load_backbone", "require_diffusers"]

@@ -9,11 +9,11 @@ and ``to_dict``/``from_dict`` round-trip the nested form that run.json records.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
-from ssr_datasets.errors import ConfigError
+from ssr_core.config import did_you_mean
+from ssr_core.errors import ConfigError
 from ssr_models.amf import AMFConfig
 from ssr_models.latent_backbone import DEFAULT_BACKBONE
 from ssr_models.latent_sampling import AMP_DTYPES, SAMPLERS, SampleAmp, Sampler
@@ -98,8 +98,7 @@ class LatentConfig:
             elif key in amf_keys:
                 amf[key] = value
             else:
-                close = difflib.get_close_matches(key, sorted(own | amf_keys), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
+                hint = did_you_mean(key, own | amf_keys)
                 raise ConfigError(f"unknown ssr-latent key {key!r}{hint} (keys: "
                                   f"{', '.join(sorted(own | amf_keys))})")
         data = {**self.to_dict(), **top}

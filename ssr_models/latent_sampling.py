@@ -22,7 +22,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 from ssr_models.tiling import ramp_window, tile_starts
 
 __all__ = ["AMP_DTYPES", "SAMPLERS", "SampleAmp", "Sampler", "TileCall", "make_sampler",

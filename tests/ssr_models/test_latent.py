@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ssr_datasets.errors import ConfigError, MissingAssetError
+from ssr_core.errors import ConfigError, MissingAssetError
 from ssr_models import create_model
 from ssr_models.batch import Batch
 from ssr_models.latent_backbone import WEIGHTS, check_backbone, load_backbone
