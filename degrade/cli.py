@@ -272,9 +272,15 @@ def recipes_cmd() -> None:
     for name in BUILTIN_RECIPES:
         r = load_recipe(name)
         stages = [s for s, on in (("noise", r.noise), ("jpeg", r.jpeg)) if on is not None]
+        if r.downsampler == "chain":
+            stages = ["chain"]
         low, top = r.blur.sigma_range_px
         if r.blur.model == "iso-list":
             low, top = min(r.blur.sigma_list_px), max(r.blur.sigma_list_px)
+        elif r.blur.model == "realesrgan":  # its first-round kernel range
+            from .second_order import REALESRGAN_X4PLUS
+
+            low, top = REALESRGAN_X4PLUS.blur_sigma
         elif r.blur.model == "div2krk":  # the recipe gives variances
             low, top = (round(v**0.5, 2) for v in r.blur.variance_range_px2)
         lost = float(truncated_mass(torch.tensor([top, top, 0.0], dtype=torch.float64),

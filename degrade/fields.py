@@ -25,6 +25,7 @@ from ssr_core.errors import ConfigError
 
 from .ops.kernels import gaussian_kernels
 from .recipes import Recipe
+from .second_order import draw_realesrgan, first_kernel_moments
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,9 @@ class DegradationDraw:
     # (div2krk at x4: two x2 passes). ``field`` then holds the Gaussian the taps came from.
     taps: np.ndarray | None = None
     passes: int = 1
+    # realesrgan: every drawn parameter of its two rounds (degrade.second_order); ``field`` then
+    # holds the moment-matched Gaussian of the first-round kernel.
+    second_order: dict[str, Any] | None = None
 
 
 def nearness_at_lr(nearness: np.ndarray, scale: int) -> np.ndarray:
@@ -105,6 +109,8 @@ def draw_degradation(recipe: Recipe, nearness: np.ndarray, rng: np.random.Genera
       eigenvalues), theta ~ U[0, pi), factors f ~ U[kernel_noise_range] (K x K, row-major);
       taps = g (1 + f) / sum with g centred at (+0.5, +0.5) px (the generator's mean
       ``K // 2 + 0.5 (sf - K % 2)`` at sf = 2); applied once per x2 (twice at x4).
+    * ``realesrgan``: Real-ESRGAN's two rounds, drawn by :func:`degrade.second_order.draw_realesrgan`;
+      the field is the first-round kernel's moment-matched Gaussian (constant).
     """
     s = recipe.scale
     n_lr = nearness_at_lr(nearness, s)
@@ -148,6 +154,10 @@ def draw_degradation(recipe: Recipe, nearness: np.ndarray, rng: np.random.Genera
         s1 = s2 = np.full((h, w), sigma)
         theta = np.zeros((h, w))
         params.update(sigma_px=sigma, list_index=variant % len(b.sigma_list_px))
+    elif b.model == "realesrgan":
+        chain = draw_realesrgan(rng, nearness.shape, s)
+        v1, v2, th = first_kernel_moments(chain)
+        s1, s2, theta = np.full((h, w), v1), np.full((h, w), v2), np.full((h, w), th)
     elif b.model in ("aniso-disturbed", "div2krk"):
         taps, (v1, v2, th), passes = _draw_taps(recipe, rng)
         s1, s2, theta = np.full((h, w), v1), np.full((h, w), v2), np.full((h, w), th)
@@ -170,6 +180,8 @@ def draw_degradation(recipe: Recipe, nearness: np.ndarray, rng: np.random.Genera
     params = {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in params.items()}
     if b.model in ("aniso-disturbed", "div2krk"):
         return DegradationDraw(kfield, noise_sigma, noise_gray, quality, params, taps, passes)
+    if b.model == "realesrgan":
+        return DegradationDraw(kfield, noise_sigma, noise_gray, quality, params, second_order=chain)
     return DegradationDraw(kfield, noise_sigma, noise_gray, quality, params)
 
 

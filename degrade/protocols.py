@@ -85,6 +85,8 @@ def protocol_meta(recipe: Recipe, draw: DegradationDraw, settled: int) -> dict[s
     if draw.taps is not None:
         extra.update(kernel_family=f"taps-{recipe.blur.model}", kernel_taps=draw.taps.tolist(),
                      padding=recipe.padding, blur_passes=draw.passes)
+    if draw.second_order is not None:
+        extra.update(kernel_family="second-order-realesrgan", second_order=draw.second_order)
     if recipe.downsampler != "direct":
         extra["exact_at_lr_positions"] = False
     if settled:

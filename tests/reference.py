@@ -273,3 +273,58 @@ def correlate_reflect_full(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
         for b in range(kernel.shape[1]):
             out += kernel[a, b] * pad[:, a:a + h, b:b + w]
     return out
+
+
+def basicsr_mixed_kernel(kind: str, size: int, sig_x: float, sig_y: float, theta: float,
+                         beta: float) -> np.ndarray:
+    """BasicSR ``bivariate_Gaussian`` / ``_generalized_Gaussian`` / ``_plateau`` restated.
+
+    isotropic kinds use ``[[sig_x^2, 0], [0, sig_x^2]]``; the others ``sigma_matrix2``;
+    ``np.dot(grid, inv) * grid`` summed over the last axis is the quadratic form.
+    """
+    ax = np.arange(-size // 2 + 1.0, size // 2 + 1.0)
+    xx, yy = np.meshgrid(ax, ax)
+    grid = np.stack([xx, yy], -1)
+    if kind in ("iso", "generalized_iso", "plateau_iso"):
+        sigma = np.array([[sig_x**2, 0.0], [0.0, sig_x**2]])
+    else:
+        u = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
+        sigma = u @ np.diag([sig_x**2, sig_y**2]) @ u.T
+    q = np.sum(np.dot(grid, np.linalg.inv(sigma)) * grid, 2)
+    if kind in ("iso", "aniso"):
+        k = np.exp(-0.5 * q)
+    elif kind.startswith("generalized"):
+        k = np.exp(-0.5 * np.power(q, beta))
+    else:
+        k = np.reciprocal(np.power(q, beta) + 1)
+    return k / k.sum()
+
+
+def basicsr_circular_lowpass(cutoff: float, size: int, pad_to: int = 0) -> np.ndarray:
+    """BasicSR ``circular_lowpass_kernel`` with scipy's Bessel J1, as its source writes it."""
+    from scipy import special
+
+    c = (size - 1) / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        k = np.fromfunction(lambda x, y: cutoff * special.j1(cutoff * np.sqrt((x - c) ** 2 + (y - c) ** 2))
+                            / (2 * np.pi * np.sqrt((x - c) ** 2 + (y - c) ** 2)), [size, size])
+    k[int(c), int(c)] = cutoff**2 / (4 * np.pi)
+    k = k / np.sum(k)
+    if pad_to > size:
+        p = (pad_to - size) // 2
+        k = np.pad(k, ((p, p), (p, p)))
+    return k
+
+
+def basicsr_usm(img: np.ndarray) -> np.ndarray:
+    """BasicSR ``USMSharp()`` on (C, H, W) float64: cv2.getGaussianKernel(51, 0), weight 0.5, threshold 10."""
+    import cv2
+
+    g = cv2.getGaussianKernel(51, 0)
+    k = g @ g.T
+    blur = correlate_reflect_full(img, k)
+    residual = img - blur
+    mask = (np.abs(residual) * 255 > 10).astype(np.float64)
+    soft = correlate_reflect_full(mask, k)
+    sharp = np.clip(img + 0.5 * residual, 0, 1)
+    return soft * sharp + (1 - soft) * img

@@ -168,7 +168,7 @@ def degrade_batch(prepared: list[PreparedSample], recipe: Recipe, device: str, t
             t = time.perf_counter()
             hr_np = np.stack([prepared[i].hr for i in chunk])
             hr_t = torch.from_numpy(hr_np).to(device).permute(0, 3, 1, 2).float().div_(255.0)
-            lr_t, backend = _blur_downsample_chunk(hr_t, [prepared[i].draw for i in chunk], recipe)
+            lr_t, backend = _blur_downsample_chunk(hr_t, [prepared[i] for i in chunk], recipe)
             t = times.add("blur", t)
             for n, i in enumerate(chunk):
                 draw = prepared[i].draw
@@ -181,10 +181,17 @@ def degrade_batch(prepared: list[PreparedSample], recipe: Recipe, device: str, t
     return [o for o in out if o is not None]
 
 
-def _blur_downsample_chunk(hr_t: torch.Tensor, draws: list[DegradationDraw],
+def _blur_downsample_chunk(hr_t: torch.Tensor, prepared: list[PreparedSample],
                            recipe: Recipe) -> tuple[torch.Tensor, str]:
     """Blur + downsample a chunk of equal-size HR images with their draws' kernels."""
     s, k, delta, dev = recipe.scale, recipe.kernel_size, recipe.delta_px, hr_t.device
+    draws = [p.draw for p in prepared]
+    if recipe.downsampler == "chain":  # Real-ESRGAN: one image at a time (sizes differ inside)
+        from ..ops.second_order import apply_realesrgan
+
+        lrs = [apply_realesrgan(hr_t[n:n + 1].cpu(), p.draw.second_order, s, p.rng)
+               for n, p in enumerate(prepared)]
+        return torch.cat(lrs).to(dev), "realesrgan-chain"
     if recipe.uses_taps:
         taps = torch.from_numpy(np.stack([d.taps for d in draws])).to(dev)
         return blur_downsample(hr_t, s, k, delta, recipe.downsampler, kernel_taps=taps,
@@ -243,7 +250,8 @@ def finish_sample(p: PreparedSample, lr_t: torch.Tensor, backend: str, recipe: R
             "s2": [float(draw.field[1].min()), float(draw.field[1].max())],
         },
         "truncated_mass": {"max": trunc_max, "mean": trunc_mean,
-                           "warn": trunc_max > TRUNCATION_WARN},
+                           # the chain's kernels are the protocol's own (21 x 21), not a window to widen
+                           "warn": trunc_max > TRUNCATION_WARN and draw.second_order is None},
         "noise": None if draw.noise_sigma_255 is None else {
             "type": "gaussian", "sigma_255": draw.noise_sigma_255,
             "channels": "gray" if draw.noise_gray else "rgb"},

@@ -14,6 +14,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from click.testing import CliRunner
 from scipy import ndimage
 
@@ -21,10 +22,21 @@ from degrade.cli import main
 from degrade.fields import draw_degradation
 from degrade.ops.downsample import blur_downsample, correlate_taps, mirror_indices
 from degrade.ops.quantize import to_uint8
+from degrade.ops.second_order import (
+    apply_realesrgan,
+    kernel_from_params,
+    mixed_kernel,
+    sinc_kernel,
+    usm_sharpen,
+)
 from degrade.protocols import list_protocols, settle_ties
 from degrade.recipes import BUILTIN_RECIPES, load_recipe, recipe_from_dict
+from degrade.second_order import draw_realesrgan
 from ssr_core.errors import ConfigError
 from tests.reference import (
+    basicsr_circular_lowpass,
+    basicsr_mixed_kernel,
+    basicsr_usm,
     blindsr_generator_kernel,
     correlate_reflect_full,
     dcls_disturbed_kernel,
@@ -230,3 +242,88 @@ def test_degrade_protocols_lists_every_recipe_as_a_table_and_json() -> None:
     data = json.loads(res.output)
     assert [d["name"] for d in data] == list(BUILTIN_RECIPES)
     assert data[BUILTIN_RECIPES.index("gaussian8")]["test_sets"][0] == "Set5"
+
+
+# ---------------------------------------------------------------- realesrgan (second order)
+
+
+@pytest.mark.parametrize("kind", ["iso", "aniso", "generalized_iso", "generalized_aniso",
+                                  "plateau_iso", "plateau_aniso"])
+def test_realesrgan_kernels_follow_basicsr(kind: str) -> None:
+    got = mixed_kernel(kind, 13, 1.7, 0.9, 0.6, 1.6)
+    np.testing.assert_allclose(got, basicsr_mixed_kernel(kind, 13, 1.7, 0.9, 0.6, 1.6),
+                               rtol=0, atol=1e-15)
+
+
+def test_realesrgan_sinc_and_usm_follow_basicsr() -> None:
+    np.testing.assert_allclose(sinc_kernel(1.3, 11, 21), basicsr_circular_lowpass(1.3, 11, 21),
+                               rtol=0, atol=1e-15)
+    img = np.random.default_rng(9).random((3, 30, 34))
+    got = usm_sharpen(torch.from_numpy(img)[None])[0].numpy()
+    np.testing.assert_allclose(got, basicsr_usm(img), rtol=0, atol=1e-12)
+
+
+def test_realesrgan_draws_stay_in_the_released_ranges() -> None:
+    rng = np.random.default_rng(4)
+    draws = [draw_realesrgan(rng, (256, 256), 4) for _ in range(300)]
+    kinds = [d["rounds"][0]["blur"]["kind"] for d in draws]
+    assert set(kinds) >= {"sinc", "iso", "aniso", "generalized_iso", "plateau_iso"}
+    assert 0.35 < kinds.count("iso") / len(kinds) < 0.5  # 0.9 * 0.45 = 0.405
+    for d in draws:
+        b1, r1, r2 = d["rounds"][0]["blur"], d["rounds"][0], d["rounds"][1]
+        assert 7 <= b1["size"] <= 21 and b1["size"] % 2 == 1
+        if "sig_x" in b1:
+            assert 0.2 <= b1["sig_x"] <= 3.0 and 0.2 <= b1["sig_y"] <= 3.0
+        if r2["blur"] is not None and "sig_x" in r2["blur"]:
+            assert 0.2 <= r2["blur"]["sig_x"] <= 1.5
+        assert 0.15 <= r1["resize"]["scale"] <= 1.5 and 30 <= r1["jpeg_quality"] <= 95
+        n = r1["noise"]
+        assert (1 <= n["sigma_255"] <= 30) if n["type"] == "gaussian" else (0.05 <= n["scale"] <= 3)
+        assert 0.3 * 64 - 1 <= r2["resize"]["size"][0] <= 1.2 * 64
+    assert 0.7 < np.mean([d["rounds"][1]["blur"] is not None for d in draws]) < 0.9  # 0.8
+    assert 0.7 < np.mean([d["final"]["sinc"]["kind"] == "sinc" for d in draws]) < 0.9  # 0.8
+
+
+def test_realesrgan_chain_matches_a_stage_by_stage_reference() -> None:
+    # One fixed draw, replayed with the reference ops: USM, correlate, torch resize, noise from
+    # the same generator sequence, OpenCV JPEG, final resize + sinc.
+    import cv2
+
+    params = draw_realesrgan(np.random.default_rng(8), (64, 64), 4)
+    params["rounds"][0]["noise"] = {"type": "gaussian", "sigma_255": 5.0, "gray": False}
+    params["rounds"][1]["noise"] = {"type": "gaussian", "sigma_255": 3.0, "gray": True}
+    hr = np.random.default_rng(2).random((3, 64, 64))
+    got = apply_realesrgan(torch.from_numpy(hr)[None], params, 4, np.random.default_rng(1))[0].numpy()
+
+    rng = np.random.default_rng(1)
+
+    def jpeg(x: np.ndarray, q: float) -> np.ndarray:
+        u8 = np.clip(np.rint(np.clip(x, 0, 1).transpose(1, 2, 0) * 255), 0, 255).astype(np.uint8)
+        _, buf = cv2.imencode(".jpg", u8[:, :, ::-1].copy(), [cv2.IMWRITE_JPEG_QUALITY, int(round(q))])
+        return cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1].transpose(2, 0, 1) / 255.0
+
+    def resize(x: np.ndarray, r: dict) -> np.ndarray:
+        t = torch.from_numpy(np.ascontiguousarray(x))[None]
+        kw = {"size": tuple(r["size"])} if "size" in r else {"scale_factor": r["scale"]}
+        return F.interpolate(t, mode=r["mode"], **kw)[0].numpy()
+
+    x = basicsr_usm(hr)
+    for r in params["rounds"]:
+        if r["blur"] is not None:
+            x = correlate_reflect_full(x, kernel_from_params(r["blur"]))
+        x = resize(x, r["resize"])
+        planes = 1 if r["noise"]["gray"] else 3
+        x = np.clip(x + rng.standard_normal((planes,) + x.shape[1:]) * r["noise"]["sigma_255"] / 255, 0, 1)
+        if "jpeg_quality" in r:
+            x = jpeg(x, r["jpeg_quality"])
+    fin = params["final"]
+    size = {"size": (16, 16), "mode": fin["mode"]}
+    sinc = kernel_from_params(fin["sinc"])
+    if fin["order"] == "resize-sinc-jpeg":
+        x = jpeg(correlate_reflect_full(resize(x, size), sinc), fin["jpeg_quality"])
+    else:
+        x = correlate_reflect_full(resize(jpeg(x, fin["jpeg_quality"]), size), sinc)
+    want = np.clip(x, 0, 1)
+    assert got.shape == (3, 16, 16)
+    # float64 on both sides; a JPEG block may flip where an 8-bit rounding sat on a tie
+    assert np.mean(np.abs(got - want)) < 1e-4 and np.abs(got - want).max() <= 3 / 255
