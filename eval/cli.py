@@ -35,7 +35,7 @@ def main() -> None:
       PSNR, SSIM  BasicSR/MATLAB: Y of BT.601 YCbCr from RGB in [0,255], unrounded
                   (--rgb: RGB), border crop of --crop-border px (the scale, by convention);
                   SSIM 11x11 Gaussian window, sigma 1.5. Identical images: PSNR = inf.
-      NIQE        MATLAB niqe as pyiqa reproduces it, published pristine model, no crop.
+      NIQE        pyiqa's default niqe (its float32 numerics), published pristine model, no crop.
       LPIPS, MUSIQ, CLIP-IQA  pyiqa's defaults (pip install "ssr-bench[metrics]").
       mean        arithmetic mean of the per-image values (an inf makes it inf).
 

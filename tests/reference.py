@@ -328,3 +328,119 @@ def basicsr_usm(img: np.ndarray) -> np.ndarray:
     soft = correlate_reflect_full(mask, k)
     sharp = np.clip(img + 0.5 * residual, 0, 1)
     return soft * sharp + (1 - soft) * img
+
+
+def yiq_luma_pyiqa_steps(rgb: np.ndarray) -> np.ndarray:
+    """pyiqa's NIQE luminance (``to_y_channel(x, 255, "yiq")``) of uint8 (H, W, 3): float64 (H, W).
+
+    The image as float32 in [0, 1], times its full float32 YIQ matrix (``rgb2yiq``), channel Y
+    times 255, ``torch.round`` (half to even).
+    """
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float() / 255
+    yiq = torch.tensor([[0.299, 0.587, 0.114], [0.5959, -0.2746, -0.3213],
+                        [0.2115, -0.5227, 0.3112]]).t()
+    y = (x.permute(0, 2, 3, 1) @ yiq).permute(0, 3, 1, 2)[0, 0] * 255
+    return y.round().double().numpy()
+
+
+def niqe_pyiqa_steps(rgb: np.ndarray, mu_pris: np.ndarray, cov_pris: np.ndarray) -> float:
+    """NIQE as pyiqa 0.1.x computes its default ``niqe``, restated step by step in torch.
+
+    From pyiqa's published code (``archs/niqe_arch.py``, ``archs/func_util.py``,
+    ``matlab_utils``), with its dtypes: the RGB image as float32 in [0, 1]; the Y row of its YIQ
+    matrix applied in float32, x 255, ``torch.round`` (half to even), then float64; whole 96x96
+    blocks; MSCN with ``fspecial(7, 7/6)`` stored as float32, replicate padding, ``F.conv2d`` in
+    float64, ``sigma = sqrt(|E[I^2] - mu^2| + eps)``; per block the AGGD fit by brute force over
+    ``torch.arange(0.2, 10.001, 0.001)`` (float32 grid), ``argmin |r(gam) - rhatnorm|``; the
+    second scale by MATLAB ``imresize(I / 255, 0.5)`` computed in float32 (pyiqa casts to float32),
+    x 255; nanmean, nancov (rows with a NaN dropped), pinv. ``rgb``: uint8 (H, W, 3);
+    ``mu_pris`` (36,), ``cov_pris`` (36, 36): the pristine model.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    img = torch.from_numpy(yiq_luma_pyiqa_steps(rgb))[None, None]
+    h, w = img.shape[-2:]
+    img = img[..., : h // 96 * 96, : w // 96 * 96]
+
+    yy, xx = np.ogrid[-3.0:4.0, -3.0:4.0]
+    g = np.exp(-(xx * xx + yy * yy) / (2.0 * (7 / 6) ** 2))
+    g[g < np.finfo(g.dtype).eps * g.max()] = 0
+    window = torch.from_numpy(g / g.sum()).float().double()[None, None]
+
+    def mscn(a: torch.Tensor) -> torch.Tensor:
+        def blur(t: torch.Tensor) -> torch.Tensor:
+            return F.conv2d(F.pad(t, (3, 3, 3, 3), mode="replicate"), window)
+
+        mu = blur(a)
+        sigma = torch.sqrt((blur(a * a) - mu * mu).abs() + torch.finfo(torch.float64).eps)
+        return (a - mu) / (sigma + 1)
+
+    gam = torch.arange(0.2, 10 + 0.001, 0.001).double()
+    r_gam = (2 * torch.lgamma(2 / gam) - torch.lgamma(1 / gam) - torch.lgamma(3 / gam)).exp()
+
+    def aggd(v: torch.Tensor) -> tuple[float, float, float]:
+        left, right = v[v < 0], v[v > 0]
+        lstd = torch.sqrt((left**2).sum() / len(left)) if len(left) else torch.tensor(float("nan"))
+        rstd = torch.sqrt((right**2).sum() / len(right)) if len(right) else torch.tensor(float("nan"))
+        gh = lstd / rstd
+        rhat = v.abs().mean() ** 2 / (v**2).mean()
+        rn = rhat * (gh**3 + 1) * (gh + 1) / (gh**2 + 1) ** 2
+        alpha = gam[int((r_gam - rn).abs().argmin())] if not torch.isnan(rn) else gam[0]
+        ratio = (torch.lgamma(1 / alpha) - torch.lgamma(3 / alpha)).exp().sqrt()
+        return float(alpha), float(lstd * ratio), float(rstd * ratio)
+
+    def features(block: torch.Tensor) -> list[float]:
+        alpha, bl, br = aggd(block)
+        out = [alpha, (bl + br) / 2]
+        for shift in ((0, 1), (1, 0), (1, 1), (1, -1)):
+            alpha, bl, br = aggd(block * torch.roll(block, shift, dims=(0, 1)))
+            a = torch.tensor(alpha, dtype=torch.float64)
+            out += [alpha, (br - bl) * float((torch.lgamma(2 / a) - torch.lgamma(1 / a)).exp()), bl, br]
+        return out
+
+    def resize_half_float32(a: np.ndarray) -> np.ndarray:
+        """MATLAB imresize(a, 0.5), bicubic antialiased, in float32 like pyiqa's imresize."""
+        t = torch.from_numpy(a).float()
+        for axis in (0, 1):
+            n = t.shape[axis]
+            m = math.ceil(n / 2)
+            pos = (torch.arange(m, dtype=torch.float32) + 0.5) * 2 - 0.5  # input centre, 0-based
+            base = pos.floor() - 4  # 10 taps: kernel 4 / 0.5 + 2
+            taps = base[:, None] + torch.arange(10, dtype=torch.float32)[None]
+            wt = _cubic_torch((pos[:, None] - taps) * 0.5)
+            wt = wt / wt.sum(1, keepdim=True)
+            idx = taps.long()
+            idx = torch.where(idx < 0, -idx - 1, idx)  # symmetric: edge pixels repeated
+            idx = torch.where(idx >= n, 2 * n - 1 - idx, idx)
+            moved = t if axis == 0 else t.t()
+            moved = (moved[idx] * wt[..., None]).sum(1)
+            t = moved if axis == 0 else moved.t()
+        return t.double().numpy()
+
+    feats = []
+    for scale in (1, 2):
+        norm = mscn(img)[0, 0]
+        b = 96 // scale
+        nh, nw = norm.shape[0] // b, norm.shape[1] // b
+        feats.append(np.array([features(norm[i * b:(i + 1) * b, j * b:(j + 1) * b])
+                               for i in range(nh) for j in range(nw)]))
+        if scale == 1:
+            img = torch.from_numpy(resize_half_float32(img[0, 0].numpy() / 255.0) * 255.0)[None, None]
+    dist = np.concatenate(feats, axis=1)
+    mu = np.nanmean(dist, axis=0)
+    cov = np.cov(dist[~np.isnan(dist).any(axis=1)], rowvar=False)
+    d = mu_pris - mu
+    return float(np.sqrt(d @ np.linalg.pinv((cov_pris + cov) / 2) @ d))
+
+
+def _cubic_torch(x: object) -> object:
+    """Keys' cubic with a = -0.5 (MATLAB imresize), elementwise on a torch tensor."""
+    import torch
+
+    ax = x.abs()  # type: ignore[attr-defined]
+    near = (1.5 * ax**3 - 2.5 * ax**2 + 1) * (ax <= 1)
+    far = (-0.5 * ax**3 + 2.5 * ax**2 - 4 * ax + 2) * ((ax > 1) & (ax <= 2))
+    return torch.as_tensor(near + far)

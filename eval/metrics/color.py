@@ -6,8 +6,10 @@ scale with :func:`to_float255`, then takes the luminance its reference implement
 
 - PSNR and SSIM: :func:`rgb_to_y`, the Y of BT.601 YCbCr as MATLAB ``rgb2ycbcr`` computes it
   (BasicSR's ``bgr2ycbcr(..., y_only=True)``), on [0, 255] and without rounding.
-- NIQE: :func:`rgb_to_gray`, MATLAB ``rgb2gray`` on [0, 255]: the weights its documentation
-  prints as (0.2989, 0.5870, 0.1140), taken unrounded (see ``GRAY_WEIGHTS``).
+- NIQE, pyiqa convention (the default): :func:`yiq_luma_pyiqa`, the Y of YIQ (0.299, 0.587,
+  0.114) in float32 on [0, 1], times 255 and rounded half to even, as pyiqa computes it.
+- NIQE, MATLAB convention: :func:`rgb_to_gray`, MATLAB ``rgb2gray`` on [0, 255]: the weights its
+  documentation prints as (0.2989, 0.5870, 0.1140), taken unrounded (see ``GRAY_WEIGHTS``).
 
 Float inputs in [0, 1] are multiplied by 255 and *not* rounded: a network's float output is
 scored as it is, a uint8 image scores exactly as its float copy ``x / 255`` does.
@@ -21,7 +23,7 @@ import numpy as np
 # too, and nothing imports eval); re-exported here for the metrics that share them.
 from degrade.ops.quality import check_hw3, rgb_to_y, to_float255
 
-__all__ = ["GRAY_WEIGHTS", "rgb_to_gray", "rgb_to_y", "to_float255"]
+__all__ = ["GRAY_WEIGHTS", "YIQ_Y_WEIGHTS", "rgb_to_gray", "rgb_to_y", "to_float255", "yiq_luma_pyiqa"]
 
 # MATLAB rgb2gray: the first row of the inverse of the NTSC (YIQ -> RGB) matrix, which its
 # documentation prints rounded as 0.2989, 0.5870, 0.1140. The unrounded values matter for NIQE
@@ -29,6 +31,8 @@ __all__ = ["GRAY_WEIGHTS", "rgb_to_gray", "rgb_to_y", "to_float255"]
 # met within 0.007, with the 4-digit ones it is off by 0.17 (pyiqa uses YIQ 0.299, 0.587, 0.114).
 _NTSC_TO_RGB = np.array([[1.0, 0.956, 0.621], [1.0, -0.272, -0.647], [1.0, -1.106, 1.703]])
 GRAY_WEIGHTS: tuple[float, float, float] = tuple(float(v) for v in np.linalg.inv(_NTSC_TO_RGB)[0])
+#: pyiqa's ``rgb2yiq`` first row, used in float32 (``pyiqa.utils.color_util``)
+YIQ_Y_WEIGHTS: tuple[float, float, float] = (0.299, 0.587, 0.114)
 
 
 def rgb_to_gray(img255: np.ndarray) -> np.ndarray:
@@ -48,3 +52,28 @@ def rgb_to_gray(img255: np.ndarray) -> np.ndarray:
     """
     check_hw3(img255)
     return np.asarray(img255, dtype=np.float64) @ np.array(GRAY_WEIGHTS)
+
+
+def yiq_luma_pyiqa(img255: np.ndarray) -> np.ndarray:
+    """Return the integer luminance pyiqa's NIQE scores: ``round(255 * Y_yiq(x))`` on [0, 255].
+
+    pyiqa (``to_y_channel(x, 255, "yiq")``) works on the float32 image ``x = rgb / 255`` in
+    [0, 1]: ``Y = 0.299 R + 0.587 G + 0.114 B`` in float32, times 255 in float32, rounded half to
+    even (``torch.round``). About 1 pixel in 1000 of a uint8 image sits exactly on a .5 tie in
+    exact arithmetic, so the float32 steps decide its level; they are reproduced here in the
+    same order (identical to pyiqa on every pixel of the 100 BSD100 images).
+
+    Args:
+        img255: float ``(H, W, 3)`` RGB on [0, 255] (see :func:`to_float255`).
+
+    Returns:
+        float64 ``(H, W)`` of integers in [0, 255].
+
+    >>> yiq_luma_pyiqa(np.array([[[255.0, 255.0, 255.0], [10.0, 20.0, 30.0]]])).tolist()
+    [[255.0, 18.0]]
+    """
+    check_hw3(img255)
+    x = (np.asarray(img255, dtype=np.float64) / 255.0).astype(np.float32)
+    w = np.asarray(YIQ_Y_WEIGHTS, dtype=np.float32)
+    y = x[..., 0] * w[0] + x[..., 1] * w[1] + x[..., 2] * w[2]
+    return np.round(y * np.float32(255.0)).astype(np.float64)

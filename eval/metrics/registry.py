@@ -81,6 +81,6 @@ register(MetricSpec(
     "clipiqa", "CLIP-IQA", True, False, "", (0.0, 1.0), "1", "eval.metrics.learned:CLIPIQA",
     "metrics", "CLIP-IQA (pyiqa default 'clipiqa')"))
 register(MetricSpec(
-    "niqe", "NIQE", False, False, "", (0.0, float("inf")), "1", "eval.metrics.niqe_model:NIQE", None,
-    "NIQE (Mittal et al. 2013) with the published pristine model, luminance by MATLAB rgb2gray "
-    "weights on [0,255], 96x96 blocks, no border crop by default"))
+    "niqe", "NIQE", False, False, "", (0.0, float("inf")), "2", "eval.metrics.niqe_model:NIQE", None,
+    "NIQE (Mittal et al. 2013) with the published pristine model as pyiqa computes it (YIQ "
+    "luminance, float32 window), 96x96 blocks, no border crop by default"))

@@ -1,8 +1,11 @@
-"""NIQE against the published reference values and first-principles properties.
+"""NIQE against the published reference values, pyiqa's steps and first-principles properties.
 
-The reference values are the ``niqe`` row of IQA-PyTorch's ``ResultsCalibra/calibration_summary.csv``
-(the original MATLAB implementation) on the distorted images that pyiqa's wheel installs in
-``site-packages/ResultsCalibra/dist_dir``; those tests skip when pyiqa is not installed.
+Default convention ("pyiqa"): against ``tests.reference.niqe_pyiqa_steps`` (pyiqa's algorithm
+restated in torch, with its dtypes) on the real images of tests/data, and against pyiqa itself
+where it is installed. "matlab" convention: the reference values are the ``niqe`` row of
+IQA-PyTorch's ``ResultsCalibra/calibration_summary.csv`` (the original MATLAB implementation) on
+the distorted images that pyiqa's wheel installs in ``site-packages/ResultsCalibra/dist_dir``;
+those tests skip when pyiqa is not installed.
 """
 
 from __future__ import annotations
@@ -17,9 +20,12 @@ import pytest
 import torch
 from scipy.special import gamma as gamma_fn
 
-from eval.metrics.niqe_model import NIQE, _aggd, imresize_half, niqe, niqe_gray
+from eval.metrics.color import yiq_luma_pyiqa
+from eval.metrics.niqe_model import NIQE, _aggd, imresize_half, niqe, niqe_gray, pristine_model
 from eval.metrics.registry import create_metric, get_metric
 from ssr_core.errors import ConfigError
+from tests.datafiles import data_file
+from tests.reference import niqe_pyiqa_steps, yiq_luma_pyiqa_steps
 
 # niqe row (MATLAB reference) and niqe(ours) row (pyiqa 0.1.x) of calibration_summary.csv
 REFERENCE = {"I03": 15.7536, "I04": 3.6549, "I06": 3.2355, "I08": 3.184, "I19": 8.6352}
@@ -60,10 +66,47 @@ def textured(h: int = 192, w: int = 288, seed: int = 0) -> np.ndarray:
 
 @pytest.mark.parametrize("name", sorted(REFERENCE))
 def test_niqe_matches_published_reference(name: str) -> None:
-    value = niqe(read_rgb(calibration_dir() / f"{name}.bmp"))
+    value = niqe(read_rgb(calibration_dir() / f"{name}.bmp"), convention="matlab")
     assert value == pytest.approx(REFERENCE[name], abs=TOLERANCE)
     # never further from the reference than pyiqa is, beyond the 4-digit printing
     assert abs(value - REFERENCE[name]) <= abs(PYIQA[name] - REFERENCE[name]) + 0.01
+
+
+# --- the default convention: pyiqa's numerics -------------------------------------------------
+# Real images (tests/data) hold the flat saturated areas the conventions disagree on: with the
+# float64 window ("matlab"), bsd100/img_002 is 0.56% and set5/img_002 0.18% away from pyiqa.
+REAL = ("bsd100/img_002.png", "set5/img_002.png", "set14/img_003.png")
+
+
+@pytest.mark.parametrize("rel", REAL)
+def test_niqe_follows_pyiqa_steps_on_real_images(rel: str) -> None:
+    """Against pyiqa's algorithm restated (tests/reference.py), and pyiqa itself when installed.
+
+    The restatement computes pyiqa's float32 steps with the same dtypes but other summation orders
+    (its resize is a gather, pyiqa's an unfold); it agrees with pyiqa 0.1.16 to 3e-8 on these
+    images, so 1e-6 relative bounds any real difference 1000x below the 0.1% goal.
+    """
+    rgb = read_rgb(data_file(rel))
+    mu, cov, _, _ = pristine_model()
+    ours = niqe(rgb)
+    assert ours == pytest.approx(niqe_pyiqa_steps(rgb, mu, cov), rel=1e-6)
+    assert ours != pytest.approx(niqe(rgb, convention="matlab"), rel=1e-5)  # the conventions differ
+    if importlib.util.find_spec("pyiqa") is not None:  # an optional extra: compared when present
+        from pyiqa.archs.niqe_arch import calculate_niqe
+
+        x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+        theirs = float(calculate_niqe(x, 0, True, "yiq", torch.from_numpy(mu), torch.from_numpy(cov)))
+        assert ours == pytest.approx(theirs, rel=1e-9)  # measured: 4e-13 at most on BSD100
+
+
+def test_pyiqa_luminance_keeps_its_float32_ties() -> None:
+    # 299 r + 587 g + 114 b = 1000 k + 500 puts Y exactly on a .5 tie, which pyiqa's float32 steps
+    # round either way; a coarse (r, g) grid times every b holds over a thousand of them
+    r, g, b = np.meshgrid(np.arange(0, 256, 3), np.arange(0, 256, 5), np.arange(256), indexing="ij")
+    rgb = np.stack([r, g, b], -1).reshape(-1, 256, 3).astype(np.uint8)
+    ties = (299 * r.astype(int) + 587 * g + 114 * b) % 1000 == 500
+    assert ties.sum() > 1000
+    np.testing.assert_array_equal(yiq_luma_pyiqa(rgb.astype(np.float64)), yiq_luma_pyiqa_steps(rgb))
 
 
 # --- imresize (MATLAB bicubic, antialiased, 0.5) --------------------------------------------
@@ -140,9 +183,12 @@ def test_luminance_rounding_and_crop_border() -> None:
     rgb = textured()
     c = 5
     gray = np.floor(rgb.astype(np.float64) @ GRAY + 0.5)
-    assert niqe(rgb, crop_border=c) == pytest.approx(niqe_gray(gray[c:-c, c:-c]), abs=1e-12)
-    assert niqe(rgb) == pytest.approx(niqe_gray(gray), abs=1e-12)
-    assert niqe(rgb, crop_border=c) != pytest.approx(niqe(rgb), abs=1e-6)
+    cropped = niqe(rgb, crop_border=c, convention="matlab")
+    assert cropped == pytest.approx(niqe_gray(gray[c:-c, c:-c], "matlab"), abs=1e-12)
+    assert niqe(rgb, convention="matlab") == pytest.approx(niqe_gray(gray, "matlab"), abs=1e-12)
+    assert cropped != pytest.approx(niqe(rgb, convention="matlab"), abs=1e-6)
+    y = yiq_luma_pyiqa_steps(rgb)
+    assert niqe(rgb, crop_border=c) == pytest.approx(niqe_gray(y[c:-c, c:-c]), abs=1e-12)
 
 
 def test_only_whole_blocks_count() -> None:
@@ -173,7 +219,10 @@ def test_metric_object_through_the_registry() -> None:
     assert m.check() is None
     conv = m.conventions()
     assert conv["crop_border"] == 4 and conv["block"].startswith("96x96")
-    assert "rgb2gray" in conv["luminance"] and "sha256" in conv["model"]
+    assert conv["convention"] == "pyiqa" and "YIQ" in conv["luminance"] and "sha256" in conv["model"]
+    matlab = create_metric("niqe", convention="matlab")
+    assert matlab(rgb) == pytest.approx(niqe(rgb, convention="matlab"), abs=1e-12)
+    assert "rgb2gray" in matlab.conventions()["luminance"]
 
 
 def test_niqe_errors() -> None:
@@ -185,5 +234,7 @@ def test_niqe_errors() -> None:
         niqe(textured(), crop_border=96)
     with pytest.raises(ConfigError, match="crop_border must be an integer >= 0"):
         NIQE(get_metric("niqe"), crop_border=-2)
+    with pytest.raises(ConfigError, match="unknown NIQE convention 'basicsr'; choose one of: pyiqa, matlab"):
+        niqe(textured(), convention="basicsr")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"shape \(H, W, 3\)"):
         niqe(np.zeros((192, 192), np.uint8))
