@@ -148,6 +148,7 @@ def run_cmd(table: str, methods: tuple[str, ...], data_root: Path | None,
     from ssr_core.paths import user_cache_dir
 
     from .tables.methods import parse_method
+    from .tables.methods.run_stages import RunStages
     from .tables.render import render
     from .tables.runner import RunOptions, groups_without_data, run_table
     from .tables.spec import load_table
@@ -162,6 +163,11 @@ def run_cmd(table: str, methods: tuple[str, ...], data_root: Path | None,
     spec = load_table(table)
     check_overlap(tile, overlap)
     parsed = [parse_method(m, device=device, tile=tile, overlap=overlap) for m in methods]
+    for m in parsed:  # a training run: say which checkpoint each stage is scored with
+        run_stages = getattr(m, "stages", None)
+        if isinstance(run_stages, RunStages):
+            used = ", ".join(f"{s}/{run_stages.checkpoint(s).name}" for s in run_stages.folders)
+            click.echo(f"{m.name}: weights {used} (best.pt when present, else last.pt)", err=True)
     # absolute, so that messages and the provenance say where exactly data was looked for
     roots = Roots((data_root if data_root is not None else default_data_root()).absolute(),
                   {k: v.absolute() for k, v in _root_pairs(dataset_roots).items()})

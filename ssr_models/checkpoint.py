@@ -49,7 +49,9 @@ _FORMAT1_GLOBALS: list[Any] = [
     np._core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32)),
 ]
 # Settings (dotted keys of config.json / run.json) that a resume may change; nothing else may.
-RESUME_MAY_CHANGE: tuple[str, ...] = ("trainer.steps", "trainer.out_dir")
+# The time budget and retention change neither the weights nor the batches of a step.
+RESUME_MAY_CHANGE: tuple[str, ...] = ("trainer.steps", "trainer.out_dir", "trainer.max_minutes",
+                                      "trainer.keep_last")
 
 
 def save_atomic(obj: Any, path: Path) -> None:
@@ -205,8 +207,9 @@ def refuse_resume_changes(what: str | Path, saved: Mapping[str, Any], now: Mappi
     changes = config_changes(saved, now, ignore=RESUME_MAY_CHANGE)
     if changes:
         raise ConfigError(f"cannot resume {what}: settings differ from the run's (only the step "
-                          f"count, --steps, may change): {'; '.join(changes)}. Resume with the "
-                          "run's settings, or train into a new --out")
+                          "count --steps, --max-minutes and --keep-last may change): "
+                          f"{'; '.join(changes)}. Resume with the run's settings, or train "
+                          "into a new --out")
 
 
 def saved_settings(path: str | Path) -> dict[str, Any]:

@@ -197,6 +197,7 @@ class SRPipeline:
         self.tile = max(self.min_size, tile // self.multiple * self.multiple)
         self.overlap = min(overlap, self.tile - 1)
         self.choice = MethodChoice(method, "given to the constructor")
+        self.checkpoints: dict[str, str] = {}  # stage -> checkpoint used (from_checkpoint)
         self.depth = depth
         self.depth_note = PRIOR_FIXED_POINT_NOTE if depth == "prior" and self._refines() else None
 
@@ -206,6 +207,8 @@ class SRPipeline:
                         ) -> SRPipeline:
         """Load the stages of a run folder (EMA weights) and build the pipeline for ``method``.
 
+        Each stage loads ``best.pt`` when it has one, else ``last.pt``; ``checkpoints`` holds
+        what was used per stage (``ssr_models.run.load_stage``'s notes).
         ``options`` go to the constructor (tile, overlap, min_size, seed, steps, gamma).
 
         Raises:
@@ -213,7 +216,7 @@ class SRPipeline:
                 and the missing stage).
             ConfigError: stages disagree on the scale; unknown method.
         """
-        from .run import load_model_from_run, read_run
+        from .run import load_stage, read_run
 
         stages = find_stages(path)
         choice = choose_method(method, stages, path)
@@ -223,12 +226,14 @@ class SRPipeline:
         scales = {s: int(r["scale"]) for s, r in runs.items()}
         if len(set(scales.values())) != 1:
             raise ConfigError(f"{path}: stages disagree on the scale: {scales}")
-        models = {s: load_model_from_run(stages[s], use_ema=True, map_location="cpu") for s in use}
+        loaded = {s: load_stage(stages[s], use_ema=True, map_location="cpu") for s in use}
+        models = {s: model for s, (model, _) in loaded.items()}
         pipeline = cls(method, models["kernel"], scale=next(iter(scales.values())),  # type: ignore[arg-type]
                        restorer=models.get("nbsr"), diffusion=models.get("diffusion"),
                        delta=runs["kernel"].get("delta"), device=device,
                        svkr_iterations=svkr_iterations, depth=depth, **options)  # type: ignore[arg-type]
         pipeline.choice = choice
+        pipeline.checkpoints = {s: note for s, (_, note) in loaded.items()}
         return pipeline
 
     def plan(self, h: int, w: int) -> tuple[int, int]:

@@ -152,7 +152,8 @@ Examples (after the README's `degrade build --out out/sample` and the tiny train
                epilog=_EXAMPLES)
 @click.option("--checkpoint", type=click.Path(path_type=Path), required=True, metavar="RUN_DIR",
               help="Training run folder (kernel/, nbsr/, diffusion/ stages) or one stage folder "
-                   "(its siblings are used).")
+                   "(its siblings are used). Each stage loads best.pt (best validation) when it "
+                   "has one, else last.pt; the line 'weights' says which.")
 @click.option("--input", "input_path", type=click.Path(path_type=Path, exists=True, file_okay=False),
               required=True, metavar="DIR_OR_SHARDS", help="Folder of images, or a shard set folder.")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True,
@@ -209,6 +210,7 @@ def main(checkpoint: Path, input_path: Path, out: Path, method: str, tile: int, 
     click.echo(f"ssr-infer: method {choice.method}: {choice.reason}", err=True)
     if choice.warning:
         click.echo(f"warning: {choice.warning}", err=True)
+    click.echo(f"ssr-infer: weights {', '.join(pipeline.checkpoints.values())}", err=True)
     click.echo(f"ssr-infer: depth {pipeline.depth}", err=True)
     if pipeline.depth_note:
         click.echo(f"note: {pipeline.depth_note}", err=True)

@@ -3,7 +3,9 @@
 Contract (one folder per stage, ``OUT/kernel``, ``OUT/nbsr``, ``OUT/diffusion``):
 
 * ``last.pt`` and ``ckpt-{step:07d}.pt``: Trainer checkpoints (``ssr_models.trainer``);
-  ``last.pt`` names the newest. Inference loads the ``ema`` weights by default.
+  ``last.pt`` names the newest, ``best.pt`` (when validation ran) the best by ``best_metric``
+  (``ssr_models.retention``). Inference loads ``best.pt`` when present, else ``last.pt``
+  (:func:`load_stage` says which), and the ``ema`` weights by default.
 * ``config.json``, ``metrics.jsonl``: written by the Trainer.
 * ``run.json`` (written atomically, sorted keys)::
 
@@ -38,7 +40,7 @@ import time
 import warnings
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -53,13 +55,13 @@ from . import create_model
 from .checkpoint import load_checkpoint, refuse_resume_changes
 from .configs import STAGES, DataConfig
 from .online import OnlineSpec, OnlineStream
+from .retention import BEST, LAST, stage_checkpoint
 from .trainer_config import TrainerConfig
 
-__all__ = ["LAST", "RUN_FILE", "RUN_FORMAT", "StageResult", "load_model_from_run", "read_run",
-           "run_versions", "stage_step", "train_stage", "write_run"]
+__all__ = ["BEST", "LAST", "RUN_FILE", "RUN_FORMAT", "StageResult", "checkpoint_note", "load_model_from_run",
+           "load_stage", "read_run", "run_versions", "stage_step", "train_stage", "write_run"]
 
 RUN_FILE = "run.json"
-LAST = "last.pt"
 RUN_FORMAT = 1
 _KEYS = ("stage", "model", "model_config", "scale", "kernel_size", "delta", "shards", "trainer",
          "versions")
@@ -128,24 +130,39 @@ def stage_step(folder: str | Path) -> int | None:
     return int(load_checkpoint(path)["step"]) if path.is_file() else None
 
 
-def load_model_from_run(folder: str | Path, use_ema: bool = True,
-                        map_location: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild a stage's model from ``run.json`` and load its ``last.pt`` weights (eval mode).
+def checkpoint_note(path: Path, ckpt: dict[str, Any]) -> str:
+    """Return e.g. ``"kernel/best.pt (step 40, best val kernel_l1 0.4123)"`` for a loaded checkpoint."""
+    text = f"{path.parent.name}/{path.name} (step {int(ckpt['step'])}"
+    best = ckpt.get("best")
+    if path.name == BEST and isinstance(best, dict):
+        text += f", best val {best.get('metric')} {float(best.get('value', float('nan'))):.4g}"
+    return text + ")"
+
+
+def load_stage(folder: str | Path, use_ema: bool = True, map_location: str | torch.device = "cpu",
+               which: Literal["auto", "best", "last"] = "auto") -> tuple[nn.Module, str]:
+    """Rebuild a stage's model from ``run.json`` and load its checkpoint (eval mode).
 
     Args:
         folder: A stage folder (``OUT/kernel`` ...).
         use_ema: Load the EMA weights (what validation and inference use) rather than the raw ones.
         map_location: Where the weights (and the returned model) go.
+        which: "auto" = ``best.pt`` when the stage has one, else ``last.pt``; or either one.
+
+    Returns:
+        The model and a note naming the checkpoint used (:func:`checkpoint_note`).
 
     Raises:
-        InputError: No run.json or no last.pt.
+        InputError: No run.json or no such checkpoint.
         ConfigError: A checkpoint that is not a Trainer's, or weights whose keys/shapes do not
             match the rebuilt model (strict loading).
     """
     run = read_run(folder)
-    ckpt_path = Path(folder) / LAST
+    ckpt_path = stage_checkpoint(folder, which)
     if not ckpt_path.is_file():
-        raise InputError(str(ckpt_path), "no last.pt: the stage has not checkpointed yet")
+        raise InputError(str(ckpt_path), "no last.pt: the stage has not checkpointed yet"
+                         if ckpt_path.name == LAST else
+                         "no best.pt: the stage never validated (train it with --val)")
     ckpt = load_checkpoint(ckpt_path, map_location=map_location)
     # JSON turned the config's tuples into lists; not every factory converts them back.
     config = {k: tuple(v) if isinstance(v, list) else v for k, v in run["model_config"].items()}
@@ -155,7 +172,14 @@ def load_model_from_run(folder: str | Path, use_ema: bool = True,
     except RuntimeError as exc:
         raise ConfigError(f"{ckpt_path}: weights do not match model {run['model']!r} "
                           f"rebuilt from run.json: {str(exc).splitlines()[0]}") from None
-    return model.to(map_location).eval()
+    return model.to(map_location).eval(), checkpoint_note(ckpt_path, ckpt)
+
+
+def load_model_from_run(folder: str | Path, use_ema: bool = True,
+                        map_location: str | torch.device = "cpu",
+                        which: Literal["auto", "best", "last"] = "auto") -> nn.Module:
+    """Return :func:`load_stage`'s model alone (``best.pt`` when present, else ``last.pt``)."""
+    return load_stage(folder, use_ema, map_location, which)[0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,6 +191,8 @@ class StageResult:
         seconds: Wall time of ``fit``. data_wait_share: Fraction of step time spent
             waiting for batches (0..1). val: The last validation means (``val/...``; empty
             without validation). note: What the Trainer said about an extended schedule.
+        stop_note: Why training stopped before its steps (the time budget), or None.
+        best: ``{"metric", "direction", "value", "step"}`` of ``best.pt``, or None.
     """
 
     folder: Path
@@ -176,6 +202,8 @@ class StageResult:
     data_wait_share: float = 0.0
     val: dict[str, float] = dataclasses.field(default_factory=dict)
     note: str | None = None
+    stop_note: str | None = None
+    best: dict[str, Any] | None = None
 
 
 def _check_shards_exist(shards: str) -> None:
@@ -239,7 +267,8 @@ def fill_small_set(data: DataConfig, shards: str, world_size: int) -> tuple[Data
 def train_stage(stage: str, stage_config: Any, shards: str | None, folder: str | Path, *,
                 val_shards: str | None = None, resume: bool = False, steps: int | None = None,
                 seed: int | None = None, device: str | None = None,
-                online: OnlineSpec | None = None, callback: Any = None) -> StageResult:
+                online: OnlineSpec | None = None, callback: Any = None,
+                trainer_overrides: dict[str, Any] | None = None) -> StageResult:
     """Train one stage into ``folder`` (run.json + Trainer files); return where it stopped.
 
     Args:
@@ -251,6 +280,8 @@ def train_stage(stage: str, stage_config: Any, shards: str | None, folder: str |
         online: Train from HR images degraded online (``ssr_models.online``) instead of
             ``shards`` (then None); the JPEG path is the stage's ``data.online_jpeg``.
         callback: Receives the Trainer's events (``ssr_models.train_events.TrainEvent``).
+        trainer_overrides: Other TrainerConfig fields to override when not None (the CLI's
+            ``--max-minutes``, ``--accum-steps``, ``--keep-last``, ``--best-metric``).
 
     Raises:
         ConfigError: ``folder`` already holds a checkpoint and ``resume`` is False, a resume
@@ -267,7 +298,7 @@ def train_stage(stage: str, stage_config: Any, shards: str | None, folder: str |
     folder = Path(folder)
     distributed = dist.is_available() and dist.is_initialized()
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
-    tcfg = stage_config.trainer_config(folder, steps=steps, seed=seed)
+    tcfg = stage_config.trainer_config(folder, steps=steps, seed=seed, **(trainer_overrides or {}))
     done = stage_step(folder)
     if done is not None and not resume:
         raise ConfigError(f"{folder} already holds a checkpoint (step {done}); pass --resume "
@@ -333,4 +364,5 @@ def train_stage(stage: str, stage_config: Any, shards: str | None, folder: str |
     step = trainer.fit(callback=callback)
     return StageResult(folder, step, skipped=False, seconds=time.perf_counter() - start,
                        data_wait_share=trainer.data_wait_share, val=dict(trainer.last_val),
-                       note=trainer.resume_note)
+                       note=trainer.resume_note, stop_note=trainer.stop_note,
+                       best=trainer.best)

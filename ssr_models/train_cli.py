@@ -66,8 +66,10 @@ def _init_distributed(device: str) -> tuple[bool, str]:
               metavar="tiny|paper|FILE.yaml", help="Built-in config name or a YAML file.")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False),
               help="Run folder (required); each stage writes OUT/<stage>.")
-@click.option("--val-shards", default=None, metavar="PATTERN_OR_URL",
-              help="Validation shards (centre crops); none given = no validation.")
+@click.option("--val", "--val-shards", "val_shards", default=None, metavar="DIR_OR_PATTERN",
+              help="Held-out validation shards (a built folder, pattern or URL; whole images), "
+                   "scored every val_every steps: Y PSNR/SSIM (crop = scale) for images, kernel "
+                   "L1 for DKENet. None given = no validation and no best.pt.")
 @click.option("--resume", is_flag=True,
               help="Continue each stage from its last.pt; finished stages are skipped.")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
@@ -93,6 +95,19 @@ def _init_distributed(device: str) -> tuple[bool, str]:
                    "weights); prior and learned maps are computed once per image and kept in "
                    "the depth cache [default: prior].")
 @depth_cache_option(when="With --online: ")
+@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Wall-clock budget per stage, in minutes: when spent, the step in progress "
+                   "is finished, checkpointed and the stage stops (--resume continues it).")
+@click.option("--accum-steps", type=click.IntRange(min=1), default=None,
+              help="Batches per optimizer step (gradient accumulation): the effective batch "
+                   "is accum-steps x batch_size crops per rank [default: the config's, 1].")
+@click.option("--keep-last", type=click.IntRange(min=0), default=None,
+              help="Keep only the newest N ckpt-*.pt files per stage (0 = all); last.pt and "
+                   "best.pt are always kept [default: the config's, 0].")
+@click.option("--best-metric", default=None, metavar="NAME[:max|min]",
+              help="Validation value that picks best.pt: psnr_y, ssim_y (dB / 0..1, higher is "
+                   "better), lpips, kernel_l1 (lower), or NAME:max / NAME:min [default: auto = "
+                   "psnr_y for image stages, kernel_l1 for the kernel stage].")
 @click.option("--ablation", type=click.Choice(tuple(ABLATIONS)), default=None,
               help="Table 2 ablation of the diffusion stage: di-kernel-only (no depth, no SVKR), "
                    "depth-only (no kernel, no SVKR), no-svkr. Default: the full model.")
@@ -102,7 +117,8 @@ def main(ctx: click.Context, shards: str | None, stage: str | None, config_name:
          out: Path | None, val_shards: str | None, resume: bool, steps: int | None,
          device: str, seed: int | None, online: bool, source: str | None,
          root: Path | None, split: str | None, recipe: str | None, depth: str | None,
-         depth_cache: Path | None, ablation: str | None) -> None:
+         depth_cache: Path | None, max_minutes: float | None, accum_steps: int | None,
+         keep_last: int | None, best_metric: str | None, ablation: str | None) -> None:
     """Train the SSR models on degraded shard sets (ssr-infer reads OUT/<stage>).
 
     \b
@@ -113,8 +129,11 @@ def main(ctx: click.Context, shards: str | None, stage: str | None, config_name:
 
     \b
     Progress goes to stderr: a live bar on a terminal, else a line every log_every steps.
-    --resume continues each stage from its last.pt; only --steps may differ from the
-    run's settings (the learning-rate schedule then decays to 0 at the new total).
+    --resume continues each stage from its last.pt; only --steps, --max-minutes and
+    --keep-last may differ from the run's settings (a new --steps makes the learning-rate
+    schedule decay to 0 at the new total).
+    With --val, each validation that beats the best so far writes OUT/<stage>/best.pt, which
+    ssr-infer and ssr-eval load by default (else last.pt).
     A Table 2 ablation row (one run each; ssr-eval tables lists them; SHARDS: your shards):
       ssr-train --shards SHARDS --stage all --config paper --ablation no-svkr --out runs/no-svkr
 
@@ -148,6 +167,8 @@ def main(ctx: click.Context, shards: str | None, stage: str | None, config_name:
                           depth_cache=None if depth_cache is None else str(depth_cache))
 
     config = load_train_config(config_name).with_ablation(ablation)
+    overrides = {"max_minutes": max_minutes, "accum_steps": accum_steps, "keep_last": keep_last,
+                 "best_metric": best_metric}
     stages = [s for s in STAGES if s in config.stages] if stage == "all" else [stage]
     for s in stages:  # fail on a missing stage before any training
         config.stage(s)
@@ -169,7 +190,7 @@ def main(ctx: click.Context, shards: str | None, stage: str | None, config_name:
                     result = train_stage(current, config.stage(current), shards, out / current,
                                          val_shards=val_shards, resume=resume, steps=steps,
                                          seed=seed, device=device, online=spec,
-                                         callback=progress)
+                                         callback=progress, trainer_overrides=overrides)
                 finally:
                     if progress is not None:
                         progress.close()

@@ -122,11 +122,18 @@ def stage_summary(stage: str, result: Any) -> list[tuple[str, bool]]:
         return [(f"{stage}: already at step {result.step} -> {result.folder}", False)]
     lines = [(f"{stage}: trained to step {result.step} in {_duration(result.seconds)} "
               f"(data wait {result.data_wait_share:.0%} of step time) -> {result.folder}", False)]
+    if result.stop_note:
+        lines.append((f"  {result.stop_note}", False))
     if result.val:
         lines.append((f"  validation: {validation_text(result.val)}", False))
+    if result.best:
+        b = result.best
+        lines.append((f"  best: val {b['metric']} {b['value']:.4g} ({b['direction']}) at step "
+                      f"{b['step']} -> {result.folder / 'best.pt'} (ssr-infer/ssr-eval use it)",
+                      False))
         if below_bicubic(result.val):
             lines.append((f"  warning: {stage} validates below bicubic; its outputs are worse "
                           "than plain upsampling: train longer, or on more data", True))
     else:
-        lines.append(("  no validation (pass --val-shards DIR to compare with bicubic)", False))
+        lines.append(("  no validation (pass --val DIR to compare with bicubic)", False))
     return lines

@@ -19,8 +19,13 @@ Choices:
 * Non-finite guard: a NaN/Inf loss (checked on every rank) or gradient raises
   ``NonFiniteError`` before the optimizer step, so weights, EMA and the files on disk keep
   the last good state; a checkpoint is never written from non-finite weights.
+* Gradient accumulation: ``accum_steps`` = a batches per optimizer step, each loss divided
+  by a, gradients summed (under DDP synchronised on the last one only): the step equals one
+  on the a batches stacked, for models without batch-dependent layers.
 * Checkpoints (``ssr_models.checkpoint``): ``ckpt-{step:07d}.pt`` written atomically,
   ``last.pt`` a hard link to it; ``config.json`` beside them (written when ``fit`` starts).
+  ``best.pt`` and retention (``keep_last``): ``ssr_models.retention``. A validation that
+  beats the best so far (``best_metric``) checkpoints its step and links ``best.pt`` to it.
   Per-rank RNG and data-stream states make a resume (same world size) continue bit for bit;
   ``resume`` refuses settings other than config.json's but the step count, naming the keys.
 * Logs (``ssr_models.train_log``: metrics.jsonl, TensorBoard): ``train/data_wait_share`` is
@@ -28,17 +33,19 @@ Choices:
   (``data_wait_share``: since ``fit`` began).
 * Progress and stopping: ``fit(callback=...)`` reports events (``ssr_models.train_events``);
   SIGINT/SIGTERM finish the current step, checkpoint it and raise ``TrainingInterrupted``.
-* DDP: when ``torch.distributed`` is initialized the model is wrapped in
-  ``DistributedDataParallel`` through a small module whose ``forward`` is the model's
-  ``training_step`` (DDP only syncs gradients of calls made through its ``forward``);
-  only rank 0 writes files and validates.
+  ``max_minutes``: when the budget is spent ``fit`` checkpoints the finished step and returns
+  (``stop_note`` says so); ``--resume`` continues from there.
+* DDP (``ssr_models.distributed``): when ``torch.distributed`` is initialized the model is
+  wrapped in ``DistributedDataParallel`` through a small module whose ``forward`` is the
+  model's ``training_step``; only rank 0 writes files and validates, and every decision that
+  starts a collective (stop, budget, a best checkpoint) is agreed by all ranks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
-import gc
 import math
 import os
 import time
@@ -52,45 +59,24 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ssr_core.errors import ConfigError, SsrError
-from ssr_core.io import link_atomic, write_json_atomic
+from ssr_core.errors import ConfigError
+from ssr_core.io import write_json_atomic
 from ssr_datasets.storage import remove_stale_temps
 
 from .batch import Batch
-from .checkpoint import (
-    CKPT_FORMAT,
-    CKPT_VERSION,
-    load_checkpoint,
-    refuse_resume_changes,
-    rng_state,
-    save_atomic,
-    saved_settings,
-    seed_all,
-    set_rng_state,
-)
-from .precision import adamw, amp_dtype, compile_networks, kernel_choice
+from .checkpoint import load_checkpoint, seed_all
+from .distributed import StepModule, any_rank, end_distributed
+from .precision import adamw, amp_dtype, compile_networks
+from .retention import LAST, BestMetric
 from .schedule import LRSchedule
 from .train_events import Callback, TrainEvent, TrainingInterrupted, graceful_stop
 from .train_log import MetricsLog, StepWindow
 from .trainer_config import AMP_MODES, Amp, TrainerConfig
+from .trainer_state import NonFiniteError, resume_trainer, save_trainer
+from .validation import validate_model
 
-__all__ = ["AMP_MODES", "Amp", "NonFiniteError", "Trainer",
-           "TrainerConfig", "TrainingInterrupted", "load_checkpoint"]
-
-
-class NonFiniteError(SsrError):
-    """The loss or the gradients became NaN/Inf; the last good checkpoint is kept."""
-
-
-class _Step(nn.Module):
-    """Routes DDP's ``forward`` to the wrapped model's ``training_step``."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        return self.model.training_step(batch)
+__all__ = ["AMP_MODES", "Amp", "NonFiniteError", "Trainer", "TrainerConfig",
+           "TrainingInterrupted", "end_distributed", "load_checkpoint"]
 
 
 def _model_config(model: nn.Module) -> Any:
@@ -141,7 +127,7 @@ class Trainer:
 
         seed_all(config.seed + self.rank)
         self.model = model.to(self.device)
-        step_module: nn.Module = _Step(self.model)
+        step_module: nn.Module = StepModule(self.model)
         if self.distributed:  # broadcasts rank 0's weights to every rank
             step_module = nn.parallel.DistributedDataParallel(
                 step_module, device_ids=[self.device.index] if self.device.type == "cuda"
@@ -167,7 +153,11 @@ class Trainer:
                               f"{type(model).__module__}.{type(model).__qualname__}",
                               "model": _model_config(model), "world_size": self.world_size}
         self.resume_note: str | None = None  # set by resume() when the schedule was extended
+        self.stop_note: str | None = None  # set by fit() when the time budget stopped it
         self.last_val: dict[str, float] = {}  # the latest validation means (val/... keys)
+        self.best_metric = BestMetric.parse(config.best_metric)
+        # {"metric", "direction", "value", "step"} of best.pt, or None; saved in checkpoints
+        self.best: dict[str, Any] | None = None
         self._wait_s = self._busy_s = 0.0  # since fit() began: waiting for data, whole steps
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -189,22 +179,34 @@ class Trainer:
             e.copy_(b)
 
     # ---- one step -------------------------------------------------------------------------
-    def _train_step(self, batch: Batch) -> tuple[float, float, dict[str, float]]:
-        """Take one optimizer step; return (loss, learning rate used, the family's logs)."""
+    def _train_step(self, batches: list[Batch]) -> tuple[float, float, dict[str, float]]:
+        """Take one optimizer step on ``accum_steps`` batches; return (loss, lr used, logs).
+
+        The loss and logs are means over the batches.
+        """
         self.model.train()
-        batch = batch.to(self.device, non_blocking=True)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                            enabled=self.use_amp):
-            loss, logs = self._step_module(batch)
-        finite = torch.isfinite(loss.detach()).float()
-        if self.distributed:  # every rank must stop together, or the others hang in backward
-            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-        if finite.item() < 1:
-            raise NonFiniteError(f"non-finite loss at step {self.step + 1} (loss "
-                                 f"{loss.item()} on rank {self.rank}); weights are left at "
-                                 f"step {self.step}, the last checkpoint is kept")
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        n = len(batches)
+        total, sums = 0.0, {}
+        for i, batch in enumerate(batches):
+            batch = batch.to(self.device, non_blocking=True)
+            # DDP all-reduces gradients in backward; only the last batch's needs it.
+            sync = (self._step_module.no_sync() if self.distributed and i < n - 1
+                    else contextlib.nullcontext())
+            with sync:
+                with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                                    enabled=self.use_amp):
+                    loss, logs = self._step_module(batch)
+                # every rank must stop together, or the others hang in backward
+                if any_rank(not bool(torch.isfinite(loss.detach())), self.device):
+                    self.optimizer.zero_grad(set_to_none=True)
+                    raise NonFiniteError(f"non-finite loss at step {self.step + 1} (loss "
+                                         f"{loss.item()} on rank {self.rank}); weights are left "
+                                         f"at step {self.step}, the last checkpoint is kept")
+                self.scaler.scale(loss / n if n > 1 else loss).backward()
+            total += float(loss.detach())
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
         self.scaler.unscale_(self.optimizer)
         clip = self.config.grad_clip if self.config.grad_clip is not None else math.inf
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
@@ -218,63 +220,28 @@ class Trainer:
         self.scheduler.step()
         self.step += 1
         self._update_ema()
-        return float(loss.detach()), lr, {"grad_norm": float(norm), **logs}
+        return total / n, lr, {"grad_norm": float(norm), **{k: v / n for k, v in sums.items()}}
 
     # ---- validation, logs -----------------------------------------------------------------
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Run the EMA model over ``val_batches``; return the mean of each logged value."""
+        """Run the EMA model over ``val_batches``; return the mean of each value (``val/...``)."""
         if self.val_batches is None:
             return {}
-        sums: dict[str, float] = {}
-        count = 0
-        step_fn = getattr(self.ema, "validation_step", None)
-        for batch in self.val_batches:
-            batch = batch.to(self.device)
-            if callable(step_fn):
-                logs = dict(step_fn(batch))
-            else:
-                loss, logs = self.ema.training_step(batch)
-                logs = {"loss": float(loss), **logs}
-            for k, v in logs.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
-            count += 1
-        return {f"val/{k}": v / max(count, 1) for k, v in sums.items()}
+        return validate_model(self.ema, self.val_batches, self.device)
 
     def _log(self, metrics: dict[str, float]) -> None:
         if self.is_main:
             self.log.write(self.step, metrics)
 
     # ---- checkpoints ----------------------------------------------------------------------
-    def _per_rank_state(self) -> list[dict[str, Any]]:
-        mine = {"rng": rng_state(), "data": (self.stream.state_dict()
-                                              if hasattr(self.stream, "state_dict") else None)}
-        if not self.distributed:
-            return [mine]
-        gathered: list[Any] = [None] * self.world_size
-        dist.all_gather_object(gathered, mine)
-        return gathered
+    def save_checkpoint(self, best: bool = False) -> Path | None:
+        """Write ``ckpt-{step:07d}.pt``, point ``last.pt`` (and ``best.pt``) at it (collective).
 
-    def save_checkpoint(self) -> Path | None:
-        """Write ``ckpt-{step:07d}.pt`` and point ``last.pt`` at it (rank 0; collective)."""
-        per_rank = self._per_rank_state()  # every rank joins the gather
-        self._saved_step = self.step  # on every rank, so all agree on the final save
-        if not self.is_main:
-            return None
-        for name, p in _float_states(self.model, self.ema):
-            if not torch.isfinite(p).all():
-                raise NonFiniteError(f"refusing to checkpoint non-finite weights ({name}) at "
-                                     f"step {self.step}; the last checkpoint is kept")
-        ckpt = {"format": CKPT_FORMAT, "version": CKPT_VERSION, "step": self.step,
-                "model": self.model.state_dict(), "ema": self.ema.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                "schedule": self.schedule.state_dict(), "per_rank": per_rank,
-                "world_size": self.world_size}
-        path = self.out_dir / f"ckpt-{self.step:07d}.pt"
-        save_atomic(ckpt, path)
-        link_atomic(path, self.out_dir / "last.pt")
-        return path
+        Then deletes the ``ckpt-*.pt`` files beyond the newest ``keep_last``
+        (``ssr_models.trainer_state.save_trainer``).
+        """
+        return save_trainer(self, best)
 
     def resume(self, path: str | Path) -> int:
         """Load weights, EMA, optimizer, schedule, RNG and stream position; return the step.
@@ -284,60 +251,57 @@ class Trainer:
 
         Raises:
             ConfigError: Not a checkpoint, other settings than config.json beside it (but
-                the step count), or saved with another world size.
+                the step count, budget and retention), or saved with another world size.
             InputError: A file that needs pickle (refused, nothing of it runs).
         """
-        ckpt = load_checkpoint(path, map_location=self.device)
-        refuse_resume_changes(path, saved_settings(path), self.config_record)
-        if ckpt["world_size"] != self.world_size:
-            raise ConfigError(f"{path}: saved with world_size {ckpt['world_size']}, now "
-                              f"{self.world_size}; bitwise resume needs the same world size")
-        self.model.load_state_dict(ckpt["model"])
-        self.ema.load_state_dict(ckpt["ema"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        for group in self.optimizer.param_groups:  # the saved groups carry the saving device's
-            group.update(kernel_choice(self.device))  # implementation; keep this device's
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        self.scaler.load_state_dict(ckpt["scaler"])
-        self.step = int(ckpt["step"])
-        saved = LRSchedule.from_state_dict(ckpt["schedule"])
-        self.schedule, self.resume_note = saved.with_steps(self.config.steps, self.step)
-        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs, strict=True):
-            group["lr"] = base * self.schedule.factor(self.step)  # the next step's rate
-        mine = ckpt["per_rank"][self.rank]
-        set_rng_state(mine["rng"])
-        if mine["data"] is not None and hasattr(self.stream, "load_state_dict"):
-            self.stream.load_state_dict(mine["data"])
-        if self.is_main:
-            self.log.truncate(self.step)
-        return self.step
+        return resume_trainer(self, path)
 
     # ---- the loop -------------------------------------------------------------------------
-    def _stop_requested(self, signum: int | None) -> bool:
-        """Whether any rank received a stop signal (all ranks must stop at the same step)."""
-        if not self.distributed:
-            return signum is not None
-        flag = torch.tensor([float(signum is not None)], device=self.device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return bool(flag.item() > 0)
-
     def _interrupt(self, signal_name: str, emit: Callback) -> None:
         """Checkpoint the finished step (collective) and raise TrainingInterrupted."""
         if self._saved_step != self.step:
             emit(TrainEvent("ckpt", {"path": self.save_checkpoint()}))
-        raise TrainingInterrupted(self.step, self.out_dir / "last.pt" if self.is_main else None,
+        raise TrainingInterrupted(self.step, self.out_dir / LAST if self.is_main else None,
                                   signal_name)
 
-    def _validate(self, emit: Callback) -> None:
+    def _validate(self, emit: Callback) -> bool:
+        """Validate (rank 0), log, and return whether this step is the best so far."""
         self.last_val = self.validate()
         self._log(self.last_val)
         emit(TrainEvent("val", {"step": self.step, **self.last_val}))
+        metric = self.best_metric.resolve(self.last_val)
+        if metric is None:
+            return False
+        value = float(self.last_val[f"val/{metric.name}"])
+        old = self.best["value"] if self.best and self.best["metric"] == metric.name else None
+        if not metric.better(value, old):
+            return False
+        self.best = {"metric": metric.name, "direction": metric.direction, "value": value,
+                     "step": self.step}
+        return True
+
+    def _next_batches(self, batches: Any, stop: Any, emit: Callback) -> list[Batch]:
+        """Take ``accum_steps`` batches from the stream (a Ctrl-C there stops cleanly)."""
+        out = []
+        for _ in range(self.config.accum_steps):
+            try:
+                out.append(next(batches))
+            except Exception:
+                # A terminal's Ctrl-C also reaches DataLoader workers, which may die first;
+                # the weights are at a finished step, so stop cleanly there (alone: under DDP
+                # the other ranks are not at this point to save).
+                if stop.signum is None or self.distributed:
+                    raise
+                self._interrupt(stop.name, emit)
+        return out
 
     def fit(self, stop_at: int | None = None, callback: Callback | None = None) -> int:
         """Train from the current step to ``config.steps`` (or ``stop_at``); return the step.
 
         The last step reached is always checkpointed (collective under DDP), and validated
-        when validation is on (``val_batches`` and ``val_every`` > 0).
+        when validation is on (``val_batches`` and ``val_every`` > 0). With ``max_minutes``
+        the loop also ends, checkpointed, once that much wall time has passed since ``fit``
+        began (``stop_note`` then says where it stopped).
 
         Args:
             stop_at: Stop (and checkpoint) at this step, before ``config.steps``.
@@ -349,6 +313,9 @@ class Trainer:
         """
         cfg = self.config
         end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
+        started = time.monotonic()
+        budget_s = math.inf if cfg.max_minutes is None else 60.0 * cfg.max_minutes
+        self.stop_note = None
 
         def emit(event: TrainEvent) -> None:
             if callback is not None and self.is_main:
@@ -364,17 +331,9 @@ class Trainer:
             with graceful_stop() as stop:
                 while self.step < end:
                     t0 = time.perf_counter()
-                    try:
-                        batch = next(batches)
-                    except Exception:
-                        # A terminal's Ctrl-C also reaches DataLoader workers, which may die
-                        # first; the weights are at a finished step, so stop cleanly there
-                        # (alone: under DDP the other ranks are not at this point to save).
-                        if stop.signum is None or self.distributed:
-                            raise
-                        self._interrupt(stop.name, emit)
+                    group = self._next_batches(batches, stop, emit)
                     waited = time.perf_counter() - t0
-                    loss, lr, logs = self._train_step(batch)
+                    loss, lr, logs = self._train_step(group)
                     busy = time.perf_counter() - t0
                     window.add({"loss": loss, **logs}, waited, busy)
                     self._wait_s, self._busy_s = self._wait_s + waited, self._busy_s + busy
@@ -382,37 +341,26 @@ class Trainer:
                                              "lr": lr, "data_wait_s": waited, "step_s": busy}))
                     if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                         self._log({**window.pop(), "train/lr": lr})
-                    last = self.step == end
+                    spent = any_rank(time.monotonic() - started >= budget_s, self.device)
+                    last = self.step == end or spent
+                    best = False
                     if (cfg.val_every and self.is_main and self.val_batches is not None
                             and (self.step % cfg.val_every == 0 or last)):
-                        self._validate(emit)
-                    if (cfg.ckpt_every and self.step % cfg.ckpt_every == 0) or self.step == cfg.steps:
-                        emit(TrainEvent("ckpt", {"path": self.save_checkpoint()}))
-                    if self._stop_requested(stop.signum):
+                        best = self._validate(emit)
+                    best = any_rank(best, self.device)  # rank 0 decided; all join the save
+                    if (best or (cfg.ckpt_every and self.step % cfg.ckpt_every == 0)
+                            or self.step == cfg.steps):
+                        emit(TrainEvent("ckpt", {"path": self.save_checkpoint(best=best)}))
+                    if any_rank(stop.signum is not None, self.device):
                         self._interrupt(stop.name or "a signal on another rank", emit)
-                if self._saved_step != self.step:  # stopped early (stop_at): keep the position
+                    if spent and self.step < end:
+                        self.stop_note = (f"time budget of {cfg.max_minutes:g} min spent: "
+                                          f"stopped at step {self.step} of {cfg.steps} "
+                                          "(--resume continues)")
+                        break
+                if self._saved_step != self.step:  # stopped early (stop_at, budget)
                     emit(TrainEvent("ckpt", {"path": self.save_checkpoint()}))
         finally:
             getattr(batches, "close", lambda: None)()  # stops a stream's prefetch thread
             self.log.close()
         return self.step
-
-
-def _float_states(*modules: nn.Module) -> Iterable[tuple[str, torch.Tensor]]:
-    for module in modules:
-        for name, value in module.state_dict().items():
-            if isinstance(value, torch.Tensor) and value.is_floating_point():
-                yield name, value
-
-
-def end_distributed() -> None:
-    """Destroy the default process group after freeing what still holds it (call once, last).
-
-    Trainers (their DDP module and reducer) can outlive ``fit`` in reference cycles, some of
-    them inside torch (the optimizer's first construction keeps import frames alive); if they
-    are freed only at interpreter exit, after the group is gone, gloo aborts the process
-    ("terminate called without an active exception"). Collecting first frees them while the
-    group still exists.
-    """
-    gc.collect()
-    dist.destroy_process_group()

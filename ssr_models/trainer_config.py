@@ -11,6 +11,7 @@ from typing import Literal
 
 from ssr_core.errors import ConfigError
 
+from .retention import BestMetric
 from .schedule import Schedule
 
 __all__ = ["AMP_MODES", "Amp", "TrainerConfig"]
@@ -39,6 +40,15 @@ class TrainerConfig:
         out_dir: Folder for checkpoints, ``config.json`` and logs.
         tensorboard: Also log to TensorBoard when it is installed.
         find_unused_parameters: Passed to DDP (families with optional branches).
+        accum_steps: Batches whose gradients are summed into one optimizer step (the loss of
+            each is divided by it): an effective batch of ``accum_steps * batch_size`` per rank.
+        keep_last: Keep the newest n ``ckpt-*.pt`` files (0 = all); ``last.pt`` and
+            ``best.pt`` are always kept (``ssr_models.retention``).
+        best_metric: Validation value that picks ``best.pt``: "auto" (Y PSNR for images, kernel
+            L1 for DKENet), a known name (psnr_y, ssim_y, lpips, kernel_l1, ...) or
+            "NAME:max" / "NAME:min".
+        max_minutes: Wall-clock budget of one ``fit`` in minutes; when spent, the step in
+            progress finishes, is checkpointed and training stops (None = no budget).
     """
 
     steps: int
@@ -58,6 +68,10 @@ class TrainerConfig:
     schedule: Schedule = "cosine"
     tensorboard: bool = True
     find_unused_parameters: bool = False
+    accum_steps: int = 1
+    keep_last: int = 0
+    best_metric: str = "auto"
+    max_minutes: float | None = None
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.log_every < 1:
@@ -76,5 +90,14 @@ class TrainerConfig:
             raise ConfigError(f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
         if not isinstance(self.compile, bool):
             raise ConfigError(f"compile must be true or false, got {self.compile!r}")
+        if type(self.accum_steps) is not int or self.accum_steps < 1:
+            raise ConfigError(f"accum_steps must be an integer >= 1, got {self.accum_steps!r}")
+        if type(self.keep_last) is not int or self.keep_last < 0:
+            raise ConfigError(f"keep_last must be an integer >= 0 (0 keeps every checkpoint), "
+                              f"got {self.keep_last!r}")
+        if self.max_minutes is not None and not (
+                isinstance(self.max_minutes, (int, float)) and self.max_minutes > 0):
+            raise ConfigError(f"max_minutes must be > 0 or null, got {self.max_minutes!r}")
+        BestMetric.parse(self.best_metric)  # a ConfigError names what is wrong
         if self.schedule not in ("cosine", "constant"):
             raise ConfigError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")

@@ -377,8 +377,11 @@ def test_oracle_feeds_the_ground_truth_kernel_field(tmp_path: Path, run_dir: Pat
     assert got.shape == (32, 32, 3) and np.array_equal(got, want)
     other = TestImage("k", "k", image.lr, image.hr, make_image("z", "z", 8, 8, seed=9).kernel_field)
     assert not np.array_equal(method.super_resolve(other, ts), got)
-    assert method.describe()["stages"]["nbsr"]["last_pt_sha256"] == hashlib.sha256(
-        (run_dir / "nbsr" / "last.pt").read_bytes()).hexdigest()
+    record = method.describe()["stages"]["nbsr"]
+    assert record["checkpoint"] == ("best.pt" if (run_dir / "nbsr" / "best.pt").is_file()
+                                    else "last.pt")
+    assert record["weights_sha256"] == hashlib.sha256(
+        (run_dir / "nbsr" / record["checkpoint"]).read_bytes()).hexdigest()
 
 
 def test_oracle_is_unsupported_without_matching_ground_truth(tmp_path: Path, run_dir: Path) -> None:

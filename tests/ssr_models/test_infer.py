@@ -24,7 +24,7 @@ from ssr_models import create_model
 from ssr_models.checkpoint import CKPT_FORMAT, CKPT_VERSION
 from ssr_models.infer import Progress, SRPipeline, kernels_to_params, tile_starts
 from ssr_models.infer_cli import main
-from ssr_models.run import write_run
+from ssr_models.run import load_stage, write_run
 from tests.ssr_models.test_tiling import fewest_tiles
 
 # one intra-op thread: on a shared 2-core machine, tiny convolutions on 2 threads spend most of
@@ -379,3 +379,29 @@ def test_default_depth_is_auto_and_prior_notes_the_fixed_point(run_dir: Path, tm
                                     "--svkr-iterations", "1"])
     assert res.exit_code == 0, res.output
     assert "depth prior" in res.output and "fixed point" in res.output
+
+
+def test_best_pt_is_used_by_default_and_named(run_dir: Path, tmp_path: Path) -> None:
+    for stage in ("kernel", "nbsr"):
+        shutil.copytree(run_dir / stage, tmp_path / stage)
+    torch.manual_seed(99)
+    best = create_model("nbsr-tiny").state_dict()
+    torch.save({"format": CKPT_FORMAT, "version": CKPT_VERSION, "step": 7, "model": best, "ema": best,
+                "best": {"metric": "psnr_y", "direction": "max", "value": 25.5, "step": 7}},
+               tmp_path / "nbsr" / "best.pt")
+    p = SRPipeline.from_checkpoint(tmp_path, method="nbsr-dkenet")
+    assert p.checkpoints == {"kernel": "kernel/last.pt (step 0)",
+                             "nbsr": "nbsr/best.pt (step 7, best val psnr_y 25.5)"}
+    assert all(torch.equal(v, best[k]) for k, v in p.restorer.state_dict().items()
+               if isinstance(v, torch.Tensor))
+    last, note = load_stage(tmp_path / "nbsr", which="last")
+    assert note == "nbsr/last.pt (step 0)"
+    assert not torch.equal(last.first.weight, best["first.weight"])
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(smooth_image(6, 6)).save(src / "a.png")
+    res = CliRunner().invoke(main, ["--checkpoint", str(tmp_path), "--input", str(src), "--out",
+                                    str(tmp_path / "out"), "--method", "nbsr-dkenet"])
+    assert res.exit_code == 0, res.output
+    assert ("ssr-infer: weights kernel/last.pt (step 0), nbsr/best.pt (step 7, best val psnr_y "
+            "25.5)") in res.output

@@ -195,12 +195,36 @@ def test_resume_refuses_changed_settings_and_extends_steps(shard_dir: Path,
     code, _, err = invoke(*common, "--config", str(tmp_path / "other.yaml"), "--steps", "4",
                           "--seed", "1", "--resume")
     assert code == 1
-    assert "settings differ from the run's (only the step count, --steps, may change)" in err
+    assert ("settings differ from the run's (only the step count --steps, --max-minutes and "
+            "--keep-last may change)") in err
     for change in ("data.crop_hr: 32 -> 16", "trainer.lr: 0.002 -> 0.01", "trainer.seed: 0 -> 1"):
         assert change in err
     assert (tmp_path / "run" / "kernel" / "run.json").read_bytes() == before
     code, out, err = invoke(*common, "--config", str(cfg), "--steps", "4", "--resume")
     assert code == 0 and "kernel: trained to step 4" in out, err
+
+
+def test_budget_accumulation_retention_and_best_metric_options(shard_dir: Path,
+                                                               tmp_path: Path) -> None:
+    cfg = fast_config(tmp_path, val_every=1, ckpt_every=0)
+    common = ["--shards", str(shard_dir), "--stage", "kernel", "--config", str(cfg), "--out",
+              str(tmp_path / "run"), "--steps", "50", "--val", str(shard_dir)]
+    code, _, err = invoke(*common, "--best-metric", "sharpness")
+    assert code == 1 and "best_metric 'sharpness' has no known direction" in err
+    habits = ["--accum-steps", "2", "--keep-last", "1", "--best-metric", "kernel_l1:min"]
+    code, out, err = invoke(*common, *habits, "--max-minutes", "1e-9")
+    assert code == 0, err
+    assert "time budget of 1e-09 min spent: stopped at step 1 of 50 (--resume continues)" in out
+    folder = tmp_path / "run" / "kernel"
+    assert "best: val kernel_l1 " in out and f"at step 1 -> {folder / 'best.pt'}" in out
+    saved = json.loads((folder / "config.json").read_text())["trainer"]
+    assert (saved["max_minutes"], saved["accum_steps"], saved["keep_last"],
+            saved["best_metric"]) == (1e-9, 2, 1, "kernel_l1:min")
+    assert load_checkpoint(folder / "last.pt")["per_rank"][0]["data"]["batch"] == 2  # 2 per step
+    # a resume may change the budget and retention, nothing else
+    code, out, err = invoke(*common, *habits, "--max-minutes", "2e-9", "--resume")
+    assert code == 0 and "stopped at step 2 of 50" in out, err
+    assert sorted(p.name for p in folder.glob("ckpt-*.pt")) == ["ckpt-0000002.pt"]
 
 
 # ---- Ctrl-C and SIGTERM -------------------------------------------------------------------------

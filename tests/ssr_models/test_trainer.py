@@ -80,7 +80,8 @@ def test_loss_decreases_and_files(shard_dir: Path, tmp_path: Path) -> None:
     assert last < 0.8 * first
     assert [r["step"] for r in metrics(out) if "val/loss" in r] == [20, 40]
     names = sorted(p.name for p in out.iterdir())
-    assert names[:4] == ["ckpt-0000020.pt", "ckpt-0000040.pt", "config.json", "last.pt"]
+    assert names[:5] == ["best.pt", "ckpt-0000020.pt", "ckpt-0000040.pt", "config.json",
+                         "last.pt"]
     assert not [n for n in names if n.endswith(".tmp")]
     ckpt = load_checkpoint(out / "last.pt")
     assert ckpt["step"] == 40 and (out / "last.pt").samefile(out / "ckpt-0000040.pt")
@@ -189,7 +190,8 @@ def test_resume_refuses_other_settings(shard_dir: Path, tmp_path: Path) -> None:
     Trainer(model(), config(tmp_path, steps=4), stream(shard_dir)).fit()
     changed = Trainer(model(), config(tmp_path, steps=8, lr=1e-3, ema_decay=0.5),
                       stream(shard_dir))
-    with pytest.raises(ConfigError, match=r"only the step count, --steps, may change\): "
+    with pytest.raises(ConfigError, match=r"only the step count --steps, --max-minutes and "
+                                          r"--keep-last may change\): "
                                           r"trainer.ema_decay: 0.9 -> 0.5; trainer.lr: 0.005 -> 0.001"):
         changed.resume(tmp_path / "last.pt")
     assert json.loads((tmp_path / "config.json").read_text())["trainer"]["lr"] == 5e-3

@@ -31,19 +31,27 @@ class RunStages:
         folders = find_stages(path)
         return cls(path, folders, {s: read_run(f) for s, f in folders.items()})
 
+    def checkpoint(self, stage: str) -> Path:
+        """Return the checkpoint the stage is run with: ``best.pt`` when present, else ``last.pt``."""
+        from ssr_models.retention import stage_checkpoint
+
+        return stage_checkpoint(self.folders[stage])
+
     def weights_sha256(self, stage: str) -> str:
-        """Return the sha256 of ``stage/last.pt`` (hashed once)."""
+        """Return the sha256 of the stage's checkpoint (:meth:`checkpoint`; hashed once)."""
         if stage not in self._sha:
-            self._sha[stage] = sha256_file(self.folders[stage] / "last.pt")
+            self._sha[stage] = sha256_file(self.checkpoint(stage))
         return self._sha[stage]
 
     def record(self, stages: tuple[str, ...], paths: bool = True) -> dict[str, Any]:
-        """Return {stage: {model, model_config, last_pt_sha256[, path]}}.
+        """Return {stage: {model, model_config, checkpoint, weights_sha256[, path]}}.
 
-        Fingerprints take ``paths=False``: a run folder moved elsewhere gives the same outputs.
+        ``checkpoint`` is the file name used (best.pt or last.pt). Fingerprints take
+        ``paths=False``: a run folder moved elsewhere gives the same outputs.
         """
         out = {s: {"model": self.runs[s]["model"], "model_config": self.runs[s]["model_config"],
-                   "last_pt_sha256": self.weights_sha256(s)} for s in stages}
+                   "checkpoint": self.checkpoint(s).name,
+                   "weights_sha256": self.weights_sha256(s)} for s in stages}
         if paths:
             for s in stages:
                 out[s]["path"] = str(self.folders[s])
