@@ -130,8 +130,23 @@ def test_registry_lists_every_kind_with_a_usage_line() -> None:
     assert set(METHOD_KINDS) == {"bicubic", "nbsr-oracle", "ssr", "spandrel", "folder"}
     assert set(BUILTINS) <= set(METHOD_KINDS)
     help_text = kinds_help()
-    assert all(k.usage in help_text for k in METHOD_KINDS.values())
-    assert METHOD_KINDS["spandrel"].extra == "methods"
+    assert all(METHOD_KINDS.meta(k).usage in help_text for k in METHOD_KINDS)
+    assert METHOD_KINDS.meta("spandrel").extra == "methods"
+
+
+def test_the_kind_literal_and_classes_agree_with_the_registry() -> None:
+    from typing import get_args
+
+    from eval.tables.methods import MethodKind
+
+    assert get_args(MethodKind) == METHOD_KINDS.names()
+    classes = {BicubicMethod: "bicubic", NBSROracleMethod: "nbsr-oracle", SSRMethod: "ssr",
+               SpandrelMethod: "spandrel", FolderMethod: "folder"}
+    for cls, kind in classes.items():
+        assert METHOD_KINDS.get(kind) is cls
+        assert cls.__dataclass_fields__["kind"].default == kind  # the class says its own kind
+    with pytest.raises(ConfigError, match=r"unknown method kind 'spandrell' \(did you mean 'spandrel'"):
+        METHOD_KINDS.get("spandrell")
 
 
 def test_bicubic_equals_imresize_bicubic_rounded_half_up(tmp_path: Path) -> None:

@@ -14,11 +14,12 @@ Kinds (:data:`METHOD_KINDS`, the one registry; ``parse_method`` picks the kind):
 
 Every method has the :class:`Method` shape. ``fingerprint_for(testset)`` changes whenever the
 method's outputs on that set can change: for model kinds it covers the weights' bytes, the
-options that reach the output and a per-kind code version (``CODE_VERSIONS``: bump it when the code
-changes outputs); for ``folder`` it covers the matched files' names and bytes, which depend on
-the test set, hence the argument for all kinds. Learned models (``nbsr-oracle``, ``ssr``) are
-loaded on first use so a run whose outputs are all cached never loads them; ``spandrel`` loads at
-parse time because its scale is only known from the weights.
+options that reach the output and a per-kind code version (the ``version`` of its registry
+entry, ``CODE_VERSIONS``: bump it when the code changes outputs); for ``folder`` it covers the
+matched files' names and bytes, which depend on the test set, hence the argument for all kinds.
+Learned models (``nbsr-oracle``, ``ssr``) are loaded on first use so a run whose outputs are all
+cached never loads them; ``spandrel`` loads at parse time because its scale is only known from the
+weights.
 
 Tiling: ``nbsr-oracle`` and ``spandrel`` go through :func:`ssr_models.infer.blend_tiles`
 (``tile``/``overlap`` LR px); ``ssr`` tiles inside its pipeline with the same options.

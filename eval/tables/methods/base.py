@@ -1,8 +1,9 @@
 """What every table method shares: the ``Method`` protocol, the kind registry, fingerprints, tiling.
 
 The kinds (:data:`METHOD_KINDS`) are registered here, in one visible place; each kind lives in its
-own module of this package and :mod:`.parse` turns a ``--method`` value into one of them. Nothing
-here imports a kind module, so the kinds import this one without a circle.
+own module of this package and :mod:`.parse` turns a ``--method`` value into one of them. The
+registry names the kind modules lazily (imported on lookup), so the kinds import this one without
+a circle.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 from ssr_core.errors import ConfigError
 from ssr_core.io import dump_json
+from ssr_core.registry import Registry
 
 from ..spec import RowSpec
 from ..testsets import TestImage, TestSet
@@ -24,41 +26,40 @@ if TYPE_CHECKING:  # torch is imported when a method runs, so that --help stays 
     import torch
 
 MethodKind = Literal["bicubic", "nbsr-oracle", "ssr", "spandrel", "folder"]
-# part of every fingerprint: bump a kind's version when a code change can move its outputs
-# (2: tiles spread evenly by ssr_models.infer.tile_starts)
-CODE_VERSIONS: dict[str, str] = {"bicubic": "1", "nbsr-oracle": "2", "ssr": "2", "spandrel": "2",
-                                 "folder": "1"}
 
 
 @dataclass(frozen=True)
 class MethodKindInfo:
-    """One kind of method: what the user types and a line for ``--help``."""
+    """One kind of method: what the user types, a line for ``--help``, its code version.
 
-    kind: MethodKind
+    ``version`` is part of every fingerprint of the kind's outputs: bump it when a code change can
+    move them (2: tiles spread evenly by ``ssr_models.infer.tile_starts``).
+    """
+
     usage: str
     summary: str
+    version: str
     extra: str | None = None  # optional dependency group it needs
 
 
-METHOD_KINDS: dict[str, MethodKindInfo] = {}
-
-
-def _register(info: MethodKindInfo) -> None:
-    if info.kind in METHOD_KINDS:
-        raise ConfigError(f"method kind {info.kind!r} is registered twice")
-    METHOD_KINDS[info.kind] = info
-
-
-_register(MethodKindInfo("bicubic", "bicubic", "MATLAB imresize bicubic upscaling of the LR (built in)"))
-_register(MethodKindInfo("nbsr-oracle", "nbsr-oracle=RUN_DIR", "the run's NBSR fed the ground-truth "
-                         "kernel field: an upper bound (synthetic sets only)"))
-_register(MethodKindInfo("ssr", "NAME=RUN_DIR", "an ssr-train run folder (kernel/, nbsr/, diffusion/), "
-                         "run as ssr-infer --method diffusion runs it (svkr without a diffusion stage)"))
-_register(MethodKindInfo("spandrel", "NAME=WEIGHTS.pth|.pt|.ckpt|.safetensors|.bin", "a pretrained SR "
-                         "checkpoint spandrel can load (SwinIR, HAT, Real-ESRGAN, DAT, ...)",
-                         extra="methods"))
-_register(MethodKindInfo("folder", "NAME=DIR", "SR outputs made elsewhere, named {key} or {image_id} "
-                         "(in DIR/<group>/ when that folder exists)"))
+#: kind -> its method class (imported on first lookup), with :class:`MethodKindInfo` metadata
+METHOD_KINDS: Registry[type, MethodKindInfo] = Registry("method kind", package=__package__)
+METHOD_KINDS.register_lazy("bicubic", ".bicubic:BicubicMethod", meta=MethodKindInfo(
+    "bicubic", "MATLAB imresize bicubic upscaling of the LR (built in)", "1"))
+METHOD_KINDS.register_lazy("nbsr-oracle", ".nbsr_oracle:NBSROracleMethod", meta=MethodKindInfo(
+    "nbsr-oracle=RUN_DIR", "the run's NBSR fed the ground-truth kernel field: an upper bound "
+    "(synthetic sets only)", "2"))
+METHOD_KINDS.register_lazy("ssr", ".ssr:SSRMethod", meta=MethodKindInfo(
+    "NAME=RUN_DIR", "an ssr-train run folder (kernel/, nbsr/, diffusion/), run as ssr-infer "
+    "--method diffusion runs it (svkr without a diffusion stage)", "2"))
+METHOD_KINDS.register_lazy("spandrel", ".spandrel:SpandrelMethod", meta=MethodKindInfo(
+    "NAME=WEIGHTS.pth|.pt|.ckpt|.safetensors|.bin", "a pretrained SR checkpoint spandrel can load "
+    "(SwinIR, HAT, Real-ESRGAN, DAT, ...)", "2", extra="methods"))
+METHOD_KINDS.register_lazy("folder", ".folder:FolderMethod", meta=MethodKindInfo(
+    "NAME=DIR", "SR outputs made elsewhere, named {key} or {image_id} (in DIR/<group>/ when that "
+    "folder exists)", "1"))
+#: kind -> code version (part of every fingerprint), from the registry's metadata
+CODE_VERSIONS: dict[str, str] = {k: METHOD_KINDS.meta(k).version for k in METHOD_KINDS}
 
 
 class Method(Protocol):
@@ -134,4 +135,4 @@ def lr_tensor(image: TestImage) -> torch.Tensor:
 
 def kinds_help() -> str:
     """Return one line per method kind (usage: summary) for ``--method``'s help."""
-    return "\n".join(f"{k.usage}: {k.summary}" for k in METHOD_KINDS.values())
+    return "\n".join(f"{METHOD_KINDS.meta(k).usage}: {METHOD_KINDS.meta(k).summary}" for k in METHOD_KINDS)
