@@ -281,6 +281,8 @@ def recipes_cmd() -> None:
             from .second_order import REALESRGAN_X4PLUS
 
             low, top = REALESRGAN_X4PLUS.blur_sigma
+        elif r.blur.model == "bsrgan":  # isotropic std U(0, 2 + 0.2 s); anisotropic variances to 4 + s
+            low, top = 0.0, round(max(2 + 0.2 * r.scale, (4 + r.scale) ** 0.5), 2)
         elif r.blur.model == "div2krk":  # the recipe gives variances
             low, top = (round(v**0.5, 2) for v in r.blur.variance_range_px2)
         lost = float(truncated_mass(torch.tensor([top, top, 0.0], dtype=torch.float64),

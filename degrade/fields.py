@@ -25,7 +25,7 @@ from ssr_core.errors import ConfigError
 
 from .ops.kernels import gaussian_kernels
 from .recipes import Recipe
-from .second_order import draw_realesrgan, first_kernel_moments
+from .second_order import bsrgan_first_blur_moments, draw_bsrgan, draw_realesrgan, first_kernel_moments
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,8 @@ def draw_degradation(recipe: Recipe, nearness: np.ndarray, rng: np.random.Genera
       ``K // 2 + 0.5 (sf - K % 2)`` at sf = 2); applied once per x2 (twice at x4).
     * ``realesrgan``: Real-ESRGAN's two rounds, drawn by :func:`degrade.second_order.draw_realesrgan`;
       the field is the first-round kernel's moment-matched Gaussian (constant).
+    * ``bsrgan``: BSRGAN's shuffled chain, drawn by :func:`degrade.second_order.draw_bsrgan`; the
+      field is the first blur's moment-matched Gaussian (constant).
     """
     s = recipe.scale
     n_lr = nearness_at_lr(nearness, s)
@@ -154,9 +156,13 @@ def draw_degradation(recipe: Recipe, nearness: np.ndarray, rng: np.random.Genera
         s1 = s2 = np.full((h, w), sigma)
         theta = np.zeros((h, w))
         params.update(sigma_px=sigma, list_index=variant % len(b.sigma_list_px))
-    elif b.model == "realesrgan":
-        chain = draw_realesrgan(rng, nearness.shape, s)
-        v1, v2, th = first_kernel_moments(chain)
+    elif b.model in ("realesrgan", "bsrgan"):
+        if b.model == "realesrgan":
+            chain = draw_realesrgan(rng, nearness.shape, s)
+            v1, v2, th = first_kernel_moments(chain)
+        else:
+            chain = draw_bsrgan(rng, s)
+            v1, v2, th = bsrgan_first_blur_moments(chain)
         s1, s2, theta = np.full((h, w), v1), np.full((h, w), v2), np.full((h, w), th)
     elif b.model in ("aniso-disturbed", "div2krk"):
         taps, (v1, v2, th), passes = _draw_taps(recipe, rng)
@@ -180,7 +186,7 @@ def draw_degradation(recipe: Recipe, nearness: np.ndarray, rng: np.random.Genera
     params = {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in params.items()}
     if b.model in ("aniso-disturbed", "div2krk"):
         return DegradationDraw(kfield, noise_sigma, noise_gray, quality, params, taps, passes)
-    if b.model == "realesrgan":
+    if b.model in ("realesrgan", "bsrgan"):
         return DegradationDraw(kfield, noise_sigma, noise_gray, quality, params, second_order=chain)
     return DegradationDraw(kfield, noise_sigma, noise_gray, quality, params)
 

@@ -86,7 +86,7 @@ def protocol_meta(recipe: Recipe, draw: DegradationDraw, settled: int) -> dict[s
         extra.update(kernel_family=f"taps-{recipe.blur.model}", kernel_taps=draw.taps.tolist(),
                      padding=recipe.padding, blur_passes=draw.passes)
     if draw.second_order is not None:
-        extra.update(kernel_family="second-order-realesrgan", second_order=draw.second_order)
+        extra.update(kernel_family=f"second-order-{recipe.blur.model}", second_order=draw.second_order)
     if recipe.downsampler != "direct":
         extra["exact_at_lr_positions"] = False
     if settled:

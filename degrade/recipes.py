@@ -23,11 +23,13 @@ from ssr_core.errors import ConfigError
 from ssr_manifests import RECIPES_DIR
 
 BlurModel = Literal["defocus", "thin-lens", "iso", "aniso", "iso-list", "aniso-disturbed", "div2krk",
-                    "realesrgan"]
+                    "realesrgan", "bsrgan"]
+#: Blur models that are a whole degradation chain of their own (downsampler "chain").
+CHAIN_MODELS: tuple[str, ...] = ("realesrgan", "bsrgan")
 DeltaMode = Literal["centered", "topleft"]
 #: "direct": Eq. 1, the kernel evaluated at LR positions (exact); "bicubic": blur at every HR
 #: pixel, then MATLAB imresize(1/s) with antialiasing (IKC/DAN/DCLS; not exact at LR positions);
-#: "chain": the protocol's own chain of blurs and resizes (blur.model realesrgan only).
+#: "chain": the protocol's own chain of blurs and resizes (blur.model in CHAIN_MODELS).
 Downsampler = Literal["direct", "bicubic", "chain"]
 #: Border rule of the blur: numpy "reflect" (d c b | a b c d, torch's and the engine's) or
 #: "symmetric" (edge repeated, c b a | a b c d: scipy.ndimage's "reflect", MATLAB's "symmetric").
@@ -37,7 +39,7 @@ TAPS_MODELS: tuple[str, ...] = ("aniso-disturbed", "div2krk")
 
 BUILTIN_RECIPES: tuple[str, ...] = (
     "ssr", "ssr-nonoise", "ssr-nojpeg", "ssr-wide", "cmos-defocus", "iso", "aniso",
-    "gaussian8", "dcls-aniso", "div2krk", "realesrgan",
+    "gaussian8", "dcls-aniso", "div2krk", "realesrgan", "bsrgan",
 )
 # A recipe whose kernels lose more than this share of their mass to the K x K window warns.
 TRUNCATION_WARN = 0.01
@@ -336,9 +338,10 @@ def _validate_protocol_blur(r: Recipe) -> None:
                               f"as KernelGAN made DIV2KRK), got scale {r.scale}")
         if r.downsampler != "direct":
             raise ConfigError("blur.model 'div2krk' subsamples directly (downsampler: direct)")
-    if (b.model == "realesrgan") != (r.downsampler == "chain"):
-        raise ConfigError("blur.model 'realesrgan' and downsampler 'chain' go together (its blurs, "
-                          "resizes, noise and JPEG are one chain)")
-    if b.model == "realesrgan" and (r.noise is not None or r.jpeg is not None):
-        raise ConfigError("blur.model 'realesrgan' draws its own noise and JPEG: set noise and "
+    if (b.model in CHAIN_MODELS) != (r.downsampler == "chain"):
+        raise ConfigError(f"blur.model {b.model!r} and downsampler {r.downsampler!r}: the chain "
+                          f"models ({', '.join(CHAIN_MODELS)}) and downsampler 'chain' go together "
+                          "(their blurs, resizes, noise and JPEG are one chain)")
+    if b.model in CHAIN_MODELS and (r.noise is not None or r.jpeg is not None):
+        raise ConfigError(f"blur.model {b.model!r} draws its own noise and JPEG: set noise and "
                           "jpeg to null")

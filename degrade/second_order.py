@@ -1,4 +1,4 @@
-"""Draw Real-ESRGAN's second-order degradation parameters from the per-sample generator.
+"""Draw Real-ESRGAN's and BSRGAN's degradation parameters from the per-sample generator.
 
 The settings are those of Real-ESRGAN's released ``options/train_realesrnet_x4plus.yml`` (also
 ``train_realesrgan_x4plus.yml``), held in :data:`REALESRGAN_X4PLUS`. Draw order (all from the
@@ -129,8 +129,11 @@ def first_kernel_moments(params: dict[str, Any]) -> tuple[float, float, float]:
     """
     from .ops.second_order import kernel_from_params
 
-    blur = params["rounds"][0]["blur"]
-    k = kernel_from_params(blur)
+    return _moments(kernel_from_params(params["rounds"][0]["blur"]))
+
+
+def _moments(k: np.ndarray) -> tuple[float, float, float]:
+    """(s1, s2, theta) of the Gaussian with the normalised kernel's second moments (HR px)."""
     ax = np.arange(k.shape[0]) - k.shape[0] // 2
     xx, yy = np.meshgrid(ax, ax)
     cxx, cyy, cxy = (k * xx * xx).sum(), (k * yy * yy).sum(), (k * xx * yy).sum()
@@ -138,3 +141,81 @@ def first_kernel_moments(params: dict[str, Any]) -> tuple[float, float, float]:
     s1, s2 = math.sqrt(max(mean + rad, 0.0025)), math.sqrt(max(mean - rad, 0.0025))
     theta = 0.5 * math.atan2(2 * cxy, cxx - cyy) % math.pi
     return s1, s2, theta if theta < math.pi else 0.0
+
+
+# ---------------------------------------------------------------- BSRGAN
+
+_CV2_INTERP = (1, 2, 3)  # cv2.INTER_LINEAR, INTER_CUBIC, INTER_AREA: random.choice([1, 2, 3])
+
+
+def _bsrgan_blur(rng: np.random.Generator, sf: int) -> dict[str, Any]:
+    """``add_blur``: 50% anisotropic (variances U(0, 4 + sf)), else isotropic (std U(0, 2 + 0.2 sf))."""
+    if rng.uniform() < 0.5:
+        wd2 = 4.0 + sf
+        l1, l2 = wd2 * rng.uniform(), wd2 * rng.uniform()
+        size = 2 * int(rng.integers(2, 12)) + 3
+        return {"kind": "aniso", "size": size, "theta": float(rng.uniform() * math.pi),
+                "l1": float(l1), "l2": float(l2)}
+    size = 2 * int(rng.integers(2, 12)) + 3
+    return {"kind": "iso", "size": size, "sigma": float((2.0 + 0.2 * sf) * rng.uniform())}
+
+
+def draw_bsrgan(rng: np.random.Generator, scale: int) -> dict[str, Any]:
+    """Draw every parameter of BSRGAN's ``degradation_bsrgan`` for one sample (JSON-able).
+
+    Order: the optional first x1/2 (x4 only, 25%: cv2 with a random interpolation or MATLAB
+    bicubic, 1/2 each); a random order of the seven steps (two blurs, downsample2, downsample3,
+    Gaussian noise, JPEG 90%, camera ISP), downsample2 kept before downsample3; each step's
+    parameters in that order; the final JPEG quality. The ISP step has no model in the released
+    code's defaults, so it draws and does nothing, as theirs.
+    """
+    down1 = None
+    sf = scale
+    if scale == 4 and rng.uniform() < 0.25:
+        if rng.uniform() < 0.5:
+            down1 = {"method": "cv2", "interp": int(rng.choice(_CV2_INTERP))}
+        else:
+            down1 = {"method": "matlab"}
+        sf = 2
+    order = [int(v) for v in rng.permutation(7)]
+    i2, i3 = order.index(2), order.index(3)
+    if i2 > i3:  # keep downsample3 after downsample2
+        order[i2], order[i3] = order[i3], order[i2]
+    ops: list[dict[str, Any]] = []
+    for step in order:
+        if step in (0, 1):
+            ops.append({"op": "blur", "kernel": _bsrgan_blur(rng, sf)})
+        elif step == 2:
+            if rng.uniform() < 0.75:
+                ops.append({"op": "down2", "sf1": float(rng.uniform(1, 2 * sf)),
+                            "interp": int(rng.choice(_CV2_INTERP))})
+            else:
+                ops.append({"op": "down2", "sigma": float(rng.uniform(0.1, 0.6 * sf))})
+        elif step == 3:
+            ops.append({"op": "down3", "interp": int(rng.choice(_CV2_INTERP))})
+        elif step == 4:
+            level, r = int(rng.integers(2, 26)), float(rng.uniform())
+            noise: dict[str, Any] = {"op": "noise", "level": level}
+            if r > 0.6:
+                noise["kind"] = "color"
+            elif r < 0.4:
+                noise["kind"] = "gray"
+            else:
+                noise.update(kind="correlated", level2=25, D=rng.uniform(size=3).tolist(),
+                             A=rng.uniform(size=(3, 3)).tolist())
+            ops.append(noise)
+        elif step == 5:
+            ops.append({"op": "jpeg",
+                        "quality": int(rng.integers(30, 96)) if rng.uniform() < 0.9 else None})
+        else:
+            rng.uniform()  # isp_prob is drawn; no ISP model in the released defaults
+            ops.append({"op": "isp", "applied": False})
+    return {"down1": down1, "ops": ops, "final_jpeg_quality": int(rng.integers(30, 96))}
+
+
+def bsrgan_first_blur_moments(params: dict[str, Any]) -> tuple[float, float, float]:
+    """(s1, s2, theta) of the Gaussian with the first blur's second moments (kernel.npy summary)."""
+    from .ops.bsrgan import bsrgan_kernel
+
+    blur = next(op["kernel"] for op in params["ops"] if op["op"] == "blur")
+    return _moments(bsrgan_kernel(blur))

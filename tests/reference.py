@@ -444,3 +444,27 @@ def _cubic_torch(x: object) -> object:
     near = (1.5 * ax**3 - 2.5 * ax**2 + 1) * (ax <= 1)
     far = (-0.5 * ax**3 + 2.5 * ax**2 - 4 * ax + 2) * ((ax > 1) & (ax <= 2))
     return torch.as_tensor(near + far)
+
+
+def bsrgan_anisotropic_gaussian(ksize: int, theta: float, l1: float, l2: float) -> np.ndarray:
+    """BSRGAN ``anisotropic_Gaussian`` + ``gm_blur_kernel``: scipy's normal pdf per tap, /sum."""
+    from scipy.stats import multivariate_normal
+
+    v = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]]) @ [1.0, 0.0]
+    vv = np.array([[v[0], v[1]], [v[1], -v[0]]])
+    sigma = vv @ np.diag([l1, l2]) @ np.linalg.inv(vv)
+    center = ksize / 2.0 + 0.5
+    k = np.zeros((ksize, ksize))
+    for y in range(ksize):
+        for x in range(ksize):
+            k[y, x] = multivariate_normal.pdf([x - center + 1, y - center + 1], mean=[0, 0], cov=sigma)
+    return k / k.sum()
+
+
+def matlab_fspecial_gaussian(hsize: int, sigma: float) -> np.ndarray:
+    """MATLAB ``fspecial('gaussian', hsize, sigma)`` (values below eps * max set to 0)."""
+    r = (hsize - 1) / 2
+    x, y = np.meshgrid(np.arange(-r, r + 1), np.arange(-r, r + 1))
+    h = np.exp(-(x * x + y * y) / (2 * sigma * sigma))
+    h[h < np.finfo(float).eps * h.max()] = 0
+    return h / h.sum()

@@ -186,12 +186,14 @@ def _blur_downsample_chunk(hr_t: torch.Tensor, prepared: list[PreparedSample],
     """Blur + downsample a chunk of equal-size HR images with their draws' kernels."""
     s, k, delta, dev = recipe.scale, recipe.kernel_size, recipe.delta_px, hr_t.device
     draws = [p.draw for p in prepared]
-    if recipe.downsampler == "chain":  # Real-ESRGAN: one image at a time (sizes differ inside)
+    if recipe.downsampler == "chain":  # Real-ESRGAN, BSRGAN: one image at a time, on the CPU
+        from ..ops.bsrgan import apply_bsrgan
         from ..ops.second_order import apply_realesrgan
 
-        lrs = [apply_realesrgan(hr_t[n:n + 1].cpu(), p.draw.second_order, s, p.rng)
+        apply = apply_realesrgan if recipe.blur.model == "realesrgan" else apply_bsrgan
+        lrs = [apply(hr_t[n:n + 1].cpu(), p.draw.second_order, s, p.rng)
                for n, p in enumerate(prepared)]
-        return torch.cat(lrs).to(dev), "realesrgan-chain"
+        return torch.cat(lrs).to(dev), f"{recipe.blur.model}-chain"
     if recipe.uses_taps:
         taps = torch.from_numpy(np.stack([d.taps for d in draws])).to(dev)
         return blur_downsample(hr_t, s, k, delta, recipe.downsampler, kernel_taps=taps,

@@ -20,6 +20,7 @@ from scipy import ndimage
 
 from degrade.cli import main
 from degrade.fields import draw_degradation
+from degrade.ops.bsrgan import bsrgan_kernel, shift_pixel
 from degrade.ops.downsample import blur_downsample, correlate_taps, mirror_indices
 from degrade.ops.quantize import to_uint8
 from degrade.ops.second_order import (
@@ -31,18 +32,20 @@ from degrade.ops.second_order import (
 )
 from degrade.protocols import list_protocols, settle_ties
 from degrade.recipes import BUILTIN_RECIPES, load_recipe, recipe_from_dict
-from degrade.second_order import draw_realesrgan
+from degrade.second_order import draw_bsrgan, draw_realesrgan
 from ssr_core.errors import ConfigError
 from tests.reference import (
     basicsr_circular_lowpass,
     basicsr_mixed_kernel,
     basicsr_usm,
     blindsr_generator_kernel,
+    bsrgan_anisotropic_gaussian,
     correlate_reflect_full,
     dcls_disturbed_kernel,
     direct_degradation,
     ikc_isotropic_kernel,
     imresize_bicubic_down_matlab,
+    matlab_fspecial_gaussian,
 )
 
 
@@ -327,3 +330,63 @@ def test_realesrgan_chain_matches_a_stage_by_stage_reference() -> None:
     assert got.shape == (3, 16, 16)
     # float64 on both sides; a JPEG block may flip where an 8-bit rounding sat on a tie
     assert np.mean(np.abs(got - want)) < 1e-4 and np.abs(got - want).max() <= 3 / 255
+
+
+# ---------------------------------------------------------------- bsrgan
+
+
+def test_bsrgan_kernels_follow_the_released_formulas() -> None:
+    aniso = {"kind": "aniso", "size": 15, "theta": 1.1, "l1": 5.0, "l2": 0.8}
+    np.testing.assert_allclose(bsrgan_kernel(aniso), bsrgan_anisotropic_gaussian(15, 1.1, 5.0, 0.8),
+                               rtol=0, atol=1e-14)
+    iso = {"kind": "iso", "size": 25, "sigma": 0.4}
+    np.testing.assert_allclose(bsrgan_kernel(iso), matlab_fspecial_gaussian(25, 0.4), rtol=0, atol=1e-15)
+
+
+def test_bsrgan_shift_pixel_moves_the_kernel_by_half_the_scale_minus_one() -> None:
+    k = matlab_fspecial_gaussian(25, 1.0)
+    got = shift_pixel(k, 2)  # half a pixel: the mean of each tap and its lower-right neighbours
+    want = (k[:-1, :-1] + k[1:, :-1] + k[:-1, 1:] + k[1:, 1:]) / 4
+    np.testing.assert_allclose(got[:-1, :-1], want, rtol=0, atol=1e-15)
+    ax = np.arange(25)
+    assert (got.sum(1) @ ax) / got.sum() == pytest.approx(12 - 0.5, abs=1e-9)
+
+
+def test_bsrgan_draws_keep_the_released_rules() -> None:
+    rng = np.random.default_rng(6)
+    draws = [draw_bsrgan(rng, 4) for _ in range(300)]
+    assert 0.18 < np.mean([d["down1"] is not None for d in draws]) < 0.32  # 0.25
+    for d in draws:
+        names = [op["op"] for op in d["ops"]]
+        assert sorted(names) == ["blur", "blur", "down2", "down3", "isp", "jpeg", "noise"]
+        assert names.index("down2") < names.index("down3")
+        sf = 2 if d["down1"] is not None else 4
+        for op in d["ops"]:
+            if op["op"] == "blur":
+                k = op["kernel"]
+                assert 7 <= k["size"] <= 25 and k["size"] % 2 == 1
+                if k["kind"] == "aniso":
+                    assert 0 <= k["l1"] <= 4 + sf and 0 <= k["l2"] <= 4 + sf
+                else:
+                    assert 0 <= k["sigma"] <= 2 + 0.2 * sf
+            if op["op"] == "down2" and "sf1" in op:
+                assert 1 <= op["sf1"] <= 2 * sf
+            if op["op"] == "noise":
+                assert 2 <= op["level"] <= 25
+        assert 30 <= d["final_jpeg_quality"] <= 95
+    kinds = [op["kind"] for d in draws for op in d["ops"] if op["op"] == "noise"]
+    assert 0.3 < kinds.count("gray") / len(kinds) < 0.5 and "correlated" in kinds
+
+
+def test_bsrgan_chain_gives_the_lr_size_and_records_its_draws(tmp_path) -> None:
+    from degrade.build import build
+    from tests.degrade.conftest import make_config, samples_by_key, write_folder
+
+    root = tmp_path / "in"
+    write_folder(root, ["a", "b"], h=96, w=128)
+    res = build(make_config(root, "bsrgan", depth="prior"), tmp_path / "o", command="t", preview=False)
+    for smp in samples_by_key(res.out_dir).values():
+        assert smp.lr.shape == (24, 32, 3)
+        assert smp.meta["kernel_family"] == "second-order-bsrgan"
+        assert smp.meta["exact_at_lr_positions"] is False
+        assert len(smp.meta["second_order"]["ops"]) == 7
