@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from ssr_core.config import did_you_mean
 from ssr_core.errors import ConfigError
@@ -29,6 +29,9 @@ class MetricSpec:
     factory: str
     extra: str | None  # optional dependency group it needs ("metrics" = pyiqa), None = base
     convention: str  # one line for tables and JSON: what exactly is computed
+    # What it scores: SR images (``ssr-eval score``/``run``), or kernel estimates against the
+    # true kernel field (``ssr-eval kernels``, computed by eval.kernels, never by create_metric).
+    target: Literal["image", "kernel"] = "image"
 
     @property
     def arrow(self) -> str:
@@ -55,9 +58,20 @@ def get_metric(name: str) -> MetricSpec:
     return METRICS[name]
 
 
+def image_metrics() -> list[str]:
+    """Return the names of the metrics that score SR images (``target == "image"``)."""
+    return [n for n, s in METRICS.items() if s.target == "image"]
+
+
 def create_metric(name: str, **options: Any) -> Any:
-    """Instantiate a metric by name (imports its implementation only now)."""
+    """Instantiate an image metric by name (imports its implementation only now).
+
+    Raises:
+        ConfigError: unknown name, or a kernel-track metric (scored by ``eval.kernels``).
+    """
     spec = get_metric(name)
+    if spec.target != "image":
+        raise ConfigError(f"{name} scores kernel estimates, not images: use `ssr-eval kernels`")
     module, _, attr = spec.factory.partition(":")
     return getattr(importlib.import_module(module), attr)(spec, **options)
 
@@ -84,3 +98,33 @@ register(MetricSpec(
     "niqe", "NIQE", False, False, "", (0.0, float("inf")), "2", "eval.metrics.niqe_model:NIQE", None,
     "NIQE (Mittal et al. 2013) with the published pristine model as pyiqa computes it (YIQ "
     "luminance, float32 window), 96x96 blocks, no border crop by default"))
+
+
+# --- the kernel-estimation track (eval.kernels; conventions in eval/kernels/metrics.py) -------
+_KERNEL_FACTORY = "eval.kernels.metrics:score_image"
+register(MetricSpec(
+    "kernel_psnr", "Kernel PSNR", True, True, "dB", (0.0, float("inf")), "1", _KERNEL_FACTORY, None,
+    "10 log10(1 / MSE) over the K x K taps (each kernel sums to 1) of every LR pixel of the image, "
+    "on the set's K and delta (DIV2KRK's kernel PSNR for one kernel per image; invariant estimates "
+    "centred by centre of mass); mean of per-image values; equal fields give +inf", target="kernel"))
+register(MetricSpec(
+    "kernel_l1", "Kernel L1", False, True, "", (0.0, 2.0), "1", _KERNEL_FACTORY, None,
+    "mean over LR pixels of sum_ab |k - k*| over the K x K taps, in [0, 2] (DKENet's "
+    "validation kernel_l1)", target="kernel"))
+register(MetricSpec(
+    "sigma_mae", "sigma MAE", False, True, "px", (0.0, float("inf")), "1", _KERNEL_FACTORY, None,
+    "mean over LR pixels of (|s1 - s1*| + |s2 - s2*|) / 2, standard deviations in HR px, both "
+    "fields canonical (s1 >= s2); Gaussian-parameter estimates only", target="kernel"))
+register(MetricSpec(
+    "theta_err", "theta err", False, True, "deg", (0.0, 90.0), "1", _KERNEL_FACTORY, None,
+    "angle between the major axes modulo pi (in [0, 90] degrees), mean weighted by the true "
+    "anisotropy (s1* - s2*) / (s1* + s2*); Gaussian-parameter estimates only", target="kernel"))
+register(MetricSpec(
+    "size_mae", "size MAE", False, True, "px", (0.0, float("inf")), "1", _KERNEL_FACTORY, None,
+    "mean over LR pixels of |sqrt(s1 s2) - sqrt(s1* s2*)| (blur size, HR px); Gaussian-parameter "
+    "estimates only", target="kernel"))
+register(MetricSpec(
+    "redeg_psnr", "Re-deg PSNR", True, True, "dB", (0.0, float("inf")), "1", _KERNEL_FACTORY, None,
+    "HR degraded by Eq. 1 with the estimated field, rounded to uint8 (half to even) like the "
+    "build, vs the set's LR: PSNR on RGB [0, 255], no crop; noise-free sets only (the true field "
+    "gives +inf)", target="kernel"))
