@@ -38,7 +38,7 @@ Padding = Literal["reflect", "symmetric"]
 TAPS_MODELS: tuple[str, ...] = ("aniso-disturbed", "div2krk")
 
 BUILTIN_RECIPES: tuple[str, ...] = (
-    "ssr", "ssr-nonoise", "ssr-nojpeg", "ssr-wide", "cmos-defocus", "iso", "aniso",
+    "ssr", "ssr-nonoise", "ssr-nojpeg", "ssr-clean", "ssr-wide", "cmos-defocus", "iso", "aniso",
     "gaussian8", "dcls-aniso", "div2krk", "realesrgan", "bsrgan",
 )
 # A recipe whose kernels lose more than this share of their mass to the K x K window warns.

@@ -16,13 +16,18 @@ from typing import TYPE_CHECKING
 
 import click
 
-from eval.metrics.registry import METRICS
+from eval.metrics.registry import METRICS, MetricSpec
 from ssr_core.cli import device_option, library_errors, weights_dir_option
 
 from .cli_options import MetricList
 
 if TYPE_CHECKING:  # imported lazily at run time, so that --help stays fast
     from eval.metrics.scoring import ScoreResult
+
+
+def _image_metrics() -> dict[str, MetricSpec]:
+    """Return the registered metrics that score images (the kernel track's are for `kernels`)."""
+    return {n: s for n, s in METRICS.items() if s.target == "image"}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -51,7 +56,7 @@ def main() -> None:
 @click.option("--gt", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
               help="Ground truth: a folder of images, or a shard set from `degrade build` (its HR "
                    "images, matched to --pred files by sample key). Needed by "
-                   f"{', '.join(n for n, s in METRICS.items() if s.full_reference)}.")
+                   f"{', '.join(n for n, s in _image_metrics().items() if s.full_reference)}.")
 @click.option("--pred", type=click.Path(path_type=Path, exists=True, file_okay=False),
               required=True,
               help="Images to score: a folder of SR outputs (png/jpg/bmp/tif/webp directly in "
@@ -59,8 +64,8 @@ def main() -> None:
                    "without --gt, a folder or a shard set (its LR images) for no-reference "
                    "metrics.")
 @click.option("--metrics", "metric_names", type=MetricList(), default=None,
-              metavar=",".join(METRICS),
-              help=f"Comma-separated metrics from: {', '.join(METRICS)}. Default: all of them "
+              metavar=",".join(_image_metrics()),
+              help=f"Comma-separated metrics from: {', '.join(_image_metrics())}. Default: all of them "
                    "with --gt, else the no-reference ones.")
 @click.option("--crop-border", type=click.IntRange(0), default=None, metavar="PX",
               help="Pixels cut from each border before full-reference metrics (the SR convention "
@@ -108,12 +113,13 @@ def score_cmd(gt: Path | None, pred: Path, metric_names: list[str] | None,
     if cache_dir is not None and no_cache:
         raise click.UsageError("--cache and --no-cache exclude each other")
     if metric_names is None:
-        metric_names = [n for n, s in METRICS.items() if gt is not None or not s.full_reference]
+        metric_names = [n for n, s in _image_metrics().items()
+                        if gt is not None or not s.full_reference]
     full_ref = [n for n in metric_names if METRICS[n].full_reference]
     if gt is None and full_ref:
+        no_ref = [n for n, s in _image_metrics().items() if not s.full_reference]
         raise click.UsageError(f"{', '.join(full_ref)} compare with a ground truth: give --gt, "
-                               "or choose no-reference metrics "
-                               f"({', '.join(n for n, s in METRICS.items() if not s.full_reference)})")
+                               f"or choose no-reference metrics ({', '.join(no_ref)})")
     inputs = match_inputs(gt, pred, allow_missing)
     if inputs.warning:
         click.secho(f"warning: {inputs.warning}", fg="yellow", err=True)
@@ -161,11 +167,13 @@ def _summarize(result: ScoreResult, describe: str, crop_border: int, rgb: bool) 
 
 
 def _register_table_commands() -> None:
-    """Add ``run`` and ``tables`` (their module imports nothing heavy at load time)."""
+    """Add ``run``, ``tables`` and ``kernels`` (their modules import nothing heavy at load time)."""
+    from .cli_kernels import kernels_cmd
     from .cli_run import run_cmd, tables_cmd
 
     main.add_command(run_cmd)
     main.add_command(tables_cmd)
+    main.add_command(kernels_cmd)
 
 
 _register_table_commands()

@@ -11,7 +11,10 @@ from ssr_core.errors import ConfigError
 
 
 class MetricList(click.ParamType):
-    """A comma-separated list of registered metric names (order kept, repeats refused)."""
+    """A comma-separated list of registered image metrics (order kept, repeats refused).
+
+    Kernel-track metrics (``target == "kernel"``) are refused: ``ssr-eval kernels`` scores them.
+    """
 
     name = "list"
 
@@ -24,9 +27,12 @@ class MetricList(click.ParamType):
             self.fail("give at least one metric", param, ctx)
         for name in names:
             try:
-                get_metric(name)
+                spec = get_metric(name)
             except ConfigError as exc:
                 self.fail(str(exc), param, ctx)
+            if spec.target != "image":
+                self.fail(f"{name} scores kernel estimates, not images: use `ssr-eval kernels`",
+                          param, ctx)
         if len(set(names)) != len(names):
             self.fail(f"a metric is listed twice in {value!r}", param, ctx)
         return names

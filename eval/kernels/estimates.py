@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from degrade.ops.kernels import gaussian_kernels
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 
 EstimateKind = Literal["params", "taps", "invariant"]
 #: Largest share of a kernel's mass a crop to the set's K may drop before it is refused.

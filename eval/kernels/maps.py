@@ -23,8 +23,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ssr_core.io import write_bytes_atomic
 from ssr_datasets.imageio import encode_png
-from ssr_datasets.shards import write_bytes_atomic
 
 from .metrics import KERNEL_METRICS, ImageKernelScores
 from .run import KernelSet, MethodScores

@@ -26,6 +26,7 @@ import hashlib
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -33,7 +34,8 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import torch
 
-from ssr_datasets.errors import ConfigError, InputError
+from ssr_core.errors import ConfigError, InputError
+from ssr_core.registry import Registry
 
 from .estimates import (
     Estimate,
@@ -48,21 +50,10 @@ KernelMethodKind = Literal["dkenet", "folder", "true", "oracle", "mean"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
-@dataclass(frozen=True)
-class Baseline:
-    """A built-in baseline: what the user types after ``NAME=`` and a line for ``--help``."""
-
-    name: str
-    summary: str
-
-
-#: The built-in baselines, one place (CLI help and the table spec's ``builtin:`` use it).
-BASELINES: dict[str, Baseline] = {b.name: b for b in (
-    Baseline("true", "the set's own field (error 0, kernel PSNR inf): a sanity row"),
-    Baseline("oracle", "per image, the best single Gaussian (least tap MSE): the invariant oracle"),
-    Baseline("mean", "one mean kernel for every pixel: mean:SHARDS averages a training shard set, "
-                     "bare mean the test set itself"),
-)}
+#: The built-in baselines (what the user types after ``NAME=``; ``--help`` and the table spec's
+#: ``builtin:`` read it): name -> factory ``(row name, argument after ':') -> method``; the
+#: metadata is the line of help. Registered below, once the classes exist.
+BASELINES: Registry[Callable[[str, str], KernelMethod], str] = Registry("baseline")
 
 
 @dataclass(frozen=True, eq=False)
@@ -109,7 +100,7 @@ def _digest(obj: Any) -> str:
 
 def sha256_of(path: Path) -> str:
     """Return the sha256 hex of a file's bytes."""
-    from ssr_datasets.shards import sha256_file
+    from ssr_core.io import sha256_file
 
     return sha256_file(path)
 
@@ -169,29 +160,39 @@ def fit_gaussian(target: torch.Tensor, field: np.ndarray, geometry: Geometry
     from degrade.ops.kernels import gaussian_kernels
 
     f = field.reshape(3, -1).astype(np.float64)
-    start_s1, start_s2 = float(np.median(np.maximum(f[0], f[1]))), float(np.median(np.minimum(f[0], f[1])))
-    start_th = float(np.median(f[2]))
-    best: tuple[float, tuple[float, float, float]] = (math.inf, (start_s1, start_s2, start_th))
+    s1 = float(np.median(np.maximum(f[0], f[1])))
+    s2 = float(np.median(np.minimum(f[0], f[1])))
+    th = float(np.median(f[2]))
+
+    def error(x: torch.Tensor) -> torch.Tensor:
+        p = torch.stack([x[0].exp(), x[1].exp(), x[2]])
+        return ((gaussian_kernels(p, geometry.kernel_size, geometry.delta) - target) ** 2).sum()
+
+    best: tuple[float, tuple[float, float, float]] = (math.inf, (s1, s2, th))
     for turn in (0.0, math.pi / 4, -math.pi / 4):
-        x = torch.tensor([math.log(start_s1), math.log(start_s2), start_th + turn],
-                         dtype=torch.float64, requires_grad=True)
-        opt = torch.optim.LBFGS([x], lr=1.0, max_iter=100, tolerance_grad=1e-14,
-                                tolerance_change=1e-16, line_search_fn="strong_wolfe")
-
-        def closure() -> torch.Tensor:
-            opt.zero_grad()
-            p = torch.stack([x[0].exp(), x[1].exp(), x[2]])
-            loss = ((gaussian_kernels(p, geometry.kernel_size, geometry.delta) - target) ** 2).sum()
-            loss.backward()
-            return loss
-
-        opt.step(closure)
+        x = torch.tensor([math.log(s1), math.log(s2), th + turn], dtype=torch.float64,
+                         requires_grad=True)
+        _lbfgs(x, error)
         with torch.no_grad():
-            p = torch.stack([x[0].exp(), x[1].exp(), torch.remainder(x[2], math.pi)])
-            loss = float(((gaussian_kernels(p, geometry.kernel_size, geometry.delta) - target) ** 2).sum())
+            loss = float(error(x))
         if loss < best[0]:
-            best = (loss, (float(p[0]), float(p[1]), float(p[2])))
+            best = (loss, (math.exp(float(x[0])), math.exp(float(x[1])),
+                           float(x[2]) % math.pi))
     return best[1]
+
+
+def _lbfgs(x: torch.Tensor, error: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    """Minimize ``error(x)`` over ``x`` in place (L-BFGS, strong Wolfe line search)."""
+    opt = torch.optim.LBFGS([x], lr=1.0, max_iter=100, tolerance_grad=1e-14,
+                            tolerance_change=1e-16, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = error(x)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
 
 
 class MeanField(_Base):
@@ -205,6 +206,7 @@ class MeanField(_Base):
         self.kernel: np.ndarray | None = None
         self._source = "the test set itself (no training shards given)" if shards is None else \
             f"training shard set {shards}"
+        self.source_label = "of the test set" if shards is None else f"of {shards.name}"
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "averaged_over": self._source}
@@ -377,7 +379,7 @@ class FolderEstimates(_Base):
 
 
 def _read_conventions(folder: Path) -> FolderConventions:
-    from ssr_datasets.config import dataclass_at
+    from ssr_core.config import dataclass_at
 
     path = folder / "conventions.json"
     if not path.is_file():
@@ -396,25 +398,10 @@ def _read_conventions(folder: Path) -> FolderConventions:
 
 def baselines_help() -> str:
     """Return one line per built-in baseline (for ``--method``'s help)."""
-    return "; ".join(f"{b.name}: {b.summary}" for b in BASELINES.values())
+    return "; ".join(f"{name}: {BASELINES.meta(name)}" for name in BASELINES.names())
 
 
-def builtin_kernel_method(spec: str, name: str) -> KernelMethod:
-    """Return a built-in baseline from ``true``, ``oracle``, ``mean`` or ``mean:SHARDS``.
-
-    Raises:
-        ConfigError: unknown baseline (with "did you mean"), or a ``mean:`` folder that is not a
-            shard set.
-    """
-    base, _, arg = spec.partition(":")
-    if base not in BASELINES:
-        close = difflib.get_close_matches(base, list(BASELINES), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"unknown baseline {base!r}{hint}; baselines: {', '.join(BASELINES)}")
-    if base == "true":
-        return TrueField(name)
-    if base == "oracle":
-        return InvariantOracle(name)
+def _mean(name: str, arg: str) -> KernelMethod:
     if not arg:
         return MeanField(name)
     shards = Path(arg).expanduser()
@@ -422,6 +409,35 @@ def builtin_kernel_method(spec: str, name: str) -> KernelMethod:
         raise ConfigError(f"mean:{arg}: {shards} is not a shard set (no manifest.json); give the "
                           "--out folder of a `degrade build`")
     return MeanField(name, shards.resolve())
+
+
+def _no_argument(cls: Callable[[str], KernelMethod]) -> Callable[[str, str], KernelMethod]:
+    def make(name: str, arg: str) -> KernelMethod:
+        if arg:
+            raise ConfigError(f"baseline {cls.kind!r} takes no ':{arg}'")  # type: ignore[attr-defined]
+        return cls(name)
+
+    return make
+
+
+BASELINES.register("true", _no_argument(TrueField),
+                   meta="the set's own field (error 0, kernel PSNR inf): a sanity row")
+BASELINES.register("oracle", _no_argument(InvariantOracle),
+                   meta="per image, the best single Gaussian (least tap MSE): the invariant oracle")
+BASELINES.register("mean", _mean,
+                   meta="one mean kernel for every pixel: mean:SHARDS averages a training shard "
+                        "set, bare mean the test set itself")
+
+
+def builtin_kernel_method(spec: str, name: str) -> KernelMethod:
+    """Return a built-in baseline from ``true``, ``oracle``, ``mean`` or ``mean:SHARDS``.
+
+    Raises:
+        ConfigError: unknown baseline (with "did you mean"), an argument where none is taken,
+            or a ``mean:`` folder that is not a shard set.
+    """
+    base, _, arg = spec.partition(":")
+    return BASELINES.get(base)(name, arg)
 
 
 def parse_kernel_method(text: str, device: str = "cpu") -> KernelMethod:
@@ -443,10 +459,11 @@ def parse_kernel_method(text: str, device: str = "cpu") -> KernelMethod:
         return builtin_kernel_method(spec, name)
     path = Path(spec).expanduser()
     if not path.exists():
-        close = difflib.get_close_matches(spec, list(BASELINES), n=1)
+        close = difflib.get_close_matches(spec, list(BASELINES.names()), n=1)
         hint = f" (did you mean the baseline {close[0]!r}?)" if close else ""
         raise ConfigError(f"--method {text!r}: no such folder {path}{hint}; SOURCE is a DKENet run "
-                          f"folder, a folder of .npy estimates, or a baseline ({', '.join(BASELINES)})")
+                          "folder, a folder of .npy estimates, or a baseline "
+                          f"({', '.join(BASELINES.names())})")
     path = path.resolve()
     if not path.is_dir():
         raise ConfigError(f"--method {text!r}: {path} is a file; give a run folder or a folder of "

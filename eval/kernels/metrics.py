@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 
 from .estimates import Estimate, Geometry, taps_moment_size, true_taps
 
@@ -192,7 +192,7 @@ def redegrade(estimate: Estimate, hr: np.ndarray, geometry: Geometry) -> np.ndar
         from ssr_models.dkenet import reblur
 
         h, w = hr.shape[0] // geometry.scale, hr.shape[1] // geometry.scale
-        taps = estimate.taps_rows(0, h, geometry).to(torch.float32)  # (h, w, K*K)
+        taps = estimate.taps_rows(0, h, geometry).expand(h, w, -1)  # an invariant kernel: w = 1
         lr = reblur(x, taps.permute(2, 0, 1)[None].contiguous(), geometry.scale)
     return to_uint8(lr[0].clamp_(0.0, 1.0))
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ssr_datasets.errors import ConfigError
+from ssr_core.errors import ConfigError
 
 from .estimates import Geometry
 from .methods import KernelImage, KernelMethod

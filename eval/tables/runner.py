@@ -152,7 +152,7 @@ def run_table(spec: TableSpec, options: RunOptions) -> TableResult:
             continue
         t0 = time.perf_counter()
         try:
-            testset, stand_in = _testset(group, spec, options)
+            testset, stand_in = testset_for(group, spec, options)
         except DatasetNotFound as exc:
             groups.append(_not_found(group, rows, spec, metrics, str(exc)))
             continue
@@ -173,7 +173,7 @@ def run_table(spec: TableSpec, options: RunOptions) -> TableResult:
         if options.previews:
             result.preview = _preview(testset, result.rows, chosen, options)
         groups.append(result)
-    provenance.update(_environment(options, spec))
+    provenance.update(environment(options, spec))
     whole = _unavailable_everywhere(groups, unavailable, notes)
     return TableResult(spec, groups, notes.texts, whole, provenance, timings,
                        counts["computed"], counts["cached"],
@@ -210,8 +210,11 @@ def _unavailable_everywhere(groups: list[GroupResult], reasons: dict[str, set[st
     return whole
 
 
-def _testset(group: GroupSpec, spec: TableSpec, options: RunOptions) -> tuple[TestSet, str | None]:
-    """Return the group's test set and, for a stand-in, its label."""
+def testset_for(group: GroupSpec, spec: TableSpec, options: RunOptions) -> tuple[TestSet, str | None]:
+    """Return the group's test set (found and built, or a stand-in) and, for a stand-in, its label.
+
+    Also used by the kernel track (``eval.kernels.table``), so both tracks build the same sets.
+    """
     from degrade.build import BuildConfig
     from degrade.recipes import load_recipe
 
@@ -377,7 +380,7 @@ def _preview(testset: TestSet, rows: list[RowResult], chosen: dict[str, Method],
     return Preview(first.key, first.hr, first.lr, outputs)
 
 
-def _environment(options: RunOptions, spec: TableSpec) -> dict[str, Any]:
+def environment(options: RunOptions, spec: TableSpec) -> dict[str, Any]:
     """Return what a reader needs to tell whether two tables are comparable."""
     from eval.metrics.scoring import package_versions
 

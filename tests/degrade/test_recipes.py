@@ -74,6 +74,13 @@ def test_ablations_equal_ssr_except_the_missing_stage(name, stage):
                                description=other.description) == other
 
 
+def test_ssr_clean_is_ssr_without_noise_and_jpeg():
+    ssr, clean = load_recipe("ssr"), load_recipe("ssr-clean")
+    assert clean.noise is None and clean.jpeg is None
+    assert dataclasses.replace(ssr.with_overrides(no_noise=True, no_jpeg=True), name="ssr-clean",
+                               description=clean.description) == clean
+
+
 def test_ssr_wide_uses_k31_and_the_wide_range():
     ssr, wide = load_recipe("ssr"), load_recipe("ssr-wide")
     assert wide.kernel_size == 31 and wide.blur.sigma_range_px == (0.6, 5.0)
