@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -42,6 +43,9 @@ import torch
 from ssr_core.errors import ConfigError
 
 from .estimates import Estimate, Geometry, taps_moment_size, true_taps
+
+if TYPE_CHECKING:
+    from degrade.recipes import Recipe
 
 #: LR pixels per chunk of the per-pixel computations: (n, K*K) float32 tap arrays of about
 #: 7 MB at K = 21, so large images never hold a whole tap field in memory.
@@ -173,27 +177,37 @@ def kernel_psnr_from_mse(mse: float) -> float:
     return math.inf if mse <= 0 else 10 * math.log10(1.0 / mse)
 
 
-def redegrade(estimate: Estimate, hr: np.ndarray, geometry: Geometry) -> np.ndarray:
+def redegrade(estimate: Estimate, hr: np.ndarray, geometry: Geometry,
+              recipe: Recipe | None = None) -> np.ndarray:
     """Degrade uint8 HR (H, W, 3) with the estimated field (Eq. 1); return uint8 LR (h, w, 3).
 
     Gaussian parameters go through the engine (``apply_kernel_field``, backend ``auto``, like the
     build); taps through ``ssr_models.dkenet.reblur`` (the same sum, an unfold: about 5 KB of
-    memory per LR pixel at K = 21). Rounded like the build: clip to [0, 1], round half to even.
+    memory per LR pixel at K = 21). Rounded like the build: clip to [0, 1], round half to even,
+    and for Gaussian parameters with the set's ``recipe`` the values on a .5 tie settled by the
+    float64 formula (``degrade.protocols.settle_ties``, as noise-free builds do), so the true
+    field gives the set's LR byte for byte. Taps are not settled: a tie may move one level.
     """
+    from degrade.fields import DegradationDraw
     from degrade.ops.blur import apply_kernel_field
     from degrade.ops.quantize import to_uint8
+    from degrade.protocols import settle_ties
 
     x = torch.from_numpy(np.ascontiguousarray(hr)).permute(2, 0, 1)[None].float().div_(255.0)
     params = estimate.params_field()
     if params is not None:
-        lr = apply_kernel_field(x, torch.from_numpy(params.astype(np.float32))[None],
-                                geometry.scale, geometry.kernel_size, geometry.delta)
-    else:
-        from ssr_models.dkenet import reblur
+        kfield = np.ascontiguousarray(params, dtype=np.float32)
+        lr = apply_kernel_field(x, torch.from_numpy(kfield)[None], geometry.scale,
+                                geometry.kernel_size, geometry.delta)[0].clamp_(0.0, 1.0)
+        out = to_uint8(lr)
+        if recipe is not None:
+            settle_ties(out, lr, hr, DegradationDraw(kfield, None, None, None), recipe)
+        return out
+    from ssr_models.dkenet import reblur
 
-        h, w = hr.shape[0] // geometry.scale, hr.shape[1] // geometry.scale
-        taps = estimate.taps_rows(0, h, geometry).expand(h, w, -1)  # an invariant kernel: w = 1
-        lr = reblur(x, taps.permute(2, 0, 1)[None].contiguous(), geometry.scale)
+    h, w = hr.shape[0] // geometry.scale, hr.shape[1] // geometry.scale
+    taps = estimate.taps_rows(0, h, geometry).expand(h, w, -1)  # an invariant kernel: w = 1
+    lr = reblur(x, taps.permute(2, 0, 1)[None].contiguous(), geometry.scale)
     return to_uint8(lr[0].clamp_(0.0, 1.0))
 
 
@@ -229,7 +243,8 @@ def score_image(estimate: Estimate, true_field: np.ndarray, geometry: Geometry, 
 
 def score_estimates(estimates: list[Estimate], true_field: np.ndarray, geometry: Geometry, *,
                     hr: np.ndarray | None = None, lr: np.ndarray | None = None,
-                    redeg_reason: str | None = None) -> list[ImageKernelScores]:
+                    redeg_reason: str | None = None, recipe: Recipe | None = None
+                    ) -> list[ImageKernelScores]:
     """Score several estimates of one image (the true taps are built once); see score_image."""
     results = []
     for estimate, (values, maps) in zip(estimates, tap_errors(estimates, true_field, geometry),
@@ -253,7 +268,7 @@ def score_estimates(estimates: list[Estimate], true_field: np.ndarray, geometry:
         elif hr is None or lr is None:
             out.why_na["redeg_psnr"] = "no HR/LR images given"
         else:
-            value, err = redeg_psnr(redegrade(estimate, hr, geometry), lr)
+            value, err = redeg_psnr(redegrade(estimate, hr, geometry, recipe), lr)
             out.values["redeg_psnr"] = value
             out.maps["redeg_err"] = err
         results.append(out)

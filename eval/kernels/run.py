@@ -31,6 +31,7 @@ from .methods import KernelImage, KernelMethod
 from .metrics import KERNEL_METRICS, PARAM_METRICS, ImageKernelScores, score_estimates
 
 if TYPE_CHECKING:
+    from degrade.recipes import Recipe
     from eval.metrics.cache import ScoreCache
 
 _NA_METRIC = "kernel_na"
@@ -49,6 +50,8 @@ class KernelSet:
         fingerprint: sha256 hex of the bytes scored (manifest config hash, shard checksums).
         redeg_reason: Why re-degradation PSNR is n/a on this set (noise, JPEG, downsampler),
             or None.
+        recipe: The set's recipe (its manifest's), whose rounding re-degradation follows; None
+            for sets made in memory (tests).
         info: Provenance (recipe, seed, depth, count, ...).
         images: Reads the images in order, one at a time.
     """
@@ -61,16 +64,17 @@ class KernelSet:
     redeg_reason: str | None
     info: dict[str, Any]
     images: Callable[[], Iterator[KernelImage]]
+    recipe: Recipe | None = None
 
 
-def redeg_reason(recipe: dict[str, Any]) -> str | None:
-    """Return why a set built by ``recipe`` (its manifest's resolved recipe) cannot be re-degraded."""
+def redeg_reason(recipe: Recipe) -> str | None:
+    """Return why a set built by ``recipe`` cannot be re-degraded, or None."""
     why = []
-    if recipe.get("downsampler", "direct") != "direct":
-        why.append(f"downsampler {recipe.get('downsampler')} (not Eq. 1's direct one)")
-    if recipe.get("noise"):
+    if recipe.downsampler != "direct":
+        why.append(f"downsampler {recipe.downsampler} (not Eq. 1's direct one)")
+    if recipe.noise is not None:
         why.append("noise")
-    if recipe.get("jpeg"):
+    if recipe.jpeg is not None:
         why.append("JPEG")
     if not why:
         return None
@@ -82,21 +86,27 @@ def shard_kernel_set(path: str | Path, name: str | None = None) -> KernelSet:
     """Open a shard set (``degrade build`` folder) for the kernel track.
 
     Raises:
-        InputError: no readable manifest; ConfigError: shards that hold no kernel field contract
-            (a manifest without a recipe).
+        InputError: no readable manifest; ConfigError: a manifest without a recipe (the kernel
+            grid is unknown), or a recipe whose true kernels are not its Gaussian field (taps
+            models such as div2krk, the bicubic downsampler).
     """
+    from degrade.recipes import recipe_from_dict
     from ssr_datasets.manifest import manifest_shards, read_manifest
     from ssr_datasets.shards import iter_shard
 
     folder = Path(path)
     manifest = read_manifest(folder)
-    recipe = manifest.get("recipe")
-    if not isinstance(recipe, dict):
+    if not isinstance(manifest.get("recipe"), dict):
         raise ConfigError(f"{folder}: the manifest names no recipe, so its kernel grid is unknown")
+    recipe = recipe_from_dict(manifest["recipe"])
+    if recipe.uses_taps or recipe.downsampler != "direct":
+        raise ConfigError(
+            f"{folder}: recipe {recipe.name} degrades with "
+            f"{'one K x K array of taps per sample' if recipe.uses_taps else 'the bicubic downsampler'}"
+            ", so the shards' Gaussian field is not the kernel of each LR pixel; the kernel track "
+            "scores direct, Gaussian-field sets (ssr, ssr-clean, cmos-defocus, ...)")
     shards = manifest_shards(folder, manifest)
-    scale, k = int(recipe["scale"]), int(recipe["kernel_size"])
-    delta = recipe.get("delta", "centered")
-    delta_px = (scale - 1) / 2 if delta == "centered" else 0.0 if delta == "topleft" else float(delta)
+    scale, k, delta_px = recipe.scale, recipe.kernel_size, recipe.delta_px
     keys = [key for info in shards for key in info.keys]
     fingerprint = hashlib.sha256(json.dumps(
         {"config_hash": manifest.get("config_hash"),
@@ -108,12 +118,12 @@ def shard_kernel_set(path: str | Path, name: str | None = None) -> KernelSet:
                 yield KernelImage(s.key, s.lr, s.hr, s.nearness.astype(np.float32) / 65535.0,
                                   s.kernel)
 
-    info = {"kind": "shards", "path": str(folder), "recipe": recipe.get("name"),
+    info = {"kind": "shards", "path": str(folder), "recipe": recipe.name,
             "recipe_hash": manifest.get("recipe_hash"), "seed": (manifest.get("config") or {}).get("seed"),
             "count": len(keys), "config_hash": manifest.get("config_hash"), "fingerprint": fingerprint,
             "kernel_size": k, "delta": delta_px, "scale": scale}
     return KernelSet(name or folder.name, str(folder), Geometry(k, delta_px, scale), keys,
-                     fingerprint, redeg_reason(recipe), info, images)
+                     fingerprint, redeg_reason(recipe), info, images, recipe)
 
 
 @dataclass
@@ -201,7 +211,8 @@ def score_kernel_set(kset: KernelSet, methods: list[KernelMethod], *,
         if todo:
             estimates = [method.estimate(image, geometry) for method, _, _, _ in todo]
             scored = score_estimates(estimates, image.kernel_field, geometry, hr=image.hr,
-                                     lr=image.lr, redeg_reason=kset.redeg_reason)
+                                     lr=image.lr, redeg_reason=kset.redeg_reason,
+                                     recipe=kset.recipe)
             for (_, out, keys, na_key), est, scores in zip(todo, estimates, scored, strict=True):
                 out.conversions = out.conversions or est.conversions
                 out.computed += len(scores.values)

@@ -220,3 +220,13 @@ def test_cli_errors_are_one_line(tmp_path: Path, clean_set: Path) -> None:
     assert "Traceback" not in result.output
     result = CliRunner().invoke(main, ["score", "--pred", str(tmp_path), "--metrics", "kernel_psnr"])
     assert result.exit_code == 2 and "use `ssr-eval kernels`" in result.output
+
+
+def test_sets_whose_kernel_is_not_the_gaussian_field_are_refused(tmp_path: Path, clean_set: Path) -> None:
+    from degrade.recipes import load_recipe
+
+    manifest = json.loads((clean_set / "manifest.json").read_text())
+    manifest["recipe"] = load_recipe("div2krk").to_dict()
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ConfigError, match="one K x K array of taps per sample"):
+        shard_kernel_set(tmp_path)
