@@ -248,13 +248,15 @@ class DKENetRun(_Base):
         if self.run.get("stage") != "kernel":
             raise ConfigError(f"--method {name}={stage}: stage {self.run.get('stage')!r} is not a "
                               "kernel estimator (give the run's kernel/ folder)")
-        best = stage / "best.pt"
-        self.checkpoint = best if best.is_file() else stage / "last.pt"
+        from ssr_models.run import stage_checkpoint
+
+        self.checkpoint = stage_checkpoint(stage, "auto")  # best.pt when present, else last.pt
         if not self.checkpoint.is_file():
             raise InputError(str(self.checkpoint), "no best.pt or last.pt: the stage has not "
                                                    "checkpointed yet")
         self.device = device
         self._model: torch.nn.Module | None = None
+        self.note = ""
         self._sha = sha256_of(self.checkpoint)
 
     def describe(self) -> dict[str, Any]:
@@ -262,14 +264,17 @@ class DKENetRun(_Base):
                 "sha256": self._sha, "model": self.run["model"],
                 "head": self.run["model_config"].get("head", "kernel"),
                 "kernel_size": self.run["kernel_size"], "delta": self.run["delta"],
-                "scale": self.run["scale"], "weights": "ema"}
+                "scale": self.run["scale"], "weights": "ema", "loaded": self.note}
 
     def fingerprint(self) -> str:
-        return _digest({"describe": self.describe(), "version": 1})
+        return _digest({"describe": {**self.describe(), "loaded": ""}, "version": 1})
 
     def _net(self) -> torch.nn.Module:
         if self._model is None:
-            self._model = load_kernel_net(self.stage, self.checkpoint, self.device)
+            from ssr_models.run import load_stage
+
+            which = "best" if self.checkpoint.name == "best.pt" else "last"
+            self._model, self.note = load_stage(self.stage, map_location=self.device, which=which)
         return self._model
 
     def estimate(self, image: KernelImage, geometry: Geometry) -> Estimate:
@@ -288,24 +293,6 @@ class DKENetRun(_Base):
         km = math.isqrt(kernels.shape[0])
         taps = kernels.permute(1, 2, 0).reshape(*kernels.shape[1:], km, km).numpy()
         return taps_estimate(taps, km, float(self.run["delta"]), geometry, where=self.name)
-
-
-def load_kernel_net(stage: Path, checkpoint: Path, device: str) -> torch.nn.Module:
-    """Rebuild a kernel stage's model from run.json and load ``checkpoint``'s EMA weights."""
-    from ssr_models import create_model
-    from ssr_models.checkpoint import load_checkpoint
-    from ssr_models.run import read_run
-
-    run = read_run(stage)
-    ckpt = load_checkpoint(checkpoint, map_location="cpu")
-    config = {k: tuple(v) if isinstance(v, list) else v for k, v in run["model_config"].items()}
-    model = create_model(run["model"], **config)
-    try:
-        model.load_state_dict(ckpt["ema"], strict=True)
-    except (RuntimeError, KeyError) as exc:
-        raise ConfigError(f"{checkpoint}: weights do not match model {run['model']!r} rebuilt from "
-                          f"run.json: {str(exc).splitlines()[0]}") from None
-    return model.to(device).eval()
 
 
 @dataclass(frozen=True)
