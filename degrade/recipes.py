@@ -20,6 +20,7 @@ import yaml
 
 from ssr_core.config import dataclass_from_mapping, named_or_yaml_path
 from ssr_core.errors import ConfigError
+from ssr_core.registry import Registry
 from ssr_manifests import RECIPES_DIR
 
 BlurModel = Literal["defocus", "thin-lens", "iso", "aniso", "iso-list", "aniso-disturbed", "div2krk",
@@ -37,10 +38,13 @@ Padding = Literal["reflect", "symmetric"]
 #: Blur models whose kernel is one K x K array of taps per sample, not the Gaussian field alone.
 TAPS_MODELS: tuple[str, ...] = ("aniso-disturbed", "div2krk")
 
-BUILTIN_RECIPES: tuple[str, ...] = (
-    "ssr", "ssr-nonoise", "ssr-nojpeg", "ssr-clean", "ssr-wide", "cmos-defocus", "iso", "aniso",
-    "gaussian8", "dcls-aniso", "div2krk", "realesrgan", "bsrgan",
-)
+#: The built-in recipes (names a user types for --recipe): name -> its YAML file, registered here
+#: and nowhere else; ``degrade recipes``, ``degrade protocols`` and the CLI choices read it.
+RECIPES: Registry[Path, None] = Registry("recipe")
+for _name in ("ssr", "ssr-nonoise", "ssr-nojpeg", "ssr-clean", "ssr-wide", "cmos-defocus", "iso",
+              "aniso", "gaussian8", "dcls-aniso", "div2krk", "realesrgan", "bsrgan"):
+    RECIPES.register(_name, RECIPES_DIR / f"{_name}.yaml")
+BUILTIN_RECIPES: tuple[str, ...] = RECIPES.names()
 # A recipe whose kernels lose more than this share of their mass to the K x K window warns.
 TRUNCATION_WARN = 0.01
 # Later fields and their defaults (JSON form), left out of to_dict and so of the hash.
@@ -191,8 +195,12 @@ class Recipe:
 
 
 def recipe_path(name: str) -> Path:
-    """Return the YAML file of a built-in recipe."""
-    return RECIPES_DIR / f"{name}.yaml"
+    """Return the YAML file of a built-in recipe.
+
+    Raises:
+        ConfigError: not a built-in recipe (the message lists them).
+    """
+    return RECIPES.get(name)
 
 
 def load_recipe(name_or_path: str | Path) -> Recipe:

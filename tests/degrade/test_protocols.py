@@ -30,7 +30,7 @@ from degrade.ops.second_order import (
     sinc_kernel,
     usm_sharpen,
 )
-from degrade.protocols import list_protocols, settle_ties
+from degrade.protocols import list_protocols, load_protocol, settle_ties
 from degrade.recipes import BUILTIN_RECIPES, load_recipe, recipe_from_dict
 from degrade.second_order import draw_bsrgan, draw_realesrgan
 from ssr_core.errors import ConfigError
@@ -218,6 +218,11 @@ def test_every_builtin_recipe_documents_its_protocol() -> None:
     claims = {p.name: p.title for p in infos}
     assert "not IKC/DAN/DCLS setting 1" in claims["iso"]
     assert "not DAN/DCLS setting 2" in claims["aniso"]
+
+
+def test_unknown_protocol_names_come_back_with_the_registry_choices() -> None:
+    with pytest.raises(ConfigError, match=r"unknown recipe 'gausian8'.*gaussian8"):
+        load_protocol("gausian8")
 
 
 def test_new_recipe_fields_leave_older_hashes_alone() -> None:
