@@ -8,7 +8,7 @@ import numpy as np
 
 
 def bivariate_gaussian_basicsr(kernel_size: int, sig_x: float, sig_y: float, theta: float) -> np.ndarray:
-    """BasicSR's ``bivariate_Gaussian`` (degradations.py), restated from its formula in float64."""
+    """BasicSR's ``bivariate_Gaussian(..., isotropic=False)`` (degradations.py), restated in float64."""
     d_matrix = np.array([[sig_x**2, 0.0], [0.0, sig_y**2]])
     u = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
     sigma = u @ d_matrix @ u.T

@@ -7,7 +7,8 @@ Conventions, once for the whole project:
 * ``theta`` in [0, pi) radians rotates the ``s1`` axis from +x (columns) toward +y (rows):
   ``Sigma = R(theta) diag(s1^2, s2^2) R(theta)^T`` with ``R = [[cos, -sin], [sin, cos]]`` acting on
   ``d = (dx, dy) = (column offset, row offset)``. With ``delta = 0`` a kernel is exactly BasicSR's
-  ``bivariate_Gaussian(K, s1, s2, theta)``.
+  ``bivariate_Gaussian(K, s1, s2, theta, isotropic=False)``; BasicSR's default
+  ``isotropic=True`` ignores ``s2`` and ``theta`` (a circle of std ``s1``).
 * ``delta`` shifts the kernel centre by ``(delta, delta)`` HR pixels: ``d = (b - delta, a - delta)``
   for tap ``(a, b)`` in ``-R..R``. ``delta = (s - 1) / 2`` centres it on the ``s x s`` block.
 """

@@ -341,3 +341,14 @@ def test_wrong_shapes_raise():
         truncation_stats(torch.ones(3, 5))
     with pytest.raises(ConfigError, match=r"\(\.\.\., 2, 2\), got \(3, 3\)"):
         sigmas_from_covariance(torch.eye(3))
+
+
+def test_basicsr_default_isotropic_call_is_not_our_anisotropic_kernel() -> None:
+    # BasicSR's bivariate_Gaussian defaults to isotropic=True, which uses sig_x for both axes and
+    # ignores theta: only isotropic=False (bivariate_gaussian_basicsr) equals our kernel.
+    from tests.reference import basicsr_mixed_kernel
+
+    ours = gaussian_kernels(torch.tensor([2.0, 0.7, 0.5], dtype=torch.float64), 13).numpy()
+    np.testing.assert_allclose(ours, bivariate_gaussian_basicsr(13, 2.0, 0.7, 0.5), rtol=0, atol=1e-15)
+    default_call = basicsr_mixed_kernel("iso", 13, 2.0, 0.7, 0.5, 1.0)
+    assert np.abs(ours - default_call).max() > 1e-2
