@@ -69,8 +69,7 @@ class DataConfig:
     """How the TrainingStream cuts batches.
 
     Attributes:
-        crop_hr: HR crop side in px (a multiple of the shards' scale); validation uses centre
-            crops of the same side.
+        crop_hr: HR crop side in px (a multiple of the shards' scale).
         batch_size: Samples per step per rank.
         epoch_samples: Samples per (resampled) epoch; None = the manifest's count (local folder).
         num_workers: DataLoader workers (0 = read in the training process); each sample is
@@ -86,6 +85,9 @@ class DataConfig:
         augment: Random flips and 90-degree rotations of every crop, aligned on HR, LR,
             nearness and the kernel field (``ssr_models.augment``; shards need the centred LR
             grid). Drawn from the per-sample generator: same batches for any worker count.
+        val_crop_hr: Validation on centre crops of this side (HR px, a multiple of the scale;
+            faster on large held-out images); None (default) validates on whole images, one
+            per batch (``ssr_models.validation``).
     """
 
     crop_hr: int
@@ -97,6 +99,7 @@ class DataConfig:
     online_jpeg: Literal["cpu", "kornia"] = "cpu"
     online_prefetch: int | None = None
     augment: bool = True
+    val_crop_hr: int | None = None
 
     def __post_init__(self) -> None:
         if self.crop_hr < 1 or self.batch_size < 1 or self.num_workers < 0:
@@ -109,6 +112,10 @@ class DataConfig:
                 type(self.online_prefetch) is int and self.online_prefetch >= 0):
             raise ConfigError(f"online_prefetch must be null or an integer >= 0, got "
                               f"{self.online_prefetch!r}")
+        if self.val_crop_hr is not None and not (type(self.val_crop_hr) is int
+                                                 and self.val_crop_hr > 0):
+            raise ConfigError(f"val_crop_hr must be null or an integer > 0, got "
+                              f"{self.val_crop_hr!r}")
         if not isinstance(self.augment, bool):
             raise ConfigError(f"augment must be true or false, got {self.augment!r}")
         if self.online_jpeg not in ("cpu", "kornia"):

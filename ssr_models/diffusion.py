@@ -57,7 +57,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from degrade.ops.blur import apply_kernel_field
-from degrade.ops.quality import batch_psnr
 from ssr_core.errors import ConfigError
 from ssr_models.amf import AMF, AMFConfig, AMFEncoder
 from ssr_models.layers import config_from_dict
@@ -364,15 +363,25 @@ class DiffusionSR(nn.Module):
         return ((x0 + 1) / 2).clamp(0, 1)
 
     @torch.no_grad()
-    def validation_step(self, batch: Any) -> dict[str, float]:
-        """Return {"psnr", "psnr_bicubic"} (dB) of a ``val_steps``-step sample vs HR."""
+    def validation_sr(self, batch: Any) -> torch.Tensor:
+        """Return a ``val_steps``-step sample (B, 3, H, W) in [0, 1], seeded by ``val_seed``.
+
+        Whole images of any size: padded to the UNet's multiple and cropped back.
+        """
+        from .validation import padded_sr
+
         # On the batch's device: torch.randn(device="cuda") refuses a CPU generator.
         g = torch.Generator(device=batch.lr.device).manual_seed(self.config.val_seed)
-        sr = self.sample(batch.lr, batch.kernel, batch.nearness, steps=self.config.val_steps,
-                         generator=g, scale=batch.scale, kernel_size=batch.kernel_size, delta=batch.delta)
-        bic = ((self.upsample(batch.lr, sr.shape[-2:]) + 1) / 2).clamp(0, 1)
-        return {"psnr": batch_psnr(batch.hr, sr, y_channel=False).mean().item(),
-                "psnr_bicubic": batch_psnr(batch.hr, bic, y_channel=False).mean().item()}
+        return padded_sr(batch, self.unet.factor, lambda b: self.sample(
+            b.lr, b.kernel, b.nearness, steps=self.config.val_steps, generator=g, scale=b.scale,
+            kernel_size=b.kernel_size, delta=b.delta))
+
+    @torch.no_grad()
+    def validation_step(self, batch: Any) -> dict[str, float]:
+        """Return ``ssr_models.validation.image_scores`` of :meth:`validation_sr` (dB, SSIM)."""
+        from .validation import image_scores
+
+        return image_scores(self.validation_sr(batch), batch)
 
 
 def diffusion_tiny(**overrides: Any) -> DiffusionSR:

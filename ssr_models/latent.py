@@ -282,14 +282,18 @@ class LatentSSR(nn.Module):
                                sampler=self.make_sampler(sampler), plain=plain)
 
     @torch.no_grad()
-    def validation_step(self, batch: Any) -> dict[str, float]:
-        """Return {"psnr", "psnr_bicubic"} (dB, RGB) of a ``val_steps``-step sample vs HR."""
-        from ssr_models.diffusion import psnr
-
+    def validation_sr(self, batch: Any) -> torch.Tensor:
+        """Return a ``val_steps``-step sample (B, 3, H, W) in [0, 1], seeded by ``val_seed``."""
         g = torch.Generator(device=batch.lr.device).manual_seed(self.config.val_seed)
-        sr = self.sample(batch.lr, batch.kernel, batch.nearness, steps=self.config.val_steps, generator=g)
-        bic = F.interpolate(batch.lr, size=sr.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
-        return {"psnr": psnr(sr, batch.hr).mean().item(), "psnr_bicubic": psnr(bic, batch.hr).mean().item()}
+        return self.sample(batch.lr, batch.kernel, batch.nearness, steps=self.config.val_steps,
+                           generator=g)
+
+    @torch.no_grad()
+    def validation_step(self, batch: Any) -> dict[str, float]:
+        """Return ``ssr_models.validation.image_scores`` of :meth:`validation_sr` (dB, SSIM)."""
+        from .validation import image_scores
+
+        return image_scores(self.validation_sr(batch), batch)
 
 
 def _ignore_frozen_missing(module: LatentSSR, incompatible: Any) -> None:

@@ -34,7 +34,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from degrade.ops.kernels import centered_delta
-from degrade.ops.quality import batch_psnr
 from ssr_core.errors import ConfigError
 
 from .kernel_pca import KernelPCA
@@ -130,13 +129,17 @@ class NBSR(nn.Module):
         return loss, {"loss": value, "loss_l1": value}
 
     @torch.no_grad()
-    def validation_step(self, batch: Any) -> dict[str, float]:
-        """Return psnr and psnr_bicubic (dB, RGB on [0, 1], mean over images)."""
+    def validation_sr(self, batch: Any) -> torch.Tensor:
+        """Return SR (B, 3, H, W) conditioned on the batch's ground-truth kernel field."""
         self._check_batch(batch)
-        sr = self.super_resolve(batch.lr, batch.kernel)
-        bic = bicubic_up(batch.lr, batch.scale)
-        return {"psnr": float(batch_psnr(batch.hr, sr.clamp(0, 1), y_channel=False).mean()),
-                "psnr_bicubic": float(batch_psnr(batch.hr, bic.clamp(0, 1), y_channel=False).mean())}
+        return self.super_resolve(batch.lr, batch.kernel)
+
+    @torch.no_grad()
+    def validation_step(self, batch: Any) -> dict[str, float]:
+        """Return ``ssr_models.validation.image_scores`` of :meth:`validation_sr` (dB, SSIM)."""
+        from .validation import image_scores
+
+        return image_scores(self.validation_sr(batch), batch)
 
 
 def bicubic_up(lr: torch.Tensor, scale: int) -> torch.Tensor:

@@ -273,7 +273,8 @@ def train_stage(stage: str, stage_config: Any, shards: str | None, folder: str |
 
     Args:
         stage: One of STAGES. stage_config: its ``configs.StageConfig``.
-        shards, val_shards: Shard folder/pattern/URL (training, validation; no validation when None).
+        shards, val_shards: Shard folder/pattern/URL (training; held-out validation, whole
+            images unless ``data.val_crop_hr``; no validation when None).
         resume: Continue from ``folder/last.pt`` (a stage already at its steps is skipped).
         steps, seed: Override the config's trainer steps/seed when not None.
         device: torch device ("cpu", "cuda"); None = the Trainer's default.
@@ -350,8 +351,10 @@ def train_stage(stage: str, stage_config: Any, shards: str | None, folder: str |
                                 world_size=world, num_workers=data.num_workers,
                                 crops_per_image=data.crops_per_image, augment=data.augment,
                                 prefetch_factor=data.prefetch_factor, pin_memory=on_cuda)
-    val = (None if val_shards is None or rank != 0
-           else validation_batches(val_shards, crop_hr=data.crop_hr, batch_size=data.batch_size))
+    # whole held-out images (one per batch: sizes differ) unless data.val_crop_hr asks for crops
+    val = (None if val_shards is None or rank != 0 else validation_batches(
+        val_shards, crop_hr=data.val_crop_hr,
+        batch_size=1 if data.val_crop_hr is None else data.batch_size))
     trainer = Trainer(model, tcfg, stream, val_batches=val, device=device)
     if done is not None:
         trainer.resume(folder / LAST)

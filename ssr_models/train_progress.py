@@ -42,7 +42,10 @@ def validation_text(val: dict[str, float]) -> str:
         gain = v["psnr"] - v["psnr_bicubic"]
         parts.append(f"PSNR {v['psnr']:.2f} dB vs bicubic {v['psnr_bicubic']:.2f} dB "
                      f"({gain:+.2f} dB)")
-    parts += [f"{k} {x:.4g}" for k, x in v.items() if k not in ("psnr", "psnr_bicubic")]
+    if "psnr_y" in v and "psnr_y_bicubic" in v:
+        parts.append(f"Y PSNR {v['psnr_y']:.2f} dB vs {v['psnr_y_bicubic']:.2f} dB")
+    shown = ("psnr", "psnr_bicubic", "psnr_y", "psnr_y_bicubic")
+    parts += [f"{k} {x:.4g}" for k, x in v.items() if k not in shown]
     return ", ".join(parts)
 
 
@@ -136,4 +139,7 @@ def stage_summary(stage: str, result: Any) -> list[tuple[str, bool]]:
                           "than plain upsampling: train longer, or on more data", True))
     else:
         lines.append(("  no validation (pass --val DIR to compare with bicubic)", False))
+    if result.val and "val/psnr_y" in result.val and "val/lpips" not in result.val:
+        lines.append(("  (no LPIPS in training validation: its weights load through ssr-eval; "
+                      "score the run there)", False))
     return lines

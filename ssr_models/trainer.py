@@ -73,7 +73,7 @@ from .train_events import Callback, TrainEvent, TrainingInterrupted, graceful_st
 from .train_log import MetricsLog, StepWindow
 from .trainer_config import AMP_MODES, Amp, TrainerConfig
 from .trainer_state import NonFiniteError, resume_trainer, save_trainer
-from .validation import validate_model
+from .validation import LpipsFn, validate_model
 
 __all__ = ["AMP_MODES", "Amp", "NonFiniteError", "Trainer", "TrainerConfig",
            "TrainingInterrupted", "end_distributed", "load_checkpoint"]
@@ -94,6 +94,8 @@ class Trainer:
             ``state_dict``/``load_state_dict`` its position is checkpointed.
         val_batches: Re-iterable validation batches (e.g. ``validation_batches(...)``).
         device: Defaults to ``cuda:LOCAL_RANK`` when CUDA is available, else CPU.
+        lpips: Optional ``fn(sr, hr) -> (B,)`` LPIPS for validation (``ssr_models.validation``;
+            ssr_models cannot load LPIPS weights itself: they live with ``eval.metrics``).
 
     Raises:
         ConfigError: No ``training_step``, a one-shot iterator as ``val_batches``, or a
@@ -102,7 +104,7 @@ class Trainer:
 
     def __init__(self, model: nn.Module, config: TrainerConfig, train_stream: Iterable[Batch],
                  val_batches: Iterable[Batch] | None = None,
-                 device: torch.device | str | None = None) -> None:
+                 device: torch.device | str | None = None, lpips: LpipsFn | None = None) -> None:
         if not callable(getattr(model, "training_step", None)):
             raise ConfigError(f"{type(model).__name__} has no training_step(batch)")
         if val_batches is not None and iter(val_batches) is val_batches:
@@ -122,6 +124,7 @@ class Trainer:
             device = f"cuda:{local}" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         self.config, self.stream, self.val_batches = config, train_stream, val_batches
+        self.lpips = lpips
         self.out_dir = Path(config.out_dir)
         self.is_main = self.rank == 0
 
@@ -225,10 +228,14 @@ class Trainer:
     # ---- validation, logs -----------------------------------------------------------------
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Run the EMA model over ``val_batches``; return the mean of each value (``val/...``)."""
+        """Run the EMA model over ``val_batches``; return the mean of each value (``val/...``).
+
+        Image stages: Y PSNR/SSIM (crop = scale) and bicubic's, LPIPS with a callback; the
+        kernel stage: kernel L1 (``ssr_models.validation``).
+        """
         if self.val_batches is None:
             return {}
-        return validate_model(self.ema, self.val_batches, self.device)
+        return validate_model(self.ema, self.val_batches, self.device, self.lpips)
 
     def _log(self, metrics: dict[str, float]) -> None:
         if self.is_main:

@@ -24,7 +24,7 @@ def test_output_is_scale_times_input(scale: int) -> None:
 def test_validation_compares_with_bicubic() -> None:
     batch = make_batch(h=8, kernel_size=21)
     logs = nbsr_tiny(pca_samples=300).validation_step(batch)
-    assert set(logs) == {"psnr", "psnr_bicubic"}
+    assert set(logs) == {"psnr", "psnr_bicubic", "psnr_y", "ssim_y", "psnr_y_bicubic"}
     mse = float((bicubic_up(batch.lr, 4).clamp(0, 1) - batch.hr).pow(2).mean())
     assert logs["psnr_bicubic"] == pytest.approx(10 * torch.log10(torch.tensor(1 / mse)).item(), rel=1e-5)
     assert float(batch_psnr(batch.hr, batch.hr)) == pytest.approx(120.0)
