@@ -49,7 +49,8 @@ STAGES: tuple[str, ...] = get_args(Stage)  # also the order of ``--stage all``
 CONFIG_DIR = Path(__file__).parent / "configs"
 BUILTIN_CONFIGS: tuple[str, ...] = ("tiny", "paper")
 Ablation = Literal["di-kernel-only", "depth-only", "no-svkr"]
-# The diffusion model's conditioning flags each Table 2 ablation sets (DiffusionConfig fields).
+# The diffusion model's conditioning flags each Table 2 ablation sets (AMFConfig fields, which
+# the diffusion stage's model_overrides reach as ``amf: {...}``).
 ABLATIONS: dict[str, dict[str, bool]] = {
     "di-kernel-only": {"use_kernel": True, "use_depth": False, "use_svkr": False},
     "depth-only": {"use_kernel": False, "use_depth": True, "use_svkr": False},
@@ -159,7 +160,8 @@ class TrainConfig:
             raise ConfigError(f"--ablation changes the diffusion stage, which config "
                               f"{self.name!r} does not have")
         diffusion = self.stages["diffusion"]
-        overrides = {**diffusion.model_overrides, **ABLATIONS[ablation]}
+        amf = {**diffusion.model_overrides.get("amf", {}), **ABLATIONS[ablation]}
+        overrides = {**diffusion.model_overrides, "amf": amf}
         stages = {**self.stages, "diffusion": dataclasses.replace(diffusion,
                                                                   model_overrides=overrides)}
         return TrainConfig(name=f"{self.name}+{ablation}", stages=stages)
@@ -268,7 +270,7 @@ def load_train_config(name_or_path: str | Path) -> TrainConfig:
 def ablation_for(flags: Mapping[str, bool]) -> str | None:
     """Return the ablation whose diffusion flags are ``flags`` ("" = the full model), or None.
 
-    ``flags`` uses DiffusionConfig's names (``use_kernel``, ``use_depth``, ``use_svkr``), as a
+    ``flags`` uses AMFConfig's names (``use_kernel``, ``use_depth``, ``use_svkr``), as a
     table row's ``expects`` does; flags it leaves out count as True.
     """
     want = {**_FULL, **flags}

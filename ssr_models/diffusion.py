@@ -4,22 +4,15 @@ The paper fine-tunes a latent diffusion model guided by AMF (Eq. 4: p(z_{t-1} | 
 DESIGN.md section 6 asks for a model that trains from scratch on one GPU, so this is a pixel-space
 conditional UNet with ResShift's few-step residual-shifting schedule (Yue et al., NeurIPS 2023):
 
-* Forward (ResShift Eq. 1-2), y_0 = bicubic-upsampled LR, e_0 = y_0 - x_0::
-
-      q(x_t | x_0, y_0) = N(x_0 + eta_t e_0, kappa^2 eta_t I)        t = 1 .. T
-
-* Posterior (ResShift Eq. 7), alpha_t = eta_t - eta_{t-1}, eta_0 = 0::
-
-      q(x_{t-1} | x_t, x_0) = N(eta_{t-1}/eta_t x_t + alpha_t/eta_t x_0,
-                                kappa^2 eta_{t-1}/eta_t alpha_t I)
-
-  Because the chain adds independent Gaussians, the same formula holds between any s < t with
-  alpha = eta_t - eta_s; :meth:`ResShiftSchedule.posterior` uses that for ``steps < T``.
-* Schedule (ResShift Eq. 10): sqrt(eta_t) = sqrt(eta_1) b0^{beta_t},
-  beta_t = ((t-1)/(T-1))^p (T-1), b0 = exp(log(eta_T/eta_1) / (2(T-1))), which simplifies to
-  ``eta_t = eta_1 (eta_T/eta_1)^(((t-1)/(T-1))^p)``: geometric in a warped time, eta_1 and eta_T
-  hit exactly. T = 15, kappa = 2, p = 0.3, eta_1 = min((0.04/kappa)^2, 0.001) = 4e-4,
-  eta_T = 0.99 (the paper's values; ResShift's code sets sqrt(eta_T) = 0.99 instead).
+* Schedule: :mod:`ssr_models.resshift` (ResShift Eq. 1-2, 7, 10; T = 15, kappa = 2, p = 0.3),
+  a diffusers-style scheduler: the sampler below calls ``set_timesteps`` and ``step``.
+* Config: :class:`DiffusionConfig` is composed of the UNet's own fields, an ``amf``
+  (:class:`~ssr_models.amf.AMFConfig`) and a ``schedule``
+  (:class:`~ssr_models.resshift.ResShiftConfig`); ``config.json`` holds them nested.
+  Overrides reach a nested field with a partial mapping: ``create_model("diffusion",
+  amf={"use_depth": False})``. Run folders written before the composition (flat ``amf_*``,
+  ``use_*``, ``lambda_*``, ``timesteps``, ``kappa``, ``power`` keys) load through
+  :func:`upgrade_flat_config`, the one place that knows the old names.
 
 Choices where the papers are silent (configurable in :class:`DiffusionConfig`):
 
@@ -29,10 +22,8 @@ Choices where the papers are silent (configurable in :class:`DiffusionConfig`):
 * Network input: concat(x_t / sqrt(kappa^2 eta_t + 1), y_0) (ResShift's input scaling), output
   x_0 (ResShift predicts x_0; Eq. 5's epsilon loss of the paper does not apply to this schedule).
   Loss: L1 or L2 (``loss``) on x_0 plus the AMF Eq. 5 penalty.
-* UNet: GroupNorm-SiLU-conv residual blocks with an added sinusoidal time embedding, stride-2
-  conv down, nearest+conv up, no attention (pixel space, small images). AMF follows the last
-  residual block of every encoder level listed in ``amf_levels`` and the middle block; the
-  encodings are computed once per forward (they do not depend on t).
+* UNet: :mod:`ssr_models.pixel_unet` (residual blocks with a time embedding, AMF after the
+  levels in ``amf_levels`` and the middle block).
 * Sampling starts from x_T = y_0 + kappa sqrt(eta_T) eps (ResShift), uses ``steps`` evenly spaced
   indices (always including T-1 and 0), clamps each x_0 estimate to [-1, 1], and returns the
   final x_0 estimate. BN/train mode is left as the caller set it (use ``model.eval()``).
@@ -47,9 +38,8 @@ Choices where the papers are silent (configurable in :class:`DiffusionConfig`):
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
@@ -58,85 +48,83 @@ from torch import nn
 
 from degrade.ops.blur import apply_kernel_field
 from ssr_core.errors import ConfigError
-from ssr_models.amf import AMF, AMFConfig, AMFEncoder
-from ssr_models.layers import config_from_dict
+from ssr_models.amf import AMFConfig, AMFEncoder
+from ssr_models.layers import config_from_dict, with_overrides
+from ssr_models.pixel_unet import ConditionalUNet
+from ssr_models.resshift import ResShiftConfig, ResShiftSchedule
 
 
-class ResShiftSchedule:
-    """Residual-shifting noise schedule (no network): eta_t, q_sample, posterior, p_sample."""
+_AMF_FLAT = {"amf_small_channels": "small_channels", "amf_lr_channels": "lr_channels",
+             "amf_hidden": "hidden", "amf_combine": "combine", "use_kernel": "use_kernel",
+             "use_depth": "use_depth", "use_svkr": "use_svkr", "lambda_kernel": "lambda_kernel",
+             "lambda_depth": "lambda_depth", "lambda_lr": "lambda_lr"}
+_SCHEDULE_FLAT = {"timesteps": "num_train_timesteps", "kappa": "kappa", "power": "power"}
 
-    def __init__(self, steps: int = 15, kappa: float = 2.0, power: float = 0.3,
-                 min_noise_level: float = 0.04, eta_max: float = 0.99) -> None:
-        if steps < 2:
-            raise ConfigError(f"steps must be >= 2, got {steps}")
-        self.steps, self.kappa, self.power = steps, float(kappa), float(power)
-        eta_1 = min((min_noise_level / kappa) ** 2, 0.001)
-        warp = (torch.arange(steps, dtype=torch.float64) / (steps - 1)) ** power
-        self.etas = (eta_1 * (eta_max / eta_1) ** warp).float()  # (T,), etas[t] = paper eta_{t+1}
 
-    def eta(self, t: torch.Tensor) -> torch.Tensor:
-        """Return eta at 0-based indices t (B,) as (B, 1, 1, 1); t = -1 gives eta_0 = 0."""
-        padded = torch.cat([torch.zeros(1), self.etas])
-        return padded.to(t.device)[t.long() + 1].view(-1, 1, 1, 1)
+def upgrade_flat_config(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a DiffusionConfig mapping with the flat keys of older run folders nested.
 
-    def q_sample(self, x0: torch.Tensor, y0: torch.Tensor, t: torch.Tensor,
-                 noise: torch.Tensor | None = None, generator: torch.Generator | None = None
-                 ) -> torch.Tensor:
-        """Draw x_t = x0 + eta_t (y0 - x0) + kappa sqrt(eta_t) eps; x0, y0 (B, C, H, W), t (B,)."""
-        if noise is None:
-            noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
-        eta = self.eta(t).to(x0.dtype)
-        return x0 + eta * (y0 - x0) + self.kappa * eta.sqrt() * noise
+    Before the configs were composed, ``config.json``/``run.json`` held the AMF and schedule
+    settings as flat keys (``amf_hidden``, ``use_depth``, ``timesteps``, ...); they move under
+    ``amf`` and ``schedule``. A mapping without them is returned unchanged (a copy).
 
-    def posterior(self, xt: torch.Tensor, x0: torch.Tensor, t: torch.Tensor,
-                  s: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return mean and variance (B, 1, 1, 1) of q(x_s | x_t, x_0), s = t - 1 by default."""
-        s = t - 1 if s is None else s
-        eta_t, eta_s = self.eta(t).to(xt.dtype), self.eta(s).to(xt.dtype)
-        alpha = eta_t - eta_s
-        mean = eta_s / eta_t * xt + alpha / eta_t * x0
-        var = self.kappa**2 * eta_s / eta_t * alpha
-        return mean, var
+    Raises:
+        ConfigError: a flat key and its nested form both given with different values.
 
-    def p_sample(self, xt: torch.Tensor, x0_hat: torch.Tensor, t: torch.Tensor,
-                 s: torch.Tensor | None = None, generator: torch.Generator | None = None
-                 ) -> torch.Tensor:
-        """Draw x_s from the posterior given the predicted x_0 (no noise when s = -1)."""
-        mean, var = self.posterior(xt, x0_hat, t, s)
-        noise = torch.randn(xt.shape, generator=generator, dtype=xt.dtype, device=xt.device)
-        return mean + var.sqrt() * noise
+    >>> upgrade_flat_config({"use_depth": False, "timesteps": 15, "loss": "l1"})
+    {'loss': 'l1', 'amf': {'use_depth': False}, 'schedule': {'num_train_timesteps': 15}}
+    """
+    out = {k: v for k, v in data.items() if k not in _AMF_FLAT and k not in _SCHEDULE_FLAT}
+    for group, names in (("amf", _AMF_FLAT), ("schedule", _SCHEDULE_FLAT)):
+        moved = {new: data[old] for old, new in names.items() if old in data}
+        if not moved:
+            continue
+        nested = out.get(group, {})
+        nested = dataclasses.asdict(nested) if dataclasses.is_dataclass(nested) else dict(nested)
+        clash = [k for k, v in moved.items() if k in nested and nested[k] != v]
+        if clash:
+            raise ConfigError(f"{group}.{clash[0]} given twice with different values (flat and nested)")
+        out[group] = {**nested, **moved}
+    return out
 
-    def prior_sample(self, y0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Draw x_T = y0 + kappa sqrt(eta_T) eps."""
-        noise = torch.randn(y0.shape, generator=generator, dtype=y0.dtype, device=y0.device)
-        return y0 + self.kappa * self.etas[-1].sqrt().item() * noise
+
+def conditioning_flags(model_config: Mapping[str, Any]) -> dict[str, bool]:
+    """Return ``{"use_kernel", "use_depth", "use_svkr"}`` of a saved model config (run.json).
+
+    Reads the nested form (``amf.use_depth``) and the flat one of older run folders; a flag the
+    config does not hold is left out.
+
+    >>> conditioning_flags({"amf": {"use_depth": False, "hidden": 8}})
+    {'use_depth': False}
+    """
+    amf = upgrade_flat_config(model_config).get("amf", {})
+    amf = dataclasses.asdict(amf) if dataclasses.is_dataclass(amf) else amf
+    return {k: amf[k] for k in ("use_kernel", "use_depth", "use_svkr") if k in amf}
 
 
 @dataclass(frozen=True)
 class DiffusionConfig:
-    """UNet, AMF and schedule settings (flat, so a factory override is one keyword)."""
+    """The pixel model: UNet settings, its AMF (``amf``) and its ResShift schedule (``schedule``).
+
+    Attributes:
+        base_channels, channel_mult, num_res_blocks, groups: UNet widths (channels), level
+            multipliers, residual blocks per level, GroupNorm groups.
+        amf_levels: UNet levels (0-based) followed by an AMF (the middle block always is).
+        loss: "l1" or "l2" on the x_0 estimate.
+        val_steps, val_seed: Reverse steps and seed of the validation samples.
+        amf: The AMF encoders and fusion (Eq. 3, 5). schedule: The ResShift schedule.
+    """
 
     base_channels: int = 64
     channel_mult: tuple[int, ...] = (1, 2, 2, 4)
     num_res_blocks: int = 2
     amf_levels: tuple[int, ...] = (0, 1, 2, 3)
     groups: int = 8
-    timesteps: int = 15
-    kappa: float = 2.0
-    power: float = 0.3
     loss: Literal["l1", "l2"] = "l2"
     val_steps: int = 4
     val_seed: int = 0
-    use_kernel: bool = True
-    use_depth: bool = True
-    use_svkr: bool = True
-    amf_small_channels: int = 16
-    amf_lr_channels: int = 64
-    amf_hidden: int = 128
-    amf_combine: Literal["sum", "sequential"] = "sum"
-    lambda_kernel: float = 1e-4
-    lambda_depth: float = 1e-4
-    lambda_lr: float = 1e-4
+    amf: AMFConfig = field(default_factory=AMFConfig)
+    schedule: ResShiftConfig = field(default_factory=ResShiftConfig)
 
     def __post_init__(self) -> None:
         if self.loss not in ("l1", "l2"):
@@ -146,109 +134,18 @@ class DiffusionConfig:
             raise ConfigError(f"amf_levels {bad} outside 0..{len(self.channel_mult) - 1}")
         if any(self.base_channels * m % self.groups for m in self.channel_mult):
             raise ConfigError(f"base_channels * channel_mult must divide by groups={self.groups}")
-
-    @property
-    def amf(self) -> AMFConfig:
-        return AMFConfig(use_kernel=self.use_kernel, use_depth=self.use_depth, use_svkr=self.use_svkr,
-                         small_channels=self.amf_small_channels, lr_channels=self.amf_lr_channels,
-                         hidden=self.amf_hidden, combine=self.amf_combine,
-                         lambda_kernel=self.lambda_kernel, lambda_depth=self.lambda_depth,
-                         lambda_lr=self.lambda_lr)
+        for name, cls in (("amf", AMFConfig), ("schedule", ResShiftConfig)):
+            if not isinstance(getattr(self, name), cls):
+                raise ConfigError(f"{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}")
 
     def to_dict(self) -> dict[str, Any]:
+        """Return the resolved config, nested (``amf``, ``schedule``), as plain values."""
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DiffusionConfig:
-        return config_from_dict(cls, data)
-
-
-def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
-    """Return sinusoidal embeddings (B, dim) of integer steps t (B,)."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device) / half)
-    args = t.float()[:, None] * freqs[None]
-    return torch.cat([torch.cos(args), torch.sin(args)], dim=1)
-
-
-class TimeResBlock(nn.Module):
-    """GroupNorm-SiLU-conv twice, time embedding added in between, 1x1 skip on width change."""
-
-    def __init__(self, c_in: int, c_out: int, emb_dim: int, groups: int) -> None:
-        super().__init__()
-        self.in_layers = nn.Sequential(nn.GroupNorm(min(groups, c_in), c_in), nn.SiLU(),
-                                       nn.Conv2d(c_in, c_out, 3, padding=1))
-        self.emb = nn.Linear(emb_dim, c_out)
-        self.out_layers = nn.Sequential(nn.GroupNorm(groups, c_out), nn.SiLU(),
-                                        nn.Conv2d(c_out, c_out, 3, padding=1))
-        self.skip = nn.Identity() if c_in == c_out else nn.Conv2d(c_in, c_out, 1)
-
-    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        h = self.in_layers(x) + self.emb(emb)[:, :, None, None]
-        return self.skip(x) + self.out_layers(h)
-
-
-class ConditionalUNet(nn.Module):
-    """Predict x_0 (B, 3, H, W) from concat(x_t, y_0) (B, 6, H, W), t (B,) and AMF encodings."""
-
-    def __init__(self, config: DiffusionConfig) -> None:
-        super().__init__()
-        c, g, amf_cfg = config.base_channels, config.groups, config.amf
-        emb = 4 * c
-        self.emb_ch = c
-        self.time_mlp = nn.Sequential(nn.Linear(c, emb), nn.SiLU(), nn.Linear(emb, emb))
-        self.head = nn.Conv2d(6, c, 3, padding=1)
-        self.down_blocks, self.down_amf, self.downsample = nn.ModuleList(), nn.ModuleDict(), nn.ModuleList()
-        skips, ch = [c], c
-        for lv, m in enumerate(config.channel_mult):
-            blocks = nn.ModuleList()
-            for _ in range(config.num_res_blocks):
-                blocks.append(TimeResBlock(ch, c * m, emb, g))
-                ch = c * m
-                skips.append(ch)
-            self.down_blocks.append(blocks)
-            if lv in config.amf_levels:
-                self.down_amf[str(lv)] = AMF(ch, amf_cfg)
-            last = lv == len(config.channel_mult) - 1
-            self.downsample.append(nn.Identity() if last else nn.Conv2d(ch, ch, 3, stride=2, padding=1))
-            if not last:
-                skips.append(ch)
-        self.mid1, self.mid2 = TimeResBlock(ch, ch, emb, g), TimeResBlock(ch, ch, emb, g)
-        self.mid_amf = AMF(ch, amf_cfg)
-        self.up_blocks, self.upsample = nn.ModuleList(), nn.ModuleList()
-        for lv, m in reversed(list(enumerate(config.channel_mult))):
-            blocks = nn.ModuleList()
-            for _ in range(config.num_res_blocks + 1):
-                blocks.append(TimeResBlock(ch + skips.pop(), c * m, emb, g))
-                ch = c * m
-            self.up_blocks.append(blocks)
-            self.upsample.append(nn.Identity() if lv == 0 else nn.Conv2d(ch, ch, 3, padding=1))
-        self.tail = nn.Sequential(nn.GroupNorm(g, ch), nn.SiLU(), nn.Conv2d(ch, 3, 3, padding=1))
-        self.factor = 2 ** (len(config.channel_mult) - 1)
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor, enc: dict[str, torch.Tensor]) -> torch.Tensor:
-        if x.shape[-1] % self.factor or x.shape[-2] % self.factor:
-            raise ConfigError(f"H, W must be multiples of {self.factor}, got {tuple(x.shape[-2:])}")
-        emb = self.time_mlp(timestep_embedding(t, self.emb_ch))
-        h = self.head(x)
-        hs = [h]
-        for lv, (blocks, down) in enumerate(zip(self.down_blocks, self.downsample, strict=True)):
-            for block in blocks:
-                h = block(h, emb)
-                hs.append(h)
-            if str(lv) in self.down_amf:
-                h = self.down_amf[str(lv)](h, enc)
-                hs[-1] = h
-            if not isinstance(down, nn.Identity):
-                h = down(h)
-                hs.append(h)
-        h = self.mid_amf(self.mid2(self.mid1(h, emb), emb), enc)
-        for blocks, up in zip(self.up_blocks, self.upsample, strict=True):
-            for block in blocks:
-                h = block(torch.cat([h, hs.pop()], dim=1), emb)
-            if not isinstance(up, nn.Identity):
-                h = up(F.interpolate(h, scale_factor=2, mode="nearest"))
-        return self.tail(h)
+    def from_dict(cls, data: Mapping[str, Any]) -> DiffusionConfig:
+        """Rebuild a config from :meth:`to_dict` (or the flat form of older run folders)."""
+        return config_from_dict(cls, upgrade_flat_config(data))
 
 
 def kernel_consistency_step(x0: torch.Tensor, lr: torch.Tensor, field: torch.Tensor, scale: int,
@@ -278,7 +175,7 @@ class DiffusionSR(nn.Module):
     def __init__(self, config: DiffusionConfig) -> None:
         super().__init__()
         self.config = config
-        self.schedule = ResShiftSchedule(config.timesteps, config.kappa, config.power)
+        self.schedule = ResShiftSchedule(config.schedule)
         self.encoder = AMFEncoder(config.amf)
         self.unet = ConditionalUNet(config)
 
@@ -303,7 +200,7 @@ class DiffusionSR(nn.Module):
         """Return (loss, logs): x_0 loss at a random t plus the Eq. 5 penalty."""
         x0 = batch.hr * 2 - 1
         y0 = self.upsample(batch.lr, x0.shape[-2:])
-        t = torch.randint(0, self.schedule.steps, (x0.shape[0],), generator=generator).to(x0.device)
+        t = torch.randint(0, self.schedule.num_train_timesteps, (x0.shape[0],), generator=generator).to(x0.device)
         xt = self.schedule.q_sample(x0, y0, t, generator=generator)
         enc = self.encode(y0, batch.kernel, batch.nearness)
         pred = self.predict_x0(xt, t, y0, enc)
@@ -330,37 +227,30 @@ class DiffusionSR(nn.Module):
             kernel_size, delta: the degradation's window (HR px) and LR grid offset.
             callback: called as ``callback(done, total)`` after each reverse step (progress).
         """
-        steps = self.schedule.steps if steps is None else steps
-        if not 1 <= steps <= self.schedule.steps:
-            raise ConfigError(f"steps must be in [1, {self.schedule.steps}], got {steps}")
+        self.schedule.set_timesteps(self.schedule.num_train_timesteps if steps is None else steps)
         if scale is None:
             if nearness is None:
                 raise ConfigError("give scale when nearness is None")
             scale = nearness.shape[-1] // lr.shape[-1]
         if data_consistency and kernel_field is None:
             raise ConfigError("data_consistency needs kernel_field")
-        b = lr.shape[0]
         size = (lr.shape[-2] * scale, lr.shape[-1] * scale)
         y0 = self.upsample(lr, size)
         enc = self.encode(y0, kernel_field, nearness)
-        idx = torch.linspace(self.schedule.steps - 1, 0, steps).round().long().unique_consecutive()
+        timesteps = self.schedule.timesteps.tolist()
         x = self.schedule.prior_sample(y0, generator=generator)
-        x0 = y0
-        for i, t_val in enumerate(idx.tolist()):
-            t = torch.full((b,), t_val, dtype=torch.long, device=lr.device)
+        for i, t_val in enumerate(timesteps):
+            t = torch.full((lr.shape[0],), t_val, dtype=torch.long, device=lr.device)
             x0 = self.predict_x0(x, t, y0, enc).clamp(-1, 1)
             if data_consistency:
                 img = (x0 + 1) / 2
                 for _ in range(dc_steps):
                     img = kernel_consistency_step(img, lr, kernel_field, scale, kernel_size, delta, dc_weight)
                 x0 = img * 2 - 1
-            if t_val > 0:
-                s_val = idx[i + 1].item() if i + 1 < len(idx) else -1
-                s = torch.full((b,), s_val, dtype=torch.long, device=lr.device)
-                x = self.schedule.p_sample(x, x0, t, s, generator=generator)
+            x = self.schedule.step(x0, t_val, x, generator=generator).prev_sample  # x0 after t = 0
             if callback is not None:
-                callback(i + 1, len(idx))
-        return ((x0 + 1) / 2).clamp(0, 1)
+                callback(i + 1, len(timesteps))
+        return ((x + 1) / 2).clamp(0, 1)
 
     @torch.no_grad()
     def validation_sr(self, batch: Any) -> torch.Tensor:
@@ -384,28 +274,37 @@ class DiffusionSR(nn.Module):
         return image_scores(self.validation_sr(batch), batch)
 
 
+_TINY: dict[str, Any] = {"base_channels": 16, "channel_mult": (1, 2), "num_res_blocks": 1,
+                        "amf_levels": (0, 1),
+                        "amf": {"small_channels": 8, "lr_channels": 16, "hidden": 32}}
+
+
+def _build(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> DiffusionSR:
+    """Return the model of ``base`` (a preset) with ``overrides`` (checked: "did you mean")."""
+    preset = with_overrides(DiffusionConfig(), base)
+    return DiffusionSR(with_overrides(preset, upgrade_flat_config(overrides)))
+
+
 def diffusion_tiny(**overrides: Any) -> DiffusionSR:
     """Return a tiny model for tests and smoke runs (base 16, two levels, one block per level)."""
-    base = dict(base_channels=16, channel_mult=(1, 2), num_res_blocks=1, amf_levels=(0, 1),
-                amf_small_channels=8, amf_lr_channels=16, amf_hidden=32)
-    return DiffusionSR(DiffusionConfig(**{**base, **overrides}))
+    return _build(_TINY, overrides)
 
 
 def diffusion(**overrides: Any) -> DiffusionSR:
     """Return the paper-scale model (AMF hidden 128 at every level, T = 15, kappa = 2)."""
-    return DiffusionSR(DiffusionConfig(**overrides))
+    return _build({}, overrides)
 
 
 def diffusion_di_kernel_only(**overrides: Any) -> DiffusionSR:
     """Return Table 2 row 1: DI-kernel and LR, no depth, no SVKR."""
-    return diffusion(**{"use_depth": False, "use_svkr": False, **overrides})
+    return _build({"amf": {"use_depth": False, "use_svkr": False}}, overrides)
 
 
 def diffusion_depth_only(**overrides: Any) -> DiffusionSR:
     """Return Table 2 row 2: depth and LR, no kernel, no SVKR."""
-    return diffusion(**{"use_kernel": False, "use_svkr": False, **overrides})
+    return _build({"amf": {"use_kernel": False, "use_svkr": False}}, overrides)
 
 
 def diffusion_no_svkr(**overrides: Any) -> DiffusionSR:
     """Return Table 2 row 3: kernel, depth and LR, kernel/depth not refined by SVKR."""
-    return diffusion(**{"use_svkr": False, **overrides})
+    return _build({"amf": {"use_svkr": False}}, overrides)

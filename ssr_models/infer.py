@@ -245,13 +245,13 @@ class SRPipeline:
         tiles = len(tile_starts(h, self.tile, self.overlap)) * len(tile_starts(w, self.tile, self.overlap))
         units = self.svkr_iterations if self._refines() else 0
         if self.method == "diffusion":
-            units += self.diffusion.schedule.steps if self.steps is None else self.steps
+            units += self.diffusion.schedule.num_train_timesteps if self.steps is None else self.steps
         return tiles, max(units, 1)
 
     def _refines(self) -> bool:
         """True when a tile runs SVKR (svkr; diffusion trained with use_svkr, given an nbsr stage)."""
         return self.restorer is not None and self.svkr_iterations > 0 and (
-            self.method == "svkr" or (self.method == "diffusion" and self.diffusion.config.use_svkr))
+            self.method == "svkr" or (self.method == "diffusion" and self.diffusion.config.amf.use_svkr))
 
     # ---- one tile -----------------------------------------------------------------------------
     def _estimate(self, lr: torch.Tensor, nearness: torch.Tensor) -> torch.Tensor:

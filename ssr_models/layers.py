@@ -18,12 +18,16 @@ papers leave room:
 * :func:`pixel_shuffle_up` upsamples by x2 stages for powers of two, else one x s stage.
 
 ``config_from_dict`` is the one helper every family's frozen config uses to load a dict: unknown
-keys are a :class:`ConfigError` with a "did you mean".
+keys are a :class:`ConfigError` with a "did you mean"; configs composed of other configs (the
+diffusion model's ``amf`` and ``schedule``) load from nested mappings, and ``with_overrides``
+merges nested overrides key by key.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import typing
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import torch
@@ -36,21 +40,54 @@ from ssr_core.errors import ConfigError
 T = TypeVar("T")
 
 
-def config_from_dict(cls: type[T], data: dict[str, Any]) -> T:
+def _composed_fields(cls: type) -> dict[str, type]:
+    """Return ``{field name: dataclass type}`` for the fields of ``cls`` that hold a config."""
+    hints = typing.get_type_hints(cls)  # resolves the string annotations of `from __future__`
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+            if isinstance(hints.get(f.name), type) and dataclasses.is_dataclass(hints[f.name])}
+
+
+def config_from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
     """Build the frozen config dataclass ``cls`` from ``data`` with the project's strict loader.
 
-    Lists become tuples (JSON has no tuples; the configs are frozen and hashable).
+    Lists become tuples (JSON has no tuples; the configs are frozen and hashable). A field
+    declared as another config dataclass (a composed config, e.g. ``DiffusionConfig.amf:
+    AMFConfig``) is built from its nested mapping the same strict way; an error there names the
+    field (``amf: unknown AMFConfig key ...``).
 
     Raises:
         ConfigError: an unknown key (with "did you mean"), a missing required one, or a boolean
             where the field is a number (``ssr_core.config.dataclass_from_mapping``).
     """
-    return dataclass_from_mapping(cls, data, lambda key, hint: f"unknown {cls.__name__} key {key!r}{hint}")
+    values = dict(data)
+    for name, sub in _composed_fields(cls).items():
+        if isinstance(values.get(name), Mapping):
+            try:
+                values[name] = config_from_dict(sub, values[name])
+            except ConfigError as exc:
+                raise ConfigError(f"{name}: {exc}") from None
+    return dataclass_from_mapping(cls, values, lambda key, hint: f"unknown {cls.__name__} key {key!r}{hint}")
 
 
-def with_overrides(config: T, overrides: dict[str, Any]) -> T:
-    """Return ``config`` with ``overrides`` applied; unknown keys raise ConfigError ("did you mean")."""
-    return config_from_dict(type(config), {**dataclasses.asdict(config), **overrides})  # type: ignore[arg-type]
+def _merged(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``base`` updated by ``overrides``, nested mappings merged key by key (not replaced)."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            value = dataclasses.asdict(value)
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            value = _merged(out[key], value)
+        out[key] = value
+    return out
+
+
+def with_overrides(config: T, overrides: Mapping[str, Any]) -> T:
+    """Return ``config`` with ``overrides`` applied; unknown keys raise ConfigError ("did you mean").
+
+    A composed field takes a partial mapping (``amf={"use_depth": False}`` changes that one
+    key of ``config.amf``) or a whole config instance.
+    """
+    return config_from_dict(type(config), _merged(dataclasses.asdict(config), overrides))  # type: ignore[arg-type]
 
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1, bias: bool = True) -> nn.Conv2d:

@@ -514,3 +514,41 @@ def gaussian_param_errors_direct(est: np.ndarray, true: np.ndarray) -> dict[str,
             den += weight
     return {"sigma_mae": float(np.mean(sig)), "size_mae": float(np.mean(size)),
             "theta_err": num / den}
+def resshift_etas(steps: int, kappa: float, power: float, min_noise_level: float,
+                  eta_max: float) -> list[float]:
+    """ResShift Eq. 10 written out: sqrt(eta_t) = sqrt(eta_1) b0^beta_t, t = 1..T (float64)."""
+    eta_1 = min((min_noise_level / kappa) ** 2, 0.001)
+    b0 = math.exp(math.log(eta_max / eta_1) / (2 * (steps - 1)))
+    return [(math.sqrt(eta_1) * b0 ** (((t - 1) / (steps - 1)) ** power * (steps - 1))) ** 2
+            for t in range(1, steps + 1)]
+
+
+def resshift_sample_loop(predict_x0, y0, etas, kappa: float, steps: int, generator):  # noqa: ANN001, ANN201
+    """ResShift's reverse process from its equations, float32: x_T = y0 + kappa sqrt(eta_T) eps,
+    then at each chosen index t (evenly spaced from T-1 to 0, rounded half to even):
+    x0 = clamp(predict_x0(x, t)), and for t > 0 x <- N(eta_s/eta_t x + (eta_t - eta_s)/eta_t x0,
+    kappa^2 eta_s/eta_t (eta_t - eta_s)) with s the next index (eta at s = -1 is 0, ResShift Eq. 7
+    between any s < t). Noise is drawn in that order from ``generator``. Returns the last x0
+    (B, C, H, W) in [-1, 1]. ``etas``: float32 values of eta_1..eta_T."""
+    import torch
+
+    big_t = len(etas)
+    idx: list[int] = []
+    for i in range(steps):
+        v = round((big_t - 1) * (1 - i / (steps - 1))) if steps > 1 else big_t - 1
+        if not idx or idx[-1] != v:
+            idx.append(v)
+    eta = torch.tensor(etas, dtype=torch.float32)
+    noise = torch.randn(y0.shape, generator=generator, dtype=y0.dtype)
+    x = y0 + kappa * math.sqrt(float(eta[-1])) * noise
+    x0 = y0
+    for i, t in enumerate(idx):
+        x0 = predict_x0(x, t).clamp(-1, 1)
+        if t == 0:
+            break
+        s = idx[i + 1] if i + 1 < len(idx) else -1
+        eta_t, eta_s = eta[t], eta[s] if s >= 0 else torch.zeros(())
+        mean = eta_s / eta_t * x + (eta_t - eta_s) / eta_t * x0
+        var = kappa**2 * eta_s / eta_t * (eta_t - eta_s)
+        x = mean + var.sqrt() * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+    return x0

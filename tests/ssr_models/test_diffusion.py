@@ -1,7 +1,8 @@
-"""Tests for ssr_models.diffusion (ResShift schedule, UNet, DiffusionSR)."""
+"""Tests for ssr_models.diffusion (UNet, DiffusionSR, its composed config)."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -11,12 +12,17 @@ import torch.nn.functional as F
 from degrade.ops.blur import apply_kernel_field
 from ssr_core.errors import ConfigError
 from ssr_models.batch import Batch
+from ssr_models import create_model
+from ssr_models.amf import AMFConfig
 from ssr_models.diffusion import (
     DiffusionConfig,
-    ResShiftSchedule,
+    conditioning_flags,
     diffusion_tiny,
     kernel_consistency_step,
+    upgrade_flat_config,
 )
+from ssr_models.resshift import ResShiftConfig
+from tests.reference import resshift_etas, resshift_sample_loop
 
 S, K, HR = 4, 9, 32
 
@@ -36,45 +42,6 @@ def _batch(b: int = 2, seed: int = 0) -> Batch:
     return Batch(hr, lr, nearness, field, S, K, 1.5)
 
 
-def test_eta_schedule() -> None:
-    sch = ResShiftSchedule()
-    eta = sch.etas.double()
-    assert eta.shape == (15,)
-    assert eta[0].item() == pytest.approx(min((0.04 / 2) ** 2, 0.001), rel=1e-6)
-    assert eta[-1].item() == pytest.approx(0.99, rel=1e-6)
-    assert bool((eta[1:] > eta[:-1]).all())
-    # ResShift Eq. 10 written out: sqrt(eta_t) = sqrt(eta_1) * b0 ** beta_t
-    b0 = math.exp(math.log(0.99 / 4e-4) / (2 * 14))
-    for t in range(1, 16):
-        beta = ((t - 1) / 14) ** 0.3 * 14
-        assert math.sqrt(eta[t - 1].item()) == pytest.approx(math.sqrt(4e-4) * b0**beta, rel=1e-5)
-
-
-def test_q_sample_at_T_mean_and_std() -> None:
-    sch = ResShiftSchedule()
-    g = torch.Generator().manual_seed(0)
-    x0, y0 = torch.zeros(4000, 1, 2, 2), torch.full((4000, 1, 2, 2), 0.5)
-    xt = sch.q_sample(x0, y0, torch.full((4000,), 14), generator=g)
-    eta_T = 0.99
-    assert xt.mean().item() == pytest.approx(eta_T * 0.5, abs=0.05)  # 16000 draws, std 2: se 0.016
-    assert xt.std().item() == pytest.approx(2 * math.sqrt(eta_T), rel=0.03)
-
-
-def test_posterior_matches_resshift_formula() -> None:
-    sch = ResShiftSchedule()
-    g = torch.Generator().manual_seed(1)
-    xt, x0 = torch.randn(3, 3, 4, 4, generator=g), torch.randn(3, 3, 4, 4, generator=g)
-    eta = sch.etas.double().tolist()
-    for t in (1, 7, 14):
-        mean, var = sch.posterior(xt, x0, torch.full((3,), t))
-        alpha = eta[t] - eta[t - 1]
-        torch.testing.assert_close(mean, (eta[t - 1] / eta[t] * xt + alpha / eta[t] * x0).float())
-        assert var.flatten()[0].item() == pytest.approx(4 * eta[t - 1] / eta[t] * alpha, rel=1e-5)
-    mean, var = sch.posterior(xt, x0, torch.zeros(3, dtype=torch.long))  # t = 1 -> x_0 exactly
-    torch.testing.assert_close(mean, x0)
-    assert float(var.abs().max()) == 0.0
-
-
 def test_unet_output_shape_and_config_roundtrip() -> None:
     model = diffusion_tiny()
     b = _batch()
@@ -84,7 +51,7 @@ def test_unet_output_shape_and_config_roundtrip() -> None:
     assert out.shape == (2, 3, HR, HR)
     assert DiffusionConfig.from_dict(model.config.to_dict()) == model.config
     with pytest.raises(ConfigError, match="did you mean"):
-        DiffusionConfig.from_dict({"kapa": 1.0})
+        DiffusionConfig.from_dict({"schedule": {"kapa": 1.0}})  # kappa is a schedule setting
 
 
 def test_differentiable_operator_matches_engine() -> None:
@@ -147,3 +114,55 @@ def test_data_consistency_reduces_redegradation_error() -> None:
     dc = model.sample(b.lr, b.kernel, b.nearness, data_consistency=True, dc_steps=3,
                       generator=torch.Generator().manual_seed(0), **kw)
     assert err(dc) < 0.5 * err(plain)
+
+
+@pytest.mark.parametrize("steps", [15, 4, 1])
+def test_sampler_is_the_resshift_loop_bit_for_bit(steps: int) -> None:
+    torch.manual_seed(0)
+    model = diffusion_tiny().eval()
+    b = _batch()
+    got = model.sample(b.lr, b.kernel, b.nearness, steps=steps, generator=torch.Generator().manual_seed(5))
+    y0 = model.upsample(b.lr, (HR, HR))
+    enc = model.encode(y0, b.kernel, b.nearness)
+    etas = torch.tensor(resshift_etas(15, 2.0, 0.3, 0.04, 0.99)).float().tolist()  # Eq. 10, float32
+    with torch.no_grad():
+        x0 = resshift_sample_loop(lambda x, t: model.predict_x0(x, torch.full((2,), t), y0, enc),
+                                  y0, etas, 2.0, steps, torch.Generator().manual_seed(5))
+    assert torch.equal(got, ((x0 + 1) / 2).clamp(0, 1))
+
+
+def test_config_round_trips_through_json_with_nested_settings() -> None:
+    model = create_model("diffusion-tiny", loss="l1", amf={"hidden": 24, "use_depth": False},
+                         schedule={"min_noise_level": 0.05, "eta_max": 0.95})
+    cfg = model.config
+    assert cfg.amf == AMFConfig(small_channels=8, lr_channels=16, hidden=24, use_depth=False)
+    assert cfg.schedule == ResShiftConfig(min_noise_level=0.05, eta_max=0.95)
+    saved = json.loads(json.dumps(cfg.to_dict()))  # what config.json / run.json hold
+    assert saved["schedule"]["eta_max"] == 0.95 and saved["schedule"]["min_noise_level"] == 0.05
+    assert DiffusionConfig.from_dict(saved) == cfg
+    assert create_model("diffusion-tiny", **saved).config == cfg  # how a run folder is reloaded
+    assert model.schedule.etas[-1].item() == pytest.approx(0.95) and \
+        model.schedule.etas[0].item() == pytest.approx((0.05 / 2) ** 2)
+    with pytest.raises(ConfigError, match=r"amf: unknown AMFConfig key 'use_dept' \(did you mean 'use_depth'\?\)"):
+        create_model("diffusion-tiny", amf={"use_dept": False})
+
+
+# The flat model_config that run folders held before the configs were composed (regression
+# fixture: the keys of the old DiffusionConfig.to_dict() for diffusion-tiny with an ablation).
+_FLAT = {"base_channels": 16, "channel_mult": [1, 2], "num_res_blocks": 1, "amf_levels": [0, 1],
+         "groups": 8, "timesteps": 15, "kappa": 2.0, "power": 0.3, "loss": "l2", "val_steps": 4,
+         "val_seed": 0, "use_kernel": True, "use_depth": False, "use_svkr": False,
+         "amf_small_channels": 8, "amf_lr_channels": 16, "amf_hidden": 32, "amf_combine": "sum",
+         "lambda_kernel": 1e-4, "lambda_depth": 1e-4, "lambda_lr": 1e-4}
+
+
+def test_flat_configs_of_older_runs_load_nested() -> None:
+    want = DiffusionConfig(base_channels=16, channel_mult=(1, 2), num_res_blocks=1, amf_levels=(0, 1),
+                           amf=AMFConfig(small_channels=8, lr_channels=16, hidden=32,
+                                         use_depth=False, use_svkr=False))
+    assert DiffusionConfig.from_dict(_FLAT) == want
+    assert create_model("diffusion-tiny", **_FLAT).config == want
+    assert conditioning_flags(_FLAT) == conditioning_flags(want.to_dict()) == \
+        {"use_kernel": True, "use_depth": False, "use_svkr": False}
+    with pytest.raises(ConfigError, match="amf.hidden given twice with different values"):
+        upgrade_flat_config({"amf_hidden": 8, "amf": {"hidden": 16}})

@@ -17,6 +17,7 @@ from ssr_models.layers import (
     area_downsample,
     config_from_dict,
     pixel_shuffle_up,
+    with_overrides,
 )
 
 
@@ -106,3 +107,26 @@ def test_registry_unknown_name_lists_choices() -> None:
         ssr_models.create_model("dkenet-huge")
     with pytest.raises(ConfigError, match="did you mean 'channels'"):
         ssr_models.create_model("dkenet-tiny", channel=4)
+
+
+@dataclass(frozen=True)
+class _Outer:
+    inner: _Cfg = _Cfg()
+    scale: int = 4
+
+
+def test_composed_configs_load_and_override_nested_keys() -> None:
+    assert config_from_dict(_Outer, {"inner": {"sizes": [5]}}) == _Outer(inner=_Cfg(sizes=(5,)))
+    base = _Outer(inner=_Cfg(channels=8))
+    # a partial nested mapping changes only its keys; a whole instance replaces the field
+    assert with_overrides(base, {"inner": {"sizes": (7,)}}) == _Outer(inner=_Cfg(channels=8, sizes=(7,)))
+    assert with_overrides(base, {"inner": _Cfg(channels=2)}) == _Outer(inner=_Cfg(channels=2))
+    with pytest.raises(ConfigError, match=r"inner: unknown _Cfg key 'channel' \(did you mean 'channels'\?\)"):
+        with_overrides(base, {"inner": {"channel": 3}})
+
+
+@pytest.mark.parametrize("name", sorted(ssr_models.MODELS))
+def test_every_registered_model_checks_its_overrides(name: str) -> None:
+    # a typo is a ConfigError with a hint for every family (it was a TypeError for diffusion)
+    with pytest.raises(ConfigError, match=r"unknown [\w-]+ key 'chanels' \(did you mean"):
+        ssr_models.create_model(name, chanels=3)

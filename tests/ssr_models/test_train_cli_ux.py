@@ -290,7 +290,7 @@ def test_ablation_sets_the_diffusion_flags(shard_dir: Path, tmp_path: Path) -> N
                             str(cfg), "--ablation", "depth-only", "--out", str(tmp_path / "r"),
                             "--steps", "1")
     assert code == 0, err
-    flags = read_run(tmp_path / "r" / "diffusion")["model_config"]
+    flags = read_run(tmp_path / "r" / "diffusion")["model_config"]["amf"]
     assert (flags["use_kernel"], flags["use_depth"], flags["use_svkr"]) == (False, True, False)
     code, _, err = invoke("--shards", str(shard_dir), "--stage", "kernel", "--ablation",
                           "no-svkr", "--out", str(tmp_path / "k"))

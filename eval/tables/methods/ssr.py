@@ -100,7 +100,9 @@ class SSRMethod:
         if "diffusion" not in self.stages.folders:
             found = ", ".join(sorted(self.stages.folders))
             raise ConfigError(f"{where}; the run has no diffusion stage (found: {found})")
-        config = self.stages.runs["diffusion"]["model_config"]
+        from ssr_models.diffusion import conditioning_flags
+
+        config = conditioning_flags(self.stages.runs["diffusion"]["model_config"])
         wrong = {k: v for k, v in row.expects.items() if config.get(k) is not v}
         if wrong:
             has = ", ".join(f"{k}={str(config.get(k, 'absent')).lower()}" for k in sorted(wrong))
