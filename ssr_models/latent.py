@@ -310,9 +310,7 @@ def _ignore_frozen_missing(module: LatentSSR, incompatible: Any) -> None:
 
 
 def _build(base: dict[str, Any], overrides: dict[str, Any]) -> LatentSSR:
-    amf = base.pop("amf", {})
-    config = LatentConfig(**base).with_overrides(**amf) if amf else LatentConfig(**base)
-    return LatentSSR(config.with_overrides(**overrides))
+    return LatentSSR(LatentConfig().with_overrides(**base).with_overrides(**overrides))
 
 
 def ssr_latent(**overrides: Any) -> LatentSSR:

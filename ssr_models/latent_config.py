@@ -84,15 +84,21 @@ class LatentConfig:
         return config_from_dict(cls, data)
 
     def with_overrides(self, **overrides: Any) -> LatentConfig:
-        """Return a copy with ``overrides``; AMFConfig's keys (use_depth, lambda_lr, ...) go to ``amf``.
+        """Return a copy with ``overrides``; ``amf`` (a mapping or AMFConfig) and AMFConfig's own
+        keys given flat (use_depth, lambda_lr, ...) update ``amf`` key by key.
 
         Raises:
-            ConfigError: an unknown key (with "did you mean").
+            ConfigError: an unknown key (with "did you mean"), also inside ``amf``.
         """
         own = {f.name for f in dataclasses.fields(self)}
         amf_keys = {f.name for f in dataclasses.fields(AMFConfig)}
-        top, amf = {}, {}
+        top: dict[str, Any] = {}
+        amf = dataclasses.asdict(self.amf)
+        given = overrides.get("amf", {})
+        amf.update(dataclasses.asdict(given) if isinstance(given, AMFConfig) else dict(given))
         for key, value in overrides.items():
+            if key == "amf":
+                continue
             if key in own:
                 top[key] = value
             elif key in amf_keys:
@@ -101,7 +107,4 @@ class LatentConfig:
                 hint = did_you_mean(key, own | amf_keys)
                 raise ConfigError(f"unknown ssr-latent key {key!r}{hint} (keys: "
                                   f"{', '.join(sorted(own | amf_keys))})")
-        data = {**self.to_dict(), **top}
-        base = data["amf"] if isinstance(data["amf"], dict) else dataclasses.asdict(data["amf"])
-        data["amf"] = {**base, **amf}
-        return LatentConfig.from_dict(data)
+        return LatentConfig.from_dict({**self.to_dict(), **top, "amf": amf})
