@@ -64,7 +64,14 @@ def shift_pixel(k: np.ndarray, sf: int) -> np.ndarray:
 
 
 def _convolve(img: np.ndarray, k: np.ndarray) -> np.ndarray:
-    return ndimage.convolve(img, k[:, :, None], mode="mirror")
+    """``ndimage.convolve(img, k[..., None], mode='mirror')`` computed by OpenCV.
+
+    A convolution is a correlation with the flipped kernel, scipy's 'mirror' is OpenCV's
+    BORDER_REFLECT_101, and the anchor is the centre for odd kernels; cv2.filter2D switches to a
+    DFT for large kernels (9 s -> ~1 s per DIV2K image), agreeing to float32 precision.
+    """
+    flipped = np.ascontiguousarray(k[::-1, ::-1]).astype(np.float32)
+    return cv2.filter2D(img, -1, flipped, borderType=cv2.BORDER_REFLECT_101)
 
 
 def _resize(img: np.ndarray, size: tuple[int, int], interp: int) -> np.ndarray:

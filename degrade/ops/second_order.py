@@ -26,7 +26,7 @@ from scipy import special
 
 from ssr_core.errors import ConfigError
 
-from .downsample import correlate_taps
+from .downsample import correlate_taps, mirror_indices
 from .quantize import jpeg_roundtrip
 
 PAD_TO = 21  # Real-ESRGAN pads every kernel to 21 x 21
@@ -99,14 +99,29 @@ def usm_sharpen(img: torch.Tensor) -> torch.Tensor:
     (B, C, H, W) in [0, 1] -> same shape; H and W must exceed 25 (reflect padding).
     """
     g = np.exp(-((np.arange(_USM_RADIUS) - _USM_RADIUS // 2) ** 2) / (2 * 8.0**2))
-    g = g / g.sum()  # cv2.getGaussianKernel(51, 0): sigma = 0.3 ((51 - 1) / 2 - 1) + 0.8 = 8
-    k = torch.from_numpy(np.outer(g, g)).to(img.dtype)
-    blur = correlate_taps(img, k)
+    g = torch.from_numpy(g / g.sum()).to(img.dtype)  # cv2.getGaussianKernel(51, 0): sigma 8
+    blur = _separable(img, g)
     residual = img - blur
     mask = (residual.abs() * 255 > _USM_THRESHOLD).to(img.dtype)
-    soft = correlate_taps(mask, k)
+    soft = _separable(mask, g)
     sharp = (img + _USM_WEIGHT * residual).clamp(0, 1)
     return soft * sharp + (1 - soft) * img
+
+
+def _separable(img: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """Correlate (B, C, H, W) with the outer product g g^T, reflect borders, as two 1-D passes.
+
+    The same sum as ``correlate_taps(img, outer(g, g))`` (up to summation order), K times fewer
+    operations: USM's 51 x 51 window at DIV2K size is 42 GFLOP in 2-D.
+    """
+    b, c, h, w = img.shape
+    r = g.numel() // 2
+    rows = torch.from_numpy(mirror_indices(h, r, "reflect")).to(img.device)
+    cols = torch.from_numpy(mirror_indices(w, r, "reflect")).to(img.device)
+    x = img.index_select(2, rows).reshape(b * c, 1, h + 2 * r, w)
+    x = F.conv2d(x, g.view(1, 1, -1, 1))
+    x = x.reshape(b, c, h, w).index_select(3, cols).reshape(b * c, 1, h, w + 2 * r)
+    return F.conv2d(x, g.view(1, 1, 1, -1)).reshape(b, c, h, w)
 
 
 def _resize(img: torch.Tensor, r: dict[str, Any]) -> torch.Tensor:

@@ -395,3 +395,15 @@ def test_bsrgan_chain_gives_the_lr_size_and_records_its_draws(tmp_path) -> None:
         assert smp.meta["kernel_family"] == "second-order-bsrgan"
         assert smp.meta["exact_at_lr_positions"] is False
         assert len(smp.meta["second_order"]["ops"]) == 7
+
+
+def test_bsrgan_blur_is_scipy_convolve_with_mirror_borders() -> None:
+    # An asymmetric kernel checks the flip (convolution, not correlation) and the anchor.
+    from degrade.ops.bsrgan import _convolve
+
+    rng = np.random.default_rng(0)
+    img = rng.random((20, 26, 3)).astype(np.float32)
+    k = rng.random((9, 9))
+    k /= k.sum()
+    want = ndimage.convolve(img.astype(np.float64), k[:, :, None], mode="mirror")
+    np.testing.assert_allclose(_convolve(img, k), want, rtol=0, atol=1e-6)  # float32 output
