@@ -22,7 +22,7 @@ from typing import Any
 
 from ssr_core.errors import InputError
 
-from .schema import SCHEMA_VERSION
+from .schema import READABLE_SCHEMA_VERSIONS
 from .shards import ShardInfo, iter_shard
 from .storage import Storage
 
@@ -62,8 +62,9 @@ def read_manifest(out_dir: Location) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         got = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
         raise InputError(path, f"format: expected {MANIFEST_FORMAT!r}, got {got!r}")
-    if manifest.get("schema_version") != SCHEMA_VERSION:
-        raise InputError(path, f"schema_version: this reader knows {SCHEMA_VERSION}, got "
+    if manifest.get("schema_version") not in READABLE_SCHEMA_VERSIONS:
+        raise InputError(path, f"schema_version: this reader knows "
+                               f"{', '.join(map(str, READABLE_SCHEMA_VERSIONS))}, got "
                                f"{manifest.get('schema_version')!r}")
     if not isinstance(manifest.get("shards"), list):
         raise InputError(path, "'shards' must be a list of shard entries")

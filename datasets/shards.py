@@ -15,7 +15,7 @@ import io
 import os
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import closing
+from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -157,25 +157,64 @@ def write_shard(path: str | os.PathLike[str], samples: Iterable[Sample], threads
     Raises:
         SchemaError: A sample does not validate or a key repeats; nothing is written.
     """
-    storage, name = Storage.of_file(path)
-    keys: list[str] = []
-    seen: set[str] = set()
-    # The bytes are hashed as they are written, so a remote shard is never read back.
-    with storage.atomic_writer(name) as f:
-        out = _HashingWriter(f)
+    with ShardWriter(path) as writer:
         # closing(): on an error the encoding threads stop here, not when the traceback dies
-        encoded = map_threads(lambda smp: (smp, encode_sample(smp)), samples, threads)
-        with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar, closing(encoded):
-            for sample, members in encoded:
-                if sample.key in seen:
-                    raise SchemaError(f"sample {sample.key!r}", f"duplicate key in {name}")
-                seen.add(sample.key)
-                keys.append(sample.key)
-                for member in MEMBERS:
-                    data = members[member]
-                    tar.addfile(_tarinfo(f"{sample.key}.{member}", len(data)), io.BytesIO(data))
-    return ShardInfo(name=name, sha256=out.sha256.hexdigest(), bytes=out.size,
-                     count=len(keys), keys=tuple(keys))
+        encoded = map_threads(lambda smp: (smp.key, encode_sample(smp)), samples, threads)
+        with closing(encoded):
+            for key, members in encoded:
+                writer.add(key, members)
+    return writer.info
+
+
+class ShardWriter:
+    """Append encoded samples to one shard as they come; the shard appears complete or not at all.
+
+    A context manager: the tar is written to a temp name and takes its final name when the
+    block ends without an error (``info`` is then set); on an error nothing is left under the
+    final name. The bytes depend only on the samples added, in order (see :func:`write_shard`).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._storage, self.name = Storage.of_file(path)
+        self._stack = ExitStack()
+        self._keys: list[str] = []
+        self._seen: set[str] = set()
+        self.info: ShardInfo | None = None
+
+    def __enter__(self) -> ShardWriter:
+        with ExitStack() as stack:
+            f = stack.enter_context(self._storage.atomic_writer(self.name))
+            # The bytes are hashed as they are written, so a remote shard is never read back.
+            self._out = _HashingWriter(f)
+            self._tar = stack.enter_context(
+                tarfile.open(fileobj=self._out, mode="w", format=tarfile.PAX_FORMAT))
+            self._stack = stack.pop_all()
+        return self
+
+    def add(self, key: str, members: dict[str, bytes]) -> None:
+        """Append one sample's encoded members (``schema.encode_sample``), in MEMBERS order.
+
+        Raises:
+            SchemaError: the key repeats in this shard, or a member is missing.
+        """
+        if key in self._seen:
+            raise SchemaError(f"sample {key!r}", f"duplicate key in {self.name}")
+        missing = [m for m in MEMBERS if m not in members]
+        if missing:
+            raise SchemaError(f"sample {key!r}", f"members missing: {missing}")
+        self._seen.add(key)
+        self._keys.append(key)
+        for member in MEMBERS:
+            data = members[member]
+            self._tar.addfile(_tarinfo(f"{key}.{member}", len(data)), io.BytesIO(data))
+
+    def __exit__(self, *exc: object) -> bool | None:
+        suppressed = self._stack.__exit__(*exc)  # closes the tar, then renames (or removes)
+        if exc[0] is None:
+            self.info = ShardInfo(name=self.name, sha256=self._out.sha256.hexdigest(),
+                                  bytes=self._out.size, count=len(self._keys),
+                                  keys=tuple(self._keys))
+        return suppressed
 
 
 def iter_shard(path: str | os.PathLike[str]) -> Iterator[Sample]:

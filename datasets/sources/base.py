@@ -86,12 +86,16 @@ class LoadedImage:
             pixels filled, see ``conversions``), or None when the source has no depth.
         conversions: Notes on every conversion of the image and the depth.
         pixel_sha256: sha256 of the decoded RGB (``imageio.pixel_sha256``).
+        source_png: The file's bytes when it is a PNG whose decoded pixels are ``rgb`` as
+            they are (``imageio.DecodedImage.source_png``), else None: the build may carry
+            them into ``hr.png`` instead of encoding the pixels again.
     """
 
     rgb: np.ndarray
     depth_m: np.ndarray | None
     conversions: tuple[str, ...]
     pixel_sha256: str
+    source_png: bytes | None = None
 
 
 class Source(Protocol):
@@ -206,4 +210,4 @@ def load_image_only(item: SourceItem) -> LoadedImage:
 
     decoded = read_image(item.path)
     return LoadedImage(rgb=decoded.rgb, depth_m=None, conversions=decoded.conversions,
-                       pixel_sha256=pixel_sha256(decoded.rgb))
+                       pixel_sha256=pixel_sha256(decoded.rgb), source_png=decoded.source_png)

@@ -94,7 +94,7 @@ class FolderSource:
             depth, more = fill_unknown(item.depth_path, depth)
             notes += more
         return LoadedImage(rgb=decoded.rgb, depth_m=depth, conversions=tuple(notes),
-                           pixel_sha256=pixel_sha256(decoded.rgb))
+                           pixel_sha256=pixel_sha256(decoded.rgb), source_png=decoded.source_png)
 
 
 def _depth_candidates(image: Path) -> list[Path]:

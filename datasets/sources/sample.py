@@ -95,7 +95,7 @@ class SampleSource:
             depth, depth_notes = _motorcycle_depth(item.depth_path, decoded.rgb.shape[:2])
             notes += depth_notes
         return LoadedImage(rgb=decoded.rgb, depth_m=depth, conversions=tuple(notes),
-                           pixel_sha256=pixel_sha256(decoded.rgb))
+                           pixel_sha256=pixel_sha256(decoded.rgb), source_png=decoded.source_png)
 
 
 def _motorcycle_depth(path: str, shape: tuple[int, ...]) -> tuple[np.ndarray, list[str]]:

@@ -84,6 +84,7 @@ class ShardResult:
     seconds: dict[str, float]
     depth_providers: dict[str, int]
     truncation: dict[str, float] = field(default_factory=dict)  # {"warned": n, "worst": mass}
+    cpu_seconds: dict[str, float] = field(default_factory=dict)  # CPU time per stage
 
 
 @dataclass

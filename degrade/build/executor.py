@@ -1,15 +1,21 @@
-"""Running shards: in this process, on a pool of worker processes, or on a Dask cluster.
+"""Running the build's work: in this process, on a pool of worker processes, or on a Dask cluster.
 
-Workers are spawned (not forked: torch and OpenCV thread pools do not survive a fork) and run
-one torch/OpenCV thread each, so N workers use N cores. Results come back in completion order;
-the caller records each as it arrives, which is what makes an interrupted build resumable.
+Local workers come from a forkserver (spawn where there is none): a fresh process that imports
+torch and the build's modules once and forks each worker from there, so workers start with
+their imports loaded and with none of the build process's threads (torch and OpenCV thread
+pools do not survive a fork of a process that used them). Each runs one torch/OpenCV thread,
+so N workers use N cores. Jobs are chunks of images (``degrade.build.shard``), not shards, so
+two workers share even a one-shard build; while the workers start, the build process runs
+jobs itself. Results come back in completion order; the caller writes each shard in input
+order and records it when complete, which is what makes an interrupted build resumable.
 
 No worker outlives the build (issue 10 finding 3): on Linux each worker asks the kernel for
-SIGKILL when its parent dies (``prctl(PR_SET_PDEATHSIG)``), and everywhere a watcher thread
-exits the worker once its parent pid changes; on any exception in the parent (Ctrl-C, SIGTERM
-turned into one by the CLI) the running workers are killed at once. Their shard temp files are
-never complete and the next run removes them. Progress ticks travel on a plain pipe-backed
-queue, not a Manager: a Manager is one more server process that a killed parent would orphan.
+SIGKILL when its parent (the forkserver, which exits when the build process is gone) dies
+(``prctl(PR_SET_PDEATHSIG)``), and everywhere a watcher thread exits the worker once its
+parent pid changes; on any exception in the parent (Ctrl-C, SIGTERM turned into one by the
+CLI) the running workers are killed at once. Their shard temp files are never complete and
+the next run removes them. The ready signal travels on a plain pipe-backed queue, not a
+Manager: a Manager is one more server process that a killed parent would orphan.
 
 The cluster path uses Dask distributed (the optional ``cluster`` extra,
 ``dask[distributed]>=2024.1``): pure Python, a ``LocalCluster`` on one big machine or a
@@ -19,10 +25,12 @@ store) that every worker can write to. One task per shard, so a lost worker cost
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures as cf
 import ctypes
 import multiprocessing as mp
 import os
+import queue
 import re
 import signal
 import sys
@@ -39,7 +47,6 @@ CLUSTER_REQUIREMENT = "dask[distributed]>=2024.1"
 _LOCAL = re.compile(r"^local:(\d+)$")
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 PARENT_POLL_S = 0.5  # how often a worker checks that its parent still lives (any platform)
-_TICKS: Any = None  # the worker's end of the progress queue, set by _init_worker
 
 
 def single_thread() -> None:
@@ -66,8 +73,9 @@ class Counter:
 def _die_with_parent(parent_pid: int) -> None:
     """Make this process exit when ``parent_pid`` (its parent) dies, however it dies.
 
-    PDEATHSIG fires when the *thread* that started the worker ends: run_parallel submits, and
-    so spawns, from its caller's thread, which waits in run_parallel until the pool is shut down.
+    PDEATHSIG fires when the *thread* that started the worker ends. A worker's parent is the
+    forkserver, which itself exits as soon as the build process is gone (it watches a pipe
+    from the build), so a killed build takes its workers with it.
     """
     if sys.platform.startswith("linux"):
         try:
@@ -87,56 +95,135 @@ def _die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="ssr-parent-watch", daemon=True).start()
 
 
-def _init_worker(parent_pid: int, ticks: Any) -> None:
-    """Worker initializer: die with the parent, one thread, keep the progress queue."""
-    global _TICKS
-    _die_with_parent(parent_pid)
+def _die_with_build(lifeline: Any) -> None:
+    """Exit this worker as soon as the build process is gone (its end of ``lifeline`` closed).
+
+    A forkserver's workers keep the server alive (each holds its "alive" pipe) and the server
+    is their parent, so neither PDEATHSIG nor the parent watch sees the build die: the build
+    holds the only write end of ``lifeline``, and the kernel closes it however the build ends.
+    """
+
+    def watch() -> None:
+        try:
+            lifeline.recv()
+        except (EOFError, OSError):
+            pass
+        os._exit(1)
+
+    threading.Thread(target=watch, name="ssr-build-watch", daemon=True).start()
+
+
+def _init_worker(ready: Any, modules: Sequence[str], lifeline: Any) -> None:
+    """Worker initializer: die with the build, one thread, imports loaded, then say ready."""
+    import importlib
+
+    _die_with_parent(os.getppid())
+    _die_with_build(lifeline)
     single_thread()
-    _TICKS = ticks
+    for name in modules:  # no-ops when the forkserver preloaded them
+        importlib.import_module(name)
+    ready.put(os.getpid())
 
 
-def _with_ticks(fn: Callable[..., Any], *args: Any) -> Any:
-    """Run ``fn(*args, ticks)`` in a worker with the queue its initializer received."""
-    return fn(*args, _TICKS)
+def _context(modules: Sequence[str]) -> Any:
+    """Return the forkserver context (imports paid once, in the server), else spawn.
+
+    A forkserver is a fresh process that imports ``modules`` and then forks each worker: a
+    worker starts in milliseconds with torch loaded and no thread of the build process.
+    """
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(list(modules))
+        return ctx
+    return mp.get_context("spawn")
 
 
 def run_parallel(fn: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], workers: int,
-                 finished: Callable[[Any], None], report: Callable[[int], Any],
-                 done_images: int) -> None:
-    """Run ``fn(*job, ticks)`` for every job on ``workers`` processes.
+                 finished: Callable[[Any], None], *, modules: Sequence[str] = (),
+                 help_until_ready: bool = True) -> None:
+    """Run ``fn(*job)`` for every job on ``workers`` processes; ``finished(result)`` for each.
 
-    ``fn`` puts 1 on ``ticks`` per finished image; ``report(total)`` sees the running count and
-    ``finished(result)`` each result. On any exception (Ctrl-C included) pending jobs are
-    cancelled and the running ones killed (their shards are redone by a rerun), so no worker
-    outlives the call; workers also die on their own if this process is killed.
+    Jobs go to the workers in order, at most two per worker ahead, from a feeder thread (a
+    submission waits while the forkserver starts). Starting workers takes seconds (importing
+    torch); until the first says it is ready, this process runs the jobs after the workers'
+    first ones itself (``help_until_ready``), so a short build does not wait for them. Results arrive in
+    completion order. On any exception (Ctrl-C included) pending jobs are cancelled and the
+    running ones killed, so no worker outlives the call; workers also die on their own if this
+    process is killed.
     """
-    ctx = mp.get_context("spawn")
-    ticks = ctx.SimpleQueue()  # a pipe: no server process that could be orphaned
+    ctx = _context(modules)
+    ready = ctx.SimpleQueue()  # a pipe: no server process that could be orphaned
+    lifeline, keep = ctx.Pipe(duplex=False)  # this process holds the only write end
     before = {p.pid for p in mp.active_children()}
     pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                  initargs=(os.getpid(), ticks))
-    pending: set[cf.Future] = set()
+                                  initargs=(ready, tuple(modules), lifeline))
+    todo = collections.deque(jobs)
+    # The first jobs are the workers' from the start (this process helps with later ones).
+    reserved = collections.deque(todo.popleft() for _ in range(min(len(todo), 2 * workers)))
+    lock, stop = threading.Lock(), threading.Event()
+    results: queue.Queue = queue.Queue()
+    submitted: list[cf.Future] = []
+    ahead = [0]  # jobs submitted and not yet collected
+
+    def feed() -> None:
+        # Lives until the call ends: with spawn, PDEATHSIG fires when the thread that started
+        # a worker ends.
+        try:
+            while not stop.is_set():
+                with lock:
+                    queue_ = reserved or todo
+                    job = queue_.popleft() if queue_ and ahead[0] < 2 * workers else None
+                    ahead[0] += job is not None
+                if job is None:
+                    stop.wait(0.01)
+                    continue
+                fut = pool.submit(fn, *job)
+                submitted.append(fut)
+                fut.add_done_callback(results.put)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            results.put(exc)
+
+    feeder = threading.Thread(target=feed, name="ssr-feed", daemon=True)
+    feeder.start()
+    started = not help_until_ready
     try:
-        pending = {pool.submit(_with_ticks, fn, *job) for job in jobs}
-        while pending:
-            done, pending = cf.wait(pending, timeout=0.2, return_when=cf.FIRST_COMPLETED)
-            while not ticks.empty():
-                done_images += ticks.get()
-            report(done_images)
-            for fut in done:
-                finished(fut.result())
+        for _ in range(len(jobs)):
+            while True:
+                started = started or not ready.empty()
+                with lock:
+                    job = todo.popleft() if todo and not started else None
+                if job is not None:
+                    result = fn(*job)
+                    break
+                try:
+                    got = results.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                if isinstance(got, BaseException):
+                    raise got
+                with lock:
+                    ahead[0] -= 1
+                result = got.result()
+                break
+            finished(result)
+        stop.set()
+        feeder.join()
         pool.shutdown(wait=True)
     except BaseException:
-        for fut in pending:
+        stop.set()
+        feeder.join(timeout=60)  # a submission may be waiting for the forkserver to start
+        for fut in submitted:
             fut.cancel()
-        # Waiting for the running shards would make Ctrl-C or SIGTERM take a whole shard.
+        # Waiting for the running jobs would make Ctrl-C or SIGTERM take a whole job.
         for proc in mp.active_children():
             if proc.pid not in before:
                 proc.kill()
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     finally:
-        ticks.close()
+        ready.close()
+        keep.close()
+        lifeline.close()
 
 
 def single_threaded_call(fn: Callable[..., Any], *args: Any) -> Any:

@@ -32,10 +32,13 @@ from ..preview import write_shard_preview
 from .config import BuildConfig, BuildResult, DepthOptions, ShardResult, ShardTask, validate_config
 from .executor import Counter, cluster_client, run_on_cluster, run_parallel, single_thread
 from .plan import for_workers, plan
-from .shard import run_shard
+from .shard import ChunkOutcome, ShardAssembler, chunk_size, chunks, degrade_chunk, run_shard
 from .state import PARTIAL_NAME, PREVIEW_NAME, build_manifest, build_warnings, load_previous, strict_error
 
 PREVIEW_ROWS = 8  # the whole default set (5 sample photos) and a few more
+# What a worker needs loaded before its first chunk (the forkserver imports them once).
+WORKER_MODULES = ("degrade.build.shard", "degrade.build.sample", "degrade.depth.prior",
+                  "degrade.ops.blur", "degrade.ops.kernels", "degrade.fields")
 
 Progress = Callable[[int, int], None]
 
@@ -126,12 +129,10 @@ class _BuildRun:
         todo = [t for t in self.tasks if t.index not in self.results]
         if cluster is not None and todo:
             self.run_on_cluster(cluster, todo)
-        elif workers == 1 or len(todo) <= 1:
+        elif workers == 1:
             self.run_here(todo)
-        else:
-            run_parallel(run_shard, [(t, self.config, self.storage.location, self.opts)
-                                     for t in todo],
-                         workers, self.finished, self.report, self.done_images)
+        elif todo:
+            self.run_pool(todo, workers)
         return self.finish(len(todo), preview, removed)
 
     def resume(self, overwrite: bool) -> list[Path]:
@@ -186,6 +187,47 @@ class _BuildRun:
                                         counter))
                 self.done_images = counter.value
         finally:  # give the caller its own settings back
+            torch.set_num_threads(threads[0])
+            cv2.setNumThreads(threads[1])
+
+    def run_pool(self, todo: list[ShardTask], workers: int) -> None:
+        """Run the shards' chunks on local worker processes; write each shard in input order.
+
+        The unit of work is a chunk of images (:func:`shard.chunks`), so ``workers`` share
+        even a single shard; each shard's tar is appended in input order as its chunks arrive
+        (:class:`shard.ShardAssembler`), so the bytes are those of a one-process build.
+        """
+        import cv2
+        import torch
+
+        parts = chunks(todo, chunk_size(self.config, self.opts))
+        count = {t.index: sum(p.shard == t.index for p in parts) for t in todo}
+        tasks = {t.index: t for t in todo}
+        open_shards: dict[int, ShardAssembler] = {}
+
+        def arrived(chunk: ChunkOutcome) -> None:
+            shard = open_shards.get(chunk.shard)
+            if shard is None:
+                shard = open_shards[chunk.shard] = ShardAssembler(
+                    tasks[chunk.shard], self.storage, count[chunk.shard])
+            shard.add(chunk)
+            self.done_images += len(chunk.outcomes)
+            self.report(self.done_images)
+            if shard.complete:
+                del open_shards[chunk.shard]
+                shard.__exit__(None, None, None)
+                self.finished(shard.result)
+
+        threads = (torch.get_num_threads(), cv2.getNumThreads())
+        single_thread()  # for the chunks this process runs while the workers start
+        try:
+            run_parallel(degrade_chunk, [(p, self.config, self.opts) for p in parts], workers,
+                         arrived, modules=WORKER_MODULES)
+        except BaseException as exc:
+            for shard in open_shards.values():  # their temp files go; nothing looks complete
+                shard.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        finally:
             torch.set_num_threads(threads[0])
             cv2.setNumThreads(threads[1])
 

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from ssr_core.errors import InputError
-from ssr_datasets.schema import SCHEMA_VERSION, Sample, make_key, nearness_to_u16
+from ssr_datasets.imageio import encode_png, minimal_png
+from ssr_datasets.schema import SCHEMA_VERSION, Sample, encode_sample, make_key, nearness_to_u16
 from ssr_datasets.sources import LoadedImage, SourceItem
 
 from .. import __version__
@@ -35,22 +36,37 @@ from ..recipes import TRUNCATION_WARN, Recipe
 DEVICE_BATCH = 16
 
 
+Clock = tuple[float, float]  # (perf_counter, thread_time) seconds
+
+
 @dataclass
 class StageTimes:
-    """Seconds spent per stage, summed over samples."""
+    """Seconds spent per stage, summed over samples: wall clock and this thread's CPU time.
+
+    The CPU seconds are what a stage costs on a shared machine (wall time there includes
+    waiting for a core); encoding threads of device builds each add their own.
+    """
 
     seconds: dict[str, float] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
 
-    def add(self, stage: str, start: float) -> float:
-        """Add the time since ``start`` (perf_counter) to ``stage`` and return now."""
-        now = time.perf_counter()
-        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - start
+    @staticmethod
+    def now() -> Clock:
+        """Return the clocks to pass to :meth:`add` later."""
+        return time.perf_counter(), time.thread_time()
+
+    def add(self, stage: str, start: Clock) -> Clock:
+        """Add the time since ``start`` (from :meth:`now`) to ``stage`` and return now."""
+        now = self.now()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + now[0] - start[0]
+        self.cpu_seconds[stage] = self.cpu_seconds.get(stage, 0.0) + now[1] - start[1]
         return now
 
-    def merge(self, other: dict[str, float]) -> None:
+    def merge(self, other: StageTimes) -> None:
         """Add another record's seconds into this one."""
-        for k, v in other.items():
-            self.seconds[k] = self.seconds.get(k, 0.0) + v
+        for mine, theirs in ((self.seconds, other.seconds), (self.cpu_seconds, other.cpu_seconds)):
+            for k, v in theirs.items():
+                mine[k] = mine.get(k, 0.0) + v
 
 
 def sample_rng(seed: int, recipe_hash: str, key: str) -> np.random.Generator:
@@ -138,7 +154,7 @@ def prepare_samples(
             raise InputError(item.portable_path, str(exc)) from exc
         hr = loaded.rgb[top:top + ch, left:left + cw].copy()
         near = depth.nearness[top:top + ch, left:left + cw].copy()
-        t = time.perf_counter()
+        t = times.now()
         draw = draw_degradation(recipe, near, rng, variant)
         times.add("field", t)
         out.append(PreparedSample(item, loaded, key, variant, rng, hr, near, (top, left, ch, cw),
@@ -165,7 +181,7 @@ def degrade_batch(prepared: list[PreparedSample], recipe: Recipe, device: str, t
     for idx in by_shape.values():
         for start in range(0, len(idx), max_batch):
             chunk = idx[start:start + max_batch]
-            t = time.perf_counter()
+            t = times.now()
             hr_np = np.stack([prepared[i].hr for i in chunk])
             hr_t = torch.from_numpy(hr_np).to(device).permute(0, 3, 1, 2).float().div_(255.0)
             lr_t, backend = _blur_downsample_chunk(hr_t, [prepared[i] for i in chunk], recipe)
@@ -203,14 +219,16 @@ def _blur_downsample_chunk(hr_t: torch.Tensor, prepared: list[PreparedSample],
 
 
 def finish_sample(p: PreparedSample, lr_t: torch.Tensor, backend: str, recipe: Recipe, seed: int,
-                  times: StageTimes) -> Sample:
+                  times: StageTimes, shared: dict | None = None) -> Sample:
     """Round to uint8, JPEG, truncation statistics and metadata: the sample as the shard holds it.
 
-    Thread-safe (OpenCV's codec releases the GIL): device builds run it on CPU threads.
+    ``shared`` (see :func:`encode_members`) keeps the uint16 nearness of each (image, crop)
+    for the image's other variants. Thread-safe (OpenCV's codec releases the GIL): device
+    builds run it on CPU threads.
     """
     s, k, delta = recipe.scale, recipe.kernel_size, recipe.delta_px
     item, loaded, draw, key, variant = p.item, p.loaded, p.draw, p.key, p.variant
-    t = time.perf_counter()
+    t = times.now()
     lr = to_uint8(lr_t)
     settled = settle_ties(lr, lr_t, p.hr, draw, recipe)
     if draw.jpeg_quality is not None:
@@ -263,25 +281,44 @@ def finish_sample(p: PreparedSample, lr_t: torch.Tensor, backend: str, recipe: R
         "depth": p.depth_meta,
     }
     meta.update(protocol_meta(recipe, draw, settled))
-    return Sample(key=key, hr=p.hr, lr=lr, nearness=nearness_to_u16(p.near),
-                  kernel=draw.field, meta=meta)
+    t = times.now()
+    nearness = _once(shared, p, "nearness", lambda: nearness_to_u16(p.near))
+    times.add("encode", t)
+    return Sample(key=key, hr=p.hr, lr=lr, nearness=nearness, kernel=draw.field, meta=meta)
 
 
-def make_samples(
-    item: SourceItem,
-    loaded: LoadedImage,
-    recipe: Recipe,
-    depth: DepthResult,
-    *,
-    variants: int,
-    seed: int,
-    crop: tuple[int, int] | None,
-    times: StageTimes,
-    device: str = "cpu",
-) -> list[Sample]:
-    """Degrade one loaded image with its nearness ``variants`` times; InputError if unusable."""
-    prepared = prepare_samples(item, loaded, recipe, depth, variants=variants, seed=seed,
-                               crop=crop, times=times)
-    lrs = degrade_batch(prepared, recipe, device, times)
-    return [finish_sample(p, lr, backend, recipe, seed, times)
-            for p, (lr, backend) in zip(prepared, lrs, strict=True)]
+def encode_members(p: PreparedSample, sample: Sample, times: StageTimes,
+                   shared: dict | None = None) -> dict[str, bytes]:
+    """Encode a finished sample's five members (``ssr_datasets.schema.encode_sample``).
+
+    ``hr.png`` and ``depth.png`` are encoded once per (image, crop box) and shared by the
+    image's variants through ``shared`` (a dict the caller keeps for one group of images).
+    When the HR is the whole input image and the input is an 8-bit RGB PNG, ``hr.png`` is
+    the input's own compressed pixels (:func:`ssr_datasets.imageio.minimal_png`): the same
+    pixels, without encoding them again.
+    """
+    t = times.now()
+
+    def hr_png() -> bytes:
+        h, w = p.loaded.rgb.shape[:2]
+        if p.loaded.source_png is not None and p.box == (0, 0, h, w):
+            reused = minimal_png(p.loaded.source_png, (h, w))
+            if reused is not None:
+                return reused
+        return encode_png(sample.hr)
+
+    done = {"hr.png": _once(shared, p, "hr.png", hr_png),
+            "depth.png": _once(shared, p, "depth.png", lambda: encode_png(sample.nearness))}
+    members = encode_sample(sample, done)
+    times.add("encode", t)
+    return members
+
+
+def _once(shared: dict | None, p: PreparedSample, what: str, make: Any) -> Any:
+    """Return ``make()``, computed once per (image, crop box, what) when ``shared`` is given."""
+    if shared is None:
+        return make()
+    key = (id(p.loaded), p.box, what)
+    if key not in shared:  # two encoding threads may both compute it: same value, no lock
+        shared[key] = make()
+    return shared[key]

@@ -92,9 +92,11 @@ def load_previous(storage: Storage, config: BuildConfig, overwrite: bool,
     if storage.local is None:  # object stores: no pid to ask (local: remove_stale_temps)
         _remove_temps(storage)
     state = _read_state(storage)
-    if state is None or state.get("config_hash") != config.hash or overwrite:
-        _clear_or_refuse(storage, same_build=state is not None
-                         and state.get("config_hash") == config.hash, overwrite=overwrite)
+    # Same config but another schema version: other bytes (schema.py), so another build.
+    same = (state is not None and state.get("config_hash") == config.hash
+            and state.get("schema_version") == SCHEMA_VERSION)
+    if not same or overwrite:
+        _clear_or_refuse(storage, same_build=same, overwrite=overwrite)
         return {}
     return _verified_results(storage, state, tasks)
 
@@ -155,7 +157,8 @@ def _verified_results(storage: Storage, state: dict[str, Any],
                     or storage.sha256(info.name) != info.sha256):
                 continue
         done[rec["index"]] = ShardResult(rec["index"], info, rec["skipped"], rec["seconds"],
-                                         rec["depth_providers"], rec["truncation"])
+                                         rec["depth_providers"], rec["truncation"],
+                                         rec.get("cpu_seconds", {}))
     return done
 
 
@@ -166,10 +169,13 @@ def build_manifest(config: BuildConfig, results: dict[int, ShardResult],
     ordered = [results[t.index] for t in tasks if t.index in results]
     tasks_by_index = {t.index: t for t in tasks}
     stage: dict[str, float] = {}
+    cpu: dict[str, float] = {}  # CPU time per stage, summed over processes and threads
     providers: dict[str, int] = {}
     for r in ordered:
         for k, v in r.seconds.items():
             stage[k] = stage.get(k, 0.0) + v
+        for k, v in r.cpu_seconds.items():
+            cpu[k] = cpu.get(k, 0.0) + v
         for k, v in r.depth_providers.items():
             providers[k] = providers.get(k, 0) + v
     shards = [r.info.to_dict() for r in ordered if r.info is not None]
@@ -196,10 +202,12 @@ def build_manifest(config: BuildConfig, results: dict[int, ShardResult],
         "totals": {"samples": sum(s["count"] for s in shards), "images": images,
                    "skipped": len(skipped), "shards": len(shards)},
         "timings": {"seconds": round(seconds, 3),
-                    "stage_seconds": {k: round(v, 3) for k, v in sorted(stage.items())}},
+                    "stage_seconds": {k: round(v, 3) for k, v in sorted(stage.items())},
+                    "stage_cpu_seconds": {k: round(v, 3) for k, v in sorted(cpu.items())}},
         "shard_results": [
             {"index": r.index, "info": r.info.to_dict() if r.info else None,
-             "skipped": r.skipped, "seconds": r.seconds, "depth_providers": r.depth_providers,
+             "skipped": r.skipped, "seconds": r.seconds, "cpu_seconds": r.cpu_seconds,
+             "depth_providers": r.depth_providers,
              "truncation": r.truncation, "inputs": task_inputs(tasks_by_index[r.index])}
             for r in ordered
         ],

@@ -93,7 +93,11 @@ def prior_nearness(rgb: np.ndarray) -> tuple[np.ndarray, dict]:
     if hi - lo < 1e-6:
         nearness = np.full((h, w), 0.5, dtype=np.float32)
     else:
-        nearness = np.clip((q - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+        # The same float64 arithmetic as np.clip((q - lo) / (hi - lo), 0, 1), in place: one
+        # 22 MB temporary instead of three for a 2040x1356 image.
+        t = np.subtract(q, lo, dtype=np.float64)
+        t /= hi - lo
+        nearness = np.clip(t, 0.0, 1.0, out=t).astype(np.float32)
     info = {
         "method": "ground-plane ramp + centre bump, colour guided filter (fast, fitted at "
         f"{lw}x{lh})",

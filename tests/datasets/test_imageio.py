@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from ssr_core.errors import InputError
-from ssr_datasets.imageio import decode_png, encode_png, pixel_sha256, read_image
+from ssr_datasets.imageio import decode_png, encode_png, minimal_png, pixel_sha256, read_image
 
 
 @pytest.fixture
@@ -243,3 +243,72 @@ def test_damaged_png_member_is_one_line_without_raw_libpng_output(capfd, rgb):
         decode_png(good[:-12])
     np.testing.assert_array_equal(decode_png(good)[:10, :14], rgb)
     assert "libpng" not in capfd.readouterr().err
+
+
+# ---------------------------------------------------------------- minimal_png (hr.png reuse)
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _png(rgb: np.ndarray, extra: tuple[bytes, ...] = (), interlace: int = 0,
+         adler_ok: bool = True) -> bytes:
+    """Write an 8-bit RGB PNG by hand (filter 0 rows, one IDAT) with extra chunks before IDAT."""
+    h, w = rgb.shape[:2]
+    stream = zlib.compress(b"".join(b"\0" + rgb[y].tobytes() for y in range(h)))
+    if not adler_ok:
+        stream = stream[:-1] + bytes([stream[-1] ^ 1])
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, interlace)
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + b"".join(extra)
+            + _chunk(b"IDAT", stream) + _chunk(b"IEND", b""))
+
+
+def _chunk_names(data: bytes) -> list[bytes]:
+    names, pos = [], 8
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        names.append(data[pos + 4:pos + 8])
+        pos += 12 + length
+    return names
+
+
+def test_minimal_png_keeps_the_pixels_and_drops_metadata(rgb):
+    text = _chunk(b"tEXt", b"Author\0someone")
+    gamma = _chunk(b"gAMA", struct.pack(">I", 45455))
+    data = _png(rgb, (text, gamma))
+    assert np.array_equal(read_image_bytes(data), rgb)  # Pillow, as the loader decodes it
+    out = minimal_png(data, rgb.shape[:2])
+    assert out is not None and _chunk_names(out) == [b"IHDR", b"IDAT", b"IEND"]
+    assert np.array_equal(decode_png(out), rgb)  # libpng, as the shard reader decodes it
+    assert np.asarray(Image.open(io.BytesIO(out))).tobytes() == rgb.tobytes()
+
+
+@pytest.mark.parametrize("case", ["transparency", "interlaced", "bad adler", "bad crc",
+                                  "other shape", "16-bit", "gray", "truncated", "not png"])
+def test_minimal_png_refuses_what_it_cannot_carry_over(rgb, case):
+    data, shape = _png(rgb), rgb.shape[:2]
+    if case == "transparency":  # tRNS makes a colour transparent: decoders may add alpha
+        data = _png(rgb, (_chunk(b"tRNS", b"\0\0\0\0\0\0"),))
+    elif case == "interlaced":
+        data = _png(rgb, interlace=1)
+    elif case == "bad adler":
+        data = _png(rgb, adler_ok=False)
+    elif case == "bad crc":
+        data = data[:-20] + bytes([data[-20] ^ 1]) + data[-19:]
+    elif case == "other shape":
+        shape = (shape[0], shape[1] + 1)
+    elif case == "16-bit":
+        data = cv2.imencode(".png", rgb.astype(np.uint16) * 257)[1].tobytes()
+    elif case == "gray":
+        data = cv2.imencode(".png", rgb[..., 0])[1].tobytes()
+    elif case == "truncated":
+        data = data[:-12]
+    else:
+        data = b"GIF89a" + data[6:]
+    assert minimal_png(data, shape) is None
+
+
+def read_image_bytes(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert("RGB"))

@@ -21,8 +21,8 @@ def test_read_manifest_errors(tmp_path):
     path.write_text(json.dumps({"format": "something-else"}))
     with pytest.raises(InputError, match="format: expected 'ssr-bench-shards', got 'something"):
         read_manifest(tmp_path)
-    path.write_text(json.dumps({"format": "ssr-bench-shards", "schema_version": 2}))
-    with pytest.raises(InputError, match="this reader knows 1, got 2"):
+    path.write_text(json.dumps({"format": "ssr-bench-shards", "schema_version": 3}))
+    with pytest.raises(InputError, match="this reader knows 1, 2, got 3"):
         read_manifest(tmp_path)
 
 

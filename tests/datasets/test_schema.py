@@ -1,4 +1,4 @@
-"""Tests for ssr_datasets.schema and its agreement with manifests/schema/sample-v1.json."""
+"""Tests for ssr_datasets.schema and its agreement with manifests/schema/sample-v2.json."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def _bad(sample, **changes):
 @pytest.mark.parametrize("change,match", [
     (lambda s: _bad(s, key="a.b-000"), "key must match"),
     (lambda s: _bad(s, meta={"scale": 2}), r"missing \['schema_version'\]"),
-    (lambda s: _bad(s, meta={**s.meta, "schema_version": 2}), "expected 1, got 2"),
+    (lambda s: _bad(s, meta={**s.meta, "schema_version": 3}), r"expected one of \(1, 2\), got 3"),
     (lambda s: _bad(s, meta={**s.meta, "scale": 2.0}), "int >= 1"),
     (lambda s: _bad(s, meta={**s.meta, "x": float("nan")}), "without NaN"),
     (lambda s: _bad(s, meta={**s.meta, "x": object()}), "JSON-serializable"),
@@ -106,6 +106,14 @@ def _bad(sample, **changes):
 def test_validate_rejects(make_sample, change, match):
     with pytest.raises(SchemaError, match=match):
         validate_sample(change(make_sample("sample-x-000")))
+
+
+def test_version_1_samples_are_still_read(make_sample):
+    # v2 changed the bytes of the PNG members, not the format: v1 shards decode as before.
+    sample = make_sample("sample-x-000")
+    old = _bad(sample, meta={**sample.meta, "schema_version": 1})
+    members = encode_sample(old)
+    assert decode_sample("sample-x-000", members).meta["schema_version"] == 1
 
 
 def test_schema_error_is_an_input_error():
@@ -128,11 +136,11 @@ def test_decode_rejects_missing_extra_and_corrupt_members(make_sample):
 
 @pytest.fixture(scope="module")
 def schema_file() -> dict:
-    return json.loads((SCHEMA_DIR / "sample-v1.json").read_text())
+    return json.loads((SCHEMA_DIR / "sample-v2.json").read_text())
 
 
 def test_schema_file_matches_code_constants(schema_file):
-    assert schema_file["schema_version"] == SCHEMA_VERSION == 1
+    assert schema_file["schema_version"] == SCHEMA_VERSION == 2
     assert [m["name"] for m in schema_file["members"]] == list(MEMBERS)
     assert schema_file["required_json_keys"] == list(REQUIRED_META_KEYS)
     assert schema_file["key_pattern"] == KEY_PATTERN.pattern

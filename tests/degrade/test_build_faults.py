@@ -74,6 +74,11 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+def _pool(pids: list[int]) -> list[int]:
+    """The forkserver and the workers forked from it (they share its command line)."""
+    return [p for p in pids if "multiprocessing.forkserver" in _cmdline(p)]
+
+
 def _recorded_shards(out: Path) -> list[dict]:
     try:  # written temp-then-rename: never half a file
         return json.loads((out / PARTIAL_NAME).read_text())["shards"]
@@ -87,25 +92,26 @@ def test_killed_build_leaves_no_process_and_resumes(tmp_path: Path, sig: signal.
     # still writing shards, and SIGTERM skipped the clean stop that Ctrl-C makes.
     root, out = tmp_path / "in", tmp_path / "out"
     write_folder(root, [f"im{i}" for i in range(5)], h=96, w=96)
-    # Sorted last, a larger image keeps a worker busy well after the first shard is recorded
-    # (about 0.4 s of CPU), so the kill lands mid-build however fast the machine.
-    write_folder(root, ["z_big"], seed=1, h=1024, w=1024)
+    # Sorted first, two larger images go to the two workers (about 0.4 s of CPU each) while
+    # the build process runs small ones itself until the workers have started, so the kill
+    # lands mid-build, with both workers busy, however fast the machine.
+    write_folder(root, ["a_big0", "a_big1"], seed=1, h=1024, w=1024)
     args = build_args(root, out, "--shard-size", "1")
     proc = subprocess.Popen([sys.executable, "-m", "degrade.cli", *args, "--workers", "2"],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120
-        while not _recorded_shards(out):  # mid-build: one shard done, the workers on others
+        # mid-build: one shard done, the workers (forked from the forkserver) on others
+        while not _recorded_shards(out) or len(_pool(_descendants(proc.pid))) < 3:
             assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "no shard within 120 s"
+            assert time.monotonic() < deadline, "no shard and no workers within 120 s"
             time.sleep(0.02)
         started = _descendants(proc.pid)
         assert proc.poll() is None, "the build ended before it could be killed"
     except BaseException:
         proc.kill()
         raise
-    workers = [p for p in started if "multiprocessing.spawn" in _cmdline(p)]
-    assert len(workers) == 2, [_cmdline(p) for p in started]
+    assert len(_pool(started)) == 3, [_cmdline(p) for p in started]  # server + 2 workers
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
     gone_by = time.monotonic() + 5
@@ -126,7 +132,7 @@ def test_killed_build_leaves_no_process_and_resumes(tmp_path: Path, sig: signal.
     assert "0 shard(s) reused" not in rerun.output
     assert ("took over the lock" in rerun.stderr) == (sig == signal.SIGKILL)
     report = verify_shard_set(out)
-    assert report.ok and report.samples == 6, report.problems
+    assert report.ok and report.samples == 7, report.problems
     assert not (out / LOCK_NAME).exists()
 
 

@@ -81,22 +81,23 @@ def test_a_failing_shard_is_reported_and_the_build_stays_resumable(cluster: Any,
     def break_shard(name: str, log: str) -> None:  # runs inside each worker process
         import degrade.build.shard as p
 
-        real = p.write_shard
+        real = p.ShardWriter
 
-        def broken(path: Any, samples: Any, **kw: Any) -> Any:
-            if str(path).endswith(name):
-                with open(log, "a") as f:
-                    f.write("x\n")
-                raise OSError(f"disk full while writing {name}")
-            return real(path, samples, **kw)
+        class Broken(real):  # type: ignore[valid-type, misc]
+            def __init__(self, path: Any) -> None:
+                if str(path).endswith(name):
+                    with open(log, "a") as f:
+                        f.write("x\n")
+                    raise OSError(f"disk full while writing {name}")
+                super().__init__(path)
 
-        broken.real = real  # type: ignore[attr-defined]
-        p.write_shard = broken
+        Broken.real = real  # type: ignore[attr-defined]
+        p.ShardWriter = Broken
 
     def repair() -> None:
         import degrade.build.shard as p
 
-        p.write_shard = getattr(p.write_shard, "real", p.write_shard)
+        p.ShardWriter = getattr(p.ShardWriter, "real", p.ShardWriter)
 
     out = tmp_path / "o"
     with distributed.Client(cluster) as client:

@@ -231,21 +231,20 @@ def test_interrupted_build_is_resumable(image_folder: Path, tmp_path: Path,
 
         monkeypatch.setattr(build_run, "run_shard", run_shard)
     else:
-        real_write_shard = build_shard.write_shard
+        class CutWriter(build_shard.ShardWriter):  # the second shard stops at its second sample
+            def __init__(self, path):  # type: ignore[no-untyped-def]
+                super().__init__(path)
+                calls.append(path)
+                self.path, self.n = path, 0
 
-        def write_shard(path, samples, **kw):  # type: ignore[no-untyped-def]
-            calls.append(path)
+            def add(self, key, members):  # type: ignore[no-untyped-def]
+                if len(calls) == 2 and self.n == 1:
+                    saw_tmp.extend(tmp_files(self.path.parent))  # the half-written temp file
+                    raise KeyboardInterrupt
+                self.n += 1
+                super().add(key, members)
 
-            def cut(items):  # type: ignore[no-untyped-def]
-                for i, smp in enumerate(items):
-                    if len(calls) == 2 and i == 1:
-                        saw_tmp.extend(tmp_files(path.parent))  # the half-written temp file
-                        raise KeyboardInterrupt
-                    yield smp
-
-            return real_write_shard(path, cut(samples), **kw)
-
-        monkeypatch.setattr(build_shard, "write_shard", write_shard)
+        monkeypatch.setattr(build_shard, "ShardWriter", CutWriter)
 
     with pytest.raises(KeyboardInterrupt):
         build(config, out, command="t", preview=False)
