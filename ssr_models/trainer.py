@@ -11,7 +11,11 @@ Choices:
   with another step count continues the rate smoothly to 0 at the new total.
 * EMA: ``ema = d * ema + (1 - d) * w`` after every optimizer step with
   ``d = min(ema_decay, (1 + step) / (10 + step))`` so early averages are not stuck at the
-  initial weights; buffers are copied. Validation runs the EMA copy.
+  initial weights; buffers are copied. Validation runs the EMA copy. (timm's ``ModelEmaV3``
+  with ``exclude_buffers``, ``use_warmup``, ``warmup_gamma=9``, ``warmup_power=1`` and
+  ``step = k + 2`` computes the same average bit for bit; not used because timm requires
+  torchvision, which pins torch. timm's ``CosineLRScheduler`` is not used either: it cannot
+  continue a resumed run smoothly to a new step count, as the schedule above does.)
 * Precision and optimizer (``ssr_models.precision``): ``amp`` off/fp16/bf16 autocast on CUDA
   (fp16 with a GradScaler; under fp16 overflowing gradients are the scaler's business,
   otherwise a non-finite gradient norm is an error), fused AdamW on CUDA and ``foreach``
