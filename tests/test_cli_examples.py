@@ -94,6 +94,17 @@ NOT_RUN = {
     "--format markdown": "needs trained runs",
     "ssr-eval run --table 3 --data-root /data --out table3.html": f"{_DATA} (DIV2K)",
     "ssr-eval run --table 3 --data-root /data --format latex": f"{_DATA} (DIV2K)",
+    "ssr-eval kernels --set out/sample --maps out/kernel-maps":
+        "~25 s on 2 cores (five full photos); tests/eval/test_kernels.py::"
+        "test_cli_scores_a_set_and_prints_the_table runs it on a two-crop set",
+    "ssr-eval kernels --set out/sample --method DKENet=runs/tiny --method mean=mean:out/train":
+        "needs a trained run; tests/eval/test_kernels.py::"
+        "test_dkenet_run_folder_and_baselines_with_cache_and_maps scores a DKENet run folder",
+    "ssr-eval kernels --set div2k-clean --data-root /data --method KernelGAN=results/kgan/":
+        f"{_DATA} (DIV2K) and a method's estimates",
+    "ssr-eval kernels --stand-in sample --maps maps/ --out kernels.html":
+        "~60 s (builds two stand-in sets); tests/eval/test_kernels.py::"
+        "test_cli_scores_a_set_and_prints_the_table runs the command on a shard set",
 }
 
 

@@ -173,11 +173,10 @@ def fit_gaussian(target: torch.Tensor, field: np.ndarray, geometry: Geometry
         x = torch.tensor([math.log(s1), math.log(s2), th + turn], dtype=torch.float64,
                          requires_grad=True)
         _lbfgs(x, error)
-        with torch.no_grad():
-            loss = float(error(x))
+        x = x.detach()
+        loss = float(error(x))
         if loss < best[0]:
-            best = (loss, (math.exp(float(x[0])), math.exp(float(x[1])),
-                           float(x[2]) % math.pi))
+            best = (loss, (math.exp(float(x[0])), math.exp(float(x[1])), float(x[2]) % math.pi))
     return best[1]
 
 

@@ -208,8 +208,10 @@ def test_dkenet_run_folder_and_baselines_with_cache_and_maps(tmp_path: Path, cle
 
 def test_cli_scores_a_set_and_prints_the_table(tmp_path: Path, clean_set: Path) -> None:
     result = CliRunner().invoke(main, ["kernels", "--set", str(clean_set), "--no-cache",
-                                       "--format", "markdown"])
+                                       "--format", "markdown", "--maps", str(tmp_path / "maps"),
+                                       "--map-images", "1"])
     assert result.exit_code == 0, result.output
+    assert (tmp_path / "maps" / "index.html").is_file()
     assert "Kernel PSNR" in result.output and "Invariant oracle" in result.output
     assert "| True field (sanity) | **inf** |" in result.output  # bold: the best of its column
 
