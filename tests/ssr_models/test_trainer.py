@@ -325,8 +325,11 @@ def test_compile_option_trains_the_same_steps(shard_dir: Path, tmp_path: Path,
 
 def _ddp_train(rank: int, world_size: int, shards: str, out: str) -> None:
     toy = model(seed=rank)  # different inits: DDP must broadcast rank 0's weights
-    trainer = Trainer(toy, config(Path(out), steps=4, ckpt_every=2),
-                      stream(Path(shards), rank, world_size))
+    # accumulation syncs on the last batch only; rank 0 alone validates and decides best.pt,
+    # which every rank must join (a hang here fails the test's deadline)
+    val = validation_batches(Path(shards), CROP, 3) if rank == 0 else None
+    trainer = Trainer(toy, config(Path(out), steps=4, ckpt_every=2, accum_steps=2, val_every=1),
+                      stream(Path(shards), rank, world_size), val)
     trainer.fit()
     torch.save({"model": trainer.model.state_dict(), "ema": trainer.ema.state_dict()},
                Path(out) / f"rank{rank}.weights")
@@ -372,5 +375,6 @@ def test_ddp_two_processes_end_identical(shard_dir: Path, tmp_path: Path,
             assert torch.equal(p, w1[part][name]), (part, name)
     ckpt = load_checkpoint(tmp_path / "last.pt")
     assert ckpt["step"] == 4 and ckpt["world_size"] == 2 and len(ckpt["per_rank"]) == 2
+    assert load_checkpoint(tmp_path / "best.pt")["best"]["metric"] == "loss"
     assert torch.equal(ckpt["model"]["body.0.weight"], w0["model"]["body.0.weight"])
     assert len([r for r in metrics(tmp_path) if "train/loss" in r]) == 4  # rank 0 only
