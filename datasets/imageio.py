@@ -391,15 +391,11 @@ def minimal_png(data: bytes, shape: tuple[int, int]) -> bytes | None:
         return None
     stream = zlib.decompressobj()
     row = 1 + 3 * w
-    raw = bytearray()
-    try:
-        for chunk in idat:
-            raw += stream.decompress(chunk[8:-4], row * h + 1 - len(raw))
-            if len(raw) > row * h or stream.unconsumed_tail:
-                return None
+    try:  # one call: at most one byte more than the image holds, to see any excess
+        raw = stream.decompress(b"".join(c[8:-4] for c in idat), row * h + 1)
     except zlib.error:
         return None
-    if len(raw) != row * h or not stream.eof or stream.unused_data:
+    if len(raw) != row * h or stream.unconsumed_tail or not stream.eof or stream.unused_data:
         return None
     if max(raw[::row]) > 4:  # the filter byte of every row: 0..4
         return None
