@@ -1,4 +1,4 @@
-"""The SSR model family (SSR paper Sec. 3): DKENet, NBSR, AMF diffusion, SVKR; the Trainer.
+"""The SSR model family (SSR paper Sec. 3): DKENet, NBSR, SVKR, ssr-pixel, ssr-latent; the Trainer.
 
 Models are registered here, explicitly and lazily (importing ``ssr_models`` imports no torch
 model code): ``MODELS[name](**overrides)`` builds one, ``create_model`` does the same with a
@@ -31,12 +31,13 @@ _ENTRIES: tuple[tuple[str, str, str], ...] = (
     ("dkenet", "dkenet", "dkenet"),
     ("nbsr-tiny", "nbsr", "nbsr_tiny"),
     ("nbsr", "nbsr", "nbsr"),
-    ("diffusion-tiny", "diffusion", "diffusion_tiny"),
-    ("diffusion", "diffusion", "diffusion"),
-    # Table 2 ablations (the "both + SVKR" row is `diffusion` run through ssr_models.svkr)
-    ("diffusion-di-kernel-only", "diffusion", "diffusion_di_kernel_only"),
-    ("diffusion-depth-only", "diffusion", "diffusion_depth_only"),
-    ("diffusion-no-svkr", "diffusion", "diffusion_no_svkr"),
+    # the from-scratch pixel-space ResShift model (starts at bicubic: y_0 + a zero-init residual)
+    ("ssr-pixel-tiny", "diffusion", "ssr_pixel_tiny"),
+    ("ssr-pixel", "diffusion", "ssr_pixel"),
+    # Table 2 ablations (the "both + SVKR" row is `ssr-pixel` run through ssr_models.svkr)
+    ("ssr-pixel-di-kernel-only", "diffusion", "ssr_pixel_di_kernel_only"),
+    ("ssr-pixel-depth-only", "diffusion", "ssr_pixel_depth_only"),
+    ("ssr-pixel-no-svkr", "diffusion", "ssr_pixel_no_svkr"),
     # the paper's model: AMF on a pretrained latent SR backbone (needs its weights: --backbone)
     ("ssr-latent-tiny", "latent", "ssr_latent_tiny"),
     ("ssr-latent", "latent", "ssr_latent"),
@@ -48,12 +49,30 @@ for _name, _module, _factory in _ENTRIES:
         raise ConfigError(f"model {_name!r} registered twice")
     MODELS[_name] = _lazy(_module, _factory)
 
+#: Former names still accepted (configs, scripts and run.json files that use them); not listed
+#: as choices. The pixel diffusion family was ``diffusion*`` before the latent model arrived.
+ALIASES: dict[str, str] = {
+    "diffusion-tiny": "ssr-pixel-tiny",
+    "diffusion": "ssr-pixel",
+    "diffusion-di-kernel-only": "ssr-pixel-di-kernel-only",
+    "diffusion-depth-only": "ssr-pixel-depth-only",
+    "diffusion-no-svkr": "ssr-pixel-no-svkr",
+}
+if set(ALIASES) & set(MODELS) or not set(ALIASES.values()) <= set(MODELS):
+    raise ConfigError("ssr_models.ALIASES must map unused names to registered models")
+
+
+def model_name(name: str) -> str:
+    """Return the registered name of ``name`` (itself, or what a former name now means)."""
+    return ALIASES.get(name, name)
+
 
 def create_model(name: str, **overrides: Any) -> Any:
     """Build the registered model ``name`` with config ``overrides``; unknown names list the choices."""
+    name = model_name(name)
     if name not in MODELS:
         raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}")
     return MODELS[name](**overrides)
 
 
-__all__ = ["MODELS", "create_model"]
+__all__ = ["ALIASES", "MODELS", "create_model", "model_name"]

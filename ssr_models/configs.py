@@ -37,7 +37,7 @@ import yaml
 from ssr_core.config import dataclass_from_mapping, did_you_mean, named_or_yaml_path
 from ssr_core.errors import ConfigError
 
-from . import MODELS
+from . import MODELS, model_name
 from .trainer_config import TrainerConfig
 
 __all__ = ["ABLATIONS", "BUILTIN_CONFIGS", "CONFIG_DIR", "STAGES", "STAGE_MODELS", "Ablation",
@@ -61,7 +61,7 @@ _FULL = {"use_kernel": True, "use_depth": True, "use_svkr": True}
 STAGE_MODELS: dict[str, tuple[str, ...]] = {
     "kernel": tuple(n for n in MODELS if n.startswith("dkenet")),
     "nbsr": tuple(n for n in MODELS if n.startswith("nbsr")),
-    "diffusion": tuple(n for n in MODELS if n.startswith(("diffusion", "ssr-latent"))),
+    "diffusion": tuple(n for n in MODELS if n.startswith(("ssr-pixel", "ssr-latent"))),
 }
 
 
@@ -209,7 +209,7 @@ def _parse_stage(name: str, data: Any, where: str) -> StageConfig:
     for key in ("model", "trainer", "data"):
         if key not in data:
             raise ConfigError(f"{where}: stage {name!r} needs a {key!r} key")
-    model = data["model"]
+    model = model_name(str(data["model"]))  # a former name (diffusion-tiny) means its successor
     if model not in STAGE_MODELS[name]:
         hint = did_you_mean(model, STAGE_MODELS[name])
         raise ConfigError(f"{where}: stage {name!r} cannot train model {model!r}{hint}; "

@@ -1,15 +1,18 @@
-"""Residual-shifting diffusion SR conditioned through AMF: SSR paper Sec. 3.1, 3.3 (Eq. 3-5).
+"""``ssr-pixel``: residual-shifting diffusion SR conditioned through AMF, trained from scratch.
 
-The paper fine-tunes a latent diffusion model guided by AMF (Eq. 4: p(z_{t-1} | f_1, f_2, f_3, z_t)).
-DESIGN.md section 6 asks for a model that trains from scratch on one GPU, so this is a pixel-space
-conditional UNet with ResShift's few-step residual-shifting schedule (Yue et al., NeurIPS 2023):
+SSR paper Sec. 3.1, 3.3 (Eq. 3-5). The paper fine-tunes a latent diffusion model guided by AMF
+(Eq. 4: p(z_{t-1} | f_1, f_2, f_3, z_t)); that is ``ssr-latent`` (ssr_models.latent). This family
+is the from-scratch option of DESIGN.md section 6: a pixel-space conditional UNet with ResShift's
+few-step residual-shifting schedule (Yue et al., NeurIPS 2023). Registered as ``ssr-pixel-tiny``,
+``ssr-pixel`` and the Table 2 ablations ``ssr-pixel-{di-kernel-only,depth-only,no-svkr}``; the
+former names ``diffusion*`` are aliases (``ssr_models.ALIASES``).
 
 * Schedule: :mod:`ssr_models.resshift` (ResShift Eq. 1-2, 7, 10; T = 15, kappa = 2, p = 0.3),
   a diffusers-style scheduler: the sampler below calls ``set_timesteps`` and ``step``.
 * Config: :class:`DiffusionConfig` is composed of the UNet's own fields, an ``amf``
   (:class:`~ssr_models.amf.AMFConfig`) and a ``schedule``
   (:class:`~ssr_models.resshift.ResShiftConfig`); ``config.json`` holds them nested.
-  Overrides reach a nested field with a partial mapping: ``create_model("diffusion",
+  Overrides reach a nested field with a partial mapping: ``create_model("ssr-pixel",
   amf={"use_depth": False})``. Run folders written before the composition (flat ``amf_*``,
   ``use_*``, ``lambda_*``, ``timesteps``, ``kappa``, ``power`` keys) load through
   :func:`upgrade_flat_config`, the one place that knows the old names.
@@ -19,9 +22,15 @@ Choices where the papers are silent (configurable in :class:`DiffusionConfig`):
 * Indices: code uses 0-based ``t`` in [0, T), index t is the paper's t + 1; ``t = -1`` is eta_0 = 0.
 * Value range: the network works in [-1, 1] (images map by 2x - 1), so kappa = 2 means the
   same noise level as in ResShift; the public API takes and returns [0, 1].
-* Network input: concat(x_t / sqrt(kappa^2 eta_t + 1), y_0) (ResShift's input scaling), output
-  x_0 (ResShift predicts x_0; Eq. 5's epsilon loss of the paper does not apply to this schedule).
-  Loss: L1 or L2 (``loss``) on x_0 plus the AMF Eq. 5 penalty.
+* Network input: concat(x_t / sqrt(kappa^2 eta_t + 1), y_0) (ResShift's input scaling); the x_0
+  estimate is ``y_0 + UNet(...)``, a learned residual over bicubic whose last conv is
+  zero-initialised: an untrained (or undertrained) model predicts bicubic exactly and can only
+  improve on it, where a raw x_0 output starts at 0, i.e. grey (issue 14: a tiny run's SR was
+  grey-green, 2.7 dB below bicubic). ResShift predicts x_0; Eq. 5's epsilon loss of the paper
+  does not apply to this schedule. Loss: L1 or L2 (``loss``) on x_0 plus the AMF Eq. 5 penalty.
+* Weights format (``PIXEL_FORMAT``, saved as the ``format_version`` buffer): 2 = the residual
+  form. Format-1 weights (raw x_0, no buffer) have the same keys and shapes but would predict
+  nonsense here, so loading them is refused with a ConfigError that says to retrain.
 * UNet: :mod:`ssr_models.pixel_unet` (residual blocks with a time embedding, AMF after the
   levels in ``amf_levels`` and the middle block).
 * Sampling starts from x_T = y_0 + kappa sqrt(eta_T) eps (ResShift), uses ``steps`` evenly spaced
@@ -169,8 +178,11 @@ def kernel_consistency_step(x0: torch.Tensor, lr: torch.Tensor, field: torch.Ten
     return (x0 - weight * mu.view(-1, 1, 1, 1) * grad).detach()
 
 
-class DiffusionSR(nn.Module):
-    """ResShift schedule + AMF-conditioned UNet predicting x_0; images in [0, 1] at the API."""
+PIXEL_FORMAT = 2  # 1: the UNet's output was x_0 itself; 2: x_0 = y_0 + the UNet's residual
+
+
+class PixelSSR(nn.Module):
+    """ResShift schedule + AMF-conditioned UNet: x_0 = y_0 + residual; images in [0, 1] at the API."""
 
     def __init__(self, config: DiffusionConfig) -> None:
         super().__init__()
@@ -178,6 +190,18 @@ class DiffusionSR(nn.Module):
         self.schedule = ResShiftSchedule(config.schedule)
         self.encoder = AMFEncoder(config.amf)
         self.unet = ConditionalUNet(config)
+        self.register_buffer("format_version", torch.tensor(PIXEL_FORMAT, dtype=torch.long))
+
+    def _load_from_state_dict(self, state_dict: Mapping[str, Any], prefix: str, *args: Any) -> None:
+        """Refuse weights of another format before loading (see the module docstring)."""
+        saved = state_dict.get(prefix + "format_version")
+        version = 1 if saved is None else int(saved)
+        if version != PIXEL_FORMAT:
+            raise ConfigError(
+                f"ssr-pixel weights of format {version} (the UNet predicted x_0 directly); this "
+                f"version predicts x_0 = bicubic + a learned residual (format {PIXEL_FORMAT}) and "
+                "cannot use them: retrain the diffusion stage (ssr-train --stage diffusion)")
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     @staticmethod
     def upsample(lr: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -191,9 +215,14 @@ class DiffusionSR(nn.Module):
 
     def predict_x0(self, xt: torch.Tensor, t: torch.Tensor, y0: torch.Tensor,
                    enc: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Return the x_0 estimate in [-1, 1] space from x_t, 0-based t (B,), y_0 and encodings."""
+        """Return the x_0 estimate y_0 + residual (B, 3, H, W), [-1, 1] scale.
+
+        Args:
+            xt: (B, 3, H, W) x_t. t: (B,) 0-based indices. y0: (B, 3, H, W) bicubic LR in
+            [-1, 1]. enc: the AMF encodings of :meth:`encode`.
+        """
         scale = (self.schedule.kappa**2 * self.schedule.eta(t) + 1).sqrt().to(xt.dtype)
-        return self.unet(torch.cat([xt / scale, y0], dim=1), t, enc)
+        return y0 + self.unet(torch.cat([xt / scale, y0], dim=1), t, enc)
 
     def training_step(self, batch: Any, generator: torch.Generator | None = None
                       ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -279,32 +308,32 @@ _TINY: dict[str, Any] = {"base_channels": 16, "channel_mult": (1, 2), "num_res_b
                         "amf": {"small_channels": 8, "lr_channels": 16, "hidden": 32}}
 
 
-def _build(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> DiffusionSR:
+def _build(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> PixelSSR:
     """Return the model of ``base`` (a preset) with ``overrides`` (checked: "did you mean")."""
     preset = with_overrides(DiffusionConfig(), base)
-    return DiffusionSR(with_overrides(preset, upgrade_flat_config(overrides)))
+    return PixelSSR(with_overrides(preset, upgrade_flat_config(overrides)))
 
 
-def diffusion_tiny(**overrides: Any) -> DiffusionSR:
+def ssr_pixel_tiny(**overrides: Any) -> PixelSSR:
     """Return a tiny model for tests and smoke runs (base 16, two levels, one block per level)."""
     return _build(_TINY, overrides)
 
 
-def diffusion(**overrides: Any) -> DiffusionSR:
+def ssr_pixel(**overrides: Any) -> PixelSSR:
     """Return the paper-scale model (AMF hidden 128 at every level, T = 15, kappa = 2)."""
     return _build({}, overrides)
 
 
-def diffusion_di_kernel_only(**overrides: Any) -> DiffusionSR:
+def ssr_pixel_di_kernel_only(**overrides: Any) -> PixelSSR:
     """Return Table 2 row 1: DI-kernel and LR, no depth, no SVKR."""
     return _build({"amf": {"use_depth": False, "use_svkr": False}}, overrides)
 
 
-def diffusion_depth_only(**overrides: Any) -> DiffusionSR:
+def ssr_pixel_depth_only(**overrides: Any) -> PixelSSR:
     """Return Table 2 row 2: depth and LR, no kernel, no SVKR."""
     return _build({"amf": {"use_kernel": False, "use_svkr": False}}, overrides)
 
 
-def diffusion_no_svkr(**overrides: Any) -> DiffusionSR:
+def ssr_pixel_no_svkr(**overrides: Any) -> PixelSSR:
     """Return Table 2 row 3: kernel, depth and LR, kernel/depth not refined by SVKR."""
     return _build({"amf": {"use_svkr": False}}, overrides)

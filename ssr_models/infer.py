@@ -7,7 +7,7 @@
 * ``svkr``: Algorithm 1 (:class:`ssr_models.svkr.SVKR`) with DKENet as KE, NBSR as the restorer
   and the degrade depth provider ``depth`` (default ``prior``) as DE; the SR image is I^T.
 * ``nbsr-dkenet``: one pass, D = DE(bicubic LR), K = DKENet(LR, D), SR = NBSR(LR, K).
-* ``diffusion``: ``DiffusionSR.sample`` conditioned on DKENet's kernel field and the nearness.
+* ``diffusion``: ``PixelSSR.sample`` conditioned on DKENet's kernel field and the nearness.
   When the run also has an nbsr stage, ``svkr_iterations > 0`` and the diffusion model was
   trained with ``use_svkr``, K and D come from SVKR (K^T, D^T), else from the one pass above.
 * ``auto``: ``diffusion`` when its stage's recorded validation beats bicubic, else ``svkr``
@@ -159,7 +159,7 @@ class SRPipeline:
 
         Args:
             kernel_net: DKENet. restorer: NBSR (svkr, nbsr-dkenet; optional for diffusion).
-            diffusion: DiffusionSR (diffusion). scale: s. delta: LR grid offset, HR px (None: centred).
+            diffusion: PixelSSR (diffusion). scale: s. delta: LR grid offset, HR px (None: centred).
             svkr_iterations: T of Algorithm 1 (>= 1 for svkr). gamma: Eq. 2 weight.
             depth: degrade depth provider used as DE; "auto" is the paper's learned DE (MiDaS, then
                 Depth Anything) when its weights are on disk, else "prior" (see ``depth_note``).

@@ -1,5 +1,7 @@
 """The pixel-space conditional UNet of the ``ssr-pixel`` family (ssr_models.diffusion).
 
+Its output is a residual over y_0 (the last conv is zero-initialised, so a fresh UNet outputs 0).
+
 GroupNorm-SiLU-conv residual blocks with an added sinusoidal time embedding, stride-2 conv down,
 nearest+conv up, no attention (pixel space, small images). AMF (ssr_models.amf, Eq. 3) follows
 the last residual block of every encoder level listed in ``amf_levels`` and the middle block;
@@ -85,6 +87,10 @@ class ConditionalUNet(nn.Module):
             self.up_blocks.append(blocks)
             self.upsample.append(nn.Identity() if lv == 0 else nn.Conv2d(ch, ch, 3, padding=1))
         self.tail = nn.Sequential(nn.GroupNorm(g, ch), nn.SiLU(), nn.Conv2d(ch, 3, 3, padding=1))
+        # Zero-initialised: the model adds this output to y_0 (bicubic), so a fresh model
+        # predicts bicubic exactly and training moves it from there.
+        nn.init.zeros_(self.tail[-1].weight)
+        nn.init.zeros_(self.tail[-1].bias)
         self.factor = 2 ** (len(config.channel_mult) - 1)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, enc: dict[str, torch.Tensor]) -> torch.Tensor:

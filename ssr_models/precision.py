@@ -9,7 +9,7 @@
   multi-tensor ``foreach`` path elsewhere; both compute the same update as the loop version.
 * ``compile=True`` compiles the networks, not the training step (:func:`compile_networks`):
   the model's ``forward`` when its class defines one (DKENet, NBSR), else each child module that
-  does (DiffusionSR's AMF encoder and UNet). The rest of the families' ``training_step`` (loss
+  does (PixelSSR's AMF encoder and UNet). The rest of the families' ``training_step`` (loss
   terms, ground truth, ``float()`` of every logged term) stays eager: compiled whole, each of
   those host syncs broke the graph and recompiled (the GPU check's compile section ran past its
   limit on an H200). Shapes are static (``dynamic=False``): a stage trains on one crop and

@@ -172,6 +172,8 @@ def load_stage(folder: str | Path, use_ema: bool = True, map_location: str | tor
     except RuntimeError as exc:
         raise ConfigError(f"{ckpt_path}: weights do not match model {run['model']!r} "
                           f"rebuilt from run.json: {str(exc).splitlines()[0]}") from None
+    except ConfigError as exc:  # a model that refuses the weights' format says why
+        raise ConfigError(f"{ckpt_path}: {exc}") from None
     return model.to(map_location).eval(), checkpoint_note(ckpt_path, ckpt)
 
 

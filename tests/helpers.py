@@ -19,3 +19,16 @@ def image_pair(h: int = 40, w: int = 52, seed: int = 0) -> tuple[np.ndarray, np.
 def to_tensor(rgb: np.ndarray) -> torch.Tensor:
     """Return a uint8 (H, W, 3) image as a float (3, H, W) tensor in [0, 1]."""
     return torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0
+
+
+def with_random_residual(model: torch.nn.Module, seed: int = 11) -> torch.nn.Module:
+    """Give an ssr-pixel model's zero-initialised last layer small random weights (in place).
+
+    A fresh ssr-pixel predicts bicubic whatever x_t is; after training its x_0 depends on x_t
+    and so on the sampling noise, which the sampler tests need.
+    """
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        tail = model.unet.tail[-1]
+        tail.weight.copy_(torch.randn(tail.weight.shape, generator=g) * 0.05)
+    return model

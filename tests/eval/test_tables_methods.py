@@ -430,7 +430,7 @@ def test_ssr_runs_the_pipeline_with_seed_zero(tmp_path: Path, run_dir: Path) -> 
 
 
 def test_ssr_check_row_compares_the_diffusion_flags(run_dir: Path, svkr_run: Path) -> None:
-    method = parse_method(f"SSR={run_dir}")  # diffusion-tiny: every flag true
+    method = parse_method(f"SSR={run_dir}")  # ssr-pixel-tiny: every flag true
     method.check_row(RowSpec(id="SSR", label="SSR"))
     method.check_row(expects_row(use_kernel=True, use_depth=True, use_svkr=True))
     with pytest.raises(ConfigError, match=r"row ablation expects a diffusion stage with use_depth=false, "

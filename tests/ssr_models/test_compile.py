@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ssr_core.errors import ConfigError
-from ssr_models.diffusion import diffusion_tiny
+from ssr_models.diffusion import ssr_pixel_tiny
 from ssr_models.dkenet import dkenet_tiny
 from ssr_models.nbsr import nbsr_tiny
 from ssr_models.precision import compile_networks
@@ -28,7 +28,7 @@ FAMILIES: dict[str, tuple[Callable[[], nn.Module], dict[str, int], list[str]]] =
                {"h": 8, "kernel_size": 9}, [""]),
     "nbsr": (lambda: nbsr_tiny(pca_samples=300), {"h": 8, "kernel_size": 21}, [""]),
     # no forward of its own: its AMF encoder and UNet are compiled
-    "diffusion": (diffusion_tiny, {"h": 4, "kernel_size": 21}, ["encoder", "unet"]),
+    "diffusion": (ssr_pixel_tiny, {"h": 4, "kernel_size": 21}, ["encoder", "unet"]),
 }
 
 

@@ -1,4 +1,4 @@
-"""Tests for ssr_models.diffusion (UNet, DiffusionSR, its composed config)."""
+"""Tests for ssr_models.diffusion (UNet, PixelSSR, its composed config)."""
 
 from __future__ import annotations
 
@@ -17,11 +17,12 @@ from ssr_models.amf import AMFConfig
 from ssr_models.diffusion import (
     DiffusionConfig,
     conditioning_flags,
-    diffusion_tiny,
+    ssr_pixel_tiny,
     kernel_consistency_step,
     upgrade_flat_config,
 )
 from ssr_models.resshift import ResShiftConfig
+from tests.helpers import with_random_residual
 from tests.reference import resshift_etas, resshift_sample_loop
 
 S, K, HR = 4, 9, 32
@@ -43,7 +44,7 @@ def _batch(b: int = 2, seed: int = 0) -> Batch:
 
 
 def test_unet_output_shape_and_config_roundtrip() -> None:
-    model = diffusion_tiny()
+    model = ssr_pixel_tiny()
     b = _batch()
     y0 = model.upsample(b.lr, (HR, HR))
     enc = model.encode(y0, b.kernel, b.nearness)
@@ -65,14 +66,14 @@ def test_differentiable_operator_matches_engine() -> None:
 
 def test_tiny_overfits_one_batch() -> None:
     torch.manual_seed(0)
-    model = diffusion_tiny()
+    model = ssr_pixel_tiny()
     full = _batch(b=1)
     batch = Batch(full.hr[..., :16, :16], full.lr[..., :4, :4], full.nearness[..., :16, :16],
                   full.kernel[..., :4, :4], S, K, full.delta)
     opt = torch.optim.Adam(model.parameters(), lr=5e-3)
     g = torch.Generator().manual_seed(0)
     losses = []
-    for _ in range(50):
+    for _ in range(80):  # the model starts at bicubic (first ~ bicubic's loss), not at grey
         loss, logs = model.training_step(batch, generator=g)
         opt.zero_grad()
         loss.backward()
@@ -85,7 +86,7 @@ def test_tiny_overfits_one_batch() -> None:
 
 def test_sampling_deterministic_and_validation() -> None:
     torch.manual_seed(0)
-    model = diffusion_tiny().eval()
+    model = with_random_residual(ssr_pixel_tiny()).eval()
     b = _batch()
     runs = [model.sample(b.lr, b.kernel, b.nearness, steps=4, generator=torch.Generator().manual_seed(5))
             for _ in range(2)]
@@ -108,7 +109,7 @@ def test_data_consistency_reduces_redegradation_error() -> None:
     stepped = kernel_consistency_step(x0, b.lr, b.kernel, S, K, b.delta, weight=1.0)
     assert err(stepped) < 0.5 * err(x0)
     torch.manual_seed(0)
-    model = diffusion_tiny().eval()
+    model = ssr_pixel_tiny().eval()
     kw = dict(steps=3, scale=S, kernel_size=K, delta=b.delta)
     plain = model.sample(b.lr, b.kernel, b.nearness, generator=torch.Generator().manual_seed(0), **kw)
     dc = model.sample(b.lr, b.kernel, b.nearness, data_consistency=True, dc_steps=3,
@@ -119,7 +120,7 @@ def test_data_consistency_reduces_redegradation_error() -> None:
 @pytest.mark.parametrize("steps", [15, 4, 1])
 def test_sampler_is_the_resshift_loop_bit_for_bit(steps: int) -> None:
     torch.manual_seed(0)
-    model = diffusion_tiny().eval()
+    model = with_random_residual(ssr_pixel_tiny()).eval()
     b = _batch()
     got = model.sample(b.lr, b.kernel, b.nearness, steps=steps, generator=torch.Generator().manual_seed(5))
     y0 = model.upsample(b.lr, (HR, HR))
@@ -166,3 +167,46 @@ def test_flat_configs_of_older_runs_load_nested() -> None:
         {"use_kernel": True, "use_depth": False, "use_svkr": False}
     with pytest.raises(ConfigError, match="amf.hidden given twice with different values"):
         upgrade_flat_config({"amf_hidden": 8, "amf": {"hidden": 16}})
+
+
+def test_untrained_model_predicts_bicubic_exactly_and_learns_a_residual() -> None:
+    torch.manual_seed(0)
+    model = ssr_pixel_tiny()
+    b = _batch()
+    y0 = F.interpolate(b.lr * 2 - 1, size=(HR, HR), mode="bicubic", align_corners=False)  # bicubic, [-1, 1]
+    enc = model.encode(y0, b.kernel, b.nearness)
+    xt = torch.randn(2, 3, HR, HR, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(model.predict_x0(xt, torch.tensor([3, 14]), y0, enc), y0)
+    sr = model.eval().sample(b.lr, b.kernel, b.nearness, steps=4, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(sr, ((y0 + 1) / 2).clamp(0, 1))  # noise in x_t cannot move a zero residual
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    loss, _ = model.training_step(b, generator=torch.Generator().manual_seed(0))
+    loss.backward()
+    opt.step()  # the zero last layer gets a gradient: the residual leaves 0 after one step
+    assert not torch.equal(model.predict_x0(xt, torch.tensor([3, 14]), y0, enc), y0)
+
+
+def test_weights_of_the_raw_x0_format_are_refused() -> None:
+    model = ssr_pixel_tiny()
+    state = model.state_dict()
+    assert int(state["format_version"]) == 2
+    old = {k: v for k, v in state.items() if k != "format_version"}  # format 1 had no marker
+    with pytest.raises(ConfigError, match=r"weights of format 1 .*retrain the diffusion stage"):
+        ssr_pixel_tiny().load_state_dict(old)
+    with pytest.raises(ConfigError, match="weights of format 3"):
+        ssr_pixel_tiny().load_state_dict({**state, "format_version": torch.tensor(3)})
+    fresh = ssr_pixel_tiny()
+    fresh.load_state_dict(state)
+    assert all(torch.equal(v, state[k]) for k, v in fresh.state_dict().items())
+
+
+def test_former_diffusion_names_are_aliases_of_ssr_pixel() -> None:
+    from ssr_models import MODELS
+    from ssr_models.configs import parse_train_config
+
+    assert "diffusion-tiny" not in MODELS and "ssr-pixel-tiny" in MODELS
+    assert create_model("diffusion-no-svkr").config == create_model("ssr-pixel-no-svkr").config
+    assert create_model("diffusion-no-svkr").config.amf.use_svkr is False
+    stage = {"model": "diffusion-tiny", "trainer": {"steps": 1}, "data": {"crop_hr": 16, "batch_size": 1}}
+    assert parse_train_config({"stages": {"diffusion": stage}}).stages["diffusion"].model == "ssr-pixel-tiny"

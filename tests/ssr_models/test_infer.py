@@ -25,6 +25,7 @@ from ssr_models.checkpoint import CKPT_FORMAT, CKPT_VERSION
 from ssr_models.infer import Progress, SRPipeline, kernels_to_params, tile_starts
 from ssr_models.infer_cli import main
 from ssr_models.run import load_stage, write_run
+from tests.helpers import with_random_residual
 from tests.ssr_models.test_tiling import fewest_tiles
 
 # one intra-op thread: on a shared 2-core machine, tiny convolutions on 2 threads spend most of
@@ -32,13 +33,15 @@ from tests.ssr_models.test_tiling import fewest_tiles
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SCALE = 4
-STAGE_MODELS = {"kernel": "dkenet-tiny", "nbsr": "nbsr-tiny", "diffusion": "diffusion-tiny"}
+STAGE_MODELS = {"kernel": "dkenet-tiny", "nbsr": "nbsr-tiny", "diffusion": "ssr-pixel-tiny"}
 
 
 def write_stage(folder: Path, stage: str, name: str, seed: int = 0) -> None:
     """Save a random-initialised model as a run stage folder (run.json + Trainer-format last.pt)."""
     torch.manual_seed(seed)
     model = create_model(name)
+    if stage == "diffusion":  # a fresh ssr-pixel ignores the noise (bicubic); a trained one does not
+        with_random_residual(model, seed)
     write_run(folder, stage=stage, model=name, model_config=model.config.to_dict(), scale=SCALE,
               kernel_size=21, delta=(SCALE - 1) / 2, shards="none", trainer={})
     state = model.state_dict()
@@ -140,7 +143,7 @@ def test_progress_counts_every_tile_and_unit_once(run_dir: Path) -> None:
 def test_diffusion_keeps_rgb_order_and_range(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An x_0 predictor that returns y_0 must give bicubic back: checks [-1, 1] <-> [0, 1] and RGB order.
 
-    The reference is torch's bicubic on the [0, 1] LR, per channel (DiffusionSR's y_0 convention).
+    The reference is torch's bicubic on the [0, 1] LR, per channel (PixelSSR's y_0 convention).
     """
     p = SRPipeline.from_checkpoint(run_dir, method="diffusion", svkr_iterations=0, tile=64, steps=3)
     monkeypatch.setattr(p.diffusion, "predict_x0", lambda xt, t, y0, enc: y0)

@@ -67,7 +67,7 @@ def test_whole_image_validation_of_each_stage_and_the_lpips_hook(shard_dir: Path
     nbsr = validate_model(create_model("nbsr-tiny").eval(), one, torch.device("cpu"), lpips)
     assert calls == [(1, 3, 48, 64)] and 0 < nbsr["val/lpips"] < 1
     assert {"val/psnr_y", "val/ssim_y", "val/psnr_y_bicubic"} <= set(nbsr)
-    diffusion = create_model("diffusion-tiny", channel_mult=(1, 1, 1, 1), val_steps=1).eval()
+    diffusion = create_model("ssr-pixel-tiny", channel_mult=(1, 1, 1, 1), val_steps=1).eval()
     odd = [replace(one[0], lr=one[0].lr[..., :11, :13], hr=one[0].hr[..., :44, :52],
                    nearness=one[0].nearness[..., :44, :52], kernel=one[0].kernel[..., :11, :13])]
     assert diffusion.unet.factor == 8
