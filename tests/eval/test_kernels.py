@@ -207,13 +207,21 @@ def test_dkenet_run_folder_and_baselines_with_cache_and_maps(tmp_path: Path, cle
 
 
 def test_cli_scores_a_set_and_prints_the_table(tmp_path: Path, clean_set: Path) -> None:
-    result = CliRunner().invoke(main, ["kernels", "--set", str(clean_set), "--no-cache",
+    result = CliRunner().invoke(main, ["kernels", "--set", str(clean_set), "--cache",
+                                       str(tmp_path / "cache"),
                                        "--format", "markdown", "--maps", str(tmp_path / "maps"),
                                        "--map-images", "1"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "maps" / "index.html").is_file()
     assert "Kernel PSNR" in result.output and "Invariant oracle" in result.output
     assert "| True field (sanity) | **inf** |" in result.output  # bold: the best of its column
+    # no paper prints these numbers: one column per metric, no paper/delta columns
+    assert "| Test set | Method | Kernel PSNR↑ | Kernel L1↓ |" in result.output
+    for fmt, absent in (("latex", "paper"), ("html", "<th>paper</th>")):  # from the cache
+        cached = CliRunner().invoke(main, ["kernels", "--set", str(clean_set), "--cache",
+                                           str(tmp_path / "cache"), "--format", fmt])
+        assert cached.exit_code == 0 and "Kernel PSNR" in cached.output
+        assert absent not in cached.output.split("provenance")[0].lower(), fmt
 
 
 def test_cli_errors_are_one_line(tmp_path: Path, clean_set: Path) -> None:

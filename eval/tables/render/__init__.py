@@ -5,7 +5,8 @@ Modules: ``layout`` (the one layout every format writes), ``text`` (terminal, Ma
 
 Layout, as the paper prints its tables: one row group per test set (its label once, in the
 first column), one row per method, the descriptive columns (Backbone; Table 2's ticks), then per
-metric three columns: ours (this run), paper (as printed) and Δ = ours − paper.
+metric three columns: ours (this run), paper (as printed) and Δ = ours − paper; a table whose
+spec prints no paper values at all (the kernel track, ``eval.kernels``) shows ours alone.
 
 Display conventions (terminal, Markdown, LaTeX, HTML):
 

@@ -19,7 +19,6 @@ from eval.metrics.scoring import jsonable
 from ..result import GroupResult, TableResult
 from .figures import preview_figure
 from .layout import (
-    DELTA,
     Layout,
     Piece,
     Style,
@@ -80,17 +79,17 @@ def render_html(result: TableResult) -> str:
 
 def _table(lay: Layout) -> str:
     """Return the results table: two header rows, one ``<tbody>`` per group."""
-    nfix = len(lay.fixed)
+    nfix, n = len(lay.fixed), len(lay.sub)
     head1 = "".join(f'<th rowspan="2">{escape(t)}</th>' for t in lay.fixed)
-    head1 += "".join(f'<th colspan="3">{escape(h)}</th>' for h in lay.headers)
-    head2 = "".join(f"<th>{t}</th>" for t in ("ours", "paper", DELTA) * len(lay.metrics))
+    head1 += "".join(f'<th colspan="{n}">{escape(h)}</th>' for h in lay.headers)
+    head2 = "".join(f"<th>{t}</th>" for t in lay.sub * len(lay.metrics))
     bodies = []
     for block in lay.blocks:
-        rows = block.rows or [[Piece("")] * (nfix - 1 + 3 * len(lay.metrics))]
+        rows = block.rows or [[Piece("")] * (nfix - 1 + n * len(lay.metrics))]
         trs = []
         for i, row in enumerate(rows):
             cells = [f"<td>{styled(p, _HTML)}</td>" for p in row[:nfix - 1]]
-            cells += [f'<td class="num{" paper" if k % 3 == 1 else ""}">{styled(p, _HTML)}</td>'
+            cells += [f'<td class="num{" paper" if n > 1 and k % n == 1 else ""}">{styled(p, _HTML)}</td>'
                       for k, p in enumerate(row[nfix - 1:])]
             label = (f'<th class="group" rowspan="{len(rows)}">{styled(block.label, _HTML)}</th>'
                      if i == 0 else "")

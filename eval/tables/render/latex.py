@@ -58,19 +58,19 @@ def render_latex(result: TableResult) -> str:
     """Return a LaTeX ``table`` environment with the title as caption and notes below it."""
     spec = result.spec
     lay = build_layout(result)
-    nfix, nmet = len(lay.fixed), len(lay.metrics)
-    caption = f"{spec.title} (ours beside {spec.paper})"
+    nfix, nmet, n = len(lay.fixed), len(lay.metrics), len(lay.sub)
+    caption = f"{spec.title} (ours beside {spec.paper})" if n > 1 else spec.title
     stand_in = stand_in_text(result)
     if stand_in:
         caption += f". {stand_in}"
     out = [f"% {latex_escape(spec.title)}", r"% needs \usepackage{booktabs,multirow,graphicx,amssymb}",
            r"\begin{table}[htbp]", r"\centering", rf"\caption{{{latex_escape(caption)}}}",
            rf"\label{{tab:{spec.name}}}", r"\resizebox{\textwidth}{!}{%",
-           rf"\begin{{tabular}}{{{'l' * nfix}{'rrr' * nmet}}}", r"\toprule"]
-    spans = [rf"\multicolumn{{3}}{{c}}{{{latex_escape(h)}}}" for h in lay.headers]
+           rf"\begin{{tabular}}{{{'l' * nfix}{'r' * n * nmet}}}", r"\toprule"]
+    spans = [rf"\multicolumn{{{n}}}{{c}}{{{latex_escape(h)}}}" for h in lay.headers]
     out.append(" & ".join([""] * nfix + spans) + r" \\")
-    out.append("".join(rf"\cmidrule(lr){{{nfix + 3 * k + 1}-{nfix + 3 * k + 3}}}" for k in range(nmet)))
-    sub = ["ours", "paper", DELTA] * nmet
+    out.append("".join(rf"\cmidrule(lr){{{nfix + n * k + 1}-{nfix + n * k + n}}}" for k in range(nmet)))
+    sub = list(lay.sub) * nmet
     out.append(" & ".join(latex_escape(t) for t in [*lay.fixed, *sub]) + r" \\")
     out.append(r"\midrule")
     out += _body(lay)
@@ -89,7 +89,7 @@ def _body(lay: Layout) -> list[str]:
     for b, block in enumerate(lay.blocks):
         if b:
             lines.append(r"\midrule")
-        rows = block.rows or [[Piece("")] * (nfix - 1 + 3 * len(lay.metrics))]
+        rows = block.rows or [[Piece("")] * (nfix - 1 + len(lay.sub) * len(lay.metrics))]
         for i, row in enumerate(rows):
             label = ""
             if i == 0:

@@ -20,6 +20,10 @@ DASH = "\u2014"
 DELTA = "\u0394"
 _COLUMNS: tuple[Literal["ours", "paper"], ...] = ("ours", "paper")
 LEGEND = (f"ours: this run; paper: as printed; {DELTA} = ours \u2212 paper; {DASH}: no value")
+#: The legend of a table that prints no paper values (the kernel track): one column per metric.
+LEGEND_OURS = f"values of this run; {DASH}: no value"
+#: Sub-columns per metric: ours, paper, Δ; a table without paper values shows ours alone.
+SUB_COLUMNS: tuple[str, ...] = ("ours", "paper", DELTA)
 #: Why a stand-in group shows no Δ (printed with the legend of every format).
 NO_DELTA = (f"no {DELTA} on a stand-in: ours is scored on stand-in images, the paper's values on "
             "its own test set, so their difference means nothing")
@@ -54,6 +58,7 @@ class Layout:
     headers: list[str]  # "PSNR↑", ... (one per metric)
     blocks: list[GroupBlock]
     footnotes: list[str]
+    sub: tuple[str, ...] = SUB_COLUMNS  # sub-columns per metric (("ours",) without paper values)
 
 
 def fmt_value(value: float | None) -> str:
@@ -80,8 +85,15 @@ def fmt_diff(diff: float | None) -> str:
     return DASH if diff is None else f"{diff:+.2f}"
 
 
+def has_paper(result: TableResult) -> bool:
+    """Return whether the table prints paper values at all (the kernel track prints none)."""
+    return any(r.paper for r in result.spec.rows)
+
+
 def legend(result: TableResult) -> str:
     """Return the legend line: :data:`LEGEND`, plus :data:`NO_DELTA` when a group is a stand-in."""
+    if not has_paper(result):
+        return LEGEND_OURS
     if all(g.comparable for g in result.groups):
         return LEGEND
     return f"{LEGEND}; {NO_DELTA}"
@@ -115,6 +127,7 @@ def build_layout(result: TableResult) -> Layout:
     spec = result.spec
     metrics = table_metrics(result)
     notes, group_note = display_footnotes(result)
+    sub = SUB_COLUMNS if has_paper(result) else SUB_COLUMNS[:1]
     blocks = []
     for g in result.groups:
         label = g.spec.title + (f" (stand-in: {g.stand_in})" if g.stand_in else "")
@@ -123,11 +136,11 @@ def build_layout(result: TableResult) -> Layout:
         for r in g.rows:
             attrs = [Piece(r.spec.attributes.get(a.key, "")) for a in spec.attributes]
             block.rows.append([_row_label(r), *attrs,
-                               *(p for m in metrics for p in _cell_pieces(g, r, m, best))])
+                               *(p for m in metrics for p in _cell_pieces(g, r, m, best)[:len(sub)])])
         blocks.append(block)
     fixed = [spec.group_title, "Method", *(a.title for a in spec.attributes)]
     headers = [get_metric(m).title + get_metric(m).arrow for m in metrics]
-    return Layout(fixed, metrics, headers, blocks, notes)
+    return Layout(fixed, metrics, headers, blocks, notes, sub)
 
 
 def _best(result: TableResult, group: GroupResult, metric: str,

@@ -8,7 +8,6 @@ from eval.metrics.registry import get_metric
 
 from ..result import TableResult
 from .layout import (
-    DELTA,
     Layout,
     Piece,
     Style,
@@ -31,16 +30,15 @@ def _sup(n: int) -> str:
 _PLAIN = Style(marker=_sup)
 _ANSI = Style(marker=_sup, bold=lambda s: f"\x1b[1m{s}\x1b[22m", better=lambda s: f"\x1b[32m{s}\x1b[39m",
               worse=lambda s: f"\x1b[31m{s}\x1b[39m", muted=lambda s: f"\x1b[2m{s}\x1b[22m")
-_SUB = ("ours", "paper", DELTA)
 _LABEL_WIDTH = 24  # a stand-in label wraps down its group's rows instead of widening the table
 
 
 def terminal_text(result: TableResult, lay: Layout, color: bool) -> str:
     """Return aligned text: a two-line header (metric over ours/paper/Δ), rules between groups."""
     style = _ANSI if color else _PLAIN
-    nfix, nmet = len(lay.fixed), len(lay.metrics)
+    nfix, nmet, n = len(lay.fixed), len(lay.metrics), len(lay.sub)
     body: list[list[tuple[str, str]] | None] = []  # (plain, styled) per column; None: a rule
-    blank = [Piece("")] * (nfix - 1 + 3 * nmet)
+    blank = [Piece("")] * (nfix - 1 + n * nmet)
     for block in lay.blocks:
         labels = _wrap(block.label)
         for i in range(max(len(block.rows), len(labels))):
@@ -48,25 +46,26 @@ def terminal_text(result: TableResult, lay: Layout, color: bool) -> str:
                       *(block.rows[i] if i < len(block.rows) else blank)]
             body.append([(styled(p, _PLAIN), styled(p, style)) for p in pieces])
         body.append(None)
-    widths = [len(t) for t in lay.fixed] + [len(s) for _ in lay.metrics for s in _SUB]
+    widths = [len(t) for t in lay.fixed] + [len(s) for _ in lay.metrics for s in lay.sub]
     for cells in body:
         if cells is not None:
             widths = [max(w, len(plain)) for w, (plain, _) in zip(widths, cells, strict=True)]
-    for k, title in enumerate(lay.headers):  # a title wider than its three columns widens them
-        j = nfix + 3 * k
-        widths[j + 1] += max(0, len(title) - (widths[j] + widths[j + 1] + widths[j + 2] + 2))
+    for k, title in enumerate(lay.headers):  # a title wider than its columns widens the last
+        j = nfix + n * k
+        widths[j + n - 1] += max(0, len(title) - (sum(widths[j:j + n]) + n - 1))
 
     def line(cells: list[tuple[str, str]]) -> str:
         text = "  ".join(s + " " * (widths[j] - len(p)) for j, (p, s) in enumerate(cells[:nfix]))
         for k in range(nmet):
-            j = nfix + 3 * k
+            j = nfix + n * k
             text += " | " + " ".join(" " * (widths[j + i] - len(p)) + s
-                                     for i, (p, s) in enumerate(cells[j:j + 3]))
+                                     for i, (p, s) in enumerate(cells[j:j + n]))
         return text.rstrip()
 
     titles = "  ".join(" " * w for w in widths[:nfix]) + "".join(
-        " | " + t.center(sum(widths[nfix + 3 * k:nfix + 3 * k + 3]) + 2) for k, t in enumerate(lay.headers))
-    head = line([(t, t) for t in lay.fixed] + [(t, t) for t in _SUB] * nmet)
+        " | " + t.center(sum(widths[nfix + n * k:nfix + n * k + n]) + n - 1)
+        for k, t in enumerate(lay.headers))
+    head = line([(t, t) for t in lay.fixed] + [(t, t) for t in lay.sub] * nmet)
     rule = "-" * max(len(head), len(titles.rstrip()))
     out = _title_lines(result, color) + ["", titles.rstrip(), head, rule]
     out += [rule if cells is None else line(cells) for cells in body]
@@ -125,7 +124,8 @@ def markdown_text(result: TableResult, lay: Layout) -> str:
     stand_in = stand_in_text(result)
     if stand_in:
         out += ["", f"> **{md_escape(stand_in)}**"]
-    header = [*lay.fixed, *(f"{h} {s}" for h in lay.headers for s in _SUB)]
+    header = [*lay.fixed, *(f"{h} {s}" if len(lay.sub) > 1 else h
+                            for h in lay.headers for s in lay.sub)]
     out += ["", _md_row([md_escape(h) for h in header]),
             _md_row([":--"] * nfix + ["--:"] * (len(header) - nfix))]
     for block in lay.blocks:
