@@ -264,29 +264,15 @@ def recipes_cmd() -> None:
     The last figure is the share of the widest kernel's mass (isotropic, at the top of the
     sigma range) that falls outside the K x K window on the recipe's LR grid.
     """
-    import torch
-
-    from .ops.kernels import truncated_mass
-    from .recipes import BUILTIN_RECIPES, load_recipe, recipe_path
+    from .recipes import BUILTIN_RECIPES, load_recipe, recipe_path, sigma_span_px, worst_truncated_mass
 
     for name in BUILTIN_RECIPES:
         r = load_recipe(name)
         stages = [s for s, on in (("noise", r.noise), ("jpeg", r.jpeg)) if on is not None]
         if r.downsampler == "chain":
             stages = ["chain"]
-        low, top = r.blur.sigma_range_px
-        if r.blur.model == "iso-list":
-            low, top = min(r.blur.sigma_list_px), max(r.blur.sigma_list_px)
-        elif r.blur.model == "realesrgan":  # its first-round kernel range
-            from .second_order import REALESRGAN_X4PLUS
-
-            low, top = REALESRGAN_X4PLUS.blur_sigma
-        elif r.blur.model == "bsrgan":  # isotropic std U(0, 2 + 0.2 s); anisotropic variances to 4 + s
-            low, top = 0.0, round(max(2 + 0.2 * r.scale, (4 + r.scale) ** 0.5), 2)
-        elif r.blur.model == "div2krk":  # the recipe gives variances
-            low, top = (round(v**0.5, 2) for v in r.blur.variance_range_px2)
-        lost = float(truncated_mass(torch.tensor([top, top, 0.0], dtype=torch.float64),
-                                    r.kernel_size, r.delta_px))
+        low, top = sigma_span_px(r)
+        lost = worst_truncated_mass(r)
         click.echo(f"{name:14s} {r.blur.model:15s} x{r.scale} K={r.kernel_size:<3d} "
                    f"{f'sigma {low}-{top} px':16s} "
                    f"{'+'.join(stages) or 'blur only':12s} lost <= {lost:6.2%}  {recipe_path(name)}")

@@ -353,3 +353,37 @@ def _validate_protocol_blur(r: Recipe) -> None:
     if b.model in CHAIN_MODELS and (r.noise is not None or r.jpeg is not None):
         raise ConfigError(f"blur.model {b.model!r} draws its own noise and JPEG: set noise and "
                           "jpeg to null")
+
+
+def sigma_span_px(recipe: Recipe) -> tuple[float, float]:
+    """Return the (smallest, largest) kernel std dev in HR px that ``recipe`` can draw.
+
+    For the listing (``degrade recipes``): each blur model states its range its own way
+    (a list of widths, variances, BSRGAN's and Real-ESRGAN's rules).
+    """
+    b = recipe.blur
+    if b.model == "iso-list":
+        return min(b.sigma_list_px), max(b.sigma_list_px)
+    if b.model == "realesrgan":  # its first-round kernel range
+        from .second_order import REALESRGAN_X4PLUS
+
+        low, top = REALESRGAN_X4PLUS.blur_sigma
+        return low, top
+    if b.model == "bsrgan":  # isotropic std U(0, 2 + 0.2 s); anisotropic variances to 4 + s
+        return 0.0, round(max(2 + 0.2 * recipe.scale, (4 + recipe.scale) ** 0.5), 2)
+    if b.model == "div2krk":  # the recipe gives variances
+        low, top = (round(v**0.5, 2) for v in b.variance_range_px2)
+        return low, top
+    low, top = b.sigma_range_px
+    return low, top
+
+
+def worst_truncated_mass(recipe: Recipe) -> float:
+    """Return the mass of the recipe's widest kernel (isotropic) outside its K x K window."""
+    import torch
+
+    from .ops.kernels import truncated_mass
+
+    top = sigma_span_px(recipe)[1]
+    return float(truncated_mass(torch.tensor([top, top, 0.0], dtype=torch.float64),
+                                recipe.kernel_size, recipe.delta_px))

@@ -291,3 +291,16 @@ def test_a_recipe_cannot_be_made_invalid_by_replace():
     ssr = load_recipe("ssr")
     with pytest.raises(ConfigError, match=r"blur\.sigma_range_px must satisfy"):
         dataclasses.replace(ssr, blur=BlurSpec(sigma_range_px=(0.6, float("inf"))))
+
+
+def test_sigma_span_and_worst_truncation_follow_the_design() -> None:
+    from degrade.recipes import sigma_span_px, worst_truncated_mass
+
+    # DESIGN section 3: ssr at x4 draws s1, s2 in [0.6, 3.5] with K = 21, which keeps 99% of
+    # the widest kernel; sigma 5 in a 21x21 window loses about 9%.
+    ssr = load_recipe("ssr")
+    assert sigma_span_px(ssr) == (0.6, 3.5)
+    assert 0.0 < worst_truncated_mass(ssr) <= 0.011
+    wide = load_recipe("ssr").with_overrides(kernel_size=21)
+    wide = dataclasses.replace(wide, blur=dataclasses.replace(wide.blur, sigma_range_px=(0.6, 5.0)))
+    assert 0.08 < worst_truncated_mass(wide) < 0.10
