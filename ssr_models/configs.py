@@ -40,7 +40,8 @@ from ssr_core.errors import ConfigError
 from . import MODELS, model_name
 from .trainer_config import TrainerConfig
 
-__all__ = ["ABLATIONS", "BUILTIN_CONFIGS", "CONFIG_DIR", "STAGES", "STAGE_MODELS", "Ablation",
+__all__ = ["ABLATIONS", "BACKBONE_MODELS", "BUILTIN_CONFIGS", "CONFIG_DIR", "STAGES", "STAGE_MODELS",
+           "Ablation",
            "DataConfig", "Stage", "StageConfig", "TrainConfig", "ablation_for", "load_train_config",
            "parse_train_config", "train_command"]
 
@@ -63,6 +64,8 @@ STAGE_MODELS: dict[str, tuple[str, ...]] = {
     "nbsr": tuple(n for n in MODELS if n.startswith("nbsr")),
     "diffusion": tuple(n for n in MODELS if n.startswith(("ssr-pixel", "ssr-latent"))),
 }
+# Models built on a pretrained backbone (``--backbone DIR``, the ``backbone`` override).
+BACKBONE_MODELS: tuple[str, ...] = tuple(n for n in MODELS if n.startswith("ssr-latent"))
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,35 @@ class TrainConfig:
         stages = {**self.stages, "diffusion": dataclasses.replace(diffusion,
                                                                   model_overrides=overrides)}
         return TrainConfig(name=f"{self.name}+{ablation}", stages=stages)
+
+    def with_model(self, model: str | None, backbone: str | None = None) -> TrainConfig:
+        """Return the config with ``model`` trained by the stage that can train it (``--model``)
+        and ``backbone`` in that stage's overrides (``--backbone``, models in BACKBONE_MODELS).
+
+        The stage's data and trainer settings stay; its model_overrides belonged to the old
+        model and are dropped (apply ``with_ablation`` after this).
+
+        Raises:
+            ConfigError: An unknown model, a config without the stage that trains it, or a
+                backbone for a model that takes none.
+        """
+        if model is None and backbone is None:
+            return self
+        name = model if model is not None else self.stage("diffusion").model
+        stage = next((s for s, names in STAGE_MODELS.items() if name in names), None)
+        if stage is None:
+            raise ConfigError(f"unknown model {name!r}{did_you_mean(name, MODELS)}; choose one "
+                              f"of: {', '.join(MODELS)}")
+        if backbone is not None and name not in BACKBONE_MODELS:
+            raise ConfigError(f"--backbone is for the models {', '.join(BACKBONE_MODELS)}; the "
+                              f"{stage} stage trains {name!r} (choose one with --model)")
+        old = self.stage(stage)
+        overrides = dict(old.model_overrides) if model is None else {}
+        if backbone is not None:
+            overrides["backbone"] = str(backbone)
+        stages = {**self.stages, stage: dataclasses.replace(old, model=name,
+                                                            model_overrides=overrides)}
+        return TrainConfig(name=self.name if model is None else f"{self.name}+{name}", stages=stages)
 
     def stage(self, name: str) -> StageConfig:
         """Return stage ``name``; a stage the config lacks is a ConfigError."""

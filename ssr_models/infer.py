@@ -190,7 +190,10 @@ class SRPipeline:
         self.svkr_iterations, self.gamma, self.seed, self.steps = svkr_iterations, gamma, seed, steps
         self.depth_estimator = provider_depth_estimator(depth)
         self.multiple = 1
-        if self.diffusion is not None and method == "diffusion":  # UNet needs H, W multiples of factor
+        # The pixel UNet needs H, W multiples of its factor; a model with ``size_multiple``
+        # (latent SSR) pads its input itself.
+        if self.diffusion is not None and method == "diffusion" and not hasattr(self.diffusion,
+                                                                                "size_multiple"):
             factor = self.diffusion.unet.factor
             self.multiple = factor // math.gcd(factor, self.scale)
         self.min_size = -(-min_size // self.multiple) * self.multiple
@@ -203,13 +206,15 @@ class SRPipeline:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, method: Method = "auto", device: str = "cpu",
-                        svkr_iterations: int = 3, depth: DepthChoice = "auto", **options: object
-                        ) -> SRPipeline:
+                        svkr_iterations: int = 3, depth: DepthChoice = "auto",
+                        backbone: str | None = None, **options: object) -> SRPipeline:
         """Load the stages of a run folder (EMA weights) and build the pipeline for ``method``.
 
         Each stage loads ``best.pt`` when it has one, else ``last.pt``; ``checkpoints`` holds
         what was used per stage (``ssr_models.run.load_stage``'s notes).
         ``options`` go to the constructor (tile, overlap, min_size, seed, steps, gamma).
+        ``backbone``: where an ssr-latent diffusion stage's backbone is on this machine (default:
+        the folder or hub id its run recorded; the recorded sha256 must match either way).
 
         Raises:
             InputError: no such folder, or a stage the method needs is missing (names the folder
@@ -226,7 +231,9 @@ class SRPipeline:
         scales = {s: int(r["scale"]) for s, r in runs.items()}
         if len(set(scales.values())) != 1:
             raise ConfigError(f"{path}: stages disagree on the scale: {scales}")
-        loaded = {s: load_stage(stages[s], use_ema=True, map_location="cpu") for s in use}
+        over = {"diffusion": {"backbone": str(backbone)}} if backbone is not None else {}
+        loaded = {s: load_stage(stages[s], use_ema=True, map_location="cpu",
+                                model_overrides=over.get(s)) for s in use}
         models = {s: model for s, (model, _) in loaded.items()}
         pipeline = cls(method, models["kernel"], scale=next(iter(scales.values())),  # type: ignore[arg-type]
                        restorer=models.get("nbsr"), diffusion=models.get("diffusion"),
@@ -245,7 +252,10 @@ class SRPipeline:
         tiles = len(tile_starts(h, self.tile, self.overlap)) * len(tile_starts(w, self.tile, self.overlap))
         units = self.svkr_iterations if self._refines() else 0
         if self.method == "diffusion":
-            units += self.diffusion.schedule.num_train_timesteps if self.steps is None else self.steps
+            default = getattr(self.diffusion, "default_steps", None)  # latent SSR: its sampler's
+            if default is None:
+                default = self.diffusion.schedule.num_train_timesteps
+            units += default if self.steps is None else self.steps
         return tiles, max(units, 1)
 
     def _refines(self) -> bool:

@@ -174,9 +174,13 @@ Examples (after the README's `degrade build --out out/sample` and the tiny train
 @click.option("--svkr-iterations", type=click.IntRange(min=0), default=None,
               help="SVKR iterations T [default: 3].")
 @click.option("--steps", type=click.IntRange(min=1), default=None,
-              help="Diffusion reverse steps [default: all of the model's T].")
+              help="Diffusion reverse steps [default: all of the pixel model's T; the latent "
+                   "model's sample_steps, 50].")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True,
               help="Seed of the diffusion noise (same seed, same output).")
+@click.option("--backbone", default=None, metavar="DIR|ORG/NAME",
+              help="Where an ssr-latent run's backbone is on this machine [default: the folder or "
+                   "hub id the run recorded]; its weights' sha256 must match the run's.")
 @click.option("--save-maps", is_flag=True,
               help="Also write <stem>_nearness.png (0 far .. 1 near) and <stem>_blur.png (blur "
                    "sqrt(s1*s2) in HR px), each with a colour bar.")
@@ -184,7 +188,8 @@ Examples (after the README's `degrade build --out out/sample` and the tiny train
 @library_errors
 def main(checkpoint: Path, input_path: Path, out: Path, method: str, tile: int, overlap: int,
          device: str, depth: str | None, allow_download: bool, svkr_iterations: int | None,
-         steps: int | None, seed: int, save_maps: bool, overwrite: bool) -> None:
+         steps: int | None, seed: int, backbone: str | None, save_maps: bool,
+         overwrite: bool) -> None:
     """Super-resolve images with a trained SSR run (SVKR, DKENet+NBSR or diffusion).
 
     Writes OUT/<name>.png per input (x scale). Large inputs are cut into --tile LR px tiles
@@ -205,6 +210,8 @@ def main(checkpoint: Path, input_path: Path, out: Path, method: str, tile: int, 
         options["svkr_iterations"] = svkr_iterations
     if steps is not None:
         options["steps"] = steps
+    if backbone is not None:
+        options["backbone"] = backbone
     pipeline = SRPipeline.from_checkpoint(checkpoint, method=method, device=device, **options)
     choice = pipeline.choice
     click.echo(f"ssr-infer: method {choice.method}: {choice.reason}", err=True)

@@ -189,6 +189,11 @@ class LatentSSR(nn.Module):
         """LR (= latent) px multiple the UNet needs: 2^(levels - 1)."""
         return 2 ** (self.levels - 1)
 
+    @property
+    def default_steps(self) -> int:
+        """Reverse steps of :meth:`sample` when none are given (``sample_steps``)."""
+        return self.config.sample_steps
+
     def encode(self, lr: torch.Tensor, kernel_field: torch.Tensor | None,
                nearness: torch.Tensor | None) -> dict[str, list[torch.Tensor]]:
         """Return {modality: [f at level 0 .. L-1]} from LR in [-1, 1] (B, 3, h, w).

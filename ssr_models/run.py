@@ -140,7 +140,8 @@ def checkpoint_note(path: Path, ckpt: dict[str, Any]) -> str:
 
 
 def load_stage(folder: str | Path, use_ema: bool = True, map_location: str | torch.device = "cpu",
-               which: Literal["auto", "best", "last"] = "auto") -> tuple[nn.Module, str]:
+               which: Literal["auto", "best", "last"] = "auto",
+               model_overrides: dict[str, Any] | None = None) -> tuple[nn.Module, str]:
     """Rebuild a stage's model from ``run.json`` and load its checkpoint (eval mode).
 
     Args:
@@ -148,6 +149,8 @@ def load_stage(folder: str | Path, use_ema: bool = True, map_location: str | tor
         use_ema: Load the EMA weights (what validation and inference use) rather than the raw ones.
         map_location: Where the weights (and the returned model) go.
         which: "auto" = ``best.pt`` when the stage has one, else ``last.pt``; or either one.
+        model_overrides: Config values replacing run.json's (``backbone``: where an ssr-latent
+            run's backbone lives on this machine; its recorded sha256 is still checked).
 
     Returns:
         The model and a note naming the checkpoint used (:func:`checkpoint_note`).
@@ -166,7 +169,7 @@ def load_stage(folder: str | Path, use_ema: bool = True, map_location: str | tor
     ckpt = load_checkpoint(ckpt_path, map_location=map_location)
     # JSON turned the config's tuples into lists; not every factory converts them back.
     config = {k: tuple(v) if isinstance(v, list) else v for k, v in run["model_config"].items()}
-    model = create_model(run["model"], **config)
+    model = create_model(run["model"], **{**config, **(model_overrides or {})})
     try:
         model.load_state_dict(ckpt["ema" if use_ema else "model"], strict=True)
     except RuntimeError as exc:

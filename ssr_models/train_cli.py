@@ -31,6 +31,7 @@ import click
 from ssr_core.cli import depth_cache_option, device_option, library_errors
 from ssr_datasets.sources import SOURCE_NAMES as _SOURCES
 
+from . import MODELS
 from .configs import ABLATIONS
 
 _STAGES = ("kernel", "nbsr", "diffusion")  # = ssr_models.configs.STAGES (kept import-free for --help)
@@ -108,6 +109,15 @@ def _init_distributed(device: str) -> tuple[bool, str]:
               help="Validation value that picks best.pt: psnr_y, ssim_y (dB / 0..1, higher is "
                    "better), lpips, kernel_l1 (lower), or NAME:max / NAME:min [default: auto = "
                    "psnr_y for image stages, kernel_l1 for the kernel stage].")
+@click.option("--model", type=click.Choice(tuple(MODELS)), default=None,
+              help="Train this registered model in the stage that trains its kind (its data and "
+                   "trainer settings from the config), e.g. ssr-latent for the diffusion stage: "
+                   "the paper's SSR on a pretrained latent backbone (needs --backbone).")
+@click.option("--backbone", default=None, metavar="DIR|ORG/NAME",
+              help="Pretrained backbone of an ssr-latent model: a folder in the diffusers "
+                   "pipeline layout (vqvae/, unet/, scheduler/ with config.json + safetensors) "
+                   "or a hub id in the Hugging Face cache [default: "
+                   "CompVis/ldm-super-resolution-4x-openimages]. Never downloads.")
 @click.option("--ablation", type=click.Choice(tuple(ABLATIONS)), default=None,
               help="Table 2 ablation of the diffusion stage: di-kernel-only (no depth, no SVKR), "
                    "depth-only (no kernel, no SVKR), no-svkr. Default: the full model.")
@@ -118,7 +128,8 @@ def main(ctx: click.Context, shards: str | None, stage: str | None, config_name:
          device: str, seed: int | None, online: bool, source: str | None,
          root: Path | None, split: str | None, recipe: str | None, depth: str | None,
          depth_cache: Path | None, max_minutes: float | None, accum_steps: int | None,
-         keep_last: int | None, best_metric: str | None, ablation: str | None) -> None:
+         keep_last: int | None, best_metric: str | None, model: str | None, backbone: str | None,
+         ablation: str | None) -> None:
     """Train the SSR models on degraded shard sets (ssr-infer reads OUT/<stage>).
 
     \b
@@ -136,6 +147,10 @@ def main(ctx: click.Context, shards: str | None, stage: str | None, config_name:
     ssr-infer and ssr-eval load by default (else last.pt).
     A Table 2 ablation row (one run each; ssr-eval tables lists them; SHARDS: your shards):
       ssr-train --shards SHARDS --stage all --config paper --ablation no-svkr --out runs/no-svkr
+
+    \b
+    The paper's SSR (AMF on a pretrained latent SR backbone, diffusers layout, safetensors):
+      ssr-train --shards SHARDS --stage all --model ssr-latent --backbone DIR --out runs/latent
 
     \b
     Old checkpoints (format 1, before safe loading) are refused (loading them needs pickle);
@@ -166,7 +181,7 @@ def main(ctx: click.Context, shards: str | None, stage: str | None, config_name:
                           split=split, recipe=recipe or "ssr", depth=depth or "prior",  # type: ignore[arg-type]
                           depth_cache=None if depth_cache is None else str(depth_cache))
 
-    config = load_train_config(config_name).with_ablation(ablation)
+    config = load_train_config(config_name).with_model(model, backbone).with_ablation(ablation)
     overrides = {"max_minutes": max_minutes, "accum_steps": accum_steps, "keep_last": keep_last,
                  "best_metric": best_metric}
     stages = [s for s in STAGES if s in config.stages] if stage == "all" else [stage]

@@ -24,6 +24,7 @@ from ssr_models import create_model
 from ssr_models.batch import Batch
 from ssr_models.latent_backbone import WEIGHTS, check_backbone, load_backbone
 from ssr_models.trainer import Trainer, TrainerConfig
+from tests.ssr_models.tiny_backbone import make_tiny_backbone
 
 
 @pytest.fixture
@@ -228,3 +229,49 @@ def test_resume_equals_one_run(tiny_backbone: Path, tmp_path: Path) -> None:
     for a, b in ((one.model, resumed.model), (one.ema, resumed.ema)):
         sa, sb = a.state_dict(), b.state_dict()
         assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+# ---- ssr-train / ssr-infer ----------------------------------------------------------------------
+def test_cli_trains_and_infers_with_a_backbone(shard_dir: Path, tiny_backbone: Path,
+                                               tmp_path: Path) -> None:
+    """``ssr-train --stage all --model ssr-latent-tiny --backbone DIR``, then ``ssr-infer`` on
+    the run (the diffusion method); run.json records the backbone and its sha256, and a backbone
+    with other bytes is refused at inference."""
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from ssr_models.infer_cli import main as infer
+    from ssr_models.train_cli import main as train
+
+    run = tmp_path / "run"
+    res = CliRunner().invoke(train, ["--shards", str(shard_dir), "--stage", "all", "--steps", "2",
+                                     "--model", "ssr-latent-tiny", "--backbone", str(tiny_backbone),
+                                     "--out", str(run), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    recorded = json.loads((run / "diffusion" / "run.json").read_text())
+    assert recorded["model"] == "ssr-latent-tiny"
+    assert recorded["model_config"]["backbone"] == str(tiny_backbone)
+    assert recorded["model_config"]["backbone_sha256"] == _model(tiny_backbone).config.backbone_sha256
+    images = tmp_path / "lr"
+    images.mkdir()
+    Image.fromarray((torch.rand(12, 10, 3) * 255).byte().numpy()).save(images / "a.png")
+    args = ["--checkpoint", str(run), "--input", str(images), "--method", "diffusion",
+            "--steps", "2", "--device", "cpu", "--depth", "prior"]
+    res = CliRunner().invoke(infer, [*args, "--out", str(tmp_path / "sr")])
+    assert res.exit_code == 0, res.output
+    assert Image.open(tmp_path / "sr" / "a.png").size == (40, 48)
+    other = Path(shutil.copytree(tiny_backbone, tmp_path / "other"))
+    make_tiny_backbone(other, seed=1)  # same layout and shapes, other weights
+    res = CliRunner().invoke(infer, [*args, "--out", str(tmp_path / "sr2"), "--backbone", str(other)])
+    assert res.exit_code != 0 and "not the backbone the run was trained on" in res.output
+
+
+def test_backbone_option_needs_a_backbone_model(shard_dir: Path, tiny_backbone: Path,
+                                                tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from ssr_models.train_cli import main as train
+
+    res = CliRunner().invoke(train, ["--shards", str(shard_dir), "--stage", "diffusion",
+                                     "--backbone", str(tiny_backbone), "--out", str(tmp_path)])
+    assert res.exit_code != 0 and "--backbone is for the models ssr-latent-tiny, ssr-latent" in res.output
