@@ -71,6 +71,8 @@ NOT_RUN = {
         "the --help quick start's command on other shards of the same photos (run here)",
     "ssr-train --online --source div2k --root ~/data --recipe ssr --depth prior --stage all "
     "--config paper --out runs/paper-online --device cuda": "needs DIV2K and a GPU",
+    "ssr-train --shards SHARDS --stage all --model ssr-latent --backbone DIR --out runs/latent":
+        "a template (SHARDS, DIR); tests/ssr_models/test_latent.py runs it with a tiny backbone",
 }
 
 
