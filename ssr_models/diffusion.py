@@ -62,7 +62,6 @@ from ssr_models.layers import config_from_dict, with_overrides
 from ssr_models.pixel_unet import ConditionalUNet
 from ssr_models.resshift import ResShiftConfig, ResShiftSchedule
 
-
 _AMF_FLAT = {"amf_small_channels": "small_channels", "amf_lr_channels": "lr_channels",
              "amf_hidden": "hidden", "amf_combine": "combine", "use_kernel": "use_kernel",
              "use_depth": "use_depth", "use_svkr": "use_svkr", "lambda_kernel": "lambda_kernel",
@@ -145,7 +144,8 @@ class DiffusionConfig:
             raise ConfigError(f"base_channels * channel_mult must divide by groups={self.groups}")
         for name, cls in (("amf", AMFConfig), ("schedule", ResShiftConfig)):
             if not isinstance(getattr(self, name), cls):
-                raise ConfigError(f"{name} must be a {cls.__name__}, got {type(getattr(self, name)).__name__}")
+                got = type(getattr(self, name)).__name__
+                raise ConfigError(f"{name} must be a {cls.__name__}, got {got}")
 
     def to_dict(self) -> dict[str, Any]:
         """Return the resolved config, nested (``amf``, ``schedule``), as plain values."""
@@ -229,7 +229,8 @@ class PixelSSR(nn.Module):
         """Return (loss, logs): x_0 loss at a random t plus the Eq. 5 penalty."""
         x0 = batch.hr * 2 - 1
         y0 = self.upsample(batch.lr, x0.shape[-2:])
-        t = torch.randint(0, self.schedule.num_train_timesteps, (x0.shape[0],), generator=generator).to(x0.device)
+        t_max = self.schedule.num_train_timesteps
+        t = torch.randint(0, t_max, (x0.shape[0],), generator=generator).to(x0.device)
         xt = self.schedule.q_sample(x0, y0, t, generator=generator)
         enc = self.encode(y0, batch.kernel, batch.nearness)
         pred = self.predict_x0(xt, t, y0, enc)

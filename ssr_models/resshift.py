@@ -60,9 +60,9 @@ class ResShiftConfig:
     eta_max: float = 0.99
 
     def __post_init__(self) -> None:
-        if isinstance(self.num_train_timesteps, bool) or not isinstance(self.num_train_timesteps, int) \
-                or self.num_train_timesteps < 2:
-            raise ConfigError(f"num_train_timesteps must be an integer >= 2, got {self.num_train_timesteps!r}")
+        steps = self.num_train_timesteps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 2:
+            raise ConfigError(f"num_train_timesteps must be an integer >= 2, got {steps!r}")
         for name in ("kappa", "power", "min_noise_level"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")

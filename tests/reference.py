@@ -95,6 +95,16 @@ def lattice_outside_window(s1: float, s2: float, theta: float, kernel_size: int,
     return float(g[~inside].sum() / g.sum())
 
 
+def keys_cubic(x):  # noqa: ANN001, ANN201 - a float, numpy array or torch tensor
+    """Keys' cubic convolution kernel with a = -0.5 (MATLAB imresize's ``cubic``), elementwise.
+
+    1.5|x|^3 - 2.5|x|^2 + 1 for |x| <= 1, -0.5|x|^3 + 2.5|x|^2 - 4|x| + 2 for 1 < |x| <= 2, else 0.
+    """
+    a = abs(x)
+    return ((1.5 * a**3 - 2.5 * a**2 + 1) * (a <= 1)
+            + (-0.5 * a**3 + 2.5 * a**2 - 4 * a + 2) * ((a > 1) & (a <= 2)))
+
+
 def imresize_bicubic_matlab(img: np.ndarray, scale: int) -> np.ndarray:
     """MATLAB ``imresize(img, scale, 'bicubic')`` for upscaling, one output pixel at a time.
 
@@ -104,21 +114,13 @@ def imresize_bicubic_matlab(img: np.ndarray, scale: int) -> np.ndarray:
     u = x / s + 0.5 (1 - 1 / s). img: (H, W) float64. Returns (s*H, s*W) float64.
     """
 
-    def cubic(x: float) -> float:
-        a = abs(x)
-        if a <= 1:
-            return 1.5 * a**3 - 2.5 * a**2 + 1
-        if a <= 2:
-            return -0.5 * a**3 + 2.5 * a**2 - 4 * a + 2
-        return 0.0
-
     def contributions(n_in: int, n_out: int) -> list[list[tuple[int, float]]]:
         aux = list(range(1, n_in + 1)) + list(range(n_in, 0, -1))  # MATLAB's symmetric rule
         rows = []
         for x in range(1, n_out + 1):
             u = x / scale + 0.5 * (1 - 1 / scale)
             left = math.floor(u - 2)
-            taps = [(aux[(i - 1) % len(aux)] - 1, cubic(u - i)) for i in range(left, left + 6)]
+            taps = [(aux[(i - 1) % len(aux)] - 1, keys_cubic(u - i)) for i in range(left, left + 6)]
             rows.append(taps)
         return rows
 
@@ -184,14 +186,6 @@ def imresize_bicubic_down_matlab(img: np.ndarray, scale: int) -> np.ndarray:
     """
     f = 1.0 / scale
 
-    def cubic(x: float) -> float:
-        a = abs(x)
-        if a <= 1:
-            return 1.5 * a**3 - 2.5 * a**2 + 1
-        if a <= 2:
-            return -0.5 * a**3 + 2.5 * a**2 - 4 * a + 2
-        return 0.0
-
     def contributions(n_in: int, n_out: int) -> list[list[tuple[int, float]]]:
         aux = list(range(1, n_in + 1)) + list(range(n_in, 0, -1))
         width = 4.0 * scale
@@ -199,7 +193,7 @@ def imresize_bicubic_down_matlab(img: np.ndarray, scale: int) -> np.ndarray:
         for x in range(1, n_out + 1):
             u = x * scale + 0.5 * (1 - scale)
             left = math.floor(u - width / 2)
-            taps = [(aux[(i - 1) % len(aux)] - 1, f * cubic(f * (u - i)))
+            taps = [(aux[(i - 1) % len(aux)] - 1, f * keys_cubic(f * (u - i)))
                     for i in range(left, left + math.ceil(width) + 2)]
             total = sum(w for _, w in taps)
             rows.append([(i, w / total) for i, w in taps])
@@ -410,7 +404,7 @@ def niqe_pyiqa_steps(rgb: np.ndarray, mu_pris: np.ndarray, cov_pris: np.ndarray)
             pos = (torch.arange(m, dtype=torch.float32) + 0.5) * 2 - 0.5  # input centre, 0-based
             base = pos.floor() - 4  # 10 taps: kernel 4 / 0.5 + 2
             taps = base[:, None] + torch.arange(10, dtype=torch.float32)[None]
-            wt = _cubic_torch((pos[:, None] - taps) * 0.5)
+            wt = keys_cubic((pos[:, None] - taps) * 0.5)
             wt = wt / wt.sum(1, keepdim=True)
             idx = taps.long()
             idx = torch.where(idx < 0, -idx - 1, idx)  # symmetric: edge pixels repeated
@@ -434,16 +428,6 @@ def niqe_pyiqa_steps(rgb: np.ndarray, mu_pris: np.ndarray, cov_pris: np.ndarray)
     cov = np.cov(dist[~np.isnan(dist).any(axis=1)], rowvar=False)
     d = mu_pris - mu
     return float(np.sqrt(d @ np.linalg.pinv((cov_pris + cov) / 2) @ d))
-
-
-def _cubic_torch(x: object) -> object:
-    """Keys' cubic with a = -0.5 (MATLAB imresize), elementwise on a torch tensor."""
-    import torch
-
-    ax = x.abs()  # type: ignore[attr-defined]
-    near = (1.5 * ax**3 - 2.5 * ax**2 + 1) * (ax <= 1)
-    far = (-0.5 * ax**3 + 2.5 * ax**2 - 4 * ax + 2) * ((ax > 1) & (ax <= 2))
-    return torch.as_tensor(near + far)
 
 
 def bsrgan_anisotropic_gaussian(ksize: int, theta: float, l1: float, l2: float) -> np.ndarray:

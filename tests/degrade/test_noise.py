@@ -12,11 +12,7 @@ import torch
 from degrade.ops.noise import add_gaussian_noise
 from degrade.ops.quantize import jpeg_roundtrip, to_uint8
 from ssr_core.errors import ConfigError
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return 10 * math.log10(255.0**2 / mse)
+from tests.reference import psnr_direct
 
 
 def _textured(h: int = 64, w: int = 96) -> np.ndarray:
@@ -144,7 +140,7 @@ def test_jpeg_roundtrip_equals_direct_opencv(quality):
 
 def test_jpeg_lower_quality_lower_psnr():
     rgb = _textured()
-    psnrs = [_psnr(jpeg_roundtrip(rgb, q), rgb) for q in (10, 30, 60, 90)]
+    psnrs = [psnr_direct(jpeg_roundtrip(rgb, q), rgb) for q in (10, 30, 60, 90)]
     assert np.all(np.diff(psnrs) > 0), psnrs
     assert psnrs[0] < psnrs[-1] - 5, psnrs
 

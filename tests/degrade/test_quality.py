@@ -113,7 +113,7 @@ def test_batch_psnr_matches_the_direct_formula_per_image(crop: int, y_channel: b
     sl = np.s_[crop:-crop, crop:-crop] if crop else np.s_[:, :]
     ref = [y_reference(g)[sl] if y_channel else g[sl] for g, _ in pairs], \
           [y_reference(p)[sl] if y_channel else p[sl] for _, p in pairs]
-    want = [psnr_reference(a, b) for a, b in zip(*ref)]
+    want = [psnr_reference(a, b) for a, b in zip(*ref, strict=True)]
     assert got.dtype == torch.float64 and got.shape == (3,)
     # float32 inputs k / 255 carry ~3e-8 relative error: ~1e-6 dB
     np.testing.assert_allclose(got.numpy(), want, rtol=0, atol=1e-5)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import sys
 import types
 from collections import Counter
@@ -15,6 +14,7 @@ import pytest
 
 from eval.metrics.registry import METRICS, MetricSpec
 from ssr_core.errors import ConfigError, MissingAssetError
+from tests.reference import psnr_direct, y_reference
 
 FAKE_MODULE = "ssr_bench_test_fake_metrics"  # a module made in memory: registry factories import it
 CALLS: Counter[str] = Counter()  # metric name -> __call__ count
@@ -71,15 +71,10 @@ def fake_metrics(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
 
 def psnr_y_reference(gt: np.ndarray, pred: np.ndarray, crop: int) -> float:
     """Return PSNR in dB from first principles: MATLAB rgb2ycbcr Y (unrounded), crop, 10 log10."""
-
-    def y(img: np.ndarray) -> np.ndarray:
-        f = img.astype(np.float64)
-        return 16.0 + (65.481 * f[..., 0] + 128.553 * f[..., 1] + 24.966 * f[..., 2]) / 255.0
-
-    a, b = y(gt), y(pred)
+    a, b = y_reference(gt), y_reference(pred)
     if crop:
         a, b = a[crop:-crop, crop:-crop], b[crop:-crop, crop:-crop]
-    return 10.0 * math.log10(255.0**2 / np.mean((a - b) ** 2))
+    return psnr_direct(a, b)
 
 
 def random_rgb(seed: int, h: int = 32, w: int = 40) -> np.ndarray:

@@ -25,7 +25,7 @@ from eval.metrics.niqe_model import NIQE, _aggd, imresize_half, niqe, niqe_gray,
 from eval.metrics.registry import create_metric, get_metric
 from ssr_core.errors import ConfigError
 from tests.datafiles import data_file
-from tests.reference import niqe_pyiqa_steps, yiq_luma_pyiqa_steps
+from tests.reference import keys_cubic, niqe_pyiqa_steps, yiq_luma_pyiqa_steps
 
 # niqe row (MATLAB reference) and niqe(ours) row (pyiqa 0.1.x) of calibration_summary.csv
 REFERENCE = {"I03": 15.7536, "I04": 3.6549, "I06": 3.2355, "I08": 3.184, "I19": 8.6352}
@@ -127,14 +127,8 @@ def test_imresize_half_first_output_by_hand() -> None:
     # 0.5 cubic(0.5 (1.5 - i)), normalised; indices < 1 mirror as 0 -> 1, -1 -> 2, -2 -> 3.
     x = np.random.default_rng(1).random(16)
 
-    def cubic(t: float) -> float:
-        a = abs(t)
-        if a <= 1:
-            return 1.5 * a**3 - 2.5 * a**2 + 1
-        return -0.5 * a**3 + 2.5 * a**2 - 4 * a + 2 if a <= 2 else 0.0
-
     taps = list(range(-2, 8))
-    w = np.array([0.5 * cubic(0.5 * (1.5 - i)) for i in taps])
+    w = np.array([0.5 * keys_cubic(0.5 * (1.5 - i)) for i in taps])
     w /= w.sum()
     mirror = {0: 1, -1: 2, -2: 3}
     want = sum(wi * x[mirror.get(i, i) - 1] for wi, i in zip(w, taps, strict=True))

@@ -11,14 +11,14 @@ import torch.nn.functional as F
 
 from degrade.ops.blur import apply_kernel_field
 from ssr_core.errors import ConfigError
-from ssr_models.batch import Batch
 from ssr_models import create_model
 from ssr_models.amf import AMFConfig
+from ssr_models.batch import Batch
 from ssr_models.diffusion import (
     DiffusionConfig,
     conditioning_flags,
-    ssr_pixel_tiny,
     kernel_consistency_step,
+    ssr_pixel_tiny,
     upgrade_flat_config,
 )
 from ssr_models.resshift import ResShiftConfig
@@ -144,7 +144,8 @@ def test_config_round_trips_through_json_with_nested_settings() -> None:
     assert create_model("diffusion-tiny", **saved).config == cfg  # how a run folder is reloaded
     assert model.schedule.etas[-1].item() == pytest.approx(0.95) and \
         model.schedule.etas[0].item() == pytest.approx((0.05 / 2) ** 2)
-    with pytest.raises(ConfigError, match=r"amf: unknown AMFConfig key 'use_dept' \(did you mean 'use_depth'\?\)"):
+    hint = r"amf: unknown AMFConfig key 'use_dept' \(did you mean 'use_depth'\?\)"
+    with pytest.raises(ConfigError, match=hint):
         create_model("diffusion-tiny", amf={"use_dept": False})
 
 
