@@ -18,6 +18,8 @@ context in one cannot hide the others; the table shows the last lines of each er
                 (bench/step_timing.py)
   i  compile    bf16 step time with ``compile: true`` (the networks' forward) and without,
                 compile time apart (paid once per run): the kernel stage, then nbsr if time allows
+  j  latent     ssr-latent-tiny on a tiny saved diffusers backbone: SSR == backbone at init,
+                bf16 training steps, fp16 sampling vs float32 (needs diffusers: the ``latent`` extra)
 
     pip install --no-deps --no-build-isolation -e .   # optional first: builds the C CPU backend
     python bench/gpu_check.py --out gpu_check.md            # [--device cuda:1] [--only a,b]
@@ -37,7 +39,8 @@ run actually imported, optional imports of present packages included): torch, nu
 pillow), scipy, webdataset (with braceexpand), click, PyYAML, tqdm (the pyproject dependencies;
 h5py and fsspec are imported only by the nyuv2 source and remote URLs, which no section uses),
 pytest (with pluggy, iniconfig: bench/train.py imports tests/degrade/conftest.py; section g
-only), kornia only when a config's ``online_jpeg`` is ``kornia`` (the built-ins say ``cpu``).
+only), kornia only when a config's ``online_jpeg`` is ``kornia`` (the built-ins say ``cpu``),
+diffusers and safetensors (section j; the ``latent`` extra).
 transformers, timm, pyiqa, spandrel: not needed.
 
 ``--smoke`` (tiny sizes, one or two steps) checks the plumbing: on a CPU, section a runs the
@@ -78,6 +81,7 @@ SECTIONS: dict[str, tuple[str, int]] = {  # key -> (title, time limit in s on a 
     # inductor compiles a paper network's forward and backward in 30-90 s on an H200: the kernel
     # stage fits; nbsr runs only if the time left allows it (the section knows its deadline)
     "i": ("paper config, torch.compile on/off", 150),
+    "j": ("ssr-latent: identity, bf16 training, fp16 sampling", 45),
 }
 NEEDS = {"e": "c", "f": "c"}  # these use section c's run
 

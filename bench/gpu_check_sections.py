@@ -270,6 +270,58 @@ def section_i(ctx: Ctx) -> dict[str, Any]:
     return {"summary": "eager -> compiled: " + "; ".join(parts) + tail, "figures": r}
 
 
+def section_j(ctx: Ctx) -> dict[str, Any]:
+    """Latent SSR on a tiny saved backbone: identity with the backbone, bf16 training steps,
+    fp16 sampling against float32 (max abs difference, 0-1 scale) and sampling time."""
+    import dataclasses
+    import itertools
+
+    import torch
+
+    from ssr_models import create_model
+    from ssr_models.batch import Batch
+    from ssr_models.trainer import Trainer, TrainerConfig
+    from tests.ssr_models.tiny_backbone import make_tiny_backbone
+
+    backbone = make_tiny_backbone(ctx.work / "latent-backbone")
+    dev, side = torch.device(ctx.device), 16 if ctx.smoke else 64
+    torch.manual_seed(0)
+    model = create_model("ssr-latent-tiny", backbone=str(backbone)).to(dev).eval()
+    g = torch.Generator().manual_seed(0)
+    lr = torch.rand(2, 3, side, side, generator=g).to(dev)
+    field = torch.stack([torch.full((2, side, side), 1.5), torch.full((2, side, side), 1.0),
+                         torch.zeros(2, side, side)], 1).to(dev)
+    near = torch.rand(2, 1, 4 * side, 4 * side, generator=g).to(dev)
+    z, t = torch.randn(2, 3, side, side, generator=g).to(dev), torch.tensor([10, 900], device=dev)
+    with torch.no_grad():
+        same = torch.equal(model.eps(z, lr * 2 - 1, t, model.encode(lr * 2 - 1, field, near)),
+                           model.eps(z, lr * 2 - 1, t, None))
+    batch = Batch(hr=torch.rand(2, 3, 4 * side, 4 * side, generator=g), lr=lr.cpu(),
+                  nearness=near.cpu(), kernel=field.cpu(), scale=4, kernel_size=21, delta=1.5)
+    steps = 2 if ctx.smoke else 20
+    cfg = TrainerConfig(steps=steps, out_dir=str(ctx.work / "latent-run"), amp="bf16" if ctx.on_gpu
+                        else "off", val_every=0, ckpt_every=steps, tensorboard=False)
+    t0 = time.perf_counter()
+    Trainer(model, cfg, itertools.repeat(batch), device=dev).fit()
+    train_s = time.perf_counter() - t0
+    model.eval()
+    outs = {}
+    for amp in ("off", "fp16"):
+        model.config = dataclasses.replace(model.config, sample_amp=amp)
+        t0 = time.perf_counter()
+        outs[amp] = model.sample(lr, field, near, steps=4, generator=torch.Generator(dev).manual_seed(1))
+        outs[amp + "_s"] = time.perf_counter() - t0
+    diff = float((outs["off"] - outs["fp16"]).abs().max())
+    finite = bool(torch.isfinite(outs["fp16"]).all())
+    if not same or not finite:
+        raise RuntimeError(f"identity at init {same}, fp16 sample finite {finite}")
+    return {"summary": f"identity ok; {steps} steps in {train_s:.1f} s; fp16 vs fp32 sample max "
+                       f"diff {diff:.4f}; sample {outs['off_s']:.2f} s / {outs['fp16_s']:.2f} s",
+            "figures": {"train_s": train_s, "fp16_max_diff": diff, "sample_fp32_s": outs["off_s"],
+                        "sample_fp16_s": outs["fp16_s"]}}
+
+
 RUNNERS: dict[str, Callable[[Ctx], dict[str, Any]]] = {
     "a": section_a, "b": section_b, "c": section_c, "d": section_d, "e": section_e,
-    "f": section_f, "g": section_g, "h": section_h, "i": section_i}
+    "f": section_f, "g": section_g, "h": section_h, "i": section_i,
+    "j": section_j}
