@@ -32,3 +32,13 @@ def with_random_residual(model: torch.nn.Module, seed: int = 11) -> torch.nn.Mod
         tail = model.unet.tail[-1]
         tail.weight.copy_(torch.randn(tail.weight.shape, generator=g) * 0.05)
     return model
+
+
+# The flat model_config that run folders held before the configs were composed (regression
+# fixture: the keys of the old DiffusionConfig.to_dict() for diffusion-tiny with an ablation).
+FLAT_PIXEL_CONFIG_V1: dict[str, object] = {
+    "base_channels": 16, "channel_mult": [1, 2], "num_res_blocks": 1, "amf_levels": [0, 1],
+    "groups": 8, "timesteps": 15, "kappa": 2.0, "power": 0.3, "loss": "l2", "val_steps": 4,
+    "val_seed": 0, "use_kernel": True, "use_depth": False, "use_svkr": False,
+    "amf_small_channels": 8, "amf_lr_channels": 16, "amf_hidden": 32, "amf_combine": "sum",
+    "lambda_kernel": 1e-4, "lambda_depth": 1e-4, "lambda_lr": 1e-4}

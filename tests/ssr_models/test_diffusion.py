@@ -22,7 +22,7 @@ from ssr_models.diffusion import (
     upgrade_flat_config,
 )
 from ssr_models.resshift import ResShiftConfig
-from tests.helpers import with_random_residual
+from tests.helpers import FLAT_PIXEL_CONFIG_V1, with_random_residual
 from tests.reference import resshift_etas, resshift_sample_loop
 
 S, K, HR = 4, 9, 32
@@ -149,22 +149,13 @@ def test_config_round_trips_through_json_with_nested_settings() -> None:
         create_model("diffusion-tiny", amf={"use_dept": False})
 
 
-# The flat model_config that run folders held before the configs were composed (regression
-# fixture: the keys of the old DiffusionConfig.to_dict() for diffusion-tiny with an ablation).
-_FLAT = {"base_channels": 16, "channel_mult": [1, 2], "num_res_blocks": 1, "amf_levels": [0, 1],
-         "groups": 8, "timesteps": 15, "kappa": 2.0, "power": 0.3, "loss": "l2", "val_steps": 4,
-         "val_seed": 0, "use_kernel": True, "use_depth": False, "use_svkr": False,
-         "amf_small_channels": 8, "amf_lr_channels": 16, "amf_hidden": 32, "amf_combine": "sum",
-         "lambda_kernel": 1e-4, "lambda_depth": 1e-4, "lambda_lr": 1e-4}
-
-
 def test_flat_configs_of_older_runs_load_nested() -> None:
     want = DiffusionConfig(base_channels=16, channel_mult=(1, 2), num_res_blocks=1, amf_levels=(0, 1),
                            amf=AMFConfig(small_channels=8, lr_channels=16, hidden=32,
                                          use_depth=False, use_svkr=False))
-    assert DiffusionConfig.from_dict(_FLAT) == want
-    assert create_model("diffusion-tiny", **_FLAT).config == want
-    assert conditioning_flags(_FLAT) == conditioning_flags(want.to_dict()) == \
+    assert DiffusionConfig.from_dict(FLAT_PIXEL_CONFIG_V1) == want
+    assert create_model("diffusion-tiny", **FLAT_PIXEL_CONFIG_V1).config == want
+    assert conditioning_flags(FLAT_PIXEL_CONFIG_V1) == conditioning_flags(want.to_dict()) == \
         {"use_kernel": True, "use_depth": False, "use_svkr": False}
     with pytest.raises(ConfigError, match="amf.hidden given twice with different values"):
         upgrade_flat_config({"amf_hidden": 8, "amf": {"hidden": 16}})

@@ -25,7 +25,7 @@ from ssr_models.checkpoint import CKPT_FORMAT, CKPT_VERSION
 from ssr_models.infer import Progress, SRPipeline, kernels_to_params, tile_starts
 from ssr_models.infer_cli import main
 from ssr_models.run import load_stage, write_run
-from tests.helpers import with_random_residual
+from tests.helpers import FLAT_PIXEL_CONFIG_V1, with_random_residual
 from tests.ssr_models.test_tiling import fewest_tiles
 
 # one intra-op thread: on a shared 2-core machine, tiny convolutions on 2 threads spend most of
@@ -198,6 +198,19 @@ def test_diffusion_is_deterministic_for_a_seed(run_dir: Path) -> None:
     a, b, c = p(img, seed=5).sr, p(img, seed=5).sr, p(img, seed=6).sr
     assert np.array_equal(a, b)
     assert not np.array_equal(a, c)
+
+
+def test_a_run_of_the_raw_x0_pixel_model_is_refused_clearly(tmp_path: Path) -> None:
+    # what such a run folder holds: the former name, the flat config, weights without the marker
+    folder = tmp_path / "diffusion"
+    model = create_model("diffusion-tiny", **FLAT_PIXEL_CONFIG_V1)
+    write_run(folder, stage="diffusion", model="diffusion-tiny", model_config=FLAT_PIXEL_CONFIG_V1,
+              scale=SCALE, kernel_size=21, delta=(SCALE - 1) / 2, shards="none", trainer={})
+    state = {k: v for k, v in model.state_dict().items() if k != "format_version"}
+    torch.save({"format": CKPT_FORMAT, "version": CKPT_VERSION, "step": 0, "model": state, "ema": state},
+               folder / "last.pt")
+    with pytest.raises(ConfigError, match=r"last\.pt: ssr-pixel weights of format 1 .*retrain"):
+        load_stage(folder)
 
 
 def test_missing_stage_names_the_folder_and_the_stage(run_dir: Path, tmp_path: Path) -> None:
