@@ -89,9 +89,10 @@ class DataConfig:
         augment: Random flips and 90-degree rotations of every crop, aligned on HR, LR,
             nearness and the kernel field (``ssr_models.augment``; shards need the centred LR
             grid). Drawn from the per-sample generator: same batches for any worker count.
-        val_crop_hr: Validation on centre crops of this side (HR px, a multiple of the scale;
-            faster on large held-out images); None (default) validates on whole images, one
-            per batch (``ssr_models.validation``).
+        val_crop_hr: Validation on centre crops of at most this side (HR px, a multiple of
+            the scale; smaller images give the largest square that fits; faster on large
+            held-out images); None (default) validates on whole images, one per batch
+            (``ssr_models.validation``).
     """
 
     crop_hr: int

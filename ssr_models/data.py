@@ -330,13 +330,23 @@ class TrainingStream:
 class _ValidationBatches:
     """Re-iterable: each pass reads the shards in order and yields the same batches."""
 
-    def __init__(self, urls: list[str], crop_hr: int | None, batch_size: int) -> None:
-        self.urls, self.crop_hr, self.batch_size = urls, crop_hr, batch_size
+    def __init__(self, urls: list[str], crop_hr: int | None, batch_size: int,
+                 at_most: bool = False) -> None:
+        self.urls, self.crop_hr, self.batch_size, self.at_most = urls, crop_hr, batch_size, at_most
+
+    def _crop(self, sample: Sample) -> Sample:
+        if self.crop_hr is None:
+            return sample
+        side = self.crop_hr
+        if self.at_most:  # the largest square multiple of the scale that fits, up to crop_hr
+            s = int(sample.meta["scale"])
+            side = min(side, s * min(sample.lr.shape[:2]))
+        return center_crop(sample, side)
 
     def __iter__(self) -> Iterator[Batch]:
         group: list[Sample] = []
         for sample in _read(self.urls):
-            group.append(sample if self.crop_hr is None else center_crop(sample, self.crop_hr))
+            group.append(self._crop(sample))
             if len(group) == self.batch_size:
                 yield collate(group)
                 group = []
@@ -345,17 +355,21 @@ class _ValidationBatches:
 
 
 def validation_batches(shards: str | Path | Iterable[str], crop_hr: int | None,
-                       batch_size: int) -> Iterable[Batch]:
+                       batch_size: int, at_most: bool = False) -> Iterable[Batch]:
     """Return deterministic validation batches (manifest order, aligned centre crops).
 
     Args:
         crop_hr: Centre-crop side in HR px (a multiple of the scale), or None for whole
             images (then images in a batch must share one size: use batch_size 1 otherwise).
         batch_size: Samples per batch; the last batch may be smaller (nothing is dropped).
+        at_most: ``crop_hr`` is an upper bound: an image smaller than it is cropped to the
+            largest square multiple of the scale that fits (sizes then differ: batch_size 1).
 
     Returns:
         An iterable that restarts from the first shard on every ``iter()``.
     """
     if batch_size <= 0 or (crop_hr is not None and crop_hr <= 0):
         raise ConfigError(f"batch_size and crop_hr must be > 0, got {batch_size}, {crop_hr}")
-    return _ValidationBatches(_resolve(shards), crop_hr, batch_size)
+    if at_most and batch_size != 1:
+        raise ConfigError(f"at_most crops differ in size: use batch_size 1, got {batch_size}")
+    return _ValidationBatches(_resolve(shards), crop_hr, batch_size, at_most)

@@ -356,10 +356,9 @@ def train_stage(stage: str, stage_config: Any, shards: str | None, folder: str |
                                 world_size=world, num_workers=data.num_workers,
                                 crops_per_image=data.crops_per_image, augment=data.augment,
                                 prefetch_factor=data.prefetch_factor, pin_memory=on_cuda)
-    # whole held-out images (one per batch: sizes differ) unless data.val_crop_hr asks for crops
+    # whole held-out images, one per batch (sizes differ), or centre crops of at most val_crop_hr
     val = (None if val_shards is None or rank != 0 else validation_batches(
-        val_shards, crop_hr=data.val_crop_hr,
-        batch_size=1 if data.val_crop_hr is None else data.batch_size))
+        val_shards, crop_hr=data.val_crop_hr, batch_size=1, at_most=True))
     trainer = Trainer(model, tcfg, stream, val_batches=val, device=device)
     if done is not None:
         trainer.resume(folder / LAST)

@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ssr_core.errors import ConfigError
 from ssr_models import create_model
 from ssr_models.batch import Batch
 from ssr_models.data import validation_batches
@@ -73,3 +74,13 @@ def test_whole_image_validation_of_each_stage_and_the_lpips_hook(shard_dir: Path
     assert diffusion.unet.factor == 8
     scores = validate_model(diffusion, odd, torch.device("cpu"))
     assert np.isfinite(scores["val/psnr_y"])
+
+
+def test_validation_crops_shrink_to_small_images(shard_dir: Path) -> None:
+    """val_crop_hr is an upper bound: 48 x 64 images give 48 px squares for a 64 px request."""
+    sides = [tuple(b.hr.shape[-2:]) for b in validation_batches(shard_dir, 64, 1, at_most=True)]
+    assert sides and set(sides) == {(48, 48)}
+    assert {tuple(b.hr.shape[-2:]) for b in validation_batches(shard_dir, 32, 1, at_most=True)} \
+        == {(32, 32)}
+    with pytest.raises(ConfigError, match="use batch_size 1"):
+        validation_batches(shard_dir, 64, 2, at_most=True)
