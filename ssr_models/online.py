@@ -194,8 +194,7 @@ class OnlineStream:
         max_pixels: Images whose header declares more pixels are left out when the stream
             starts (``skipped``: portable path -> reason, and a warning), as ``degrade build
             --max-pixels`` skips them.
-        augment: Flip/rotate each HR crop (before it is degraded, so the kernel field is
-            drawn on the turned crop); off keeps the draw, so the other draws do not move.
+        augment: Flip/rotate each HR crop before it is degraded (the field is drawn on it).
 
     Raises:
         ConfigError: Invalid sizes, an unknown source/recipe, or ``cache`` depth without
@@ -362,8 +361,7 @@ class OnlineStream:
                 rng = philox(self.seed, step, self.rank, i, _TAG_CROP)
                 top = int(rng.integers((h - c) // s + 1)) * s
                 left = int(rng.integers((w - c) // s + 1)) * s
-                code = draw_symmetry(rng)  # drawn either way: the recipe's draws stay put
-                code = code if self.augment else 0
+                code = draw_symmetry(rng) * self.augment  # drawn either way: later draws stay put
                 hr = symmetry_image(loaded.rgb[top:top + c, left:left + c], code)
                 near = symmetry_image(near_img[top:top + c, left:left + c], code)
                 draw = draw_degradation(self.recipe, near, rng)
