@@ -1,16 +1,16 @@
 """Image sources, registered here explicitly (no folder scanning) and imported lazily.
 
-Each entry names a module and the object in it (``SOURCE`` unless given after a colon),
-an object with ``name``, ``description``, ``list_items(root[, split])`` and
+Each entry (``SOURCES`` below, an :class:`ssr_core.registry.Registry`) names a module and the
+object in it, an object with ``name``, ``description``, ``list_items(root[, split])`` and
 ``load_item(item)``; optional ``splits`` and ``real_pairs`` (see ``base.Source``).
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 from ssr_core.errors import ConfigError, InputError
+from ssr_core.registry import Registry
 
 from .base import (
     LoadedImage,
@@ -23,29 +23,27 @@ from .base import (
     unique_ids,
 )
 
-#: Source name -> ``module[:OBJECT]`` (module relative to this package; OBJECT defaults to SOURCE).
-_MODULES: dict[str, str] = {
-    "sample": ".sample",
-    "folder": ".folder",
-    "div2k": ".df2k:DIV2K",
-    "flickr2k": ".df2k:FLICKR2K",
-    "set5": ".benchmarks:SET5",
-    "set14": ".benchmarks:SET14",
-    "bsds100": ".benchmarks:BSDS100",
-    "urban100": ".benchmarks:URBAN100",
-    "drealsr": ".drealsr",
-    "nyuv2": ".nyuv2",
-    "cityscapes": ".cityscapes",
-    "middlebury": ".middlebury",
-}
+#: The one place sources are registered: name -> ``.module:OBJECT`` (relative to this package),
+#: imported on first lookup so listing the names (``degrade --help``) imports no source module.
+SOURCES: Registry[Source, None] = Registry("source", package=__name__)
+SOURCES.register_lazy("sample", ".sample:SOURCE")
+SOURCES.register_lazy("folder", ".folder:SOURCE")
+SOURCES.register_lazy("div2k", ".df2k:DIV2K")
+SOURCES.register_lazy("flickr2k", ".df2k:FLICKR2K")
+SOURCES.register_lazy("set5", ".benchmarks:SET5")
+SOURCES.register_lazy("set14", ".benchmarks:SET14")
+SOURCES.register_lazy("bsds100", ".benchmarks:BSDS100")
+SOURCES.register_lazy("urban100", ".benchmarks:URBAN100")
+SOURCES.register_lazy("drealsr", ".drealsr:SOURCE")
+SOURCES.register_lazy("nyuv2", ".nyuv2:SOURCE")
+SOURCES.register_lazy("cityscapes", ".cityscapes:SOURCE")
+SOURCES.register_lazy("middlebury", ".middlebury:SOURCE")
 
-SOURCE_NAMES: tuple[str, ...] = (
-    "sample", "folder", "div2k", "flickr2k", "set5", "set14", "bsds100", "urban100",
-    "drealsr", "nyuv2", "cityscapes", "middlebury",
-)
+#: The source names in registration order (derived: click choices and help read this).
+SOURCE_NAMES: tuple[str, ...] = SOURCES.names()
 
 __all__ = [
-    "SOURCE_NAMES", "LoadedImage", "RealPairSource", "Source", "SourceItem", "get_source",
+    "SOURCES", "SOURCE_NAMES", "LoadedImage", "RealPairSource", "Source", "SourceItem", "get_source",
     "list_items", "load_item", "pair_source", "require_build_source", "split_by_pixel_cap",
     "sanitize_id", "splits_of", "unique_ids",
 ]
@@ -55,13 +53,9 @@ def get_source(name: str) -> Source:
     """Return the registered source called ``name``.
 
     Raises:
-        ConfigError: Unknown name; the message lists the choices.
+        ConfigError: Unknown name; the message lists the choices (with "did you mean").
     """
-    if name not in _MODULES:
-        raise ConfigError(f"unknown source {name!r}; choose one of: {', '.join(SOURCE_NAMES)}")
-    module_name, _, attr = _MODULES[name].partition(":")
-    module = importlib.import_module(module_name, __name__)
-    return getattr(module, attr or "SOURCE")
+    return SOURCES.get(name)
 
 
 def splits_of(name: str) -> tuple[str, ...]:

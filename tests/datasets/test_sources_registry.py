@@ -8,8 +8,8 @@ from layouts import bench_set, cityscapes, div2k_valid, drealsr, flickr2k, middl
 
 from ssr_core.errors import ConfigError
 from ssr_datasets.sources import (
-    _MODULES,
     SOURCE_NAMES,
+    SOURCES,
     get_source,
     list_items,
     load_item,
@@ -35,7 +35,7 @@ LAYOUTS = {
 
 def test_every_source_is_registered_once():
     assert SOURCE_NAMES == ("sample", "folder", *LAYOUTS)
-    assert set(_MODULES) == set(SOURCE_NAMES)
+    assert SOURCES.names() == SOURCE_NAMES
     for name in SOURCE_NAMES:
         assert get_source(name).name == name
 
