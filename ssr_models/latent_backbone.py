@@ -91,6 +91,11 @@ def require_diffusers() -> None:
     for name in ("diffusers", "safetensors"):
         if importlib.util.find_spec(name) is None:
             raise ConfigError(f"ssr-latent needs the optional extra: {EXTRA_HINT}")
+    # diffusers imports bitsandbytes when it is installed, whose CPU backend logs a warning about
+    # a kernel hub it may not contact: noise in every command's output, nothing we use.
+    import logging
+
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 
 def _hub_url(backbone: str) -> str:
