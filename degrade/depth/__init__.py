@@ -1,7 +1,7 @@
 """Depth providers: turn one photograph (and its metric depth, if any) into nearness in [0, 1].
 
 Nearness is normalized inverse depth, 1 = nearest (DESIGN.md section 3). The providers are
-registered explicitly below; each is imported only when used, so that importing this package
+registered explicitly below (``PROVIDERS``, an ssr_core Registry); each is imported only when used, so that importing this package
 (and ``degrade --help``) stays fast.
 
 - ``gt``: the data set's metric depth, exactly invertible with the recorded ``z_min_m``/``z_max_m``.
@@ -18,22 +18,26 @@ weights are present locally (see :func:`_learned_available`). Learned maps are c
 
 from __future__ import annotations
 
-import importlib
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from ssr_core.config import did_you_mean
 from ssr_core.errors import ConfigError
+from ssr_core.registry import Registry
 
 if TYPE_CHECKING:
     from .cache import DepthCache
 
 __all__ = [
     "DEPTH_PROVIDERS",
+    "DEPTH_REQUESTS",
     "LEARNED_PROVIDERS",
+    "PROVIDERS",
+    "ProviderInfo",
     "DepthRequest",
     "DepthResult",
     "check_depth_provider",
@@ -42,34 +46,37 @@ __all__ = [
     "resolve_depth",
 ]
 
-DepthRequest = Literal["auto", "gt", "prior", "midas", "depth-anything"]
-DEPTH_PROVIDERS: tuple[str, ...] = ("gt", "prior", "midas", "depth-anything")
-LEARNED_PROVIDERS: tuple[str, ...] = ("midas", "depth-anything")
-
-
 @dataclass(frozen=True)
-class _ProviderSpec:
-    """Where a provider lives and what it reads.
+class ProviderInfo:
+    """What a depth provider reads, readable without importing it.
 
-    The function is called as ``func(depth_m)`` if needs_depth else ``func(rgb)``; both forms
-    return (nearness (H, W) float32, info dict). Learned providers (``learned``) have no function
-    here: they hold weights and run in batches through :class:`degrade.depth.learned.LearnedDepth`.
+    The registered object is called as ``func(depth_m)`` if needs_depth else ``func(rgb)``; both
+    forms return (nearness (H, W) float32, info dict). Learned providers (``learned``) register
+    :class:`degrade.depth.learned.LearnedDepth`: they hold weights and run in batches.
     """
 
-    module: str
-    func: str
     needs_depth: bool
     learned: bool = False
 
 
-_REGISTRY: dict[str, _ProviderSpec] = {
-    "gt": _ProviderSpec("degrade.depth.gt", "gt_nearness", needs_depth=True),
-    "prior": _ProviderSpec("degrade.depth.prior", "prior_nearness", needs_depth=False),
-    "midas": _ProviderSpec("degrade.depth.learned", "LearnedDepth", needs_depth=False, learned=True),
-    "depth-anything": _ProviderSpec("degrade.depth.learned", "LearnedDepth", needs_depth=False,
-                                    learned=True),
-}
-_REQUESTS: tuple[str, ...] = ("auto", *DEPTH_PROVIDERS)
+#: The one place depth providers are registered; targets are imported on first use only.
+PROVIDERS: Registry[Callable[..., Any], ProviderInfo] = Registry("depth provider")
+PROVIDERS.register_lazy("gt", "degrade.depth.gt:gt_nearness", meta=ProviderInfo(needs_depth=True))
+PROVIDERS.register_lazy("prior", "degrade.depth.prior:prior_nearness",
+                        meta=ProviderInfo(needs_depth=False))
+PROVIDERS.register_lazy("midas", "degrade.depth.learned:LearnedDepth",
+                        meta=ProviderInfo(needs_depth=False, learned=True))
+PROVIDERS.register_lazy("depth-anything", "degrade.depth.learned:LearnedDepth",
+                        meta=ProviderInfo(needs_depth=False, learned=True))
+
+#: Derived from PROVIDERS (tests/test_registries.py checks the Literal against it).
+DEPTH_PROVIDERS: tuple[str, ...] = PROVIDERS.names()
+LEARNED_PROVIDERS: tuple[str, ...] = tuple(n for n in DEPTH_PROVIDERS if PROVIDERS.meta(n).learned)
+#: What ``--depth`` accepts: "auto" (see :func:`resolve_depth`) or a provider name. A Literal for
+#: the type checker; ``typing.get_args(DepthRequest) == DEPTH_REQUESTS`` is tested.
+DepthRequest = Literal["auto", "gt", "prior", "midas", "depth-anything"]
+DEPTH_REQUESTS: tuple[str, ...] = ("auto", *DEPTH_PROVIDERS)
+_REQUESTS = DEPTH_REQUESTS
 
 
 @dataclass(frozen=True)
@@ -133,7 +140,8 @@ def resolve_depth(request: DepthRequest, has_gt: bool, *, weights_dir: str | Non
         ('gt', 'auto: the source provides metric depth')
     """
     if request not in _REQUESTS:
-        raise ConfigError(f"unknown depth request {request!r}; choose one of {list(_REQUESTS)}")
+        raise ConfigError(f"unknown depth request {request!r}{did_you_mean(str(request), _REQUESTS)}; "
+                          f"choose one of {list(_REQUESTS)}")
     if request == "gt" and not has_gt:
         raise ConfigError(
             "depth 'gt' requested but this image has no ground-truth depth; use a source with "
@@ -151,10 +159,8 @@ def resolve_depth(request: DepthRequest, has_gt: bool, *, weights_dir: str | Non
     return "prior", "auto: no ground-truth depth and no learned depth weights found locally"
 
 
-def _spec(name: str) -> _ProviderSpec:
-    if name not in _REGISTRY:
-        raise ConfigError(f"unknown depth provider {name!r}; choose one of {list(_REGISTRY)}")
-    return _REGISTRY[name]
+def _spec(name: str) -> ProviderInfo:
+    return PROVIDERS.meta(name)  # ConfigError with the choices and "did you mean"
 
 
 def _check_rgb(rgb: np.ndarray, what: str = "rgb") -> None:
@@ -212,8 +218,7 @@ def estimate_nearness(provider: str, rgb: np.ndarray, depth_m: np.ndarray | None
     if spec.learned:
         return _learned_batch(provider, [rgb], None, model=model, weights_dir=weights_dir,
                               device=device, cache=None, batch_size=1, allow_download=False)[0]
-    func: Callable[[np.ndarray], tuple[np.ndarray, dict]] = getattr(
-        importlib.import_module(spec.module), spec.func)
+    func: Callable[[np.ndarray], tuple[np.ndarray, dict]] = PROVIDERS.get(provider)
     if spec.needs_depth:
         if depth_m is None:
             raise ConfigError(f"depth provider {provider!r} needs depth_m (metres), got None")

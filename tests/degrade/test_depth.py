@@ -35,7 +35,7 @@ def no_local_weights(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_registry_matches_public_names() -> None:
-    assert DEPTH_PROVIDERS == tuple(depth._REGISTRY)
+    assert DEPTH_PROVIDERS == depth.PROVIDERS.names() == ("gt", "prior", "midas", "depth-anything")
     assert typing.get_args(DepthRequest) == ("auto", *DEPTH_PROVIDERS)
 
 
@@ -94,7 +94,8 @@ def test_resolve_unknown_request_lists_choices() -> None:
 
 
 def test_estimate_unknown_provider_lists_choices() -> None:
-    with pytest.raises(ConfigError, match=r"unknown depth provider 'zoe'.*'gt', 'prior'"):
+    with pytest.raises(ConfigError, match=r"unknown depth provider 'zoe'; choose one of: gt, prior, midas, "
+                                          r"depth-anything"):
         estimate_nearness("zoe", RNG_RGB, None)
 
 
