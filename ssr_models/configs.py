@@ -58,14 +58,12 @@ ABLATIONS: dict[str, dict[str, bool]] = {
     "no-svkr": {"use_kernel": True, "use_depth": True, "use_svkr": False},
 }
 _FULL = {"use_kernel": True, "use_depth": True, "use_svkr": True}
-# Registry names each stage may train (the stage decides what run.json and ssr-infer expect).
+# Registry names each stage may train (the stage decides what run.json and ssr-infer expect),
+# from each model's registered ModelInfo.stage.
 STAGE_MODELS: dict[str, tuple[str, ...]] = {
-    "kernel": tuple(n for n in MODELS if n.startswith("dkenet")),
-    "nbsr": tuple(n for n in MODELS if n.startswith("nbsr")),
-    "diffusion": tuple(n for n in MODELS if n.startswith(("ssr-pixel", "ssr-latent"))),
-}
+    stage: tuple(n for n in MODELS if MODELS.meta(n).stage == stage) for stage in STAGES}
 # Models built on a pretrained backbone (``--backbone DIR``, the ``backbone`` override).
-BACKBONE_MODELS: tuple[str, ...] = tuple(n for n in MODELS if n.startswith("ssr-latent"))
+BACKBONE_MODELS: tuple[str, ...] = tuple(n for n in MODELS if MODELS.meta(n).backbone)
 
 
 @dataclass(frozen=True)
@@ -184,10 +182,7 @@ class TrainConfig:
         if model is None and backbone is None:
             return self
         name = model if model is not None else self.stage("diffusion").model
-        stage = next((s for s, names in STAGE_MODELS.items() if name in names), None)
-        if stage is None:
-            raise ConfigError(f"unknown model {name!r}{did_you_mean(name, MODELS)}; choose one "
-                              f"of: {', '.join(MODELS)}")
+        stage = MODELS.meta(name).stage  # ConfigError with the choices for an unknown name
         if backbone is not None and name not in BACKBONE_MODELS:
             raise ConfigError(f"--backbone is for the models {', '.join(BACKBONE_MODELS)}; the "
                               f"{stage} stage trains {name!r} (choose one with --model)")
