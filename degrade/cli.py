@@ -23,10 +23,12 @@ from ssr_datasets.formats import DEFAULT_MAX_PIXELS
 from ssr_datasets.sources import SOURCE_NAMES
 
 from .depth import DepthRequest
+from .recipes import BUILTIN_RECIPES
 
-# The registries themselves (both import lazily what their entries need, so --help stays fast).
+# The registries themselves (they import lazily what their entries need, so --help stays fast).
 _SOURCES = SOURCE_NAMES
 _DEPTH = get_args(DepthRequest)
+_RECIPES = BUILTIN_RECIPES
 
 
 
@@ -76,8 +78,8 @@ def main() -> None:
                    "own layout there (e.g. div2k: ROOT/DIV2K_valid_HR; see `degrade datasets "
                    "list`).")
 @click.option("--recipe", default="ssr", show_default=True,
-              help="Built-in recipe (ssr, ssr-nonoise, ssr-nojpeg, ssr-wide, cmos-defocus, iso, "
-                   "aniso) or the path of your own recipe .yaml; see manifests/recipes/.")
+              help=f"Built-in recipe ({', '.join(_RECIPES)}; `degrade recipes` describes them) "
+                   "or the path of your own recipe .yaml; see manifests/recipes/.")
 @click.option("--depth", type=click.Choice(_DEPTH), default="auto", show_default=True,
               help="Nearness source: 'gt' = the source's own depth; 'midas' (DPT-Hybrid) or "
                    "'depth-anything' (V2) = a learned model (pip install 'ssr-bench[depth]', "

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from degrade.depth import DEPTH_REQUESTS
 from ssr_core.cli import (
     allow_download_option,
     check_overlap,
@@ -104,7 +105,7 @@ def _tqdm_progress() -> Callable[[str, int], Callable[[int], None]]:
               help="Only these of the table's metrics (comma-separated).")
 @click.option("--max-images", type=click.IntRange(1), default=None, metavar="N",
               help="Only the first N images of each test set (a different, recorded test set).")
-@click.option("--depth", type=click.Choice(["auto", "gt", "prior", "midas", "depth-anything"]),
+@click.option("--depth", type=click.Choice(DEPTH_REQUESTS),
               default=None, help="Depth provider of the synthetic test sets instead of the "
                                  "table's (prior); a learned one needs its weights.")
 @allow_download_option()

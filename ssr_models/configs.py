@@ -40,8 +40,8 @@ from ssr_core.errors import ConfigError
 from . import MODELS, model_name
 from .trainer_config import TrainerConfig
 
-__all__ = ["ABLATIONS", "BACKBONE_MODELS", "BUILTIN_CONFIGS", "CONFIG_DIR", "STAGES", "STAGE_MODELS",
-           "Ablation",
+__all__ = ["ABLATIONS", "BACKBONE_MODELS", "BUILTIN_CONFIGS", "CONFIG_DIR", "ONLINE_DEPTH", "STAGES",
+           "STAGE_MODELS", "Ablation", "OnlineDepth",
            "DataConfig", "Stage", "StageConfig", "TrainConfig", "ablation_for", "load_train_config",
            "parse_train_config", "train_command"]
 
@@ -50,6 +50,10 @@ STAGES: tuple[str, ...] = get_args(Stage)  # also the order of ``--stage all``
 CONFIG_DIR = Path(__file__).parent / "configs"
 BUILTIN_CONFIGS: tuple[str, ...] = ("tiny", "paper")
 Ablation = Literal["di-kernel-only", "depth-only", "no-svkr"]
+#: Where ``ssr-train --online`` takes nearness from (ssr_models.online; here, torch-free, so
+#: ``ssr-train --help`` lists them without importing torch).
+OnlineDepth = Literal["gt", "prior", "cache"]
+ONLINE_DEPTH: tuple[str, ...] = get_args(OnlineDepth)
 # The diffusion model's conditioning flags each Table 2 ablation sets (AMFConfig fields, which
 # the diffusion stage's model_overrides reach as ``amf: {...}``).
 ABLATIONS: dict[str, dict[str, bool]] = {

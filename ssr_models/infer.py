@@ -44,7 +44,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -56,8 +55,10 @@ from ssr_core.devices import resolve_device
 from ssr_core.errors import ConfigError
 
 from .method_choice import (
+    DEPTH_CHOICES,
     METHODS,
     STAGES,
+    DepthChoice,
     Method,
     MethodChoice,
     choose_method,
@@ -73,8 +74,6 @@ __all__ = ["DEPTH_CHOICES", "METHODS", "STAGES", "Method", "MethodChoice", "Prog
            "SRResult", "TileFn", "blend_tiles", "choose_method", "find_stages", "kernels_to_params",
            "paper_method", "ramp_window", "resolve_method", "stages_used", "tile_starts"]
 
-DepthChoice = Literal["auto", "prior", "midas", "depth-anything"]
-DEPTH_CHOICES: tuple[str, ...] = ("auto", "prior", "midas", "depth-anything")
 ProgressFn = Callable[["Progress"], None]
 
 

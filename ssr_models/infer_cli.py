@@ -47,9 +47,9 @@ if TYPE_CHECKING:  # imported lazily at run time, so that --help stays fast
     from ssr_models.infer import Progress, SRResult
 
 from ssr_datasets.formats import IMAGE_SUFFIXES
+from ssr_models.method_choice import DEPTH_CHOICES as _DEPTHS  # torch-free: --help stays fast
+from ssr_models.method_choice import METHODS as _METHODS
 
-_METHODS = ("auto", "svkr", "nbsr-dkenet", "diffusion")  # = ssr_models.infer.METHODS (fast --help)
-_DEPTHS = ("auto", "prior", "midas", "depth-anything")  # = ssr_models.infer.DEPTH_CHOICES
 _SHOWN = 8  # names listed in a message before "... and N more"
 
 Loader = Callable[[], np.ndarray]

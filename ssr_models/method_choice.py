@@ -25,12 +25,18 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
+from degrade.depth import DEPTH_REQUESTS
 from ssr_core.errors import ConfigError, InputError
 
 Method = Literal["auto", "svkr", "nbsr-dkenet", "diffusion"]
-METHODS: tuple[str, ...] = ("auto", "svkr", "nbsr-dkenet", "diffusion")
+METHODS: tuple[str, ...] = get_args(Method)
+#: The depth ssr-infer can use: the depth providers' requests (degrade.depth) except "gt" (an
+#: LR image to super-resolve has no ground-truth depth). The Literal is for the type checker;
+#: tests/test_registries.py checks that it agrees with the registry.
+DepthChoice = Literal["auto", "prior", "midas", "depth-anything"]
+DEPTH_CHOICES: tuple[str, ...] = tuple(r for r in DEPTH_REQUESTS if r != "gt")
 STAGES: tuple[str, ...] = ("kernel", "nbsr", "diffusion")
 _NEEDS: dict[str, tuple[str, ...]] = {"svkr": ("kernel", "nbsr"), "nbsr-dkenet": ("kernel", "nbsr"),
                                       "diffusion": ("kernel", "diffusion")}
@@ -187,5 +193,6 @@ def stages_used(method: str, stages: Mapping[str, object]) -> list[str]:
     return [s for s in STAGES if s in stages and (s in _NEEDS[method] or method == "diffusion")]
 
 
-__all__ = ["METHODS", "STAGES", "Method", "MethodChoice", "Validation", "choose_method", "find_stages",
-           "paper_method", "resolve_method", "stage_validation", "stages_used"]
+__all__ = ["DEPTH_CHOICES", "METHODS", "STAGES", "DepthChoice", "Method", "MethodChoice", "Validation",
+           "choose_method", "find_stages", "paper_method", "resolve_method", "stage_validation",
+           "stages_used"]

@@ -49,15 +49,14 @@ from ssr_datasets.schema import NEARNESS_MAX, make_key, nearness_to_u16
 
 from .augment import draw_symmetry, symmetry_image
 from .batch import Batch
+from .configs import ONLINE_DEPTH, OnlineDepth
 from .loader import LoaderOptions, iterate, philox
 from .prefetch import prefetched
 
 __all__ = ["ONLINE_DEPTH", "ONLINE_JPEG", "OnlineDepth", "OnlineJpeg", "OnlineSpec",
            "OnlineStream", "PendingBatch", "degrade_batch"]
 
-OnlineDepth = Literal["gt", "prior", "cache"]
 OnlineJpeg = Literal["cpu", "kornia"]
-ONLINE_DEPTH: tuple[str, ...] = get_args(OnlineDepth)
 ONLINE_JPEG: tuple[str, ...] = get_args(OnlineJpeg)
 _TAG_ORDER, _TAG_CROP = 11, 12
 

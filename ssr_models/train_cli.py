@@ -32,10 +32,11 @@ from ssr_core.cli import depth_cache_option, device_option, library_errors
 from ssr_datasets.sources import SOURCE_NAMES as _SOURCES
 
 from . import MODELS
-from .configs import ABLATIONS
+from .configs import ABLATIONS, ONLINE_DEPTH, STAGES
 
-_STAGES = ("kernel", "nbsr", "diffusion")  # = ssr_models.configs.STAGES (kept import-free for --help)
-_ONLINE_DEPTH = ("gt", "prior", "cache")  # = ssr_models.online.ONLINE_DEPTH (import-free --help)
+# The choices come from their registries and Literals (torch-free modules: --help stays fast).
+_STAGES = STAGES
+_ONLINE_DEPTH = ONLINE_DEPTH
 
 
 def _init_distributed(device: str) -> tuple[bool, str]:

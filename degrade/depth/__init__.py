@@ -1,8 +1,8 @@
 """Depth providers: turn one photograph (and its metric depth, if any) into nearness in [0, 1].
 
 Nearness is normalized inverse depth, 1 = nearest (DESIGN.md section 3). The providers are
-registered explicitly below (``PROVIDERS``, an ssr_core Registry); each is imported only when used, so that importing this package
-(and ``degrade --help``) stays fast.
+registered explicitly below (``PROVIDERS``, an ssr_core Registry); each is imported only when
+used, so that importing this package (and ``degrade --help``) stays fast.
 
 - ``gt``: the data set's metric depth, exactly invertible with the recorded ``z_min_m``/``z_max_m``.
 - ``prior``: a weight-free heuristic (edge-aware ground-plane ramp) for photographs without depth.
@@ -18,10 +18,12 @@ weights are present locally (see :func:`_learned_available`). Learned maps are c
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from types import ModuleType
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -48,26 +50,33 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ProviderInfo:
-    """What a depth provider reads, readable without importing it.
+    """What a depth provider reads and which function of its module runs it (no import needed).
 
-    The registered object is called as ``func(depth_m)`` if needs_depth else ``func(rgb)``; both
-    forms return (nearness (H, W) float32, info dict). Learned providers (``learned``) register
-    :class:`degrade.depth.learned.LearnedDepth`: they hold weights and run in batches.
+    The registered object is the provider's module; ``func`` names its entry point, looked up
+    at each call (so a test can replace it on the module). It is called as ``func(depth_m)`` if
+    needs_depth else ``func(rgb)``; both forms return (nearness (H, W) float32, info dict).
+    Learned providers (``learned``) name :class:`degrade.depth.learned.LearnedDepth`: they hold
+    weights and run in batches.
     """
 
+    func: str
     needs_depth: bool
     learned: bool = False
 
 
-#: The one place depth providers are registered; targets are imported on first use only.
-PROVIDERS: Registry[Callable[..., Any], ProviderInfo] = Registry("depth provider")
-PROVIDERS.register_lazy("gt", "degrade.depth.gt:gt_nearness", meta=ProviderInfo(needs_depth=True))
-PROVIDERS.register_lazy("prior", "degrade.depth.prior:prior_nearness",
-                        meta=ProviderInfo(needs_depth=False))
-PROVIDERS.register_lazy("midas", "degrade.depth.learned:LearnedDepth",
-                        meta=ProviderInfo(needs_depth=False, learned=True))
-PROVIDERS.register_lazy("depth-anything", "degrade.depth.learned:LearnedDepth",
-                        meta=ProviderInfo(needs_depth=False, learned=True))
+def _module(name: str) -> Callable[[], ModuleType]:
+    return lambda: importlib.import_module(name)
+
+
+#: The one place depth providers are registered; a module is imported on first use only.
+PROVIDERS: Registry[ModuleType, ProviderInfo] = Registry("depth provider")
+PROVIDERS.register_lazy("gt", _module("degrade.depth.gt"), meta=ProviderInfo("gt_nearness", True))
+PROVIDERS.register_lazy("prior", _module("degrade.depth.prior"),
+                        meta=ProviderInfo("prior_nearness", False))
+PROVIDERS.register_lazy("midas", _module("degrade.depth.learned"),
+                        meta=ProviderInfo("LearnedDepth", False, learned=True))
+PROVIDERS.register_lazy("depth-anything", _module("degrade.depth.learned"),
+                        meta=ProviderInfo("LearnedDepth", False, learned=True))
 
 #: Derived from PROVIDERS (tests/test_registries.py checks the Literal against it).
 DEPTH_PROVIDERS: tuple[str, ...] = PROVIDERS.names()
@@ -218,7 +227,7 @@ def estimate_nearness(provider: str, rgb: np.ndarray, depth_m: np.ndarray | None
     if spec.learned:
         return _learned_batch(provider, [rgb], None, model=model, weights_dir=weights_dir,
                               device=device, cache=None, batch_size=1, allow_download=False)[0]
-    func: Callable[[np.ndarray], tuple[np.ndarray, dict]] = PROVIDERS.get(provider)
+    func: Callable[[np.ndarray], tuple[np.ndarray, dict]] = getattr(PROVIDERS.get(provider), spec.func)
     if spec.needs_depth:
         if depth_m is None:
             raise ConfigError(f"depth provider {provider!r} needs depth_m (metres), got None")
