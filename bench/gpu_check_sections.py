@@ -129,7 +129,7 @@ def _lr_difference(a: Path, b: Path) -> dict[str, float]:
     diffs, equal_kernels = [], True
     for x, y in zip(samples(a), samples(b), strict=True):
         diffs.append(abs(x.lr.astype(int) - y.lr.astype(int)).ravel())
-        equal_kernels &= bool((x.kernel == y.kernel).all() and (x.hr == y.hr).all())
+        equal_kernels &= bool((x.kernel_field == y.kernel_field).all() and (x.hr == y.hr).all())
     import numpy as np
 
     d = np.concatenate(diffs)
@@ -297,7 +297,7 @@ def section_j(ctx: Ctx) -> dict[str, Any]:
         same = torch.equal(model.eps(z, lr * 2 - 1, t, model.encode(lr * 2 - 1, field, near)),
                            model.eps(z, lr * 2 - 1, t, None))
     batch = Batch(hr=torch.rand(2, 3, 4 * side, 4 * side, generator=g), lr=lr.cpu(),
-                  nearness=near.cpu(), kernel=field.cpu(), scale=4, kernel_size=21, delta=1.5)
+                  nearness=near.cpu(), kernel_field=field.cpu(), scale=4, kernel_size=21, delta=1.5)
     steps = 2 if ctx.smoke else 20
     cfg = TrainerConfig(steps=steps, out_dir=str(ctx.work / "latent-run"), amp="bf16" if ctx.on_gpu
                         else "off", val_every=0, ckpt_every=steps, tensorboard=False)

@@ -50,7 +50,7 @@ def synthetic_batch(crop: int, batch: int, device: torch.device) -> Batch:
     field = torch.cat([0.6 + 2.9 * u[:, :2], math.pi * u[:, 2:]], 1)
     return Batch(hr=torch.rand(batch, 3, crop, crop, generator=g),
                  lr=torch.rand(batch, 3, lr_side, lr_side, generator=g),
-                 nearness=torch.rand(batch, 1, crop, crop, generator=g), kernel=field,
+                 nearness=torch.rand(batch, 1, crop, crop, generator=g), kernel_field=field,
                  scale=SCALE, kernel_size=KERNEL_SIZE, delta=DELTA).to(device)
 
 
@@ -166,7 +166,7 @@ def kernel_build_times(device: str = "cpu", batch: int = 16, side: int = 64,
         return k64.to(p.dtype).reshape(b, h, w, k * k).permute(0, 3, 1, 2)
 
     dev = torch.device(device)
-    field = synthetic_batch(side * SCALE, batch, dev).kernel
+    field = synthetic_batch(side * SCALE, batch, dev).kernel_field
     out = {}
     for name, fn in (("float32", params_to_kernels), ("float64", float64_detour)):
         fwd, both = math.inf, math.inf

@@ -57,7 +57,7 @@ def references(work: Path) -> dict[str, float]:
     t = time.perf_counter()
     for s in unique:
         hr = torch.from_numpy(s.hr).permute(2, 0, 1)[None].float() / 255
-        apply_kernel_field(hr, torch.from_numpy(s.kernel)[None], scale=4, kernel_size=21)
+        apply_kernel_field(hr, torch.from_numpy(s.kernel_field)[None], scale=4, kernel_size=21)
     blur = time.perf_counter() - t
     t = time.perf_counter()
     for s in unique:

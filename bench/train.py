@@ -114,7 +114,7 @@ def paper(shards: Path) -> None:
             one = next(iter(TrainingStream(str(shards), 32, 1, seed=0)))
             b = Batch(hr=torch.rand(bs, 3, c, c), lr=torch.rand(bs, 3, c // s, c // s),
                       nearness=torch.rand(bs, 1, c, c),
-                      kernel=one.kernel.mean((2, 3), keepdim=True).expand(bs, 3, c // s, c // s)
+                      kernel_field=one.kernel_field.mean((2, 3), keepdim=True).expand(bs, 3, c // s, c // s)
                       .contiguous(), scale=s, kernel_size=one.kernel_size, delta=one.delta)
             model = model.cuda().train()
             amp = autocast_dtype(sc)

@@ -18,6 +18,7 @@ import io
 import json
 import math
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -61,7 +62,7 @@ class Sample:
         hr: uint8 (H, W, 3) RGB, H and W multiples of ``meta["scale"]``.
         lr: uint8 (H/s, W/s, 3) RGB, the degraded image.
         nearness: uint16 (H, W) normalized inverse depth, 65535 = nearest.
-        kernel: float32 (3, H/s, W/s): s1, s2 (std devs in HR pixels, > 0) and theta
+        kernel_field: float32 (3, H/s, W/s): s1, s2 (std devs in HR pixels, > 0) and theta
             (radians in [0, pi)) of the kernel used for each LR pixel.
         meta: JSON-serializable dict with at least ``schema_version`` and ``scale``.
     """
@@ -70,8 +71,15 @@ class Sample:
     hr: np.ndarray
     lr: np.ndarray
     nearness: np.ndarray
-    kernel: np.ndarray
+    kernel_field: np.ndarray
     meta: dict[str, Any]
+
+    @property
+    def kernel(self) -> np.ndarray:
+        """Deprecated name of :attr:`kernel_field` (the field is read from ``kernel.npy``)."""
+        warnings.warn("Sample.kernel is deprecated; use Sample.kernel_field", DeprecationWarning,
+                      stacklevel=2)
+        return self.kernel_field
 
 
 def make_key(source: str, image_id: str, variant: int) -> str:
@@ -123,8 +131,10 @@ def _fail(sample: Sample, what: str, expected: str, got: object) -> SchemaError:
     return SchemaError(f"sample {sample.key!r}", f"{what}: expected {expected}, got {got}")
 
 
-def _check_array(sample: Sample, name: str, dtype: type, shape: tuple[int, ...]) -> None:
-    arr = getattr(sample, name)
+def _check_array(sample: Sample, name: str, dtype: type, shape: tuple[int, ...],
+                 attr: str | None = None) -> None:
+    """Check ``sample.<attr>`` (default ``name``); messages name it ``name`` (the shard member)."""
+    arr = getattr(sample, attr or name)
     if not isinstance(arr, np.ndarray):
         raise _fail(sample, name, "numpy array", type(arr).__name__)
     if arr.dtype != dtype:
@@ -167,12 +177,12 @@ def validate_sample(sample: Sample) -> None:
     _check_array(sample, "hr", np.uint8, (h, w, 3))
     _check_array(sample, "lr", np.uint8, (h // scale, w // scale, 3))
     _check_array(sample, "nearness", np.uint16, (h, w))
-    _check_array(sample, "kernel", np.float32, (3, h // scale, w // scale))
-    s12 = sample.kernel[:2]
+    _check_array(sample, "kernel", np.float32, (3, h // scale, w // scale), attr="kernel_field")
+    s12 = sample.kernel_field[:2]
     if not (np.isfinite(s12).all() and (s12 > 0).all()):
         raise _fail(sample, "kernel s1, s2", "finite and > 0",
                     f"min {np.nanmin(s12) if np.isfinite(s12).any() else 'nan'}")
-    theta = sample.kernel[2]
+    theta = sample.kernel_field[2]
     if not (np.isfinite(theta).all() and (theta >= 0).all() and (theta < math.pi).all()):
         raise _fail(sample, "kernel theta", "finite in [0, pi)",
                     f"range {np.min(theta)}..{np.max(theta)}")
@@ -210,7 +220,7 @@ def encode_sample(sample: Sample, encoded: Mapping[str, bytes] | None = None) ->
         "hr.png": done.get("hr.png") or encode_png(sample.hr),
         "lr.png": encode_png(sample.lr),
         "depth.png": done.get("depth.png") or encode_png(sample.nearness),
-        "kernel.npy": _npy_bytes(sample.kernel),
+        "kernel.npy": _npy_bytes(sample.kernel_field),
         "json": _json_bytes(sample.meta),
     }
 
@@ -248,7 +258,7 @@ def decode_sample(key: str, members: Mapping[str, bytes]) -> Sample:
             raise SchemaError(f"sample {key!r} member {member}",
                               f"cannot decode: {reason}") from exc
     sample = Sample(key=key, hr=decoded["hr.png"], lr=decoded["lr.png"],
-                    nearness=decoded["depth.png"], kernel=decoded["kernel.npy"],
+                    nearness=decoded["depth.png"], kernel_field=decoded["kernel.npy"],
                     meta=decoded["json"])
     validate_sample(sample)
     return sample

@@ -50,7 +50,7 @@ class PreviewRow:
         key: sample key, printed above the row.
         hr: (H, W, 3) uint8 RGB.
         nearness: (H, W) float32 in [0, 1], 1 = nearest.
-        kernel: (3, H/s, W/s) float32: s1, s2 (std devs, HR px), theta (radians in [0, pi), from
+        kernel_field: (3, H/s, W/s) float32: s1, s2 (std devs, HR px), theta (radians in [0, pi), from
             +x (column) toward +y (row, downward)).
         lr: (H/s, W/s, 3) uint8 RGB.
         caption: what made the sample, printed after the key (see :func:`describe_sample`).
@@ -59,7 +59,7 @@ class PreviewRow:
     key: str
     hr: np.ndarray
     nearness: np.ndarray
-    kernel: np.ndarray
+    kernel_field: np.ndarray
     lr: np.ndarray
     caption: str = ""
 
@@ -89,7 +89,7 @@ def describe_sample(meta: Mapping) -> str:
 
 def _check_row(row: PreviewRow) -> int:
     """Validate one row's shapes and dtypes; return its integer scale s."""
-    hr, lr, kernel, near = row.hr, row.lr, row.kernel, row.nearness
+    hr, lr, kernel, near = row.hr, row.lr, row.kernel_field, row.nearness
     if hr.ndim != 3 or hr.shape[2] != 3 or hr.dtype != np.uint8:
         raise ConfigError(f"{row.key}: hr must be (H, W, 3) uint8, got {hr.shape} {hr.dtype}")
     if lr.ndim != 3 or lr.shape[2] != 3 or lr.dtype != np.uint8:
@@ -295,9 +295,9 @@ def render_preview(rows: Sequence[PreviewRow], tile: int = 256) -> np.ndarray:
             font,
             sheet_w - 2 * pad,
         )
-        blur = np.sqrt(np.clip(row.kernel[0], 0, None) * np.clip(row.kernel[1], 0, None))
+        blur = np.sqrt(np.clip(row.kernel_field[0], 0, None) * np.clip(row.kernel_field[1], 0, None))
         heat = colorize(_fit(blur.astype(np.float32), size), BLUR_MAX_PX, cv2.COLORMAP_INFERNO)
-        _draw_ticks(heat, row.kernel, spacing, thickness)
+        _draw_ticks(heat, row.kernel_field, spacing, thickness)
         near = _fit(row.nearness.astype(np.float32), size)
         cells = [
             _fit(row.hr, size),
@@ -341,7 +341,7 @@ def shard_preview_rows(shard: Path, rows: int) -> list[PreviewRow]:
     picked = []
     for sample in iter_shard(shard):
         picked.append(PreviewRow(sample.key, sample.hr, nearness_from_u16(sample.nearness),
-                                 sample.kernel, sample.lr, describe_sample(sample.meta)))
+                                 sample.kernel_field, sample.lr, describe_sample(sample.meta)))
         if len(picked) == rows:
             break
     return picked

@@ -116,5 +116,5 @@ def augment_sample(sample: Sample, code: int) -> Sample:
     return Sample(key=sample.key, hr=symmetry_image(sample.hr, code),
                   lr=symmetry_image(sample.lr, code),
                   nearness=symmetry_image(sample.nearness, code),
-                  kernel=symmetry_kernel_field(sample.kernel, code),
+                  kernel_field=symmetry_kernel_field(sample.kernel_field, code),
                   meta=dict(sample.meta, symmetry=int(code)))

@@ -1,7 +1,7 @@
 """The training batch: shard samples as float tensors, stacked along a batch axis.
 
 Conventions (DESIGN.md sections 4 and 6): images are float32 (B, 3, H, W) RGB in [0, 1];
-``nearness`` is float32 (B, 1, H, W) in [0, 1] (1 = nearest); ``kernel`` is float32
+``nearness`` is float32 (B, 1, H, W) in [0, 1] (1 = nearest); ``kernel_field`` is float32
 (B, 3, H/s, W/s) holding ``s1, s2`` (standard deviations in HR pixels) and ``theta``
 (radians in [0, pi)) of the Gaussian used for each LR pixel. ``scale``, ``kernel_size``
 and ``delta`` (LR grid offset in HR pixels) are shared by the whole batch.
@@ -29,7 +29,7 @@ class Batch:
         hr: float32 (B, 3, H, W) in [0, 1].
         lr: float32 (B, 3, H/s, W/s) in [0, 1], the degraded input.
         nearness: float32 (B, 1, H, W) in [0, 1], 1 = nearest.
-        kernel: float32 (B, 3, H/s, W/s): s1, s2 (HR px) and theta (rad) per LR pixel.
+        kernel_field: float32 (B, 3, H/s, W/s): s1, s2 (HR px) and theta (rad) per LR pixel.
         scale: The SR factor s.
         kernel_size: K, the side of the kernel window the shards were made with.
         delta: LR grid offset in HR pixels (``meta["delta"]``).
@@ -39,7 +39,7 @@ class Batch:
     hr: torch.Tensor
     lr: torch.Tensor
     nearness: torch.Tensor
-    kernel: torch.Tensor
+    kernel_field: torch.Tensor
     scale: int
     kernel_size: int
     delta: float
@@ -51,12 +51,12 @@ class Batch:
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
         """Return a copy with every tensor moved to ``device`` (metadata unchanged)."""
         return replace(self, **{name: getattr(self, name).to(device, non_blocking=non_blocking)
-                                for name in ("hr", "lr", "nearness", "kernel")})
+                                for name in ("hr", "lr", "nearness", "kernel_field")})
 
     def pin_memory(self) -> Batch:
         """Return a copy with pinned tensors (DataLoader ``pin_memory=True`` calls this)."""
         return replace(self, **{name: getattr(self, name).pin_memory()
-                                for name in ("hr", "lr", "nearness", "kernel")})
+                                for name in ("hr", "lr", "nearness", "kernel_field")})
 
 
 def _meta_value(sample: Sample, name: str) -> object:
@@ -96,12 +96,12 @@ def collate(samples: Sequence[Sample]) -> Batch:
     hr = np.stack([s.hr for s in samples])
     lr = np.stack([s.lr for s in samples])
     near = np.stack([s.nearness for s in samples])
-    kernel = np.stack([s.kernel for s in samples])
+    kernel_field = np.stack([s.kernel_field for s in samples])
     return Batch(
         hr=torch.from_numpy(hr).permute(0, 3, 1, 2).float().div_(255.0).contiguous(),
         lr=torch.from_numpy(lr).permute(0, 3, 1, 2).float().div_(255.0).contiguous(),
         nearness=torch.from_numpy(near.astype(np.float32))[:, None].div_(float(NEARNESS_MAX)),
-        kernel=torch.from_numpy(np.ascontiguousarray(kernel, dtype=np.float32)),
+        kernel_field=torch.from_numpy(np.ascontiguousarray(kernel_field, dtype=np.float32)),
         scale=int(shared["scale"]),  # type: ignore[call-overload]
         kernel_size=int(shared["kernel_size"]),  # type: ignore[call-overload]
         delta=float(shared["delta"]),  # type: ignore[arg-type]

@@ -125,7 +125,7 @@ def aligned_crop(sample: Sample, crop_hr: int, top_lr: int, left_lr: int) -> Sam
                   hr=sample.hr[y:y + crop_hr, x:x + crop_hr],
                   lr=sample.lr[top_lr:top_lr + c, left_lr:left_lr + c],
                   nearness=sample.nearness[y:y + crop_hr, x:x + crop_hr],
-                  kernel=sample.kernel[:, top_lr:top_lr + c, left_lr:left_lr + c],
+                  kernel_field=sample.kernel_field[:, top_lr:top_lr + c, left_lr:left_lr + c],
                   meta=meta)
 
 

@@ -232,7 +232,7 @@ class PixelSSR(nn.Module):
         t_max = self.schedule.num_train_timesteps
         t = torch.randint(0, t_max, (x0.shape[0],), generator=generator).to(x0.device)
         xt = self.schedule.q_sample(x0, y0, t, generator=generator)
-        enc = self.encode(y0, batch.kernel, batch.nearness)
+        enc = self.encode(y0, batch.kernel_field, batch.nearness)
         pred = self.predict_x0(xt, t, y0, enc)
         rec = F.l1_loss(pred, x0) if self.config.loss == "l1" else F.mse_loss(pred, x0)
         pen = self.encoder.penalty(enc)
@@ -293,7 +293,7 @@ class PixelSSR(nn.Module):
         # On the batch's device: torch.randn(device="cuda") refuses a CPU generator.
         g = torch.Generator(device=batch.lr.device).manual_seed(self.config.val_seed)
         return padded_sr(batch, self.unet.factor, lambda b: self.sample(
-            b.lr, b.kernel, b.nearness, steps=self.config.val_steps, generator=g, scale=b.scale,
+            b.lr, b.kernel_field, b.nearness, steps=self.config.val_steps, generator=g, scale=b.scale,
             kernel_size=b.kernel_size, delta=b.delta))
 
     @torch.no_grad()

@@ -22,7 +22,7 @@ Estimates a spatially variant blur kernel per LR pixel from the LR image and a d
 Losses (all choices; the paper only says the kernel is supervised):
 
 * kernel L1: ``mean_ij sum_ab |k_ij - k*_ij|`` (the per-pixel L1 distance in [0, 2]; a mean over
-  taps would be ~1/K^2 as small), with ground truth built from ``batch.kernel`` at
+  taps would be ~1/K^2 as small), with ground truth built from ``batch.kernel_field`` at
   ``batch.kernel_size`` and ``batch.delta``. Used by both heads (weight ``lambda_kernel``).
 * param head only: ``lambda_sigma * (|s1 - s1*| + |s2 - s2*|)`` in HR px plus
   ``lambda_angle * w * |sin(theta - theta*)|`` with ``w = (s1* - s2*) / (s1* + s2*)``: the angle
@@ -194,7 +194,7 @@ class DKENet(nn.Module):
             raise ConfigError(f"batch kernel_size {batch.kernel_size} != model kernel_size "
                               f"{cfg.kernel_size}")
         est = self(batch.lr, batch.nearness, batch.delta)
-        gt = canonical_params(batch.kernel)
+        gt = canonical_params(batch.kernel_field)
         gt_k = params_to_kernels(gt, cfg.kernel_size, batch.delta)
         terms = {"kernel": cfg.lambda_kernel * (est.kernels - gt_k).abs().sum(1).mean()}
         if est.params is not None:
@@ -224,7 +224,7 @@ class DKENet(nn.Module):
         anisotropy (so isotropic pixels, whose angle is undefined, do not count).
         """
         est = self(batch.lr, batch.nearness, batch.delta)
-        gt = canonical_params(batch.kernel)
+        gt = canonical_params(batch.kernel_field)
         gt_k = params_to_kernels(gt, self.config.kernel_size, batch.delta)
         out = {"kernel_l1": float((est.kernels - gt_k).abs().sum(1).mean())}
         if est.params is not None:

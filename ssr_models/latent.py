@@ -257,7 +257,7 @@ class LatentSSR(nn.Module):
         t = torch.randint(0, sched.config.num_train_timesteps, (z0.shape[0],)).to(z0.device)
         zt = sched.add_noise(z0, noise, t)
         target = noise if sched.config.prediction_type == "epsilon" else sched.get_velocity(z0, noise, t)
-        enc = self.encode(lr, batch.kernel, batch.nearness)
+        enc = self.encode(lr, batch.kernel_field, batch.nearness)
         rec = F.mse_loss(self.eps(zt, lr, t, enc).float(), target.float())
         pen = self.penalty(enc)
         loss = rec + pen
@@ -290,7 +290,7 @@ class LatentSSR(nn.Module):
     def validation_sr(self, batch: Any) -> torch.Tensor:
         """Return a ``val_steps``-step sample (B, 3, H, W) in [0, 1], seeded by ``val_seed``."""
         g = torch.Generator(device=batch.lr.device).manual_seed(self.config.val_seed)
-        return self.sample(batch.lr, batch.kernel, batch.nearness, steps=self.config.val_steps,
+        return self.sample(batch.lr, batch.kernel_field, batch.nearness, steps=self.config.val_steps,
                            generator=g)
 
     @torch.no_grad()

@@ -123,7 +123,7 @@ class NBSR(nn.Module):
     def training_step(self, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
         """Return (L1(SR, HR), logs) with SR conditioned on the batch's ground-truth kernel field."""
         self._check_batch(batch)
-        sr = self.super_resolve(batch.lr, batch.kernel)
+        sr = self.super_resolve(batch.lr, batch.kernel_field)
         loss = (sr - batch.hr).abs().mean()
         value = float(loss.detach())
         return loss, {"loss": value, "loss_l1": value}
@@ -132,7 +132,7 @@ class NBSR(nn.Module):
     def validation_sr(self, batch: Any) -> torch.Tensor:
         """Return SR (B, 3, H, W) conditioned on the batch's ground-truth kernel field."""
         self._check_batch(batch)
-        return self.super_resolve(batch.lr, batch.kernel)
+        return self.super_resolve(batch.lr, batch.kernel_field)
 
     @torch.no_grad()
     def validation_step(self, batch: Any) -> dict[str, float]:

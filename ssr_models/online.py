@@ -101,7 +101,7 @@ class PendingBatch:
     Attributes:
         hr: uint8 (B, 3, H, W) RGB (a quarter of float32's bytes between processes).
         nearness: float32 (B, 1, H, W) in [0, 1] on the shards' uint16 grid.
-        kernel: float32 (B, 3, H/s, W/s): s1, s2 (HR px), theta (rad) per LR pixel.
+        kernel_field: float32 (B, 3, H/s, W/s): s1, s2 (HR px), theta (rad) per LR pixel.
         noise: Per crop (sigma on the 0-255 scale, gray) or None.
         jpeg_quality: Per crop the JPEG quality or None.
         rng_states: Per crop the Philox state after the worker's draws (noise comes next).
@@ -110,7 +110,7 @@ class PendingBatch:
 
     hr: torch.Tensor
     nearness: torch.Tensor
-    kernel: torch.Tensor
+    kernel_field: torch.Tensor
     noise: list[tuple[float, bool] | None]
     jpeg_quality: list[int | None]
     rng_states: list[dict[str, Any]]
@@ -119,7 +119,7 @@ class PendingBatch:
     def pin_memory(self) -> PendingBatch:
         """Return a copy with pinned tensors (DataLoader ``pin_memory=True`` calls this)."""
         return dataclasses.replace(self, **{n: getattr(self, n).pin_memory()
-                                            for n in ("hr", "nearness", "kernel")})
+                                            for n in ("hr", "nearness", "kernel_field")})
 
 
 def _quantize(x: torch.Tensor) -> torch.Tensor:
@@ -139,7 +139,7 @@ def degrade_batch(pending: PendingBatch, scale: int, kernel_size: int, delta: fl
     from degrade.ops.quantize import jpeg_roundtrip, to_uint8
 
     hr = pending.hr.to(device, non_blocking=True).float().div_(255.0)
-    kernel = pending.kernel.to(device, non_blocking=True)
+    kernel = pending.kernel_field.to(device, non_blocking=True)
     near = pending.nearness.to(device, non_blocking=True)
     lr = apply_kernel_field(hr, kernel, scale, kernel_size, delta, backend="auto")
     rows = []
@@ -171,7 +171,7 @@ def degrade_batch(pending: PendingBatch, scale: int, kernel_size: int, delta: fl
         if sel:
             q = torch.tensor([float(quality[i]) for i in sel], device=lr.device)
             lr[sel] = _quantize(jpeg_codec_differentiable(lr[sel], q).clamp_(0.0, 1.0))
-    return Batch(hr=hr, lr=lr.contiguous(), nearness=near, kernel=kernel, scale=scale,
+    return Batch(hr=hr, lr=lr.contiguous(), nearness=near, kernel_field=kernel, scale=scale,
                  kernel_size=kernel_size, delta=delta, keys=pending.keys)
 
 
@@ -375,7 +375,7 @@ class OnlineStream:
         return PendingBatch(
             hr=torch.from_numpy(np.stack(hrs)).permute(0, 3, 1, 2).contiguous(),
             nearness=torch.from_numpy(np.stack(nears))[:, None],
-            kernel=torch.from_numpy(np.stack(fields)), noise=noise, jpeg_quality=quality,
+            kernel_field=torch.from_numpy(np.stack(fields)), noise=noise, jpeg_quality=quality,
             rng_states=states, keys=tuple(keys))
 
     def __iter__(self) -> Iterator[Batch]:

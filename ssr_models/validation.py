@@ -88,7 +88,7 @@ def padded_sr(batch: Batch, hr_multiple: int, fn: Callable[[Batch], torch.Tensor
 
     big = replace(batch, lr=pad(batch.lr, 1, "reflect"), hr=pad(batch.hr, s, "reflect"),
                   nearness=pad(batch.nearness, s, "reflect"),
-                  kernel=pad(batch.kernel, 1, "replicate"))
+                  kernel_field=pad(batch.kernel_field, 1, "replicate"))
     return fn(big)[..., :s * h, :s * w]
 
 

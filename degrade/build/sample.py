@@ -284,7 +284,7 @@ def finish_sample(p: PreparedSample, lr_t: torch.Tensor, backend: str, recipe: R
     t = times.now()
     nearness = _once(shared, p, "nearness", lambda: nearness_to_u16(p.near))
     times.add("encode", t)
-    return Sample(key=key, hr=p.hr, lr=lr, nearness=nearness, kernel=draw.field, meta=meta)
+    return Sample(key=key, hr=p.hr, lr=lr, nearness=nearness, kernel_field=draw.field, meta=meta)
 
 
 def encode_members(p: PreparedSample, sample: Sample, times: StageTimes,

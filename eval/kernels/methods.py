@@ -223,7 +223,7 @@ class MeanField(_Base):
         from ssr_datasets.shards import iter_shard
 
         manifest = read_manifest(self.shards)
-        train = [s.kernel for info in manifest_shards(self.shards, manifest)
+        train = [s.kernel_field for info in manifest_shards(self.shards, manifest)
                  for s in iter_shard(self.shards / info.name)]
         self.kernel = mean_kernel(train, geometry)
 

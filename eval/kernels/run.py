@@ -116,7 +116,7 @@ def shard_kernel_set(path: str | Path, name: str | None = None) -> KernelSet:
         for info in shards:
             for s in iter_shard(folder / info.name):
                 yield KernelImage(s.key, s.lr, s.hr, s.nearness.astype(np.float32) / 65535.0,
-                                  s.kernel)
+                                  s.kernel_field)
 
     info = {"kind": "shards", "path": str(folder), "recipe": recipe.name,
             "recipe_hash": manifest.get("recipe_hash"), "seed": (manifest.get("config") or {}).get("seed"),

@@ -208,7 +208,7 @@ def synthetic_testset(group: GroupSpec, config: BuildConfig, work_dir: Path,
         for shard in shards:
             for s in iter_shard(out / shard.name):
                 image_id = s.key.split("-", 1)[1].rsplit("-", 1)[0]
-                yield TestImage(s.key, image_id, s.lr, s.hr, s.kernel,
+                yield TestImage(s.key, image_id, s.lr, s.hr, s.kernel_field,
                                 s.nearness.astype(np.float32) / 65535.0)
 
     testset = TestSet(f"{group.label}: {config.source} {config.split or ''} recipe {recipe.name}, "

@@ -31,7 +31,7 @@ def tiny_sample(key: str, seed: int = 0, h: int = 8, w: int = 12) -> Sample:
         hr=rng.integers(0, 256, (h, w, 3), dtype=np.uint8),
         lr=rng.integers(0, 256, (h // s, w // s, 3), dtype=np.uint8),
         nearness=rng.integers(0, 65536, (h, w), dtype=np.uint16),
-        kernel=kernel,
+        kernel_field=kernel,
         meta={"schema_version": SCHEMA_VERSION, "scale": s, "seed": seed, "recipe": "test"},
     )
 

@@ -29,7 +29,7 @@ def test_open_shards_yields_samples_in_order(shard_set, make_sample):
     assert all(isinstance(s, Sample) for s in samples)
     ref = make_sample(infos[0].keys[0], seed=0)
     np.testing.assert_array_equal(samples[0].hr, ref.hr)
-    np.testing.assert_array_equal(samples[0].kernel, ref.kernel)
+    np.testing.assert_array_equal(samples[0].kernel_field, ref.kernel_field)
     pattern = str(out / "train-{000000..000001}.tar")
     assert [s.key for s in open_shards(pattern)] == [s.key for s in samples]
 
@@ -38,7 +38,7 @@ def test_depth_stays_16_bit_where_webdataset_default_loses_it(tmp_path, make_sam
     sample = make_sample("sample-depth-000")
     nearness = sample.nearness.copy()
     nearness[0, :4] = (300, 1000, 40000, 65535)  # all > 255: not representable in 8 bits
-    sample = Sample(sample.key, sample.hr, sample.lr, nearness, sample.kernel, sample.meta)
+    sample = Sample(sample.key, sample.hr, sample.lr, nearness, sample.kernel_field, sample.meta)
     path = tmp_path / "t.tar"
     write_shard(path, [sample])
 

@@ -63,7 +63,7 @@ def test_nearness_quantization():
 
 def _assert_same(a, b):
     assert a.key == b.key and a.meta == b.meta
-    for name in ("hr", "lr", "nearness", "kernel"):
+    for name in ("hr", "lr", "nearness", "kernel_field"):
         x, y = getattr(a, name), getattr(b, name)
         assert x.dtype == y.dtype
         np.testing.assert_array_equal(x, y)
@@ -96,12 +96,12 @@ def _bad(sample, **changes):
     (lambda s: _bad(s, hr=s.hr[..., 0]), r"hr shape: expected \(H, W, 3\)"),
     (lambda s: _bad(s, lr=s.lr[:3]), r"lr shape: expected \(4, 6, 3\), got \(3, 6, 3\)"),
     (lambda s: _bad(s, nearness=s.nearness.astype(np.uint8)), "nearness dtype"),
-    (lambda s: _bad(s, kernel=s.kernel[:2]), "kernel shape: expected"),
-    (lambda s: _bad(s, kernel=s.kernel.astype(np.float64)), "kernel dtype: expected float32"),
-    (lambda s: _bad(s, kernel=s.kernel * np.array([0, 1, 1], np.float32)[:, None, None]),
+    (lambda s: _bad(s, kernel_field=s.kernel_field[:2]), "kernel shape: expected"),
+    (lambda s: _bad(s, kernel_field=s.kernel_field.astype(np.float64)), "kernel dtype: expected float32"),
+    (lambda s: _bad(s, kernel_field=s.kernel_field * np.array([0, 1, 1], np.float32)[:, None, None]),
      "kernel s1, s2: expected finite and > 0"),
-    (lambda s: _bad(s, kernel=np.concatenate(
-        [s.kernel[:2], np.full_like(s.kernel[2:], math.pi)])), r"theta: expected finite in \[0"),
+    (lambda s: _bad(s, kernel_field=np.concatenate(
+        [s.kernel_field[:2], np.full_like(s.kernel_field[2:], math.pi)])), r"theta: expected finite in \[0"),
 ])
 def test_validate_rejects(make_sample, change, match):
     with pytest.raises(SchemaError, match=match):
@@ -171,3 +171,9 @@ def test_encoded_members_have_the_documented_dtypes_and_shapes(schema_file, make
             continue
         assert arr.dtype == np.dtype(spec["dtype"]), spec["name"]
         assert arr.shape == tuple(sizes.get(d, d) for d in spec["shape"]), spec["name"]
+
+
+def test_sample_kernel_is_a_deprecated_name_of_kernel_field(make_sample):
+    sample = make_sample("sample-a-000")
+    with pytest.warns(DeprecationWarning, match="use Sample.kernel_field"):
+        assert sample.kernel is sample.kernel_field

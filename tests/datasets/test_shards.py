@@ -56,7 +56,7 @@ def test_encoding_threads_change_no_byte_and_keep_failures_atomic(tmp_path, make
     assert (tmp_path / "one.tar").read_bytes() == (tmp_path / "three.tar").read_bytes()
     assert one.sha256 == three.sha256 and three.keys == tuple(keys)
     bad = make_sample("sample-z-000")
-    bad = type(bad)(bad.key, bad.hr, bad.lr[:1], bad.nearness, bad.kernel, bad.meta)
+    bad = type(bad)(bad.key, bad.hr, bad.lr[:1], bad.nearness, bad.kernel_field, bad.meta)
     with pytest.raises(SchemaError, match="lr shape"):
         write_shard(tmp_path / "bad.tar", [make_sample(k) for k in keys[:4]] + [bad], threads=3)
     assert not (tmp_path / "bad.tar").exists() and _leftovers(tmp_path) == []
@@ -93,7 +93,7 @@ def test_invalid_sample_aborts_and_keeps_previous_file(tmp_path, make_sample):
     write_shard(path, [make_sample("sample-a-000")])
     before = path.read_bytes()
     bad = make_sample("sample-b-000")
-    bad = type(bad)(bad.key, bad.hr, bad.lr[:1], bad.nearness, bad.kernel, bad.meta)
+    bad = type(bad)(bad.key, bad.hr, bad.lr[:1], bad.nearness, bad.kernel_field, bad.meta)
     with pytest.raises(SchemaError, match="lr shape"):
         write_shard(path, [make_sample("sample-a-000"), bad])
     assert path.read_bytes() == before and _leftovers(tmp_path) == []
@@ -112,7 +112,7 @@ def test_iter_shard_round_trip(tmp_path, make_sample):
     assert [s.key for s in decoded] == [s.key for s in originals]
     for a, b in zip(decoded, originals, strict=True):
         np.testing.assert_array_equal(a.nearness, b.nearness)
-        np.testing.assert_array_equal(a.kernel, b.kernel)
+        np.testing.assert_array_equal(a.kernel_field, b.kernel_field)
         np.testing.assert_array_equal(a.hr, b.hr)
         assert a.meta == b.meta
 
@@ -157,7 +157,7 @@ def test_index_and_read_members_match_iter_shard(shard):
     for (key, ranges), sample in zip(index, iter_shard(shard), strict=True):
         again = decode_sample(key, read_members(shard, ranges))
         np.testing.assert_array_equal(again.hr, sample.hr)
-        np.testing.assert_array_equal(again.kernel, sample.kernel)
+        np.testing.assert_array_equal(again.kernel_field, sample.kernel_field)
         assert again.meta == sample.meta
 
 

@@ -93,7 +93,7 @@ def test_seed_changes_lr_but_not_hr(image_folder: Path, tmp_path: Path) -> None:
         assert np.array_equal(sa[key].hr, sb[key].hr), key
         assert np.array_equal(sa[key].nearness, sb[key].nearness), key  # prior depth: no randomness
         assert not np.array_equal(sa[key].lr, sb[key].lr), key
-        assert not np.array_equal(sa[key].kernel, sb[key].kernel), key
+        assert not np.array_equal(sa[key].kernel_field, sb[key].kernel_field), key
         assert (sa[key].meta["seed"], sb[key].meta["seed"]) == (0, 1)
 
 
@@ -148,7 +148,7 @@ def test_variants_have_own_keys_crops_and_draws(tmp_path: Path) -> None:
             want = images[name][c["top"]:c["top"] + 32, c["left"]:c["left"] + 32]
             assert np.array_equal(smp.hr, want)  # the recorded crop is the crop taken
         for a, b in [(0, 1), (0, 2), (1, 2)]:
-            assert not np.array_equal(variants[a].kernel, variants[b].kernel)
+            assert not np.array_equal(variants[a].kernel_field, variants[b].kernel_field)
             assert variants[a].meta["blur"] != variants[b].meta["blur"]
         assert len({(v.meta["crop"]["top"], v.meta["crop"]["left"]) for v in variants}) > 1
 
@@ -413,11 +413,11 @@ def test_sample_json_records_everything_needed(image_folder: Path, tmp_path: Pat
         t = m["truncated_mass"]
         assert 0.0 <= t["mean"] <= t["max"] < 1.0 and t["warn"] == (t["max"] > 0.01)
         assert smp.hr.shape == (H, W, 3) and smp.lr.shape == (H // 4, W // 4, 3)
-        assert smp.kernel.shape == (3, H // 4, W // 4) and smp.kernel.dtype == np.float32
-        s12 = smp.kernel[:2]
+        assert smp.kernel_field.shape == (3, H // 4, W // 4) and smp.kernel_field.dtype == np.float32
+        s12 = smp.kernel_field[:2]
         assert lo - 1e-6 <= s12.min() and s12.max() <= hi + 1e-6
-        assert 0.0 <= smp.kernel[2].min() and smp.kernel[2].max() < math.pi
-        assert m["kernel_range"]["s1"] == pytest.approx([smp.kernel[0].min(), smp.kernel[0].max()])
+        assert 0.0 <= smp.kernel_field[2].min() and smp.kernel_field[2].max() < math.pi
+        assert m["kernel_range"]["s1"] == pytest.approx([smp.kernel_field[0].min(), smp.kernel_field[0].max()])
     assert res.manifest["recipe_hash"] == recipe.hash
 
 
@@ -429,7 +429,7 @@ def test_lr_is_the_engine_applied_to_the_stored_hr_and_field(image_folder: Path,
         assert smp.meta["noise"] is None and smp.meta["jpeg"] is None
         assert smp.meta["recipe_hash"] == config.recipe.hash != load_recipe("ssr").hash
         hr = torch.from_numpy(smp.hr).permute(2, 0, 1)[None].float() / 255.0
-        field = torch.from_numpy(smp.kernel)[None]
+        field = torch.from_numpy(smp.kernel_field)[None]
         lr = degrade.apply_kernel_field(hr, field, 4, 21, smp.meta["delta"])[0]
         want = np.clip(np.rint(lr.permute(1, 2, 0).numpy() * 255.0), 0, 255).astype(np.uint8)
         # Same float32 inputs (uint8 HR, stored float32 field), same op, one process: the

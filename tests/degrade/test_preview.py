@@ -69,7 +69,7 @@ def test_failed_write_keeps_old_file_and_no_temp(tmp_path: Path) -> None:
     out = tmp_path / "preview.png"
     out.write_bytes(b"old")
     bad = _row("bad", 32, 32, 4, 2.0, 1.0, 0.0)
-    bad = PreviewRow(bad.key, bad.hr, bad.nearness[:-1], bad.kernel, bad.lr)
+    bad = PreviewRow(bad.key, bad.hr, bad.nearness[:-1], bad.kernel_field, bad.lr)
     with pytest.raises(ConfigError, match=r"nearness must be \(32, 32\), got \(31, 32\)"):
         write_preview([bad], out, tile=64)
     assert out.read_bytes() == b"old" and len(list(tmp_path.iterdir())) == 1
@@ -127,12 +127,12 @@ def test_bad_arguments(kwargs: dict, match: str) -> None:
 def test_mismatched_shapes() -> None:
     row = _row("k", 32, 32, 4, 2.0, 1.0, 0.0)
     with pytest.raises(ConfigError, match="integer multiple s of LR"):
-        render_preview([PreviewRow("k", row.hr, row.nearness, row.kernel, row.lr[:, :7])])
+        render_preview([PreviewRow("k", row.hr, row.nearness, row.kernel_field, row.lr[:, :7])])
     with pytest.raises(ConfigError, match=r"kernel must be \(3, 8, 8\)"):
-        render_preview([PreviewRow("k", row.hr, row.nearness, row.kernel[:2], row.lr)])
+        render_preview([PreviewRow("k", row.hr, row.nearness, row.kernel_field[:2], row.lr)])
     with pytest.raises(ConfigError, match=r"hr must be \(H, W, 3\) uint8"):
         render_preview(
-            [PreviewRow("k", row.hr.astype(np.float32), row.nearness, row.kernel, row.lr)]
+            [PreviewRow("k", row.hr.astype(np.float32), row.nearness, row.kernel_field, row.lr)]
         )
 
 
@@ -146,7 +146,7 @@ def test_caption_names_depth_focus_noise_and_jpeg() -> None:
             "blur": {"model": "random"}, "noise": None, "jpeg": {"quality": 70, "codec": "opencv"}}
     assert describe_sample(meta) == "depth midas (Intel/dpt-hybrid-midas) | no noise | JPEG q70"
     row = _row("k-000", 64, 64, 4, 2.0, 1.0, 0.0)
-    captioned = PreviewRow(*[getattr(row, f) for f in ("key", "hr", "nearness", "kernel", "lr")],
+    captioned = PreviewRow(*[getattr(row, f) for f in ("key", "hr", "nearness", "kernel_field", "lr")],
                            caption=describe_sample(meta))
     plain, with_caption = render_preview([row], 128), render_preview([captioned], 128)
     assert plain.shape == with_caption.shape

@@ -20,5 +20,5 @@ def assert_same(a: list[Batch], b: list[Batch]) -> None:
     assert len(a) == len(b)
     for x, y in zip(a, b, strict=True):
         assert x.keys == y.keys
-        for name in ("hr", "lr", "nearness", "kernel"):
+        for name in ("hr", "lr", "nearness", "kernel_field"):
             assert torch.equal(getattr(x, name), getattr(y, name)), name

@@ -92,9 +92,9 @@ def test_augmented_sample_still_obeys_eq1(code: int) -> None:
     field = _field(rng, 4, 6, s_max=1.0)
     lr = direct_degradation(hr.transpose(2, 0, 1), field, s, k, delta).transpose(1, 2, 0)
     sample = Sample(key="t-0-000", hr=hr, lr=lr, nearness=rng.uniform(0, 1, (8, 12)),
-                    kernel=field, meta={"scale": s, "delta": delta, "kernel_size": k})
+                    kernel_field=field, meta={"scale": s, "delta": delta, "kernel_size": k})
     out = augment_sample(sample, code)
-    again = direct_degradation(out.hr.transpose(2, 0, 1), out.kernel, s, k, delta)
+    again = direct_degradation(out.hr.transpose(2, 0, 1), out.kernel_field, s, k, delta)
     np.testing.assert_allclose(again.transpose(1, 2, 0), out.lr, atol=1e-3)
     np.testing.assert_array_equal(out.nearness, symmetry_image(sample.nearness, code))
     assert out.meta["symmetry"] == code
@@ -103,7 +103,7 @@ def test_augmented_sample_still_obeys_eq1(code: int) -> None:
 def test_topleft_grid_and_bad_codes_are_refused() -> None:
     z = np.zeros
     sample = Sample(key="t-0-000", hr=z((8, 8, 3)), lr=z((2, 2, 3)), nearness=z((8, 8)),
-                    kernel=np.ones((3, 2, 2), np.float32), meta={"scale": 4, "delta": 0.0})
+                    kernel_field=np.ones((3, 2, 2), np.float32), meta={"scale": 4, "delta": 0.0})
     with pytest.raises(ConfigError, match=r"centred LR grid.*augment: false"):
         augment_sample(sample, 4)
     assert augment_sample(sample, 0) is sample  # the identity needs no grid
@@ -129,6 +129,6 @@ def test_stream_turns_the_same_crops(shard_dir: Path) -> None:
                 np.testing.assert_array_equal(
                     symmetry_image(getattr(a, name)[i].numpy(), code, axes),
                     getattr(b, name)[i].numpy())
-            np.testing.assert_array_equal(symmetry_kernel_field(a.kernel[i].numpy(), code),
-                                          b.kernel[i].numpy())
+            np.testing.assert_array_equal(symmetry_kernel_field(a.kernel_field[i].numpy(), code),
+                                          b.kernel_field[i].numpy())
     assert len(set(codes)) > 1  # random, not a fixed turn

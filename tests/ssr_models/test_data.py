@@ -39,7 +39,7 @@ def find_offset(sample: Sample, hr_crop: np.ndarray) -> tuple[int, int]:
 def test_collate_shapes_ranges_and_to(samples: dict[str, Sample]) -> None:
     batch = collate([center_crop(s, CROP) for s in list(samples.values())[:3]])
     assert batch.hr.shape == (3, 3, CROP, CROP) and batch.lr.shape == (3, 3, 4, 4)
-    assert batch.nearness.shape == (3, 1, CROP, CROP) and batch.kernel.shape == (3, 3, 4, 4)
+    assert batch.nearness.shape == (3, 1, CROP, CROP) and batch.kernel_field.shape == (3, 3, 4, 4)
     for t in (batch.hr, batch.lr, batch.nearness):
         assert t.dtype == torch.float32 and 0 <= t.min() and t.max() <= 1
     assert (batch.scale, batch.kernel_size, batch.delta) == (4, 21, 1.5)
@@ -53,12 +53,12 @@ def test_collate_errors(samples: dict[str, Sample]) -> None:
     with pytest.raises(InputError, match="empty"):
         collate([])
     for name, value in (("delta", 0.0), ("scale", 2), ("kernel_size", 15)):
-        odd = Sample(b.key, b.hr, b.lr, b.nearness, b.kernel, dict(b.meta, **{name: value}))
+        odd = Sample(b.key, b.hr, b.lr, b.nearness, b.kernel_field, dict(b.meta, **{name: value}))
         with pytest.raises(InputError, match=f"{name} .* differs"):
             collate([a, odd])
     with pytest.raises(InputError, match="HR size"):
         collate([a, center_crop(raw[1], 2 * CROP)])
-    no_k = Sample(b.key, b.hr, b.lr, b.nearness, b.kernel,
+    no_k = Sample(b.key, b.hr, b.lr, b.nearness, b.kernel_field,
                   {k: v for k, v in b.meta.items() if k != "kernel_size"})
     with pytest.raises(InputError, match="no 'kernel_size'"):
         collate([no_k])
@@ -74,7 +74,7 @@ def test_crop_is_aligned(samples: dict[str, Sample]) -> None:
         np.testing.assert_array_equal(crop.nearness, sample.nearness[y:y + CROP, x:x + CROP])
         np.testing.assert_array_equal(crop.lr, sample.lr[y // S:(y + CROP) // S,
                                                          x // S:(x + CROP) // S])
-        np.testing.assert_array_equal(crop.kernel, sample.kernel[:, y // S:(y + CROP) // S,
+        np.testing.assert_array_equal(crop.kernel_field, sample.kernel_field[:, y // S:(y + CROP) // S,
                                                                  x // S:(x + CROP) // S])
 
 
@@ -89,7 +89,7 @@ def test_stream_crops_match_shards(shard_dir: Path, samples: dict[str, Sample]) 
             assert y % S == 0 and x % S == 0
             offsets.add((y, x))
             ref = collate([aligned_crop(sample, CROP, y // S, x // S)])
-            for name in ("hr", "lr", "nearness", "kernel"):
+            for name in ("hr", "lr", "nearness", "kernel_field"):
                 assert torch.equal(getattr(batch, name)[i], getattr(ref, name)[0]), name
     assert len(offsets) > 3  # the offsets really are random
 
@@ -245,6 +245,6 @@ def test_validation_batches(shard_dir: Path, samples: dict[str, Sample]) -> None
     assert [k for x in a for k in x.keys] == sorted(samples)  # manifest order
     first = samples[a[0].keys[0]]
     ref = collate([aligned_crop(first, CROP, (12 - 4) // 2, (16 - 4) // 2)])
-    assert torch.equal(a[0].kernel[0], ref.kernel[0]) and torch.equal(a[0].hr[0], ref.hr[0])
+    assert torch.equal(a[0].kernel_field[0], ref.kernel_field[0]) and torch.equal(a[0].hr[0], ref.hr[0])
     whole = list(validation_batches(shard_dir, None, 6))
     assert whole[0].hr.shape == (6, 3, 48, 64)

@@ -47,7 +47,7 @@ def test_unet_output_shape_and_config_roundtrip() -> None:
     model = ssr_pixel_tiny()
     b = _batch()
     y0 = model.upsample(b.lr, (HR, HR))
-    enc = model.encode(y0, b.kernel, b.nearness)
+    enc = model.encode(y0, b.kernel_field, b.nearness)
     out = model.predict_x0(torch.randn(2, 3, HR, HR), torch.tensor([0, 14]), y0, enc)
     assert out.shape == (2, 3, HR, HR)
     assert DiffusionConfig.from_dict(model.config.to_dict()) == model.config
@@ -58,7 +58,7 @@ def test_unet_output_shape_and_config_roundtrip() -> None:
 def test_differentiable_operator_matches_engine() -> None:
     b = _batch()
     hr = b.hr.clone().requires_grad_(True)
-    ours = apply_kernel_field(hr, b.kernel, S, K, b.delta, backend="autograd")
+    ours = apply_kernel_field(hr, b.kernel_field, S, K, b.delta, backend="autograd")
     torch.testing.assert_close(ours, b.lr, atol=1e-5, rtol=1e-5)  # float32 sums of 81 taps
     ours.sum().backward()
     assert hr.grad is not None and hr.grad.abs().sum() > 0
@@ -69,7 +69,7 @@ def test_tiny_overfits_one_batch() -> None:
     model = ssr_pixel_tiny()
     full = _batch(b=1)
     batch = Batch(full.hr[..., :16, :16], full.lr[..., :4, :4], full.nearness[..., :16, :16],
-                  full.kernel[..., :4, :4], S, K, full.delta)
+                  full.kernel_field[..., :4, :4], S, K, full.delta)
     opt = torch.optim.Adam(model.parameters(), lr=5e-3)
     g = torch.Generator().manual_seed(0)
     losses = []
@@ -88,11 +88,11 @@ def test_sampling_deterministic_and_validation() -> None:
     torch.manual_seed(0)
     model = with_random_residual(ssr_pixel_tiny()).eval()
     b = _batch()
-    runs = [model.sample(b.lr, b.kernel, b.nearness, steps=4, generator=torch.Generator().manual_seed(5))
+    runs = [model.sample(b.lr, b.kernel_field, b.nearness, steps=4, generator=torch.Generator().manual_seed(5))
             for _ in range(2)]
     assert runs[0].shape == b.hr.shape
     torch.testing.assert_close(runs[0], runs[1], rtol=0, atol=0)
-    other = model.sample(b.lr, b.kernel, b.nearness, steps=4, generator=torch.Generator().manual_seed(6))
+    other = model.sample(b.lr, b.kernel_field, b.nearness, steps=4, generator=torch.Generator().manual_seed(6))
     assert not torch.equal(runs[0], other)
     metrics = model.validation_step(b)
     assert set(metrics) == {"psnr", "psnr_bicubic", "psnr_y", "ssim_y", "psnr_y_bicubic"}
@@ -103,16 +103,16 @@ def test_data_consistency_reduces_redegradation_error() -> None:
     b = _batch()
 
     def err(x: torch.Tensor) -> float:
-        return (apply_kernel_field(x, b.kernel, S, K, b.delta, backend="torch") - b.lr).pow(2).sum().item()
+        return (apply_kernel_field(x, b.kernel_field, S, K, b.delta, backend="torch") - b.lr).pow(2).sum().item()
 
     x0 = torch.rand(b.hr.shape, generator=torch.Generator().manual_seed(2))
-    stepped = kernel_consistency_step(x0, b.lr, b.kernel, S, K, b.delta, weight=1.0)
+    stepped = kernel_consistency_step(x0, b.lr, b.kernel_field, S, K, b.delta, weight=1.0)
     assert err(stepped) < 0.5 * err(x0)
     torch.manual_seed(0)
     model = ssr_pixel_tiny().eval()
     kw = dict(steps=3, scale=S, kernel_size=K, delta=b.delta)
-    plain = model.sample(b.lr, b.kernel, b.nearness, generator=torch.Generator().manual_seed(0), **kw)
-    dc = model.sample(b.lr, b.kernel, b.nearness, data_consistency=True, dc_steps=3,
+    plain = model.sample(b.lr, b.kernel_field, b.nearness, generator=torch.Generator().manual_seed(0), **kw)
+    dc = model.sample(b.lr, b.kernel_field, b.nearness, data_consistency=True, dc_steps=3,
                       generator=torch.Generator().manual_seed(0), **kw)
     assert err(dc) < 0.5 * err(plain)
 
@@ -122,9 +122,9 @@ def test_sampler_is_the_resshift_loop_bit_for_bit(steps: int) -> None:
     torch.manual_seed(0)
     model = with_random_residual(ssr_pixel_tiny()).eval()
     b = _batch()
-    got = model.sample(b.lr, b.kernel, b.nearness, steps=steps, generator=torch.Generator().manual_seed(5))
+    got = model.sample(b.lr, b.kernel_field, b.nearness, steps=steps, generator=torch.Generator().manual_seed(5))
     y0 = model.upsample(b.lr, (HR, HR))
-    enc = model.encode(y0, b.kernel, b.nearness)
+    enc = model.encode(y0, b.kernel_field, b.nearness)
     etas = torch.tensor(resshift_etas(15, 2.0, 0.3, 0.04, 0.99)).float().tolist()  # Eq. 10, float32
     with torch.no_grad():
         x0 = resshift_sample_loop(lambda x, t: model.predict_x0(x, torch.full((2,), t), y0, enc),
@@ -166,10 +166,10 @@ def test_untrained_model_predicts_bicubic_exactly_and_learns_a_residual() -> Non
     model = ssr_pixel_tiny()
     b = _batch()
     y0 = F.interpolate(b.lr * 2 - 1, size=(HR, HR), mode="bicubic", align_corners=False)  # bicubic, [-1, 1]
-    enc = model.encode(y0, b.kernel, b.nearness)
+    enc = model.encode(y0, b.kernel_field, b.nearness)
     xt = torch.randn(2, 3, HR, HR, generator=torch.Generator().manual_seed(1))
     assert torch.equal(model.predict_x0(xt, torch.tensor([3, 14]), y0, enc), y0)
-    sr = model.eval().sample(b.lr, b.kernel, b.nearness, steps=4, generator=torch.Generator().manual_seed(2))
+    sr = model.eval().sample(b.lr, b.kernel_field, b.nearness, steps=4, generator=torch.Generator().manual_seed(2))
     assert torch.equal(sr, ((y0 + 1) / 2).clamp(0, 1))  # noise in x_t cannot move a zero residual
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)

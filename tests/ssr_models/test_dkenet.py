@@ -47,7 +47,7 @@ def test_param_head_angle_is_pi_periodic() -> None:
     torch.testing.assert_close(params_to_kernels(p, 9, 1.5), params_to_kernels(q, 9, 1.5))
     torch.testing.assert_close(canonical_params(q), canonical_params(p))
     batch = make_batch(h=6, kernel_size=9)
-    shifted = replace(batch, kernel=batch.kernel + torch.tensor([0.0, 0.0, math.pi]).view(1, 3, 1, 1))
+    shifted = replace(batch, kernel_field=batch.kernel_field + torch.tensor([0.0, 0.0, math.pi]).view(1, 3, 1, 1))
     torch.testing.assert_close(model.losses(batch)["angle"], model.losses(shifted)["angle"])
 
 
@@ -60,8 +60,8 @@ def test_canonical_params_swaps_axes() -> None:
 
 def test_reblur_matches_engine_eq1() -> None:
     batch = make_batch(h=8, kernel_size=21)
-    kernels = params_to_kernels(batch.kernel, 21, batch.delta)
-    ref = apply_kernel_field(batch.hr, batch.kernel, 4, 21, batch.delta, backend="torch")
+    kernels = params_to_kernels(batch.kernel_field, 21, batch.delta)
+    ref = apply_kernel_field(batch.hr, batch.kernel_field, 4, 21, batch.delta, backend="torch")
     torch.testing.assert_close(reblur(batch.hr, kernels, 4), ref, rtol=1e-5, atol=1e-5)
 
 

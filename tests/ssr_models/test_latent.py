@@ -45,7 +45,7 @@ def _batch(n: int = 2, side: int = 8, seed: int = 0) -> Batch:
                           3.14 * torch.rand(n, side, side, generator=g)], 1)
     return Batch(hr=torch.rand(n, 3, 4 * side, 4 * side, generator=g),
                  lr=torch.rand(n, 3, side, side, generator=g),
-                 nearness=torch.rand(n, 1, 4 * side, 4 * side, generator=g), kernel=kernel,
+                 nearness=torch.rand(n, 1, 4 * side, 4 * side, generator=g), kernel_field=kernel,
                  scale=4, kernel_size=21, delta=1.5)
 
 
@@ -127,11 +127,11 @@ def test_ssr_equals_backbone_at_init(tiny_backbone: Path) -> None:
     lr = batch.lr * 2 - 1
     ref = load_backbone(str(tiny_backbone))
     z, t = torch.randn(2, 3, 8, 8), torch.tensor([3, 700])
-    enc = model.encode(lr, batch.kernel, batch.nearness)
+    enc = model.encode(lr, batch.kernel_field, batch.nearness)
     eps_ssr = model.eps(z, lr, t, enc)
     eps_ref = ref.unet(torch.cat([z, lr], 1), t).sample
     assert torch.equal(eps_ssr, eps_ref)
-    sr = model.sample(batch.lr, batch.kernel, batch.nearness, steps=4,
+    sr = model.sample(batch.lr, batch.kernel_field, batch.nearness, steps=4,
                       generator=torch.Generator().manual_seed(7))
     pipe = LDMSuperResolutionPipeline(vqvae=ref.vqvae, unet=ref.unet,
                                       scheduler=DDIMScheduler.from_config(ref.scheduler_config))
@@ -191,7 +191,7 @@ def _toy_batch(side: int = 8) -> Batch:
     hr = F.interpolate(torch.where(kernel[:, :1] < 1, 0.85, 0.15), scale_factor=4)
     return Batch(hr=hr.expand(2, 3, 4 * side, 4 * side).contiguous(),
                  lr=torch.full((2, 3, side, side), 0.5),
-                 nearness=torch.full((2, 1, 4 * side, 4 * side), 0.5), kernel=kernel,
+                 nearness=torch.full((2, 1, 4 * side, 4 * side), 0.5), kernel_field=kernel,
                  scale=4, kernel_size=21, delta=1.5)
 
 
@@ -204,16 +204,16 @@ def test_kernel_field_steers_the_output_after_a_short_fit(tiny_backbone: Path, t
     """
     model = _model(tiny_backbone)
     batch = _toy_batch()
-    swapped = batch.kernel.flip(-1)
+    swapped = batch.kernel_field.flip(-1)
     z, t, lr = torch.randn(2, 3, 8, 8), torch.tensor([50, 500]), batch.lr * 2 - 1
 
     def eps(kernel: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             return model.eval().eps(z, lr, t, model.encode(lr, kernel, batch.nearness))
 
-    assert torch.equal(eps(batch.kernel), eps(swapped))
+    assert torch.equal(eps(batch.kernel_field), eps(swapped))
     _fit(model, tmp_path, itertools.repeat(batch), steps=8, lr=3e-2)
-    change = (eps(batch.kernel) - eps(swapped)).abs().mean() / eps(batch.kernel).abs().mean()
+    change = (eps(batch.kernel_field) - eps(swapped)).abs().mean() / eps(batch.kernel_field).abs().mean()
     assert change > 0.01, change
 
 

@@ -57,16 +57,16 @@ def test_lr_is_eq1_of_the_batch_hr_and_field(images: Path, blur_only: str) -> No
     """Without noise/JPEG, LR = round(255 * Eq. 1 (HR, kernel field)) / 255 (direct formula)."""
     (batch,) = take(stream(images, recipe=blur_only), 1)
     assert batch.hr.shape == (4, 3, CROP, CROP) and batch.lr.shape == (4, 3, CROP // S, CROP // S)
-    assert batch.nearness.shape == (4, 1, CROP, CROP) and batch.kernel.shape == (4, 3, 4, 4)
+    assert batch.nearness.shape == (4, 1, CROP, CROP) and batch.kernel_field.shape == (4, 3, 4, 4)
     assert (batch.scale, batch.kernel_size, batch.delta) == (S, K, 1.5)
     for i in range(4):
-        ref = direct_degradation(batch.hr[i].double().numpy(), batch.kernel[i].numpy(), S, K, 1.5)
+        ref = direct_degradation(batch.hr[i].double().numpy(), batch.kernel_field[i].numpy(), S, K, 1.5)
         # float32 blur vs float64 reference may round to the neighbouring 8-bit level
         assert np.abs(batch.lr[i].numpy() * 255 - np.rint(ref * 255)).max() <= 1.0
         assert np.mean(batch.lr[i].numpy() * 255 == np.rint(ref * 255)) > 0.95
     # nearness sits on the shards' uint16 grid; the field's sigmas are in the recipe's range
     assert torch.equal(torch.round(batch.nearness * 65535) / 65535, batch.nearness)
-    assert 0.6 - 1e-6 <= float(batch.kernel[:, :2].min()) and float(batch.kernel[:, :2].max()) <= 3.5 + 1e-6
+    assert 0.6 - 1e-6 <= float(batch.kernel_field[:, :2].min()) and float(batch.kernel_field[:, :2].max()) <= 3.5 + 1e-6
     assert set(k.split("-")[1] for k in batch.keys) <= {"a", "b", "c"}  # gt: only images with depth
 
 
@@ -78,7 +78,7 @@ def test_noise_and_jpeg_follow_the_build_ops() -> None:
     field = torch.stack([torch.full((2, 8, 8), 1.8), torch.full((2, 8, 8), 1.1),
                          torch.full((2, 8, 8), 0.4)], 1)
     states = [np.random.Generator(np.random.Philox(7 + i)).bit_generator.state for i in range(2)]
-    pending = PendingBatch(hr=hr, nearness=torch.zeros(2, 1, 32, 32), kernel=field,
+    pending = PendingBatch(hr=hr, nearness=torch.zeros(2, 1, 32, 32), kernel_field=field,
                            noise=[(12.0, False), (5.0, True)], jpeg_quality=[40, None],
                            rng_states=states, keys=("x-a-000", "x-b-000"))
     got = degrade_batch(pending, S, K, 1.5, "cpu", "cpu")
@@ -99,7 +99,7 @@ def test_deterministic_for_seed_and_any_workers(images: Path) -> None:
     assert plain[0].keys[0].rsplit("-", 1)[0] == plain[0].keys[1].rsplit("-", 1)[0]
     other = take(stream(images, crops_per_image=2, seed=4), 3)
     assert any(not torch.equal(x.hr, y.hr) for x, y in zip(plain, other, strict=True))
-    assert not torch.equal(plain[0].kernel, plain[1].kernel)  # fresh draws every step
+    assert not torch.equal(plain[0].kernel_field, plain[1].kernel_field)  # fresh draws every step
 
 
 def test_resume_continues_the_same_stream(images: Path) -> None:

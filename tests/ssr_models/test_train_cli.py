@@ -138,7 +138,7 @@ def _same(a: object, b: object) -> bool:
 
 
 def _gt_kernels(batch) -> torch.Tensor:
-    return params_to_kernels(canonical_params(batch.kernel), batch.kernel_size, batch.delta)
+    return params_to_kernels(canonical_params(batch.kernel_field), batch.kernel_size, batch.delta)
 
 
 def test_dkenet_beats_best_constant_kernel(trained: Path, shards: tuple[Path, Path]) -> None:
@@ -164,7 +164,7 @@ def test_nbsr_beats_bicubic(trained: Path, shards: tuple[Path, Path]) -> None:
     ours, bicubic = [], []
     with torch.no_grad():
         for b in validation_batches(shards[1], crop_hr=None, batch_size=8):
-            ours.append(batch_psnr(b.hr, model.super_resolve(b.lr, b.kernel).clamp(0, 1), y_channel=False))
+            ours.append(batch_psnr(b.hr, model.super_resolve(b.lr, b.kernel_field).clamp(0, 1), y_channel=False))
             bicubic.append(batch_psnr(b.hr, bicubic_up(b.lr, b.scale).clamp(0, 1), y_channel=False))
     sr, bic = float(torch.cat(ours).mean()), float(torch.cat(bicubic).mean())
     assert sr > bic + 0.02, (sr, bic)

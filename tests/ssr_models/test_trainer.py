@@ -38,7 +38,7 @@ class Toy(nn.Module):
         self.nan_at, self.nan_grad_at, self.calls = nan_at, nan_grad_at, 0
 
     def training_step(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        loss = F.l1_loss(self.body(batch.lr), batch.kernel)
+        loss = F.l1_loss(self.body(batch.lr), batch.kernel_field)
         if self.training:
             self.calls += 1
             if self.calls == self.nan_at:

@@ -55,7 +55,7 @@ class Linear(nn.Module):
         self.scores, self.calls = list(scores), 0
 
     def training_step(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        loss = F.mse_loss(self.conv(batch.lr), batch.kernel)
+        loss = F.mse_loss(self.conv(batch.lr), batch.kernel_field)
         return loss, {"mse": float(loss.detach())}
 
     def validation_step(self, batch: Batch) -> dict[str, float]:
@@ -72,7 +72,7 @@ def config(out: Path, **kw: Any) -> TrainerConfig:
 def test_accumulating_two_batches_equals_one_double_batch(tmp_path: Path) -> None:
     small = _batches(6)
     pairs = [Batch(*(torch.cat([getattr(a, n), getattr(b, n)]) for n in
-                     ("hr", "lr", "nearness", "kernel")), a.scale, a.kernel_size, a.delta)
+                     ("hr", "lr", "nearness", "kernel_field")), a.scale, a.kernel_size, a.delta)
              for a, b in zip(small[::2], small[1::2], strict=True)]
     acc = Trainer(Linear(), config(tmp_path / "a", steps=3, accum_steps=2), Endless(small))
     big = Trainer(Linear(), config(tmp_path / "b", steps=3), Endless(pairs))

@@ -43,13 +43,13 @@ def test_padding_runs_a_size_bound_network_on_any_image() -> None:
 
     def nearest(b: Batch) -> torch.Tensor:  # pixel-local: padding cannot leak into the crop
         assert b.lr.shape[-1] % 2 == 0 and b.hr.shape[-1] == 4 * b.lr.shape[-1]
-        assert b.nearness.shape[-2:] == b.hr.shape[-2:] and b.kernel.shape[-2:] == b.lr.shape[-2:]
+        assert b.nearness.shape[-2:] == b.hr.shape[-2:] and b.kernel_field.shape[-2:] == b.lr.shape[-2:]
         return F.interpolate(b.lr, scale_factor=4, mode="nearest")
 
     got = padded_sr(batch, 8, nearest)
     assert torch.equal(got, F.interpolate(batch.lr, scale_factor=4, mode="nearest"))
     tiny = replace(batch, lr=batch.lr[..., :1, :1], hr=batch.hr[..., :4, :4],
-                   nearness=batch.nearness[..., :4, :4], kernel=batch.kernel[..., :1, :1])
+                   nearness=batch.nearness[..., :4, :4], kernel_field=batch.kernel_field[..., :1, :1])
     assert padded_sr(tiny, 8, nearest).shape == (1, 3, 4, 4)  # 1 px: replicate, not reflect
 
 
@@ -70,7 +70,7 @@ def test_whole_image_validation_of_each_stage_and_the_lpips_hook(shard_dir: Path
     assert {"val/psnr_y", "val/ssim_y", "val/psnr_y_bicubic"} <= set(nbsr)
     diffusion = create_model("ssr-pixel-tiny", channel_mult=(1, 1, 1, 1), val_steps=1).eval()
     odd = [replace(one[0], lr=one[0].lr[..., :11, :13], hr=one[0].hr[..., :44, :52],
-                   nearness=one[0].nearness[..., :44, :52], kernel=one[0].kernel[..., :11, :13])]
+                   nearness=one[0].nearness[..., :44, :52], kernel_field=one[0].kernel_field[..., :11, :13])]
     assert diffusion.unet.factor == 8
     scores = validate_model(diffusion, odd, torch.device("cpu"))
     assert np.isfinite(scores["val/psnr_y"])
