@@ -108,3 +108,25 @@ def test_listing_the_names_imports_no_entry_and_no_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[] False"
+
+
+def test_every_registry_refuses_a_typo_with_one_wording() -> None:
+    from degrade.depth import estimate_nearness
+    from eval.metrics.registry import get_metric
+    from ssr_core.errors import ConfigError
+    from ssr_datasets.sources import get_source
+
+    typos = [(lambda: get_source("div2kk"), "source", "div2kk", "div2k", SOURCES.names()),
+             (lambda: estimate_nearness("midsa", None, None), "depth provider", "midsa", "midas",
+              PROVIDERS.names()),
+             (lambda: ssr_models.create_model("nbsr-tini"), "model", "nbsr-tini", "nbsr-tiny",
+              ssr_models.MODELS.names()),
+             (lambda: get_metric("ssimm"), "metric", "ssimm", "ssim", tuple(METRICS))]
+    for call, kind, typo, hint, names in typos:
+        want = f"unknown {kind} '{typo}' (did you mean '{hint}'?); choose one of: {', '.join(names)}"
+        try:
+            call()
+        except ConfigError as exc:
+            assert str(exc) == want
+        else:
+            raise AssertionError(f"{kind} {typo!r} was accepted")

@@ -54,7 +54,7 @@ def get_metric(name: str) -> MetricSpec:
     """Return a registered metric; unknown names list the choices."""
     if name not in METRICS:
         raise ConfigError(f"unknown metric {name!r}{did_you_mean(name, METRICS)}; "
-                          f"choose from {', '.join(METRICS)}")
+                          f"choose one of: {', '.join(METRICS)}")
     return METRICS[name]
 
 

@@ -10,7 +10,6 @@ registry without an entry in ``TINY`` fails here, so every variant stays covered
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import pytest
