@@ -91,10 +91,11 @@ def canonical_params(params: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class KernelEstimate:
-    """DKENet output: kernels (B, K*K, h, w), each summing to 1; params (B, 3, h, w) or None."""
+    """DKENet output: kernel_taps (B, K*K, h, w), each summing to 1; kernel_field (B, 3, h, w)
+    (s1, s2 in HR px, theta in radians) from the param head, or None from the taps head."""
 
-    kernels: torch.Tensor
-    params: torch.Tensor | None
+    kernel_taps: torch.Tensor
+    kernel_field: torch.Tensor | None
 
 
 @dataclass(frozen=True)
@@ -196,15 +197,15 @@ class DKENet(nn.Module):
         est = self(batch.lr, batch.nearness, batch.delta)
         gt = canonical_params(batch.kernel_field)
         gt_k = params_to_kernels(gt, cfg.kernel_size, batch.delta)
-        terms = {"kernel": cfg.lambda_kernel * (est.kernels - gt_k).abs().sum(1).mean()}
-        if est.params is not None:
-            p = est.params
+        terms = {"kernel": cfg.lambda_kernel * (est.kernel_taps - gt_k).abs().sum(1).mean()}
+        if est.kernel_field is not None:
+            p = est.kernel_field
             terms["sigma"] = cfg.lambda_sigma * ((p[:, 0] - gt[:, 0]).abs()
                                                  + (p[:, 1] - gt[:, 1]).abs()).mean()
             aniso = (gt[:, 0] - gt[:, 1]) / (gt[:, 0] + gt[:, 1])
             terms["angle"] = cfg.lambda_angle * (aniso * torch.sin(p[:, 2] - gt[:, 2]).abs()).mean()
         if cfg.lambda_redeg > 0:
-            lr_hat = reblur(batch.hr, est.kernels, batch.scale)
+            lr_hat = reblur(batch.hr, est.kernel_taps, batch.scale)
             terms["redeg"] = cfg.lambda_redeg * (lr_hat - batch.lr).abs().mean()
         return terms
 
@@ -226,9 +227,9 @@ class DKENet(nn.Module):
         est = self(batch.lr, batch.nearness, batch.delta)
         gt = canonical_params(batch.kernel_field)
         gt_k = params_to_kernels(gt, self.config.kernel_size, batch.delta)
-        out = {"kernel_l1": float((est.kernels - gt_k).abs().sum(1).mean())}
-        if est.params is not None:
-            p = est.params
+        out = {"kernel_l1": float((est.kernel_taps - gt_k).abs().sum(1).mean())}
+        if est.kernel_field is not None:
+            p = est.kernel_field
             d = torch.remainder(p[:, 2] - gt[:, 2], math.pi)
             d = torch.minimum(d, math.pi - d)
             aniso = (gt[:, 0] - gt[:, 1]) / (gt[:, 0] + gt[:, 1])

@@ -264,16 +264,17 @@ class SRPipeline:
 
     # ---- one tile -----------------------------------------------------------------------------
     def _estimate(self, lr: torch.Tensor, nearness: torch.Tensor) -> torch.Tensor:
-        """KE for SVKR/NBSR: params (param head, or kernel sizes differ), else kernel taps."""
+        """KE for SVKR/NBSR: a kernel field (param head, or kernel sizes differ), else kernel taps."""
         est = self.kernel_net(lr, nearness, self.delta)
-        if est.params is not None:
-            return est.params
+        if est.kernel_field is not None:
+            return est.kernel_field
         k_restorer = None if self.restorer is None else self.restorer.config.kernel_size
         if k_restorer is not None and k_restorer != self.kernel_net.config.kernel_size:
-            return kernels_to_params(est.kernels, self.kernel_net.config.min_sigma)
-        return est.kernels
+            return kernels_to_params(est.kernel_taps, self.kernel_net.config.min_sigma)
+        return est.kernel_taps
 
-    def _as_field(self, kernel: torch.Tensor) -> torch.Tensor:
+    def _as_kernel_field(self, kernel: torch.Tensor) -> torch.Tensor:
+        """Return a kernel estimate (taps (1, K*K, h, w) or a kernel field) as a kernel field."""
         if kernel.shape[1] == 3:
             return kernel
         return kernels_to_params(kernel, self.kernel_net.config.min_sigma)
@@ -300,13 +301,13 @@ class SRPipeline:
             if self.method == "nbsr-dkenet":
                 sr = self.restorer.super_resolve(lr, kernel)
                 tick()
-        field = self._as_field(kernel)
+        kernel_field = self._as_kernel_field(kernel)
         if self.method == "diffusion":
-            sr = self.diffusion.sample(lr, field, near, steps=self.steps, generator=generator,
+            sr = self.diffusion.sample(lr, kernel_field, near, steps=self.steps, generator=generator,
                                        scale=self.scale, kernel_size=self.kernel_net.config.kernel_size,
                                        delta=self.delta, callback=lambda done, total: tick())
         s = self.scale
-        return sr[..., :s * h, :s * w], near[..., :s * h, :s * w], field[..., :h, :w]
+        return sr[..., :s * h, :s * w], near[..., :s * h, :s * w], kernel_field[..., :h, :w]
 
     # ---- one image ----------------------------------------------------------------------------
     @torch.no_grad()
@@ -339,8 +340,8 @@ class SRPipeline:
 
         if progress is not None:
             progress(Progress(1, tiles, 0, steps))
-        sr, near, field = blend_tiles(x, run, self.scale, self.tile, self.overlap)
+        sr, near, kernel_field = blend_tiles(x, run, self.scale, self.tile, self.overlap)
         out = (sr[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
         return SRResult(np.ascontiguousarray(out),
                         None if near is None else near[0, 0].float().cpu().numpy(),
-                        None if field is None else field[0].float().cpu().numpy())
+                        None if kernel_field is None else kernel_field[0].float().cpu().numpy())

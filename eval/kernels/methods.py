@@ -285,10 +285,10 @@ class DKENetRun(_Base):
         near = torch.from_numpy(np.ascontiguousarray(image.nearness, np.float32))[None, None]
         with torch.no_grad():
             est = self._net()(lr, near.to(self.device), geometry.delta)
-        if est.params is not None:
-            return params_estimate(est.params[0].double().cpu().numpy(), image.lr.shape[:2],
+        if est.kernel_field is not None:
+            return params_estimate(est.kernel_field[0].double().cpu().numpy(), image.lr.shape[:2],
                                    where=self.name)
-        kernels = est.kernels[0].double().cpu()  # (K_m^2, h, w)
+        kernels = est.kernel_taps[0].double().cpu()  # (K_m^2, h, w)
         km = math.isqrt(kernels.shape[0])
         taps = kernels.permute(1, 2, 0).reshape(*kernels.shape[1:], km, km).numpy()
         return taps_estimate(taps, km, float(self.run["delta"]), geometry, where=self.name)

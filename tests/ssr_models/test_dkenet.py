@@ -20,15 +20,15 @@ def test_kernels_are_normalized_per_pixel(head: str) -> None:
     torch.manual_seed(0)
     model = dkenet_tiny(head=head, kernel_size=9)
     est = model(torch.rand(2, 3, 11, 13), torch.rand(2, 1, 44, 52), delta=1.5)
-    assert est.kernels.shape == (2, 81, 11, 13)
-    assert bool((est.kernels >= 0).all())
-    torch.testing.assert_close(est.kernels.sum(1), torch.ones(2, 11, 13), rtol=0, atol=1e-5)
+    assert est.kernel_taps.shape == (2, 81, 11, 13)
+    assert bool((est.kernel_taps >= 0).all())
+    torch.testing.assert_close(est.kernel_taps.sum(1), torch.ones(2, 11, 13), rtol=0, atol=1e-5)
     if head == "param":
-        s1, s2, theta = est.params.unbind(1)
+        s1, s2, theta = est.kernel_field.unbind(1)
         assert bool((s2 >= model.config.min_sigma).all() and (s1 >= s2).all())
         assert bool((theta >= 0).all() and (theta < math.pi).all())
     else:
-        assert est.params is None
+        assert est.kernel_field is None
 
 
 def test_nearness_at_hr_is_area_averaged() -> None:
@@ -36,7 +36,7 @@ def test_nearness_at_hr_is_area_averaged() -> None:
     model = dkenet_tiny(kernel_size=5)
     lr, near = torch.rand(1, 3, 8, 8), torch.rand(1, 1, 32, 32)
     lr_near = torch.nn.functional.avg_pool2d(near, 4)
-    torch.testing.assert_close(model(lr, near).kernels, model(lr, lr_near).kernels)
+    torch.testing.assert_close(model(lr, near).kernel_taps, model(lr, lr_near).kernel_taps)
 
 
 def test_param_head_angle_is_pi_periodic() -> None:
