@@ -22,7 +22,10 @@ COMMANDS = {
     "ssr-infer": (infer_main, []),
     "ssr-eval run": (eval_main, ["run"]),
     "ssr-eval score": (eval_main, ["score"]),
+    "ssr-eval kernels": (eval_main, ["kernels", "--set", "no-such-group"]),
 }
+#: What a command does once --device has parsed: (exit code, text); default a missing option.
+AFTER_PARSE = {"ssr-eval kernels": (1, "table kernels has no group 'no-such-group'")}
 
 
 @pytest.mark.parametrize("name", COMMANDS)
@@ -30,7 +33,8 @@ def test_cuda_index_parses_in_every_cli(name: str, monkeypatch: pytest.MonkeyPat
     fake_cuda(monkeypatch, 2)
     cli, args = COMMANDS[name]
     result = CliRunner().invoke(cli, [*args, "--device", "cuda:1"])
-    assert result.exit_code == 2 and "Missing" in result.output, result.output
+    code, text = AFTER_PARSE.get(name, (2, "Missing"))
+    assert result.exit_code == code and text in result.output, result.output
     assert "--device" not in result.output
     result = CliRunner().invoke(cli, [*args, "--device", "cuda:2"])
     assert result.exit_code == 2
@@ -91,7 +95,8 @@ def _options(flag: str) -> dict[str, click.Option]:
 
 def test_every_device_option_is_the_shared_one() -> None:
     devices = _options("--device")
-    assert set(devices) == {"degrade build", "ssr-train", "ssr-infer", "ssr-eval run", "ssr-eval score"}
+    assert set(devices) == {"degrade build", "ssr-train", "ssr-infer", "ssr-eval run", "ssr-eval score",
+                            "ssr-eval kernels"}
     assert set(devices) == set(COMMANDS)  # the parse tests above cover every one of them
     assert all(isinstance(p.type, DeviceType) for p in devices.values())
 
