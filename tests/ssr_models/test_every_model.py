@@ -46,7 +46,7 @@ def _batch(n: int = 2, side: int = 8, seed: int = 0) -> Batch:
                                 math.pi * torch.rand(n, side, side, generator=g)], 1)
     return Batch(hr=torch.rand(n, 3, 4 * side, 4 * side, generator=g),
                  lr=torch.rand(n, 3, side, side, generator=g),
-                 nearness=torch.rand(n, 1, 4 * side, 4 * side, generator=g), kernel=kernel_field,
+                 nearness=torch.rand(n, 1, 4 * side, 4 * side, generator=g), kernel_field=kernel_field,
                  scale=4, kernel_size=21, delta=1.5)
 
 
