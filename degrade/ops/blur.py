@@ -15,7 +15,7 @@ Four backends compute the same sum (each is tested against the literal formula):
   tensors when every sigma is above :func:`c_backend_min_sigma` (below it a start value could
   underflow while its row still carries weight).
 * ``"autograd"``: the same sum through ``F.unfold`` and a softmax over the taps, so gradients
-  flow to ``hr`` and ``params`` (data-consistency steps, kernel re-degradation losses); it holds
+  flow to ``hr`` and ``kernel_field`` (data-consistency steps, kernel re-degradation losses); it holds
   all K*K patches at once, so keep it to training-sized crops. ``auto`` picks it when either
   input requires grad (the other backends write into preallocated buffers).
 * ``"triton"``, the GPU fast path (:mod:`degrade.ops.blur_triton`): one fused kernel computes
@@ -109,11 +109,11 @@ def interpreting() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
-def select_backend(hr: torch.Tensor, params: torch.Tensor, kernel_size: int, delta: float,
+def select_backend(hr: torch.Tensor, kernel_field: torch.Tensor, kernel_size: int, delta: float,
                    backend: Backend = "auto") -> ChosenBackend:
     """Return the backend apply_kernel_field uses for these inputs ("c", "triton", "torch", "autograd").
 
-    ``auto``: ``autograd`` whenever hr or params requires grad (no other backend has a backward,
+    ``auto``: ``autograd`` whenever hr or kernel_field requires grad (no other backend has a backward,
     so none of them may silently drop gradients); else ``triton`` for CUDA tensors when triton is
     installed; else ``c`` when it applies; else ``torch``.
 
@@ -123,7 +123,7 @@ def select_backend(hr: torch.Tensor, params: torch.Tensor, kernel_size: int, del
     if backend not in get_args(Backend):
         names = ", ".join(map(repr, get_args(Backend)))
         raise ConfigError(f"backend must be one of {names}, got {backend!r}")
-    grad = hr.requires_grad or params.requires_grad
+    grad = hr.requires_grad or kernel_field.requires_grad
     if backend == "autograd" or (backend == "auto" and grad):
         return "autograd"
     # auto + grad took autograd above: the fused backward (explicit "triton") is not yet measured
@@ -136,7 +136,7 @@ def select_backend(hr: torch.Tensor, params: torch.Tensor, kernel_size: int, del
             raise ConfigError(f"the triton backend {problem}")
     ok = (_svblur is not None and hr.device.type == "cpu" and hr.dtype == torch.float32
           and hr.shape[1] <= 4 and not grad
-          and float(params[:, :2].min()) > c_backend_min_sigma(kernel_size, delta))
+          and float(kernel_field[:, :2].min()) > c_backend_min_sigma(kernel_size, delta))
     if backend == "c" and not ok:
         raise ConfigError(
             "the C backend needs the compiled extension degrade.ops._svblur"
@@ -151,7 +151,7 @@ def select_backend(hr: torch.Tensor, params: torch.Tensor, kernel_size: int, del
 
 def apply_kernel_field(
     hr: torch.Tensor,
-    params: torch.Tensor,
+    kernel_field: torch.Tensor,
     scale: int,
     kernel_size: int = 21,
     delta: float | None = None,
@@ -162,7 +162,7 @@ def apply_kernel_field(
     Args:
         hr: (B, C, H, W) float image (any range; [0, 1] by convention), H and W multiples of
             ``scale`` and larger than ``kernel_size // 2`` (reflect padding).
-        params: (B, 3, H/s, W/s) field of (s1, s2, theta): standard deviations in HR px, radians.
+        kernel_field: (B, 3, H/s, W/s) kernel field (s1, s2, theta): standard deviations in HR px, radians.
         scale: integer downsampling factor s >= 1.
         kernel_size: odd window size K in HR px.
         delta: LR grid offset in HR px; ``None`` means centred, (s - 1) / 2.
@@ -177,26 +177,26 @@ def apply_kernel_field(
     >>> tuple(apply_kernel_field(hr, field, scale=4, kernel_size=9).shape)
     (1, 3, 8, 8)
     """
-    _check_inputs(hr, params, scale, kernel_size)
+    _check_inputs(hr, kernel_field, scale, kernel_size)
     if delta is None:
         delta = centered_delta(scale)
     b_, c_, h_hr, w_hr = hr.shape
     h, w = h_hr // scale, w_hr // scale
     r = kernel_size // 2
     dtype, device = hr.dtype, hr.device
-    chosen = select_backend(hr, params, kernel_size, delta, backend)
+    chosen = select_backend(hr, kernel_field, kernel_size, delta, backend)
     if chosen == "triton":  # the kernel reads the field in float32 whatever hr's dtype
-        return _apply_triton(hr, params, scale, kernel_size, delta)
-    params = params.to(dtype)
+        return _apply_triton(hr, kernel_field, scale, kernel_size, delta)
+    kernel_field = kernel_field.to(dtype)
     if chosen == "c":
-        return _apply_c(hr, params, scale, kernel_size, delta)
+        return _apply_c(hr, kernel_field, scale, kernel_size, delta)
     if chosen == "autograd":
-        return _apply_autograd(hr, params, scale, kernel_size, delta)
+        return _apply_autograd(hr, kernel_field, scale, kernel_size, delta)
 
     poly = _polyphase(hr, r, scale)  # (s, s, B, C, Hq, Wq)
     st = poly.stride()
 
-    a_, b_term, c_term = precision_terms(params[:, 0], params[:, 1], params[:, 2])
+    a_, b_term, c_term = precision_terms(kernel_field[:, 0], kernel_field[:, 1], kernel_field[:, 2])
     d = tap_offsets(kernel_size, delta, dtype, device)
     # Exponents are shifted by their value at the tap nearest the kernel centre, so the largest
     # weight of every pixel is >= 1: weights are then floored at exp(-50) (their share of the
@@ -209,7 +209,7 @@ def apply_kernel_field(
     dx = d.view(1, -1).expand(kernel_size, kernel_size).reshape(-1)
     basis = torch.stack([-0.5 * dx * dx, -dx * dy, -0.5 * dy * dy, torch.ones_like(dx)], dim=1)
     radius2 = (dx * dx + dy * dy).tolist()
-    smax = params[:, :2].amax(dim=1)  # (B, h, w): the largest standard deviation per pixel
+    smax = kernel_field[:, :2].amax(dim=1)  # (B, h, w): the largest standard deviation per pixel
     # Storage offset of tap (a, b)'s slice for LR pixel (0, 0) of image 0.
     tap_base = [(a % scale) * st[0] + (b % scale) * st[1] + (a // scale) * st[4]
                 + (b // scale) * st[5] for a in range(kernel_size) for b in range(kernel_size)]
@@ -237,14 +237,15 @@ def apply_kernel_field(
     return out
 
 
-def _apply_autograd(hr: torch.Tensor, params: torch.Tensor, scale: int, kernel_size: int,
+def _apply_autograd(hr: torch.Tensor, kernel_field: torch.Tensor, scale: int, kernel_size: int,
                     delta: float) -> torch.Tensor:
     b, c, h_hr, w_hr = hr.shape
     h, w, r = h_hr // scale, w_hr // scale, kernel_size // 2
     d = tap_offsets(kernel_size, delta, hr.dtype, hr.device)
     dy = d.view(-1, 1).expand(kernel_size, kernel_size).reshape(-1, 1, 1)
     dx = d.view(1, -1).expand(kernel_size, kernel_size).reshape(-1, 1, 1)
-    a_, b_t, c_t = (x.unsqueeze(1) for x in precision_terms(params[:, 0], params[:, 1], params[:, 2]))
+    a_, b_t, c_t = (x.unsqueeze(1)
+                    for x in precision_terms(kernel_field[:, 0], kernel_field[:, 1], kernel_field[:, 2]))
     # softmax over the taps = exp(q) / sum exp(q), the normalized kernel, without overflow
     weights = torch.softmax(-0.5 * (a_ * dx * dx + 2 * b_t * dx * dy + c_t * dy * dy), dim=1)
     padded = F.pad(hr, (r, r, r, r), mode="reflect")
@@ -254,20 +255,20 @@ def _apply_autograd(hr: torch.Tensor, params: torch.Tensor, scale: int, kernel_s
     return (patches * weights.unsqueeze(1)).sum(2)
 
 
-def _apply_triton(hr: torch.Tensor, params: torch.Tensor, scale: int, kernel_size: int,
+def _apply_triton(hr: torch.Tensor, kernel_field: torch.Tensor, scale: int, kernel_size: int,
                   delta: float) -> torch.Tensor:
     from .blur_triton import apply_kernel_field_triton
 
     d = tap_offsets(kernel_size, delta)  # float32, as the kernel computes its offsets
     dn = float(d[int(torch.argmin(d.abs()))])
-    if hr.requires_grad or params.requires_grad:
+    if hr.requires_grad or kernel_field.requires_grad:
         from .blur_triton_grad import TritonBlur
 
-        return TritonBlur.apply(hr, params, scale, kernel_size, delta, dn).to(hr.dtype)
-    return apply_kernel_field_triton(hr, params, scale, kernel_size, delta, dn).to(hr.dtype)
+        return TritonBlur.apply(hr, kernel_field, scale, kernel_size, delta, dn).to(hr.dtype)
+    return apply_kernel_field_triton(hr, kernel_field, scale, kernel_size, delta, dn).to(hr.dtype)
 
 
-def _apply_c(hr: torch.Tensor, params: torch.Tensor, scale: int, kernel_size: int,
+def _apply_c(hr: torch.Tensor, kernel_field: torch.Tensor, scale: int, kernel_size: int,
              delta: float) -> torch.Tensor:
     b, c, h_hr, w_hr = hr.shape
     h, w = h_hr // scale, w_hr // scale
@@ -277,11 +278,11 @@ def _apply_c(hr: torch.Tensor, params: torch.Tensor, scale: int, kernel_size: in
         # above glibc's mmap threshold, so every call paid ~8,000 page faults of zeroed pages
         # (issue 15: 71 -> 50 ms per 2040x1356 image).
         poly = _polyphase(hr[n:n + 1], kernel_size // 2, scale, reuse=True)[:, :, 0]
-        field = params[n].contiguous()
+        field_n = kernel_field[n].contiguous()
         if not poly.is_contiguous():
             poly = poly.contiguous()
         hq, wq = poly.shape[-2:]
-        _svblur.svblur(poly.data_ptr(), out[n].data_ptr(), field.data_ptr(), c, h, w, hq, wq,
+        _svblur.svblur(poly.data_ptr(), out[n].data_ptr(), field_n.data_ptr(), c, h, w, hq, wq,
                        scale, kernel_size, float(delta))
     return out
 
@@ -344,7 +345,7 @@ def _thread_buffer(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     return buf[:n].view(shape)
 
 
-def _check_inputs(hr: torch.Tensor, params: torch.Tensor, scale: int, kernel_size: int) -> None:
+def _check_inputs(hr: torch.Tensor, kernel_field: torch.Tensor, scale: int, kernel_size: int) -> None:
     check_kernel_size(kernel_size)
     if not isinstance(scale, int) or scale < 1:
         raise ConfigError(f"scale must be an integer >= 1, got {scale!r}")
@@ -354,16 +355,17 @@ def _check_inputs(hr: torch.Tensor, params: torch.Tensor, scale: int, kernel_siz
     if h_hr % scale or w_hr % scale:
         raise ConfigError(f"hr size {h_hr}x{w_hr} is not a multiple of scale {scale}; mod-crop it")
     expected = (b, 3, h_hr // scale, w_hr // scale)
-    if tuple(params.shape) != expected:
-        raise ConfigError(f"params must have shape {expected} (B, 3, H/s, W/s), got {tuple(params.shape)}")
+    if tuple(kernel_field.shape) != expected:
+        raise ConfigError(f"params must have shape {expected} (B, 3, H/s, W/s), "
+                          f"got {tuple(kernel_field.shape)}")
     r = kernel_size // 2
     if min(h_hr, w_hr) <= r:
         raise ConfigError(
             f"hr size {h_hr}x{w_hr} is too small for kernel_size {kernel_size}: reflect padding "
             f"needs both sides > {r} px"
         )
-    if params.device != hr.device:
-        raise ConfigError(f"params on {params.device} but hr on {hr.device}")
-    s = params[:, :2]
-    if not bool(torch.isfinite(params).all()) or bool((s <= 0).any()):
+    if kernel_field.device != hr.device:
+        raise ConfigError(f"params on {kernel_field.device} but hr on {hr.device}")
+    s = kernel_field[:, :2]
+    if not bool(torch.isfinite(kernel_field).all()) or bool((s <= 0).any()):
         raise ConfigError("params must be finite with s1, s2 > 0 (standard deviations in HR px)")

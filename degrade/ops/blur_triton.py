@@ -144,7 +144,7 @@ def _svblur_kernel(
         tl.store(obase + 2 * o_st_c, acc2 * inv, mask=live)
 
 
-def apply_kernel_field_triton(hr: torch.Tensor, params: torch.Tensor, scale: int, kernel_size: int,
+def apply_kernel_field_triton(hr: torch.Tensor, kernel_field: torch.Tensor, scale: int, kernel_size: int,
                               delta: float, dn: float) -> torch.Tensor:
     """Run the fused kernel on an HR batch read in place (reflect border applied to indices).
 
@@ -153,7 +153,7 @@ def apply_kernel_field_triton(hr: torch.Tensor, params: torch.Tensor, scale: int
     Args:
         hr: (B, C, H, W) float tensor (float32 accumulation whatever its dtype), H and W multiples
             of ``scale`` and larger than ``kernel_size // 2``.
-        params: (B, 3, H/s, W/s) field of (s1, s2, theta), HR px and radians.
+        kernel_field: (B, 3, H/s, W/s) field of (s1, s2, theta), HR px and radians.
         scale: s; kernel_size: odd K; delta: LR grid offset in HR px.
         dn: the tap offset nearest the kernel centre, ``argmin |a - delta|`` (sets the shift).
 
@@ -164,7 +164,7 @@ def apply_kernel_field_triton(hr: torch.Tensor, params: torch.Tensor, scale: int
     h, w = h_hr // scale, w_hr // scale
     if hr.stride(3) != 1:
         hr = hr.contiguous()
-    field = params.to(torch.float32).contiguous()
+    kernel_field32 = kernel_field.to(torch.float32).contiguous()
     out = torch.empty(b, c, h, w, dtype=torch.float32, device=hr.device)
     if b == 0 or c == 0 or h * w == 0:
         return out
@@ -174,10 +174,10 @@ def apply_kernel_field_triton(hr: torch.Tensor, params: torch.Tensor, scale: int
     on_cuda = hr.device.type == "cuda"
     with torch.cuda.device(hr.device) if on_cuda else contextlib.nullcontext():
         _svblur_kernel[grid](
-            hr, field, out,
+            hr, kernel_field32, out,
             h * w, w, h_hr, w_hr, float(delta),
             hr.stride(0), hr.stride(1), hr.stride(2),
-            field.stride(0), field.stride(1),
+            kernel_field32.stride(0), kernel_field32.stride(1),
             out.stride(0), out.stride(1),
             float(dn), LOG_FLOOR,
             RGB=rgb, C=c, K=kernel_size, S=scale, BLOCK=BLOCK,

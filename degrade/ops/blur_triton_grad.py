@@ -1,4 +1,4 @@
-"""Backward of the fused Triton blur: d/d(hr) and d/d(params) of Eq. 1, without atomics.
+"""Backward of the fused Triton blur: d/d(hr) and d/d(kernel_field) of Eq. 1, without atomics.
 
 With ``w_t`` the unnormalised weight of tap t at an LR pixel, ``W = sum_t w_t`` and
 ``LR_c = sum_t w_t x_ct / W``, an upstream gradient ``g_c`` gives
@@ -173,41 +173,41 @@ class TritonBlur(torch.autograd.Function):
     """The fused forward with the fused backward above (float32 gradients)."""
 
     @staticmethod
-    def forward(ctx, hr: torch.Tensor, params: torch.Tensor, scale: int, kernel_size: int,
+    def forward(ctx, hr: torch.Tensor, kernel_field: torch.Tensor, scale: int, kernel_size: int,
                 delta: float, dn: float) -> torch.Tensor:
-        out = apply_kernel_field_triton(hr.detach(), params.detach(), scale, kernel_size, delta, dn)
-        ctx.save_for_backward(hr, params, out)
+        out = apply_kernel_field_triton(hr.detach(), kernel_field.detach(), scale, kernel_size, delta, dn)
+        ctx.save_for_backward(hr, kernel_field, out)
         ctx.geometry = (scale, kernel_size, delta, dn)
         return out
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        hr, params, out = ctx.saved_tensors
+        hr, kernel_field, out = ctx.saved_tensors
         scale, k, delta, dn = ctx.geometry
-        grad_hr, grad_params = field_and_image_grads(hr, params, out, grad, scale, k, delta, dn,
+        grad_hr, grad_kernel_field = field_and_image_grads(hr, kernel_field, out, grad, scale, k, delta, dn,
                                                      ctx.needs_input_grad[0], ctx.needs_input_grad[1])
-        return grad_hr, grad_params, None, None, None, None
+        return grad_hr, grad_kernel_field, None, None, None, None
 
 
-def field_and_image_grads(hr: torch.Tensor, params: torch.Tensor, out: torch.Tensor,
+def field_and_image_grads(hr: torch.Tensor, kernel_field: torch.Tensor, out: torch.Tensor,
                           grad: torch.Tensor, scale: int, k: int, delta: float, dn: float,
                           want_hr: bool, want_params: bool
                           ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """Return (dL/d hr, dL/d params) for upstream ``grad`` (B, C, h, w); None where not wanted."""
+    """Return (dL/d hr, dL/d kernel_field) for upstream ``grad`` (B, C, h, w); None where not wanted."""
     b, c, h_hr, w_hr = hr.shape
     h, w = h_hr // scale, w_hr // scale
     x = hr.detach().to(torch.float32).contiguous()
-    field = params.detach().to(torch.float32).contiguous()
+    kernel_field32 = kernel_field.detach().to(torch.float32).contiguous()
     g = grad.detach().to(torch.float32).contiguous()
     res = torch.empty(b, 8, h, w, dtype=torch.float32, device=hr.device)
     r = k // 2
     hp, wp = h_hr + 2 * r, w_hr + 2 * r
     with torch.cuda.device(hr.device) if hr.device.type == "cuda" else contextlib.nullcontext():
         _field_grad_kernel[(triton.cdiv(h * w, BLOCK), b)](
-            x, field, out, g, res,
+            x, kernel_field32, out, g, res,
             h * w, w, h_hr, w_hr, float(delta),
             x.stride(0), x.stride(1), x.stride(2),
-            field.stride(0), field.stride(1),
+            kernel_field32.stride(0), kernel_field32.stride(1),
             out.stride(0), out.stride(1),
             res.stride(0), res.stride(1),
             float(dn), LOG_FLOOR,
@@ -226,11 +226,11 @@ def field_and_image_grads(hr: torch.Tensor, params: torch.Tensor, out: torch.Ten
                 C=c, K=k, S=scale, BLOCK=BLOCK, num_warps=NUM_WARPS,
             )
             grad_hr = _fold_reflect(gpad, r).to(hr.dtype)
-    grad_params = None
+    grad_kernel_field = None
     if want_params:
         with torch.enable_grad():
-            p = params.detach().to(torch.float32).requires_grad_(True)
+            p = kernel_field.detach().to(torch.float32).requires_grad_(True)
             terms = precision_terms(p[:, 0], p[:, 1], p[:, 2])
-            (grad_params,) = torch.autograd.grad(terms, p, (res[:, 0], res[:, 1], res[:, 2]))
-        grad_params = grad_params.to(params.dtype)
-    return grad_hr, grad_params
+            (grad_kernel_field,) = torch.autograd.grad(terms, p, (res[:, 0], res[:, 1], res[:, 2]))
+        grad_kernel_field = grad_kernel_field.to(kernel_field.dtype)
+    return grad_hr, grad_kernel_field
