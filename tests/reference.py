@@ -536,3 +536,64 @@ def resshift_sample_loop(predict_x0, y0, etas, kappa: float, steps: int, generat
         var = kappa**2 * eta_s / eta_t * (eta_t - eta_s)
         x = mean + var.sqrt() * torch.randn(x.shape, generator=generator, dtype=x.dtype)
     return x0
+
+
+def guided_filter_direct(guide: np.ndarray, src: np.ndarray, radius: int, eps: float):
+    """Guided filter of one image, written from the paper's per-window equations (float64).
+
+    guide (C, H, W), src (H, W). For every window centre k (clipped at the borders) solve the
+    ridge regression a_k = (Sigma_k + eps U)^-1 cov_k(I, p), b_k = mean(p) - a_k . mean(I);
+    then q_i = mean over the windows containing i of (a_k . I_i + b_k).
+    """
+    n_ch, h, w = guide.shape
+    a = np.zeros((n_ch, h, w))
+    b = np.zeros((h, w))
+    for y in range(h):
+        for x in range(w):
+            y0, y1 = max(0, y - radius), min(h, y + radius + 1)
+            x0, x1 = max(0, x - radius), min(w, x + radius + 1)
+            win_i = guide[:, y0:y1, x0:x1].reshape(n_ch, -1)
+            win_p = src[y0:y1, x0:x1].reshape(-1)
+            mu = win_i.mean(axis=1)
+            sigma = (win_i - mu[:, None]) @ (win_i - mu[:, None]).T / win_i.shape[1]
+            cov = (win_i - mu[:, None]) @ (win_p - win_p.mean()) / win_i.shape[1]
+            a[:, y, x] = np.linalg.solve(sigma + eps * np.eye(n_ch), cov)
+            b[y, x] = win_p.mean() - a[:, y, x] @ mu
+    q = np.zeros((h, w))
+    for y in range(h):
+        for x in range(w):
+            y0, y1 = max(0, y - radius), min(h, y + radius + 1)
+            x0, x1 = max(0, x - radius), min(w, x + radius + 1)
+            mean_a = a[:, y0:y1, x0:x1].reshape(n_ch, -1).mean(axis=1)
+            q[y, x] = mean_a @ guide[:, y, x] + b[y0:y1, x0:x1].mean()
+    return q
+
+
+def box_mean_direct(x: np.ndarray, radius: int) -> np.ndarray:
+    """Mean over the (2r+1)^2 window clipped at the borders, pixel by pixel (float64)."""
+    h, w = x.shape
+    out = np.zeros((h, w))
+    for y in range(h):
+        for c in range(w):
+            rows = slice(max(0, y - radius), y + radius + 1)
+            out[y, c] = x[rows, max(0, c - radius) : c + radius + 1].mean()
+    return out
+
+
+def imresize_bicubic_down_matlab_chw(img: np.ndarray, scale: int) -> np.ndarray:
+    """MATLAB imresize(1/scale, bicubic) of each channel of a (C, H, W) image."""
+    return np.stack([imresize_bicubic_down_matlab(c, scale) for c in img])
+
+
+def bicubic_up_matlab_u8(lr: np.ndarray) -> np.ndarray:
+    """MATLAB imresize(4, bicubic) of a uint8 (h, w, 3) image, rounded half up to uint8."""
+    up = np.stack([imresize_bicubic_matlab(lr[..., c].astype(np.float64), 4) for c in range(3)], -1)
+    return np.clip(np.floor(up + 0.5), 0, 255).astype(np.uint8)
+
+
+def psnr_y_direct(gt: np.ndarray, pred: np.ndarray, crop: int) -> float:
+    """Return PSNR in dB from first principles: MATLAB rgb2ycbcr Y (unrounded), crop, 10 log10."""
+    a, b = y_reference(gt), y_reference(pred)
+    if crop:
+        a, b = a[crop:-crop, crop:-crop], b[crop:-crop, crop:-crop]
+    return psnr_direct(a, b)

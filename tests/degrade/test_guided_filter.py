@@ -8,47 +8,7 @@ import torch
 
 from degrade.ops.guided_filter import box_filter, guided_filter, guided_filter_coefficients
 from ssr_core.errors import ConfigError
-
-
-def _direct_guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float):
-    """Guided filter of one image, written from the paper's per-window equations (float64).
-
-    guide (C, H, W), src (H, W). For every window centre k (clipped at the borders) solve the
-    ridge regression a_k = (Sigma_k + eps U)^-1 cov_k(I, p), b_k = mean(p) - a_k . mean(I);
-    then q_i = mean over the windows containing i of (a_k . I_i + b_k).
-    """
-    n_ch, h, w = guide.shape
-    a = np.zeros((n_ch, h, w))
-    b = np.zeros((h, w))
-    for y in range(h):
-        for x in range(w):
-            y0, y1 = max(0, y - radius), min(h, y + radius + 1)
-            x0, x1 = max(0, x - radius), min(w, x + radius + 1)
-            win_i = guide[:, y0:y1, x0:x1].reshape(n_ch, -1)
-            win_p = src[y0:y1, x0:x1].reshape(-1)
-            mu = win_i.mean(axis=1)
-            sigma = (win_i - mu[:, None]) @ (win_i - mu[:, None]).T / win_i.shape[1]
-            cov = (win_i - mu[:, None]) @ (win_p - win_p.mean()) / win_i.shape[1]
-            a[:, y, x] = np.linalg.solve(sigma + eps * np.eye(n_ch), cov)
-            b[y, x] = win_p.mean() - a[:, y, x] @ mu
-    q = np.zeros((h, w))
-    for y in range(h):
-        for x in range(w):
-            y0, y1 = max(0, y - radius), min(h, y + radius + 1)
-            x0, x1 = max(0, x - radius), min(w, x + radius + 1)
-            mean_a = a[:, y0:y1, x0:x1].reshape(n_ch, -1).mean(axis=1)
-            q[y, x] = mean_a @ guide[:, y, x] + b[y0:y1, x0:x1].mean()
-    return q
-
-
-def _direct_box(x: np.ndarray, radius: int) -> np.ndarray:
-    h, w = x.shape
-    out = np.zeros((h, w))
-    for y in range(h):
-        for c in range(w):
-            rows = slice(max(0, y - radius), y + radius + 1)
-            out[y, c] = x[rows, max(0, c - radius) : c + radius + 1].mean()
-    return out
+from tests.reference import box_mean_direct, guided_filter_direct
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -59,7 +19,7 @@ def test_matches_direct_reference(channels: int, radius: int, eps: float) -> Non
     src = rng.random((9, 11)).astype(np.float32)
     guide_t, src_t = torch.from_numpy(guide)[None], torch.from_numpy(src)[None, None]
     got = guided_filter(guide_t, src_t, radius, eps)
-    want = _direct_guided_filter(guide.astype(np.float64), src.astype(np.float64), radius, eps)
+    want = guided_filter_direct(guide.astype(np.float64), src.astype(np.float64), radius, eps)
     assert got.dtype == torch.float32 and got.shape == (1, 1, 9, 11)
     # Internals are float64; the only loss is the final cast to float32 (|q| <~ 2, ulp ~ 2.4e-7)
     # plus float64 round-off amplified by (Sigma + eps U)^-1, i.e. by up to 1/eps = 1e4: 1e-4 is
@@ -73,7 +33,7 @@ def test_radius_larger_than_image_and_batch() -> None:
     src = rng.random((2, 1, 5, 6)).astype(np.float32)
     got = guided_filter(torch.from_numpy(guide), torch.from_numpy(src), 10, 1e-2)
     for i in range(2):
-        want = _direct_guided_filter(guide[i].astype(float), src[i, 0].astype(float), 10, 1e-2)
+        want = guided_filter_direct(guide[i].astype(float), src[i, 0].astype(float), 10, 1e-2)
         np.testing.assert_allclose(got[i, 0].numpy(), want, atol=1e-4)
 
 
@@ -81,7 +41,7 @@ def test_box_filter_matches_direct_and_is_edge_normalized() -> None:
     rng = np.random.default_rng(2)
     x = rng.random((7, 10)).astype(np.float32)
     got = box_filter(torch.from_numpy(x)[None, None], 2)[0, 0].numpy()
-    np.testing.assert_allclose(got, _direct_box(x.astype(np.float64), 2), atol=1e-6)
+    np.testing.assert_allclose(got, box_mean_direct(x.astype(np.float64), 2), atol=1e-6)
     ones = box_filter(torch.ones(1, 1, 7, 10), 3)
     assert torch.equal(ones, torch.ones(1, 1, 7, 10))
 
@@ -141,7 +101,7 @@ def test_float64_and_two_channel_guide() -> None:
     src = torch.rand(1, 1, 6, 7, generator=gen, dtype=torch.float64)
     got = guided_filter(guide, src, 1, 1e-2)
     assert got.dtype == torch.float64
-    want = _direct_guided_filter(guide[0].numpy(), src[0, 0].numpy(), 1, 1e-2)
+    want = guided_filter_direct(guide[0].numpy(), src[0, 0].numpy(), 1, 1e-2)
     np.testing.assert_allclose(got[0, 0].numpy(), want, atol=1e-10)
 
 

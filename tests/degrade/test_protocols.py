@@ -43,18 +43,14 @@ from tests.reference import (
     correlate_reflect_full,
     dcls_disturbed_kernel,
     direct_degradation,
+    imresize_bicubic_down_matlab_chw,
     ikc_isotropic_kernel,
-    imresize_bicubic_down_matlab,
     matlab_fspecial_gaussian,
 )
 
 
 def _hr(h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random((3, h, w))
-
-
-def _down_ref(img: np.ndarray, scale: int) -> np.ndarray:
-    return np.stack([imresize_bicubic_down_matlab(c, scale) for c in img])
 
 
 # ---------------------------------------------------------------- gaussian8 (IKC/DAN/DCLS setting 1)
@@ -74,7 +70,7 @@ def test_gaussian8_widths_kernel_and_bicubic_match_the_released_script() -> None
                                  kernel_field=torch.from_numpy(draw.field.astype(np.float64))[None],
                                  backend="torch")
         sigma = float(np.linspace(1.8, 3.2, 8)[v])
-        ref = _down_ref(correlate_reflect_full(hr, ikc_isotropic_kernel(sigma)), 4)
+        ref = imresize_bicubic_down_matlab_chw(correlate_reflect_full(hr, ikc_isotropic_kernel(sigma)), 4)
         # float64 engine vs loops: the field stores sigma in float32 (1e-7 relative)
         np.testing.assert_allclose(got[0].numpy(), ref, rtol=0, atol=1e-6)
 
@@ -91,7 +87,8 @@ def test_bicubic_after_a_variant_field_blurs_each_block_with_its_own_kernel() ->
     left = correlate_reflect_full(hr, ikc_isotropic_kernel(0.8, 9))
     right = correlate_reflect_full(hr, ikc_isotropic_kernel(2.0, 9))
     blurred = np.concatenate([left[:, :, :8], right[:, :, 8:]], axis=2)
-    np.testing.assert_allclose(got[0].numpy(), _down_ref(blurred, 4), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(got[0].numpy(), imresize_bicubic_down_matlab_chw(blurred, 4),
+                               rtol=0, atol=1e-12)
 
 
 # ---------------------------------------------------------------- dcls-aniso (DCLS/DAN setting 2)
@@ -127,7 +124,7 @@ def test_dcls_aniso_blur_is_a_reflect_correlation_then_matlab_bicubic() -> None:
     hr = _hr(32, 36, seed=5)
     got, how = blur_downsample(torch.from_numpy(hr)[None], 4, 31, 0.0, "bicubic",
                                kernel_taps=torch.from_numpy(draw.taps)[None])
-    ref = _down_ref(correlate_reflect_full(hr, draw.taps), 4)
+    ref = imresize_bicubic_down_matlab_chw(correlate_reflect_full(hr, draw.taps), 4)
     assert how == "conv2d"
     np.testing.assert_allclose(got[0].numpy(), ref, rtol=0, atol=1e-12)
 

@@ -14,7 +14,6 @@ import pytest
 
 from eval.metrics.registry import METRICS, MetricSpec
 from ssr_core.errors import ConfigError, MissingAssetError
-from tests.reference import psnr_direct, y_reference
 
 FAKE_MODULE = "ssr_bench_test_fake_metrics"  # a module made in memory: registry factories import it
 CALLS: Counter[str] = Counter()  # metric name -> __call__ count
@@ -67,14 +66,6 @@ def fake_metrics(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
         monkeypatch.setitem(METRICS, spec.name, spec)
     CALLS.clear()
     return CALLS
-
-
-def psnr_y_reference(gt: np.ndarray, pred: np.ndarray, crop: int) -> float:
-    """Return PSNR in dB from first principles: MATLAB rgb2ycbcr Y (unrounded), crop, 10 log10."""
-    a, b = y_reference(gt), y_reference(pred)
-    if crop:
-        a, b = a[crop:-crop, crop:-crop], b[crop:-crop, crop:-crop]
-    return psnr_direct(a, b)
 
 
 def random_rgb(seed: int, h: int = 32, w: int = 40) -> np.ndarray:

@@ -17,7 +17,8 @@ from degrade.build import build
 from eval.cli import main
 from eval.metrics.registry import METRICS
 from tests.degrade.conftest import make_config, samples_by_key, write_folder
-from tests.eval.conftest import noisy, psnr_y_reference, random_rgb, write_image
+from tests.eval.conftest import noisy, random_rgb, write_image
+from tests.reference import psnr_y_direct
 
 
 def run(*args: str) -> object:
@@ -46,7 +47,7 @@ def test_folders_matched_by_stem_json_csv_and_table(folders, tmp_path: Path) -> 
     assert list(data["per_image"]) == ["a", "b", "c"]
     for s in "abc":
         assert data["per_image"][s]["psnr"] == pytest.approx(
-            psnr_y_reference(gts[s], preds[s], 2), abs=1e-9)
+            psnr_y_direct(gts[s], preds[s], 2), abs=1e-9)
     assert data["conventions"]["crop_border"] == 2
     rows = list(csv.reader(out_csv.open()))
     assert rows[0] == ["image", "psnr", "ssim"] and [x[0] for x in rows[1:]] == ["a", "b", "c", "mean"]
@@ -166,7 +167,7 @@ def test_gt_shard_set_scores_bicubic_upscaled_lr_against_hr(shard_set: Path,
     assert set(data["per_image"]) == set(samples)
     for key, s in samples.items():
         assert data["per_image"][key]["psnr"] == pytest.approx(
-            psnr_y_reference(s.hr, preds[key], 4), abs=1e-9)
+            psnr_y_direct(s.hr, preds[key], 4), abs=1e-9)
         assert 0.0 < data["per_image"][key]["ssim"] < 1.0
     assert "HR of shard set" in r.output
 

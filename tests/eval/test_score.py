@@ -17,7 +17,8 @@ import pytest
 
 from eval.metrics import METRICS, ImagePair, ScoreCache, score
 from ssr_core.errors import ConfigError, InputError
-from tests.eval.conftest import noisy, psnr_y_reference, random_rgb, smooth_rgb
+from tests.eval.conftest import noisy, random_rgb, smooth_rgb
+from tests.reference import psnr_y_direct
 
 score_module = importlib.import_module("eval.metrics.scoring")
 
@@ -38,7 +39,7 @@ def test_real_psnr_ssim_niqe_values_and_structure() -> None:
     for stem in gt:
         # PSNR: independent computation (BT.601 Y from the formula, crop 4, MSE in float64).
         assert res_l.per_image[stem]["psnr"] == pytest.approx(
-            psnr_y_reference(gt[stem], light[stem], 4), abs=1e-9)
+            psnr_y_direct(gt[stem], light[stem], 4), abs=1e-9)
         # SSIM: structure only (independent values live in the native metric's own tests).
         assert 0.0 < res_h.per_image[stem]["ssim"] < res_l.per_image[stem]["ssim"] < 1.0
         # NIQE: a finite, positive quality score that noise makes worse (higher).

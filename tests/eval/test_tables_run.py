@@ -23,8 +23,7 @@ from ssr_core.errors import ConfigError
 from ssr_datasets.imageio import read_image
 from ssr_datasets.shards import iter_shard
 from tests.datafiles import PAPER_TABLES, data_file
-from tests.eval.conftest import psnr_y_reference
-from tests.reference import imresize_bicubic_matlab, ssim_skimage_valid, y_reference
+from tests.reference import bicubic_up_matlab_u8, psnr_y_direct, ssim_skimage_valid, y_reference
 
 CROP = 4
 
@@ -77,11 +76,6 @@ def run(spec: dict, data: dict[str, Path], **options: object):
         return run_table(table_from_dict(spec), opts)
 
 
-def bicubic_reference(lr: np.ndarray) -> np.ndarray:
-    up = np.stack([imresize_bicubic_matlab(lr[..., c].astype(np.float64), 4) for c in range(3)], -1)
-    return np.clip(np.floor(up + 0.5), 0, 255).astype(np.uint8)
-
-
 def test_mini_table_bicubic_cells_equal_direct_computation(data: dict[str, Path]) -> None:
     result = run(mini_spec(), data)
     synth, real = result.groups
@@ -97,8 +91,8 @@ def test_mini_table_bicubic_cells_equal_direct_computation(data: dict[str, Path]
         bicubic = next(r for r in group.rows if r.spec.id == "bicubic")
         pairs = images[group.spec.id]
         assert bicubic.n_images == len(pairs) == 2
-        srs = [bicubic_reference(lr) for _, lr in pairs]
-        want_psnr = np.mean([psnr_y_reference(hr, sr, CROP) for (hr, _), sr in zip(pairs, srs, strict=True)])
+        srs = [bicubic_up_matlab_u8(lr) for _, lr in pairs]
+        want_psnr = np.mean([psnr_y_direct(hr, sr, CROP) for (hr, _), sr in zip(pairs, srs, strict=True)])
         want_ssim = np.mean([ssim_skimage_valid(y_reference(hr)[CROP:-CROP, CROP:-CROP],
                                                 y_reference(sr)[CROP:-CROP, CROP:-CROP])
                              for (hr, _), sr in zip(pairs, srs, strict=True)])
@@ -344,7 +338,7 @@ def test_builtin_table_end_to_end_on_miniature_data(mini_root: Path, tmp_path: P
             base = mini_root / "DRealSR" / "Test_x4"
             pairs = [(read_image(base / "test_HR" / f"D{i}_x1.png").rgb,
                       read_image(base / "test_LR" / f"D{i}_x4.png").rgb) for i in range(2)]
-        want = np.mean([psnr_y_reference(hr, bicubic_reference(lr), CROP) for hr, lr in pairs])
+        want = np.mean([psnr_y_direct(hr, bicubic_up_matlab_u8(lr), CROP) for hr, lr in pairs])
         assert bicubic["cells"]["psnr"]["ours"] == pytest.approx(want, abs=1e-9)
         if "niqe" in spec.metrics:  # 32 px images: NIQE refuses them, with the reason
             assert bicubic["cells"]["niqe"]["status"] == "na"
