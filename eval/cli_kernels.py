@@ -14,6 +14,7 @@ import click
 
 from ssr_core.cli import allow_download_option, device_option, library_errors
 
+from .cli_options import emit_table
 from .cli_run import _EXT_FORMATS, FORMATS, _root_pairs, _tqdm_progress, default_data_root
 
 
@@ -90,13 +91,11 @@ def kernels_cmd(sets: tuple[str, ...], methods: tuple[str, ...], table: str, dat
     whole taps, and refused with the reason when that cannot be done exactly.
     """
     from eval.metrics.cache import ScoreCache
-    from ssr_core.io import write_bytes_atomic
     from ssr_core.paths import user_cache_dir
 
     from .kernels.maps import write_maps
     from .kernels.methods import parse_kernel_method
     from .kernels.table import load_kernel_table, run_kernel_table
-    from .tables.render import render
     from .tables.runner import RunOptions
     from .tables.testsets import Roots
 
@@ -120,12 +119,7 @@ def kernels_cmd(sets: tuple[str, ...], methods: tuple[str, ...], table: str, dat
     finally:
         if cache is not None:
             cache.close()
-    text = render(result, fmt, color=out is None and sys.stdout.isatty())
-    if out is None:
-        click.echo(text, nl=not text.endswith("\n"))
-    else:
-        write_bytes_atomic(out, text.encode("utf-8"))
-        click.echo(f"wrote {out} ({fmt})", err=True)
+    emit_table(result, fmt, out)
     if maps_dir is not None:
         page = write_maps(maps_dir, scored)
         click.echo(f"wrote heat maps: {page}", err=True)

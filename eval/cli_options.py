@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import click
@@ -36,3 +38,22 @@ class MetricList(click.ParamType):
         if len(set(names)) != len(names):
             self.fail(f"a metric is listed twice in {value!r}", param, ctx)
         return names
+
+
+def emit_table(result: Any, fmt: str, out: Path | None) -> None:
+    """Print a rendered table (colour on a terminal) or write it atomically to ``out``.
+
+    Args:
+        result: an ``eval.tables.result.TableResult``. fmt: a format of ``eval.tables.render``.
+        out: the file to write, or None for stdout; a write is announced on stderr.
+    """
+    from ssr_core.io import write_bytes_atomic
+
+    from .tables.render import render
+
+    text = render(result, fmt, color=out is None and sys.stdout.isatty())
+    if out is None:
+        click.echo(text, nl=not text.endswith("\n"))
+    else:
+        write_bytes_atomic(out, text.encode("utf-8"))
+        click.echo(f"wrote {out} ({fmt})", err=True)

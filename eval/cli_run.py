@@ -25,7 +25,7 @@ from ssr_core.cli import (
     weights_dir_option,
 )
 
-from .cli_options import MetricList
+from .cli_options import MetricList, emit_table
 
 if TYPE_CHECKING:
     from .tables.spec import TableSpec
@@ -145,12 +145,10 @@ def run_cmd(table: str, methods: tuple[str, ...], data_root: Path | None,
     Scores are cached per image, method and metric: adding a method computes only its rows.
     """
     from eval.metrics.cache import ScoreCache
-    from ssr_core.io import write_bytes_atomic
     from ssr_core.paths import user_cache_dir
 
     from .tables.methods import parse_method
     from .tables.methods.run_stages import RunStages
-    from .tables.render import render
     from .tables.runner import RunOptions, groups_without_data, run_table
     from .tables.spec import load_table
     from .tables.testsets import Roots
@@ -188,12 +186,7 @@ def run_cmd(table: str, methods: tuple[str, ...], data_root: Path | None,
     finally:
         if cache is not None:
             cache.close()
-    text = render(result, fmt, color=out is None and sys.stdout.isatty())
-    if out is None:
-        click.echo(text, nl=not text.endswith("\n"))
-    else:
-        write_bytes_atomic(out, text.encode("utf-8"))
-        click.echo(f"wrote {out} ({fmt})", err=True)
+    emit_table(result, fmt, out)
     if paper_only:
         return
     t = result.timings

@@ -38,6 +38,7 @@ from typing import Any
 from degrade.depth.weights import hf_hub_cache
 from ssr_core.errors import ConfigError, InputError, MissingAssetError
 from ssr_core.io import sha256_file
+from ssr_core.tensors import compare_shapes
 
 __all__ = ["DEFAULT_BACKBONE", "EXTRA_HINT", "LR_CHANNELS", "WEIGHTS", "Backbone", "BackboneInfo",
            "check_backbone", "find_backbone", "load_backbone", "require_diffusers"]
@@ -202,18 +203,9 @@ def _check_tensors(path: Path, model: Any) -> None:
     except Exception as exc:  # safetensors raises its own SafetensorError on a bad header
         raise InputError(path, f"not a readable safetensors file ({exc})") from None
     want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    missing = sorted(set(want) - set(stored))
-    extra = sorted(set(stored) - set(want))
-    shapes = sorted(k for k in set(want) & set(stored) if want[k] != stored[k])
-    if missing or extra or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} tensor(s) ({', '.join(missing[:3])})")
-        if extra:
-            parts.append(f"unexpected {len(extra)} ({', '.join(extra[:3])})")
-        if shapes:
-            parts.append("shape " + ", ".join(f"{k} {stored[k]} != {want[k]}" for k in shapes[:3]))
-        raise ConfigError(f"{path}: does not match its config.json: {'; '.join(parts)}")
+    differs = compare_shapes(stored, want)
+    if differs is not None:
+        raise ConfigError(f"{path}: does not match its config.json: {differs}")
 
 
 def check_backbone(backbone: str, expect_sha256: dict[str, str] | None = None) -> BackboneInfo:

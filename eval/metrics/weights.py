@@ -41,6 +41,7 @@ from typing import Any, Literal
 
 from ssr_core.errors import ConfigError, MissingAssetError
 from ssr_core.io import sha256_file
+from ssr_core.tensors import compare_shapes
 
 WeightKind = Literal["alexnet", "lpips_lin", "musiq", "clip_rn50"]
 _KINDS: tuple[WeightKind, ...] = ("alexnet", "lpips_lin", "musiq", "clip_rn50")
@@ -210,27 +211,6 @@ def _state_dict_problem(file: WeightFile, path: Path) -> str | None:
     if file.kind == "clip_rn50":
         got = {k: v for k, v in got.items() if k not in _CLIP_EXTRA_KEYS}
     return compare_shapes(got, reference_shapes(file.kind))
-
-
-def compare_shapes(got: Mapping[str, tuple[int, ...]], want: Mapping[str, tuple[int, ...]]) -> str | None:
-    """Return a short description of how two key->shape maps differ, or None if they agree.
-
-    >>> compare_shapes({"w": (1, 2)}, {"w": (1, 3), "b": (3,)})
-    "1 missing key(s) (e.g. 'b'); 1 shape mismatch(es) (e.g. 'w': (1, 2) instead of (1, 3))"
-    """
-    missing = [k for k in want if k not in got]
-    unexpected = [k for k in got if k not in want]
-    wrong = [k for k in want if k in got and tuple(got[k]) != tuple(want[k])]
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing key(s) (e.g. {', '.join(map(repr, missing[:3]))})")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected key(s) (e.g. {', '.join(map(repr, unexpected[:3]))})")
-    if wrong:
-        parts.append(f"{len(wrong)} shape mismatch(es) (e.g. "
-                     + ", ".join(f"{k!r}: {tuple(got[k])} instead of {tuple(want[k])}" for k in wrong[:3])
-                     + ")")
-    return "; ".join(parts) or None
 
 
 def _load_state_dict(path: Path) -> Any:
