@@ -144,7 +144,7 @@ def score_images(test: Path, train_shards: Path, runs: dict[str, Path], eval_cro
     first = batches[0]
     s, k = first.scale, first.kernel_size
     geometry = Geometry(k, first.delta, s)
-    fields = [x.kernel for info in manifest_shards(train_shards, read_manifest(train_shards))
+    fields = [x.kernel_field for info in manifest_shards(train_shards, read_manifest(train_shards))
               for x in iter_shard(train_shards / info.name)]
     mean_taps = torch.from_numpy(mean_kernel(fields, geometry)).float().reshape(1, k * k, 1, 1)
     # Kernel and NBSR stages are shared by every run (copied): load them once.
@@ -172,7 +172,7 @@ def score_images(test: Path, train_shards: Path, runs: dict[str, Path], eval_cro
             up = torch.nn.functional.interpolate(b.lr, scale_factor=s, mode="bicubic",
                                                  align_corners=False)
             add("bicubic", hr, to_uint8(up))
-            add("NBSR, true kernel field", hr, to_uint8(nbsr.super_resolve(b.lr, b.kernel)))
+            add("NBSR, true kernel field", hr, to_uint8(nbsr.super_resolve(b.lr, b.kernel_field)))
             taps = mean_taps.expand(1, k * k, *b.lr.shape[-2:])
             add("NBSR, mean training kernel", hr, to_uint8(nbsr.super_resolve(b.lr, taps)))
             for row, pipe in pipes.items():
