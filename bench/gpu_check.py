@@ -38,7 +38,7 @@ run actually imported, optional imports of present packages included): torch, nu
 (section a; the ``gpu`` extra), opencv-python-headless (cv2), scikit-image (with its lazy-loader,
 pillow), scipy, webdataset (with braceexpand), click, PyYAML, tqdm (the pyproject dependencies;
 h5py and fsspec are imported only by the nyuv2 source and remote URLs, which no section uses),
-pytest (with pluggy, iniconfig: bench/train.py imports tests/degrade/conftest.py; section g
+pytest (with pluggy, iniconfig: bench/train.py imports tests/helpers.py; section g
 only), kornia only when a config's ``online_jpeg`` is ``kornia`` (the built-ins say ``cpu``),
 diffusers and safetensors (section j; the ``latent`` extra).
 transformers, timm, pyiqa, spandrel: not needed.

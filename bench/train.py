@@ -48,7 +48,7 @@ from ssr_models import create_model  # noqa: E402
 from ssr_models.batch import Batch  # noqa: E402
 from ssr_models.configs import STAGES, load_train_config  # noqa: E402
 from ssr_models.data import TrainingStream  # noqa: E402
-from tests.degrade.conftest import make_config, write_folder  # noqa: E402
+from tests.helpers import make_config, write_folder  # noqa: E402
 
 
 def autocast_dtype(sc: Any) -> torch.dtype | None:

@@ -15,7 +15,7 @@ import degrade.cli as cli
 from ssr_core.errors import InputError
 from ssr_datasets.formats import DEFAULT_MAX_PIXELS
 from ssr_datasets.imageio import check_pixel_count
-from tests.degrade.conftest import write_folder
+from tests.helpers import write_folder
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:

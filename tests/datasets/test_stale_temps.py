@@ -17,8 +17,8 @@ from click.testing import CliRunner
 import degrade.cli as cli
 from ssr_core.io import atomic_file, writer_tag
 from ssr_datasets.storage import remove_stale_temps
-from tests.degrade.conftest import write_folder
 from tests.faults import dead_pid, temp_of
+from tests.helpers import write_folder
 
 _KILLED_WRITER = """
 import sys, time

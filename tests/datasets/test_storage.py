@@ -26,7 +26,7 @@ from ssr_datasets.manifest import MANIFEST_NAME, describe, read_manifest, verify
 from ssr_datasets.reader import open_shards, shard_urls
 from ssr_datasets.shards import iter_shard, write_shard
 from ssr_datasets.storage import Storage, is_remote, local_path
-from tests.degrade.conftest import make_config, samples_by_key, shard_bytes, write_folder
+from tests.helpers import make_config, samples_by_key, shard_bytes, write_folder
 
 
 @pytest.fixture

@@ -17,8 +17,7 @@ from degrade.build import build
 from ssr_core.errors import ConfigError
 from ssr_datasets.imageio import decode_png, encode_png, minimal_png
 from ssr_datasets.manifest import MANIFEST_NAME
-
-from .conftest import make_config, samples_by_key, shard_bytes, write_folder, write_rgb
+from tests.helpers import make_config, samples_by_key, shard_bytes, write_folder, write_rgb
 
 
 def members(out: Path) -> dict[str, bytes]:

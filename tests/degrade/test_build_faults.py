@@ -26,7 +26,7 @@ from ssr_datasets.folder_lock import LOCK_NAME
 from ssr_datasets.manifest import MANIFEST_NAME, verify_shard_set
 from ssr_datasets.shards import iter_shard
 from ssr_datasets.sources.base import name_bytes
-from tests.degrade.conftest import make_config, write_folder
+from tests.helpers import make_config, write_folder
 
 REPO = Path(__file__).resolve().parents[2]
 

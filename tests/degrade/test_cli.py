@@ -20,7 +20,7 @@ from degrade.preview import shard_preview_rows
 from degrade.recipes import BUILTIN_RECIPES, recipe_path
 from ssr_datasets.shards import iter_shard
 from ssr_datasets.sources import SOURCE_NAMES
-from tests.degrade.conftest import samples_by_key
+from tests.helpers import samples_by_key
 from tests.reference import gaussian_outside_box_scipy
 
 

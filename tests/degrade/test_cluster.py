@@ -22,7 +22,7 @@ from degrade.build import PARTIAL_NAME, ShardsFailedError, build
 from degrade.build.executor import CLUSTER_REQUIREMENT, parse_cluster, single_threaded_call
 from ssr_core.errors import ConfigError
 from ssr_datasets.manifest import MANIFEST_NAME, verify_shard_set
-from tests.degrade.conftest import make_config, shard_bytes, tmp_files, write_folder
+from tests.helpers import make_config, shard_bytes, tmp_files, write_folder
 
 distributed = pytest.importorskip("distributed")
 

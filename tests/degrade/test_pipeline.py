@@ -28,7 +28,8 @@ from ssr_datasets.imageio import pixel_sha256
 from ssr_datasets.manifest import MANIFEST_NAME, verify_shard_set
 from ssr_datasets.reader import open_shards
 from ssr_datasets.shards import iter_shard
-from tests.degrade.conftest import (
+from tests.faults import dead_pid, temp_of
+from tests.helpers import (
     NAMES,
     H,
     W,
@@ -39,7 +40,6 @@ from tests.degrade.conftest import (
     write_folder,
     write_rgb,
 )
-from tests.faults import dead_pid, temp_of
 
 SORTED = sorted(NAMES)
 
@@ -417,7 +417,8 @@ def test_sample_json_records_everything_needed(image_folder: Path, tmp_path: Pat
         s12 = smp.kernel_field[:2]
         assert lo - 1e-6 <= s12.min() and s12.max() <= hi + 1e-6
         assert 0.0 <= smp.kernel_field[2].min() and smp.kernel_field[2].max() < math.pi
-        assert m["kernel_range"]["s1"] == pytest.approx([smp.kernel_field[0].min(), smp.kernel_field[0].max()])
+        s1 = smp.kernel_field[0]
+        assert m["kernel_range"]["s1"] == pytest.approx([s1.min(), s1.max()])
     assert res.manifest["recipe_hash"] == recipe.hash
 
 

@@ -13,8 +13,8 @@ from degrade.build import DepthOptions, build  # noqa: E402
 from degrade.depth import learned as learned_mod  # noqa: E402
 from degrade.depth import weights as weights_mod  # noqa: E402
 from ssr_core.errors import MissingAssetError  # noqa: E402
-from tests.degrade.conftest import make_config, samples_by_key, shard_bytes  # noqa: E402
 from tests.degrade.tiny_depth_models import tiny_hybrid, weights_dir_with  # noqa: E402
+from tests.helpers import make_config, samples_by_key, shard_bytes  # noqa: E402
 
 MIDAS = "Intel/dpt-hybrid-midas"
 

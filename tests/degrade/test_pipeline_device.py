@@ -21,8 +21,7 @@ import torch
 from degrade.build import DepthOptions, build
 from degrade.build import shard as build_shard
 from ssr_core.errors import ConfigError
-
-from .conftest import make_config, samples_by_key, shard_bytes, write_folder
+from tests.helpers import make_config, samples_by_key, shard_bytes, write_folder
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -66,7 +65,7 @@ CHILD = """
 import sys
 import degrade.ops.downsample as downsample
 from degrade.build import DepthOptions, build
-from tests.degrade.conftest import make_config
+from tests.helpers import make_config
 # What a CUDA build picks (auto -> triton), on CPU tensors under the interpreter.
 downsample.select_backend = lambda hr, field, k, delta, backend="auto": "triton"
 config = make_config(sys.argv[1], recipe="ssr-nojpeg", shard_size=4, depth="prior", crop=(32, 48))

@@ -43,8 +43,8 @@ from tests.reference import (
     correlate_reflect_full,
     dcls_disturbed_kernel,
     direct_degradation,
-    imresize_bicubic_down_matlab_chw,
     ikc_isotropic_kernel,
+    imresize_bicubic_down_matlab_chw,
     matlab_fspecial_gaussian,
 )
 
@@ -382,7 +382,7 @@ def test_bsrgan_draws_keep_the_released_rules() -> None:
 
 def test_bsrgan_chain_gives_the_lr_size_and_records_its_draws(tmp_path) -> None:
     from degrade.build import build
-    from tests.degrade.conftest import make_config, samples_by_key, write_folder
+    from tests.helpers import make_config, samples_by_key, write_folder
 
     root = tmp_path / "in"
     write_folder(root, ["a", "b"], h=96, w=128)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 import types
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -85,10 +84,3 @@ def smooth_rgb(seed: int, h: int = 128, w: int = 128) -> np.ndarray:
     base = cv2.GaussianBlur(rng.normal(128, 60, (h, w, 3)), (0, 0), 2.0)
     ramp = np.linspace(-40, 40, w)[None, :, None]
     return np.clip(np.rint(base + ramp), 0, 255).astype(np.uint8)
-
-
-def write_image(path: Path, rgb: np.ndarray) -> None:
-    """Write uint8 RGB with OpenCV (BGR order); the suffix picks the format."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), np.ascontiguousarray(rgb[..., ::-1])):
-        raise OSError(f"cv2 could not write {path}")

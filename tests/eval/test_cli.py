@@ -16,8 +16,8 @@ from click.testing import CliRunner
 from degrade.build import build
 from eval.cli import main
 from eval.metrics.registry import METRICS
-from tests.degrade.conftest import make_config, samples_by_key, write_folder
-from tests.eval.conftest import noisy, random_rgb, write_image
+from tests.eval.conftest import noisy, random_rgb
+from tests.helpers import make_config, samples_by_key, write_folder, write_rgb
 from tests.reference import psnr_y_direct
 
 
@@ -31,8 +31,8 @@ def folders(tmp_path: Path) -> tuple[Path, Path, dict[str, np.ndarray], dict[str
     gts = {s: random_rgb(i) for i, s in enumerate("abc")}
     preds = {s: noisy(g, 3.0 + i, seed=i) for i, (s, g) in enumerate(gts.items())}
     for s in gts:
-        write_image(tmp_path / "gt" / f"{s}.png", gts[s])
-        write_image(tmp_path / "pred" / f"{s}{'.bmp' if s == 'b' else '.png'}", preds[s])
+        write_rgb(tmp_path / "gt" / f"{s}.png", gts[s])
+        write_rgb(tmp_path / "pred" / f"{s}{'.bmp' if s == 'b' else '.png'}", preds[s])
     return tmp_path / "gt", tmp_path / "pred", gts, preds
 
 
@@ -60,7 +60,7 @@ def test_folders_matched_by_stem_json_csv_and_table(folders, tmp_path: Path) -> 
 def test_missing_stems_are_named_unless_allowed(folders) -> None:
     gt, pred, _, _ = folders
     (pred / "c.png").unlink()
-    write_image(pred / "zeta.png", random_rgb(9))
+    write_rgb(pred / "zeta.png", random_rgb(9))
     r = run("--gt", str(gt), "--pred", str(pred), "--metrics", "psnr", "--no-cache")
     assert r.exit_code == 1
     assert "1 in --gt" in r.output and ": c;" in r.output
@@ -73,7 +73,7 @@ def test_missing_stems_are_named_unless_allowed(folders) -> None:
 
 def test_size_mismatch_is_refused_with_both_files(folders) -> None:
     gt, pred, _, _ = folders
-    write_image(pred / "a.png", random_rgb(0, 32, 44))
+    write_rgb(pred / "a.png", random_rgb(0, 32, 44))
     r = run("--gt", str(gt), "--pred", str(pred), "--metrics", "psnr", "--no-cache")
     assert r.exit_code == 1
     assert "size mismatch" in r.output
@@ -82,7 +82,7 @@ def test_size_mismatch_is_refused_with_both_files(folders) -> None:
 
 def test_duplicate_stems_are_ambiguous(folders) -> None:
     gt, pred, _, _ = folders
-    write_image(pred / "a.bmp", random_rgb(0))
+    write_rgb(pred / "a.bmp", random_rgb(0))
     r = run("--gt", str(gt), "--pred", str(pred), "--metrics", "psnr", "--no-cache")
     assert r.exit_code == 1
     assert "ambiguous" in r.output and "a.bmp and a.png" in r.output
@@ -108,7 +108,7 @@ def test_unavailable_metric_printed_with_reason(folders, fake_metrics) -> None:
 
 def test_identical_images_inf_in_table_and_json(folders, tmp_path: Path) -> None:
     gt, pred, gts, _ = folders
-    write_image(pred / "a.png", gts["a"])
+    write_rgb(pred / "a.png", gts["a"])
     out_json = tmp_path / "s.json"
     r = run("--gt", str(gt), "--pred", str(pred), "--metrics", "psnr", "--no-cache",
             "--json", str(out_json))
@@ -157,7 +157,7 @@ def test_gt_shard_set_scores_bicubic_upscaled_lr_against_hr(shard_set: Path,
     for key, s in samples.items():
         h, w = s.hr.shape[:2]
         preds[key] = cv2.resize(s.lr, (w, h), interpolation=cv2.INTER_CUBIC)
-        write_image(pred / f"{key}.png", preds[key])
+        write_rgb(pred / f"{key}.png", preds[key])
     out_json = tmp_path / "s.json"
     r = run("--gt", str(shard_set), "--pred", str(pred), "--metrics", "psnr,ssim", "--no-cache",
             "--json", str(out_json))

@@ -13,22 +13,23 @@ import pytest
 
 from eval.metrics.pairing import check_sizes, list_images, match_inputs
 from ssr_core.errors import ConfigError
-from tests.eval.conftest import random_rgb, write_image
+from tests.eval.conftest import random_rgb
+from tests.helpers import write_rgb
 
 
 def _folders(tmp_path: Path, gt_names: list[str], pred_names: list[str]) -> tuple[Path, Path]:
     """gt/ and pred/ holding 6x5 images; the pixels of a stem are random_rgb(ord(stem[0]))."""
     for side, names in (("gt", gt_names), ("pred", pred_names)):
         for name in names:
-            write_image(tmp_path / side / name, random_rgb(ord(name[0]), 6, 5))
+            write_rgb(tmp_path / side / name, random_rgb(ord(name[0]), 6, 5))
     return tmp_path / "gt", tmp_path / "pred"
 
 
 def test_stems_pair_across_suffixes_in_gt_order_and_decode_lazily(tmp_path: Path) -> None:
     gt, pred = _folders(tmp_path, ["b.png", "a.png"], ["a.bmp", "b.PNG"])
     (pred / "sub").mkdir()
-    write_image(pred / "sub" / "c.png", random_rgb(1, 6, 5))  # subfolders are other runs
-    write_image(pred / ".c.png", random_rgb(1, 6, 5))  # hidden files are not outputs
+    write_rgb(pred / "sub" / "c.png", random_rgb(1, 6, 5))  # subfolders are other runs
+    write_rgb(pred / ".c.png", random_rgb(1, 6, 5))  # hidden files are not outputs
     (pred / "notes.txt").write_text("not an image")
     inputs = match_inputs(gt, pred)
     assert (inputs.count, inputs.scale, inputs.warning) == (2, None, None)
@@ -55,7 +56,7 @@ def test_refusals_name_what_is_wrong(tmp_path: Path) -> None:
     gt, pred = _folders(tmp_path, ["a.png"], ["b.png"])
     with pytest.raises(ConfigError, match="no image name is common"):
         match_inputs(gt, pred, allow_missing=True)
-    write_image(pred / "b.jpg", random_rgb(0, 6, 5))
+    write_rgb(pred / "b.jpg", random_rgb(0, 6, 5))
     with pytest.raises(ConfigError, match=r"ambiguous .* \(b\.jpg and b\.png\)"):
         list_images(pred)
     (tmp_path / "empty").mkdir()
@@ -69,7 +70,7 @@ def test_refusals_name_what_is_wrong(tmp_path: Path) -> None:
 
 def test_sizes_are_checked_from_headers(tmp_path: Path) -> None:
     gt, pred = _folders(tmp_path, ["a.png", "b.png"], ["a.png"])
-    write_image(pred / "b.png", random_rgb(2, 6, 7))
+    write_rgb(pred / "b.png", random_rgb(2, 6, 7))
     with pytest.raises(ConfigError, match=rf"1 pair\(s\): {gt / 'b.png'} is 5x6 but "
                                           rf"{pred / 'b.png'} is 7x6$"):
         match_inputs(gt, pred)

@@ -12,7 +12,7 @@ from degrade.build import build
 from ssr_datasets.manifest import read_manifest
 from ssr_datasets.schema import Sample
 from ssr_datasets.shards import iter_shard
-from tests.degrade.conftest import make_config, write_folder
+from tests.helpers import make_config, write_folder
 
 CROP = 16  # HR crop side: 4 LR px at the recipe's x4
 
