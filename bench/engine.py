@@ -80,7 +80,7 @@ def main() -> None:
 
     def exact(worst: bool = False, backend: str = "auto") -> torch.Tensor:
         draw = draw_degradation(recipe, near, sample_rng(0, recipe.hash, "bench-coffee-000"))
-        field = torch.from_numpy(draw.field)[None]
+        field = torch.from_numpy(draw.kernel_field)[None]
         if worst:
             field = torch.empty_like(field)
             field[:, :2] = recipe.blur.sigma_range_px[1]
@@ -95,7 +95,7 @@ def main() -> None:
     t_worst = best_of(lambda: exact(worst=True), args.repeats, clock)
     t_torch = best_of(lambda: exact(backend="torch"), args.repeats, clock)
     draw = draw_degradation(recipe, near, sample_rng(0, recipe.hash, "bench-coffee-000"))
-    s = np.sqrt(draw.field[0] * draw.field[1])
+    s = np.sqrt(draw.kernel_field[0] * draw.kernel_field[1])
     print(f"image {W}x{H} RGB, recipe {recipe.name} (x{recipe.scale}, K={recipe.kernel_size}), "
           f"1 thread, CPU time, best of {args.repeats}")
     print(f"  field sqrt(s1*s2): median {np.median(s):.2f} px, max {s.max():.2f} px")
@@ -107,7 +107,7 @@ def main() -> None:
     print(f"  same, pure-torch backend                {t_torch * 1e3:8.1f} ms   "
           f"ratio {t_torch / t_base:.2f}")
     if args.naive:
-        t_naive = best_of(lambda: naive_crop(hr, draw.field), 1) * (H * W) / NAIVE_CROP**2
+        t_naive = best_of(lambda: naive_crop(hr, draw.kernel_field), 1) * (H * W) / NAIVE_CROP**2
         print(f"  naive per-pixel unfold at full res      {t_naive * 1e3:8.1f} ms   "
               f"ratio {t_naive / t_base:.1f}   (timed on a {NAIVE_CROP}x{NAIVE_CROP} crop, scaled)")
 
@@ -152,7 +152,7 @@ def gpu_engine_report(device: str = "cuda", batches: tuple[int, ...] = GPU_BATCH
         near = np.ascontiguousarray(near[: size[0], : size[1]])
     draw = draw_degradation(recipe, near, sample_rng(0, recipe.hash, "bench-coffee-000"))
     hr_cpu = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div(255)
-    field_cpu = torch.from_numpy(draw.field)[None]
+    field_cpu = torch.from_numpy(draw.kernel_field)[None]
     hr1, field1 = hr_cpu.to(dev), field_cpu.to(dev)
     if on_gpu and select_backend(hr1, field1, k, recipe.delta_px) != "triton":
         raise SystemExit("apply_kernel_field does not pick the triton backend on this device")

@@ -43,7 +43,7 @@ def main() -> None:
                             kernel_taps=torch.from_numpy(d.taps)[None], passes=d.passes, padding=r.padding)
         else:
             blur_downsample(hr, r.scale, r.kernel_size, r.delta_px, r.downsampler,
-                            kernel_field=torch.from_numpy(d.field)[None])
+                            kernel_field=torch.from_numpy(d.kernel_field)[None])
         print(f"{name:12s} {time.perf_counter() - t:6.2f} s per {W}x{H} image (1 thread)")
 
 

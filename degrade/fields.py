@@ -32,18 +32,18 @@ from .second_order import bsrgan_first_blur_moments, draw_bsrgan, draw_realesrga
 class DegradationDraw:
     """Everything drawn for one sample: the kernel field and the scalar stage parameters."""
 
-    field: np.ndarray  # float32 (3, h, w): s1, s2 (HR px std devs), theta (radians, [0, pi))
+    kernel_field: np.ndarray  # float32 (3, h, w): s1, s2 (HR px std devs), theta (radians, [0, pi))
     noise_sigma_255: float | None
     noise_gray: bool | None
     jpeg_quality: int | None
     blur_params: dict[str, Any] = field(default_factory=dict)
     # Taps models (recipes.TAPS_MODELS): the K x K float64 taps applied to every pixel (rows =
     # row offset a, columns = column offset b, correlation), and how many times in a row
-    # (div2krk at x4: two x2 passes). ``field`` then holds the Gaussian the taps came from.
+    # (div2krk at x4: two x2 passes). ``kernel_field`` then holds the Gaussian the taps came from.
     taps: np.ndarray | None = None
     passes: int = 1
-    # realesrgan: every drawn parameter of its two rounds (degrade.second_order); ``field`` then
-    # holds the moment-matched Gaussian of the first-round kernel.
+    # realesrgan: every drawn parameter of its two rounds (degrade.second_order); ``kernel_field``
+    # then holds the moment-matched Gaussian of the first-round kernel.
     second_order: dict[str, Any] | None = None
 
 

@@ -124,7 +124,7 @@ def settle_ties(lr: np.ndarray, lr_t: torch.Tensor, hr: np.ndarray, draw: Degrad
     hr64 = hr.astype(np.float64) / 255.0
     for start in range(0, len(pix), _SETTLE_CHUNK):
         ij = pix[start:start + _SETTLE_CHUNK]
-        params = torch.from_numpy(draw.field[:, ij[:, 0], ij[:, 1]].T.astype(np.float64))
+        params = torch.from_numpy(draw.kernel_field[:, ij[:, 0], ij[:, 1]].T.astype(np.float64))
         kern = gaussian_kernels(params, k, delta).numpy()  # (n, K, K)
         win = hr64[rows[s * ij[:, 0, None] + offs][:, :, None], cols[s * ij[:, 1, None] + offs][:, None, :]]
         exact = np.einsum("nab,nabc->nc", kern, win) * 255.0  # (n, 3)

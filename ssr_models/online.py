@@ -366,7 +366,7 @@ class OnlineStream:
                 draw = draw_degradation(self.recipe, near, rng)
                 hrs.append(hr)
                 nears.append(near)
-                fields.append(draw.field)
+                fields.append(draw.kernel_field)
                 noise.append(None if draw.noise_sigma_255 is None
                              else (draw.noise_sigma_255, bool(draw.noise_gray)))
                 quality.append(draw.jpeg_quality)

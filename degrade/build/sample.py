@@ -214,7 +214,7 @@ def _blur_downsample_chunk(hr_t: torch.Tensor, prepared: list[PreparedSample],
         taps = torch.from_numpy(np.stack([d.taps for d in draws])).to(dev)
         return blur_downsample(hr_t, s, k, delta, recipe.downsampler, kernel_taps=taps,
                                passes=draws[0].passes, padding=recipe.padding)
-    field = torch.from_numpy(np.stack([d.field for d in draws])).to(dev)
+    field = torch.from_numpy(np.stack([d.kernel_field for d in draws])).to(dev)
     return blur_downsample(hr_t, s, k, delta, recipe.downsampler, kernel_field=field)
 
 
@@ -234,7 +234,7 @@ def finish_sample(p: PreparedSample, lr_t: torch.Tensor, backend: str, recipe: R
     if draw.jpeg_quality is not None:
         lr = jpeg_roundtrip(lr, draw.jpeg_quality)
     t = times.add("noise_jpeg", t)
-    kfield = torch.from_numpy(draw.field)
+    kfield = torch.from_numpy(draw.kernel_field)
     trunc_max, trunc_mean = truncation_stats(kfield, k, delta)
     times.add("stats", t)
 
@@ -266,8 +266,8 @@ def finish_sample(p: PreparedSample, lr_t: torch.Tensor, backend: str, recipe: R
         "seed": seed,
         "blur": draw.blur_params,
         "kernel_range": {
-            "s1": [float(draw.field[0].min()), float(draw.field[0].max())],
-            "s2": [float(draw.field[1].min()), float(draw.field[1].max())],
+            "s1": [float(draw.kernel_field[0].min()), float(draw.kernel_field[0].max())],
+            "s2": [float(draw.kernel_field[1].min()), float(draw.kernel_field[1].max())],
         },
         "truncated_mass": {"max": trunc_max, "mean": trunc_mean,
                            # the chain's kernels are the protocol's own (21 x 21), not a window to widen
@@ -284,7 +284,7 @@ def finish_sample(p: PreparedSample, lr_t: torch.Tensor, backend: str, recipe: R
     t = times.now()
     nearness = _once(shared, p, "nearness", lambda: nearness_to_u16(p.near))
     times.add("encode", t)
-    return Sample(key=key, hr=p.hr, lr=lr, nearness=nearness, kernel_field=draw.field, meta=meta)
+    return Sample(key=key, hr=p.hr, lr=lr, nearness=nearness, kernel_field=draw.kernel_field, meta=meta)
 
 
 def encode_members(p: PreparedSample, sample: Sample, times: StageTimes,

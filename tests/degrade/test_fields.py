@@ -31,10 +31,10 @@ def _recipe(**blur):
 def test_same_seed_same_draw_other_seed_differs(name):
     r, n = load_recipe(name), _ramp()
     a, b, c = _draw(r, n, 5), _draw(r, n, 5), _draw(r, n, 6)
-    np.testing.assert_array_equal(a.field, b.field)
+    np.testing.assert_array_equal(a.kernel_field, b.kernel_field)
     assert (a.noise_sigma_255, a.noise_gray, a.jpeg_quality, a.blur_params) == (
         b.noise_sigma_255, b.noise_gray, b.jpeg_quality, b.blur_params)
-    assert not np.array_equal(a.field, c.field)
+    assert not np.array_equal(a.kernel_field, c.kernel_field)
 
 
 @pytest.mark.parametrize("name", ["ssr", "ssr-wide", "cmos-defocus", "iso", "aniso"])
@@ -44,8 +44,8 @@ def test_field_shape_dtype_and_ranges(name):
     n = _ramp(32, 48)
     for seed in range(8):
         d = _draw(r, n, seed)
-        assert d.field.shape == (3, 8, 12) and d.field.dtype == np.float32
-        s1, s2, th = d.field
+        assert d.kernel_field.shape == (3, 8, 12) and d.kernel_field.dtype == np.float32
+        s1, s2, th = d.kernel_field
         tol = 1e-6  # float32 storage of float64 values clipped to the range
         assert s1.min() >= lo - tol and s1.max() <= hi + tol
         assert s2.min() >= lo - tol and s2.max() <= hi + tol
@@ -54,7 +54,7 @@ def test_field_shape_dtype_and_ranges(name):
 
 def test_ssr_field_is_spatially_variant_and_anisotropic():
     d = _draw(load_recipe("ssr"), _ramp(64, 64), 3)
-    s1, s2, th = d.field
+    s1, s2, th = d.kernel_field
     assert s1.std() > 0.05 and th.std() > 0.05
     assert (s1 / s2).max() > 1.05
 
@@ -70,7 +70,7 @@ def test_defocus_isotropic_follows_the_documented_formula():
     focus, b_max = d.blur_params["focus"], d.blur_params["max_blur_px"]
     assert focus == 0.3 and 2.0 <= b_max <= 3.0
     expected = np.clip(0.6 + (b_max - 0.6) * np.abs(n_lr - 0.3) / 0.7, 0.6, 3.5)
-    s1, s2, _ = d.field
+    s1, s2, _ = d.kernel_field
     np.testing.assert_allclose(s1, expected, rtol=1e-6)
     np.testing.assert_array_equal(s1, s2)
     # in focus: the minimum blur; farthest from focus (n = 1): b_max
@@ -88,7 +88,7 @@ def test_defocus_anisotropic_keeps_the_blur_size_as_geometric_mean():
     b_max, rho_max = d.blur_params["max_blur_px"], d.blur_params["anisotropy_max"]
     n_lr = nearness_at_lr(_ramp(32, 48) * 0.5 + 0.5, 4)
     size = 0.05 + (b_max - 0.05) * n_lr  # focus 0: max(focus, 1 - focus) = 1
-    s1, s2, _ = d.field.astype(np.float64)
+    s1, s2, _ = d.kernel_field.astype(np.float64)
     np.testing.assert_allclose(np.sqrt(s1 * s2), size, rtol=1e-5)
     rho = s1 / s2
     assert rho.min() >= 1 - 1e-5 and rho.max() <= rho_max + 1e-5 and rho.max() - rho.min() > 0.1
@@ -105,9 +105,9 @@ def test_thin_lens_sigma_is_coc_minus_one_over_four():
         n_lr = hr.astype(np.float64).reshape(8, 4, 12, 4).mean(axis=(1, 3))
         coc = coc_max * np.abs(n_lr - focus) / max(focus, 1.0 - focus)
         expected = np.clip((coc - 1.0) / 4.0, lo, hi)
-        np.testing.assert_allclose(d.field[0], expected, rtol=1e-6, atol=1e-7)
-        np.testing.assert_array_equal(d.field[0], d.field[1])
-        np.testing.assert_array_equal(d.field[2], 0.0)
+        np.testing.assert_allclose(d.kernel_field[0], expected, rtol=1e-6, atol=1e-7)
+        np.testing.assert_array_equal(d.kernel_field[0], d.kernel_field[1])
+        np.testing.assert_array_equal(d.kernel_field[2], 0.0)
 
 
 def test_iso_and_aniso_fields_are_constant():
@@ -115,12 +115,12 @@ def test_iso_and_aniso_fields_are_constant():
     iso = _draw(load_recipe("iso"), hr, 4)
     sigma = iso.blur_params["sigma_px"]
     assert 0.2 <= sigma <= 4.0
-    np.testing.assert_allclose(iso.field[:2], np.float32(sigma))
-    np.testing.assert_array_equal(iso.field[2], 0.0)
+    np.testing.assert_allclose(iso.kernel_field[:2], np.float32(sigma))
+    np.testing.assert_array_equal(iso.kernel_field[2], 0.0)
     an = _draw(load_recipe("aniso"), hr, 4)
     p = an.blur_params
     for ch, key in enumerate(("s1_px", "s2_px", "theta")):
-        np.testing.assert_array_equal(an.field[ch], np.float32(p[key]))
+        np.testing.assert_array_equal(an.kernel_field[ch], np.float32(p[key]))
     assert 0.0 <= p["theta"] < math.pi and p["model"] == "aniso"
 
 

@@ -59,7 +59,7 @@ def _hr(h: int, w: int, seed: int = 0) -> np.ndarray:
 def test_gaussian8_widths_kernel_and_bicubic_match_the_released_script() -> None:
     recipe = load_recipe("gaussian8")
     # DCLS-SR generate_mod_blur_LR_bic.py: for sig in np.linspace(1.8, 3.2, 8)
-    widths = [draw_degradation(recipe, np.zeros((8, 8)), np.random.default_rng(0), v).field[0, 0, 0]
+    widths = [draw_degradation(recipe, np.zeros((8, 8)), np.random.default_rng(0), v).kernel_field[0, 0, 0]
               for v in range(8)]
     np.testing.assert_allclose(widths, np.linspace(1.8, 3.2, 8), rtol=0, atol=1e-6)
     assert recipe.delta_px == 0.0 and recipe.downsampler == "bicubic" and recipe.kernel_size == 21
@@ -67,7 +67,7 @@ def test_gaussian8_widths_kernel_and_bicubic_match_the_released_script() -> None
     for v in (0, 7):  # the narrowest and the widest width
         draw = draw_degradation(recipe, np.zeros((24, 28)), np.random.default_rng(0), v)
         got, _ = blur_downsample(torch.from_numpy(hr)[None], 4, 21, 0.0, "bicubic",
-                                 kernel_field=torch.from_numpy(draw.field.astype(np.float64))[None],
+                                 kernel_field=torch.from_numpy(draw.kernel_field.astype(np.float64))[None],
                                  backend="torch")
         sigma = float(np.linspace(1.8, 3.2, 8)[v])
         ref = imresize_bicubic_down_matlab_chw(correlate_reflect_full(hr, ikc_isotropic_kernel(sigma)), 4)
@@ -103,17 +103,17 @@ def test_dcls_aniso_taps_follow_their_kernel_formula_and_draw_order() -> None:
     disturb = rng.uniform(0.0, 0.25, size=(31, 31))
     np.testing.assert_allclose(draw.taps, dcls_disturbed_kernel(sx, sy, radians, disturb),
                                rtol=0, atol=1e-15)
-    assert draw.field[:, 0, 0] == pytest.approx([sx, sy, radians % math.pi], abs=1e-6)
+    assert draw.kernel_field[:, 0, 0] == pytest.approx([sx, sy, radians % math.pi], abs=1e-6)
 
 
 def test_dcls_aniso_parameter_ranges() -> None:
     recipe = load_recipe("dcls-aniso")
     rng = np.random.default_rng(3)
     draws = [draw_degradation(recipe, np.zeros((4, 4)), rng) for _ in range(60)]
-    s = np.array([d.field[:2, 0, 0] for d in draws])
+    s = np.array([d.kernel_field[:2, 0, 0] for d in draws])
     assert s.min() >= 0.6 and s.max() <= 5.0 and s.max() - s.min() > 3.0
     for d in draws[:5]:  # taps / noiseless Gaussian lies in [1, 1.25] up to one common factor
-        g = dcls_disturbed_kernel(*(float(v) for v in d.field[:, 0, 0]), np.zeros((31, 31)))
+        g = dcls_disturbed_kernel(*(float(v) for v in d.kernel_field[:, 0, 0]), np.zeros((31, 31)))
         ratio = (d.taps / g)[g > 1e-6 * g.max()]  # kernel.npy's float32 sigmas: tails drift
         assert 1.2 < ratio.max() / ratio.min() <= 1.25 * (1 + 1e-4)
 
@@ -142,7 +142,7 @@ def test_div2krk_taps_follow_the_generator_kernel() -> None:
     np.testing.assert_allclose(draw.taps, blindsr_generator_kernel(l1, l2, theta, noise),
                                rtol=0, atol=1e-15)
     # kernel.npy records standard deviations: sqrt of the covariance's eigenvalues
-    assert draw.field[:, 0, 0] == pytest.approx([math.sqrt(l1), math.sqrt(l2), theta], abs=1e-6)
+    assert draw.kernel_field[:, 0, 0] == pytest.approx([math.sqrt(l1), math.sqrt(l2), theta], abs=1e-6)
     assert draw.passes == 2  # x4 = the x2 kernel twice (KernelGAN issues 52, 59)
 
 
@@ -187,10 +187,11 @@ def test_cmos_defocus_ties_are_rounded_by_the_float64_formula() -> None:
     recipe = dataclasses.replace(base, blur=dataclasses.replace(base.blur, focus_range=(0.5, 0.5)))
     hr = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     draw = draw_degradation(recipe, np.full((64, 64), 0.5), np.random.default_rng(0))
-    assert float(draw.field[0].max()) == pytest.approx(0.3)
+    assert float(draw.kernel_field[0].max()) == pytest.approx(0.3)
     hr_t = torch.from_numpy(hr).permute(2, 0, 1).float().div(255.0)[None]
-    lr_t, _ = blur_downsample(hr_t, 4, 21, recipe.delta_px, kernel_field=torch.from_numpy(draw.field)[None])
-    exact = direct_degradation(hr.transpose(2, 0, 1) / 255.0, draw.field.astype(np.float64), 4, 21,
+    lr_t, _ = blur_downsample(hr_t, 4, 21, recipe.delta_px,
+                              kernel_field=torch.from_numpy(draw.kernel_field)[None])
+    exact = direct_degradation(hr.transpose(2, 0, 1) / 255.0, draw.kernel_field.astype(np.float64), 4, 21,
                                recipe.delta_px)
     want = np.clip(np.rint(exact * 255.0), 0, 255).astype(np.uint8).transpose(1, 2, 0)
     lr = to_uint8(lr_t[0])
