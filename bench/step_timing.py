@@ -156,9 +156,9 @@ def compile_times(device: str, config: str = "paper", stages: tuple[str, ...] = 
 def kernel_build_times(device: str = "cpu", batch: int = 16, side: int = 64,
                        repeats: int = 3) -> dict[str, dict[str, float]]:
     """Return ms to build a batch's ground-truth kernels (forward, forward + backward) in
-    float32 (``params_to_kernels`` now) and float64 (its former detour), the paper config's
+    float32 (``kernel_field_to_taps`` now) and float64 (its former detour), the paper config's
     kernel-stage batch: 16 fields of 64 x 64 LR px, K = 21."""
-    from ssr_models.kernel_pca import flush_tiny, gaussian_kernels, params_to_kernels
+    from ssr_models.kernel_pca import flush_tiny, gaussian_kernels, kernel_field_to_taps
 
     def float64_detour(p: torch.Tensor, k: int, d: float) -> torch.Tensor:
         b, _, h, w = p.shape
@@ -168,7 +168,7 @@ def kernel_build_times(device: str = "cpu", batch: int = 16, side: int = 64,
     dev = torch.device(device)
     field = synthetic_batch(side * SCALE, batch, dev).kernel_field
     out = {}
-    for name, fn in (("float32", params_to_kernels), ("float64", float64_detour)):
+    for name, fn in (("float32", kernel_field_to_taps), ("float64", float64_detour)):
         fwd, both = math.inf, math.inf
         for _ in range(repeats):
             p = field.clone().requires_grad_(True)

@@ -52,7 +52,7 @@ from torch import nn
 
 from ssr_core.errors import ConfigError
 
-from .kernel_pca import params_to_kernels
+from .kernel_pca import kernel_field_to_taps
 from .layers import MAConv, SFTLayer, area_downsample, config_from_dict, conv3x3, with_overrides
 
 Head = Literal["kernel", "param"]
@@ -81,9 +81,9 @@ def reblur(hr: torch.Tensor, kernels: torch.Tensor, scale: int) -> torch.Tensor:
     return (patches * kernels.unsqueeze(1)).sum(2)
 
 
-def canonical_params(params: torch.Tensor) -> torch.Tensor:
+def canonical_kernel_field(kernel_field: torch.Tensor) -> torch.Tensor:
     """Return (B, 3, h, w) (s1, s2, theta) with s1 >= s2 and theta in [0, pi) (same Gaussians)."""
-    s1, s2, th = params.unbind(1)
+    s1, s2, th = kernel_field.unbind(1)
     swap = s1 < s2
     theta = torch.where(swap, th + math.pi / 2, th) % math.pi
     return torch.stack([torch.maximum(s1, s2), torch.minimum(s1, s2), theta], 1)
@@ -186,7 +186,7 @@ class DKENet(nn.Module):
         s1 = s2 + F.softplus(y[:, 0])
         theta = torch.remainder(torch.atan2(y[:, 3], y[:, 2]) / 2, math.pi)
         params = torch.stack([s1, s2, theta], 1)
-        return KernelEstimate(params_to_kernels(params, self.config.kernel_size, delta), params)
+        return KernelEstimate(kernel_field_to_taps(params, self.config.kernel_size, delta), params)
 
     def losses(self, batch: Any) -> dict[str, torch.Tensor]:
         """Return the weighted loss terms of one batch (keys: kernel, sigma, angle, redeg)."""
@@ -195,8 +195,8 @@ class DKENet(nn.Module):
             raise ConfigError(f"batch kernel_size {batch.kernel_size} != model kernel_size "
                               f"{cfg.kernel_size}")
         est = self(batch.lr, batch.nearness, batch.delta)
-        gt = canonical_params(batch.kernel_field)
-        gt_k = params_to_kernels(gt, cfg.kernel_size, batch.delta)
+        gt = canonical_kernel_field(batch.kernel_field)
+        gt_k = kernel_field_to_taps(gt, cfg.kernel_size, batch.delta)
         terms = {"kernel": cfg.lambda_kernel * (est.kernel_taps - gt_k).abs().sum(1).mean()}
         if est.kernel_field is not None:
             p = est.kernel_field
@@ -225,8 +225,8 @@ class DKENet(nn.Module):
         anisotropy (so isotropic pixels, whose angle is undefined, do not count).
         """
         est = self(batch.lr, batch.nearness, batch.delta)
-        gt = canonical_params(batch.kernel_field)
-        gt_k = params_to_kernels(gt, self.config.kernel_size, batch.delta)
+        gt = canonical_kernel_field(batch.kernel_field)
+        gt_k = kernel_field_to_taps(gt, self.config.kernel_size, batch.delta)
         out = {"kernel_l1": float((est.kernel_taps - gt_k).abs().sum(1).mean())}
         if est.kernel_field is not None:
             p = est.kernel_field

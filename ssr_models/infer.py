@@ -71,7 +71,7 @@ from .svkr import PRIOR_FIXED_POINT_NOTE, SVKR, paper_depth_provider, provider_d
 from .tiling import TileFn, blend_tiles, ramp_window, tile_starts
 
 __all__ = ["DEPTH_CHOICES", "METHODS", "STAGES", "Method", "MethodChoice", "Progress", "SRPipeline",
-           "SRResult", "TileFn", "blend_tiles", "choose_method", "find_stages", "kernels_to_params",
+           "SRResult", "TileFn", "blend_tiles", "choose_method", "find_stages", "taps_to_kernel_field",
            "paper_method", "ramp_window", "resolve_method", "stages_used", "tile_starts"]
 
 ProgressFn = Callable[["Progress"], None]
@@ -112,18 +112,18 @@ class Progress:
         return self.tiles * self.steps
 
 
-def kernels_to_params(kernels: torch.Tensor, min_sigma: float = 0.2) -> torch.Tensor:
-    """Fit (s1, s2, theta) (B, 3, h, w) to per-pixel kernels (B, K*K, h, w) by their second moments.
+def taps_to_kernel_field(kernel_taps: torch.Tensor, min_sigma: float = 0.2) -> torch.Tensor:
+    """Fit (s1, s2, theta) (B, 3, h, w) to per-pixel kernel_taps (B, K*K, h, w) by their second moments.
 
     s1 >= s2 >= ``min_sigma`` in HR px, theta in [0, pi) from +x toward +y (DESIGN.md section 3).
     """
-    b, kk, h, w = kernels.shape
+    b, kk, h, w = kernel_taps.shape
     k = math.isqrt(kk)
     if k * k != kk or k % 2 == 0:
         raise ConfigError(f"kernels must have K*K channels with K odd, got {kk}")
-    taps = kernels.double().view(b, k, k, h, w)
+    taps = kernel_taps.double().view(b, k, k, h, w)
     taps = taps / taps.sum((1, 2), keepdim=True).clamp_min(1e-12)
-    d = torch.arange(k, dtype=torch.float64, device=kernels.device) - k // 2
+    d = torch.arange(k, dtype=torch.float64, device=kernel_taps.device) - k // 2
     dy, dx = d.view(1, k, 1, 1, 1), d.view(1, 1, k, 1, 1)
     mx, my = (taps * dx).sum((1, 2)), (taps * dy).sum((1, 2))
     xx = (taps * dx * dx).sum((1, 2)) - mx * mx
@@ -131,7 +131,7 @@ def kernels_to_params(kernels: torch.Tensor, min_sigma: float = 0.2) -> torch.Te
     xy = (taps * dx * dy).sum((1, 2)) - mx * my
     cov = torch.stack([torch.stack([xx, xy], -1), torch.stack([xy, yy], -1)], -2)
     s1, s2, theta = sigmas_from_covariance(cov)
-    return torch.stack([s1.clamp_min(min_sigma), s2.clamp_min(min_sigma), theta], 1).to(kernels.dtype)
+    return torch.stack([s1.clamp_min(min_sigma), s2.clamp_min(min_sigma), theta], 1).to(kernel_taps.dtype)
 
 
 def _reflect_pad(lr: torch.Tensor, min_size: int, multiple: int) -> torch.Tensor:
@@ -270,14 +270,14 @@ class SRPipeline:
             return est.kernel_field
         k_restorer = None if self.restorer is None else self.restorer.config.kernel_size
         if k_restorer is not None and k_restorer != self.kernel_net.config.kernel_size:
-            return kernels_to_params(est.kernel_taps, self.kernel_net.config.min_sigma)
+            return taps_to_kernel_field(est.kernel_taps, self.kernel_net.config.min_sigma)
         return est.kernel_taps
 
     def _as_kernel_field(self, kernel: torch.Tensor) -> torch.Tensor:
         """Return a kernel estimate (taps (1, K*K, h, w) or a kernel field) as a kernel field."""
         if kernel.shape[1] == 3:
             return kernel
-        return kernels_to_params(kernel, self.kernel_net.config.min_sigma)
+        return taps_to_kernel_field(kernel, self.kernel_net.config.min_sigma)
 
     def _run_tile(self, lr: torch.Tensor, generator: torch.Generator, tick: Callable[[], None]
                   ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:

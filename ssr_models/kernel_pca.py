@@ -35,15 +35,15 @@ from ssr_core.errors import ConfigError
 _TINY = 1e-20
 
 
-def params_to_kernels(params: torch.Tensor, kernel_size: int, delta: float) -> torch.Tensor:
+def kernel_field_to_taps(kernel_field: torch.Tensor, kernel_size: int, delta: float) -> torch.Tensor:
     """Build the kernel field (B, K*K, h, w) from a parameter field (B, 3, h, w) of (s1, s2, theta)."""
-    if params.ndim != 4 or params.shape[1] != 3:
-        raise ConfigError(f"params must be (B, 3, h, w), got {tuple(params.shape)}")
-    b, _, h, w = params.shape
-    # Built in the params' dtype (float32 in training, fast on GPUs): gaussian_kernels floors the
+    if kernel_field.ndim != 4 or kernel_field.shape[1] != 3:
+        raise ConfigError(f"params must be (B, 3, h, w), got {tuple(kernel_field.shape)}")
+    b, _, h, w = kernel_field.shape
+    # Built in the kernel_field' dtype (float32 in training, fast on GPUs): gaussian_kernels floors the
     # exponents at LOG_FLOOR so no weight is denormal, and flush_tiny zeroes those floored weights
     # (< 2e-22) so that products with them in the losses and their backward stay normal too.
-    k = flush_tiny(gaussian_kernels(params.permute(0, 2, 3, 1), kernel_size, delta))  # (B, h, w, K, K)
+    k = flush_tiny(gaussian_kernels(kernel_field.permute(0, 2, 3, 1), kernel_size, delta))  # (B, h, w, K, K)
     return k.reshape(b, h, w, kernel_size * kernel_size).permute(0, 3, 1, 2)
 
 
@@ -112,7 +112,7 @@ class KernelPCA(nn.Module):
         self._check_fitted()
         kk = self.kernel_size * self.kernel_size
         if x.ndim == 4 and x.shape[1] == 3 and kk != 3:
-            x = params_to_kernels(x, self.kernel_size, self.delta)
+            x = kernel_field_to_taps(x, self.kernel_size, self.delta)
         if x.ndim != 4 or x.shape[1] != kk:
             raise ConfigError(f"expected kernels (B, {kk}, h, w) or params (B, 3, h, w), got "
                               f"{tuple(x.shape)}")

@@ -207,9 +207,9 @@ class LatentSSR(nn.Module):
                 raise ConfigError("use_kernel is on but no kernel_field was given")
             feats = kernel_features(kernel_field, size)
             if self.pca is not None:
-                from ssr_models.kernel_pca import params_to_kernels
+                from ssr_models.kernel_pca import kernel_field_to_taps
 
-                taps = params_to_kernels(kernel_field.float(), self.pca.kernel_size, self.pca.delta)
+                taps = kernel_field_to_taps(kernel_field.float(), self.pca.kernel_size, self.pca.delta)
                 feats = torch.cat([feats, self.pca.encode(taps).to(feats.dtype)], 1)
             out["kernel"] = self.encoders["kernel"](feats)
         if "depth" in self.encoders:

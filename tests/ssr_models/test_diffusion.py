@@ -88,11 +88,13 @@ def test_sampling_deterministic_and_validation() -> None:
     torch.manual_seed(0)
     model = with_random_residual(ssr_pixel_tiny()).eval()
     b = _batch()
-    runs = [model.sample(b.lr, b.kernel_field, b.nearness, steps=4, generator=torch.Generator().manual_seed(5))
+    runs = [model.sample(b.lr, b.kernel_field, b.nearness, steps=4,
+                         generator=torch.Generator().manual_seed(5))
             for _ in range(2)]
     assert runs[0].shape == b.hr.shape
     torch.testing.assert_close(runs[0], runs[1], rtol=0, atol=0)
-    other = model.sample(b.lr, b.kernel_field, b.nearness, steps=4, generator=torch.Generator().manual_seed(6))
+    other = model.sample(b.lr, b.kernel_field, b.nearness, steps=4,
+                         generator=torch.Generator().manual_seed(6))
     assert not torch.equal(runs[0], other)
     metrics = model.validation_step(b)
     assert set(metrics) == {"psnr", "psnr_bicubic", "psnr_y", "ssim_y", "psnr_y_bicubic"}
@@ -103,7 +105,8 @@ def test_data_consistency_reduces_redegradation_error() -> None:
     b = _batch()
 
     def err(x: torch.Tensor) -> float:
-        return (apply_kernel_field(x, b.kernel_field, S, K, b.delta, backend="torch") - b.lr).pow(2).sum().item()
+        blurred = apply_kernel_field(x, b.kernel_field, S, K, b.delta, backend="torch")
+        return (blurred - b.lr).pow(2).sum().item()
 
     x0 = torch.rand(b.hr.shape, generator=torch.Generator().manual_seed(2))
     stepped = kernel_consistency_step(x0, b.lr, b.kernel_field, S, K, b.delta, weight=1.0)
@@ -122,7 +125,8 @@ def test_sampler_is_the_resshift_loop_bit_for_bit(steps: int) -> None:
     torch.manual_seed(0)
     model = with_random_residual(ssr_pixel_tiny()).eval()
     b = _batch()
-    got = model.sample(b.lr, b.kernel_field, b.nearness, steps=steps, generator=torch.Generator().manual_seed(5))
+    got = model.sample(b.lr, b.kernel_field, b.nearness, steps=steps,
+                       generator=torch.Generator().manual_seed(5))
     y0 = model.upsample(b.lr, (HR, HR))
     enc = model.encode(y0, b.kernel_field, b.nearness)
     etas = torch.tensor(resshift_etas(15, 2.0, 0.3, 0.04, 0.99)).float().tolist()  # Eq. 10, float32
@@ -169,7 +173,8 @@ def test_untrained_model_predicts_bicubic_exactly_and_learns_a_residual() -> Non
     enc = model.encode(y0, b.kernel_field, b.nearness)
     xt = torch.randn(2, 3, HR, HR, generator=torch.Generator().manual_seed(1))
     assert torch.equal(model.predict_x0(xt, torch.tensor([3, 14]), y0, enc), y0)
-    sr = model.eval().sample(b.lr, b.kernel_field, b.nearness, steps=4, generator=torch.Generator().manual_seed(2))
+    sr = model.eval().sample(b.lr, b.kernel_field, b.nearness, steps=4,
+                             generator=torch.Generator().manual_seed(2))
     assert torch.equal(sr, ((y0 + 1) / 2).clamp(0, 1))  # noise in x_t cannot move a zero residual
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)

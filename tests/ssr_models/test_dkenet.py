@@ -10,8 +10,8 @@ import torch
 
 from degrade.ops.blur import apply_kernel_field
 from ssr_core.errors import ConfigError
-from ssr_models.dkenet import DKENetConfig, canonical_params, dkenet_tiny, reblur
-from ssr_models.kernel_pca import params_to_kernels
+from ssr_models.dkenet import DKENetConfig, canonical_kernel_field, dkenet_tiny, reblur
+from ssr_models.kernel_pca import kernel_field_to_taps
 from tests.ssr_models import make_batch, overfit
 
 
@@ -44,23 +44,24 @@ def test_param_head_angle_is_pi_periodic() -> None:
     model = dkenet_tiny(head="param", kernel_size=9)
     p = torch.tensor([2.0, 1.0, 0.3]).view(1, 3, 1, 1)
     q = p + torch.tensor([0.0, 0.0, math.pi]).view(1, 3, 1, 1)
-    torch.testing.assert_close(params_to_kernels(p, 9, 1.5), params_to_kernels(q, 9, 1.5))
-    torch.testing.assert_close(canonical_params(q), canonical_params(p))
+    torch.testing.assert_close(kernel_field_to_taps(p, 9, 1.5), kernel_field_to_taps(q, 9, 1.5))
+    torch.testing.assert_close(canonical_kernel_field(q), canonical_kernel_field(p))
     batch = make_batch(h=6, kernel_size=9)
-    shifted = replace(batch, kernel_field=batch.kernel_field + torch.tensor([0.0, 0.0, math.pi]).view(1, 3, 1, 1))
+    turned = torch.tensor([0.0, 0.0, math.pi]).view(1, 3, 1, 1)
+    shifted = replace(batch, kernel_field=batch.kernel_field + turned)
     torch.testing.assert_close(model.losses(batch)["angle"], model.losses(shifted)["angle"])
 
 
 def test_canonical_params_swaps_axes() -> None:
     p = torch.tensor([1.0, 2.0, 0.2]).view(1, 3, 1, 1)
-    c = canonical_params(p)
+    c = canonical_kernel_field(p)
     assert c.flatten().tolist() == pytest.approx([2.0, 1.0, 0.2 + math.pi / 2])
-    torch.testing.assert_close(params_to_kernels(c, 11, 0.0), params_to_kernels(p, 11, 0.0))
+    torch.testing.assert_close(kernel_field_to_taps(c, 11, 0.0), kernel_field_to_taps(p, 11, 0.0))
 
 
 def test_reblur_matches_engine_eq1() -> None:
     batch = make_batch(h=8, kernel_size=21)
-    kernels = params_to_kernels(batch.kernel_field, 21, batch.delta)
+    kernels = kernel_field_to_taps(batch.kernel_field, 21, batch.delta)
     ref = apply_kernel_field(batch.hr, batch.kernel_field, 4, 21, batch.delta, backend="torch")
     torch.testing.assert_close(reblur(batch.hr, kernels, 4), ref, rtol=1e-5, atol=1e-5)
 

@@ -22,7 +22,7 @@ from degrade.ops.kernels import gaussian_kernels
 from ssr_core.errors import ConfigError, InputError
 from ssr_models import create_model
 from ssr_models.checkpoint import CKPT_FORMAT, CKPT_VERSION
-from ssr_models.infer import Progress, SRPipeline, kernels_to_params, tile_starts
+from ssr_models.infer import Progress, SRPipeline, taps_to_kernel_field, tile_starts
 from ssr_models.infer_cli import main
 from ssr_models.run import load_stage, write_run
 from tests.helpers import FLAT_PIXEL_CONFIG_V1, with_random_residual
@@ -80,7 +80,7 @@ def test_kernels_to_params_recovers_gaussian_parameters() -> None:
     # well inside the 21-tap window (nearest edge 8.5 px = 3.4 s1 away), truncation < 1e-3
     params = torch.tensor([[2.5, 1.0, 0.6], [1.2, 1.2, 0.0], [2.0, 0.8, 2.9]])
     k = gaussian_kernels(params, 21, delta=1.5).reshape(3, 441).T.reshape(1, 441, 1, 3)
-    got = kernels_to_params(k, min_sigma=0.2)[0, :, 0].T
+    got = taps_to_kernel_field(k, min_sigma=0.2)[0, :, 0].T
     assert torch.allclose(got[:, :2], params[:, :2], atol=0.02)
     aniso = [0, 2]  # theta of an isotropic kernel is arbitrary
     d = (got[aniso, 2] - params[aniso, 2]).abs()
@@ -89,10 +89,10 @@ def test_kernels_to_params_recovers_gaussian_parameters() -> None:
 
 def test_kernels_to_params_rejects_non_square_and_clamps_delta_kernels() -> None:
     with pytest.raises(ConfigError, match="K\\*K channels"):
-        kernels_to_params(torch.ones(1, 10, 2, 2))
+        taps_to_kernel_field(torch.ones(1, 10, 2, 2))
     delta = torch.zeros(1, 9, 1, 1)
     delta[0, 4] = 1
-    assert kernels_to_params(delta, min_sigma=0.3)[0, :2].flatten().tolist() == pytest.approx([0.3, 0.3])
+    assert taps_to_kernel_field(delta, min_sigma=0.3)[0, :2].flatten().tolist() == pytest.approx([0.3, 0.3])
 
 
 # ---- the pipeline ---------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import torch
 
 from degrade.ops.kernels import gaussian_kernels
 from ssr_core.errors import ConfigError
-from ssr_models.kernel_pca import KernelPCA, params_to_kernels, sample_kernel_params
+from ssr_models.kernel_pca import KernelPCA, kernel_field_to_taps, sample_kernel_params
 from tests.reference import gaussian_kernel_direct
 
 
@@ -25,7 +25,7 @@ def test_fit_explains_most_variance(pca: KernelPCA) -> None:
 
 def test_held_out_kernels_reconstruct_closely(pca: KernelPCA) -> None:
     params = sample_kernel_params(64, torch.Generator().manual_seed(123)).view(1, 8, 8, 3)
-    kernels = params_to_kernels(params.permute(0, 3, 1, 2), 21, 1.5)
+    kernels = kernel_field_to_taps(params.permute(0, 3, 1, 2), 21, 1.5)
     recon = pca.decode(pca.encode(kernels))
     assert recon.shape == kernels.shape
     # Per-pixel L1 distance between kernels lies in [0, 2]; 15 components keep it near 0.07 and
@@ -40,9 +40,9 @@ def test_encode_accepts_params_or_kernels(pca: KernelPCA) -> None:
     params = torch.tensor([2.0, 1.0, 0.4]).view(1, 3, 1, 1).expand(2, 3, 3, 5)
     codes = pca.encode(params)
     assert codes.shape == (2, 15, 3, 5)
-    torch.testing.assert_close(codes, pca.encode(params_to_kernels(params, 21, 1.5)))
+    torch.testing.assert_close(codes, pca.encode(kernel_field_to_taps(params, 21, 1.5)))
     k = gaussian_kernels(torch.tensor([2.0, 1.0, 0.4]), 21, 1.5).reshape(-1)
-    torch.testing.assert_close(params_to_kernels(params, 21, 1.5)[1, :, 2, 4], k)
+    torch.testing.assert_close(kernel_field_to_taps(params, 21, 1.5)[1, :, 2, 4], k)
 
 
 # narrow, wide, anisotropic at both angles' ends: the far taps of s = 0.6 are below 1e-38 unfloored
@@ -54,7 +54,7 @@ def test_params_to_kernels_float32_matches_float64_reference() -> None:
     """Ground-truth kernels of a batch are built in float32 (fast on GPUs) and agree with the
     direct formula in float64 to float32 resolution, with no denormal weight."""
     params = torch.tensor(GT_FIELD).T.reshape(1, 3, 2, 3)
-    k = params_to_kernels(params, 21, 1.5)
+    k = kernel_field_to_taps(params, 21, 1.5)
     assert k.dtype == torch.float32 and k.shape == (1, 441, 2, 3)
     for n, (s1, s2, th) in enumerate(GT_FIELD):
         ref = gaussian_kernel_direct(s1, s2, th, 21, 1.5).reshape(-1)
@@ -77,7 +77,7 @@ def test_params_to_kernels_gradient_matches_float64() -> None:
     grads = []
     for dtype in (torch.float32, torch.float64):
         params = torch.tensor(GT_FIELD, dtype=dtype).T.reshape(1, 3, 2, 3).requires_grad_(True)
-        (params_to_kernels(params, 21, 1.5) * weights.to(dtype)).sum().backward()
+        (kernel_field_to_taps(params, 21, 1.5) * weights.to(dtype)).sum().backward()
         grads.append(params.grad.double())
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
 

@@ -27,8 +27,8 @@ from degrade.ops.quality import batch_psnr
 from ssr_models.checkpoint import load_checkpoint
 from ssr_models.configs import CONFIG_DIR, load_train_config
 from ssr_models.data import validation_batches
-from ssr_models.dkenet import canonical_params
-from ssr_models.kernel_pca import params_to_kernels
+from ssr_models.dkenet import canonical_kernel_field
+from ssr_models.kernel_pca import kernel_field_to_taps
 from ssr_models.nbsr import bicubic_up
 from ssr_models.run import load_model_from_run, read_run
 from ssr_models.train_cli import main
@@ -138,7 +138,7 @@ def _same(a: object, b: object) -> bool:
 
 
 def _gt_kernels(batch) -> torch.Tensor:
-    return params_to_kernels(canonical_params(batch.kernel_field), batch.kernel_size, batch.delta)
+    return kernel_field_to_taps(canonical_kernel_field(batch.kernel_field), batch.kernel_size, batch.delta)
 
 
 def test_dkenet_beats_best_constant_kernel(trained: Path, shards: tuple[Path, Path]) -> None:
