@@ -52,7 +52,7 @@ def test_param_head_angle_is_pi_periodic() -> None:
     torch.testing.assert_close(model.losses(batch)["angle"], model.losses(shifted)["angle"])
 
 
-def test_canonical_params_swaps_axes() -> None:
+def test_canonical_kernel_field_swaps_axes() -> None:
     p = torch.tensor([1.0, 2.0, 0.2]).view(1, 3, 1, 1)
     c = canonical_kernel_field(p)
     assert c.flatten().tolist() == pytest.approx([2.0, 1.0, 0.2 + math.pi / 2])

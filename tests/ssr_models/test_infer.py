@@ -76,7 +76,7 @@ def smooth_image(h: int, w: int, seed: int = 0) -> np.ndarray:
 
 
 # ---- pure helpers ---------------------------------------------------------------------------------
-def test_kernels_to_params_recovers_gaussian_parameters() -> None:
+def test_taps_to_kernel_field_recovers_gaussian_parameters() -> None:
     # well inside the 21-tap window (nearest edge 8.5 px = 3.4 s1 away), truncation < 1e-3
     params = torch.tensor([[2.5, 1.0, 0.6], [1.2, 1.2, 0.0], [2.0, 0.8, 2.9]])
     k = gaussian_kernels(params, 21, delta=1.5).reshape(3, 441).T.reshape(1, 441, 1, 3)
@@ -87,7 +87,7 @@ def test_kernels_to_params_recovers_gaussian_parameters() -> None:
     assert torch.minimum(d, math.pi - d).max() < 0.01
 
 
-def test_kernels_to_params_rejects_non_square_and_clamps_delta_kernels() -> None:
+def test_taps_to_kernel_field_rejects_non_square_and_clamps_delta_kernels() -> None:
     with pytest.raises(ConfigError, match="K\\*K channels"):
         taps_to_kernel_field(torch.ones(1, 10, 2, 2))
     delta = torch.zeros(1, 9, 1, 1)

@@ -50,7 +50,7 @@ GT_FIELD = [(0.6, 0.6, 0.0), (0.6, 3.5, 0.3), (3.5, 3.5, 1.0), (3.5, 0.6, 3.1), 
             (0.6, 1.0, 2.0)]
 
 
-def test_params_to_kernels_float32_matches_float64_reference() -> None:
+def test_kernel_field_to_taps_float32_matches_float64_reference() -> None:
     """Ground-truth kernels of a batch are built in float32 (fast on GPUs) and agree with the
     direct formula in float64 to float32 resolution, with no denormal weight."""
     params = torch.tensor(GT_FIELD).T.reshape(1, 3, 2, 3)
@@ -72,7 +72,7 @@ def test_gaussian_kernels_float32_hold_no_denormals() -> None:
     torch.testing.assert_close(k.sum((-2, -1)), torch.ones(len(GT_FIELD)))
 
 
-def test_params_to_kernels_gradient_matches_float64() -> None:
+def test_kernel_field_to_taps_gradient_matches_float64() -> None:
     weights = torch.rand(1, 441, 2, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     grads = []
     for dtype in (torch.float32, torch.float64):
