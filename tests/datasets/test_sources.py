@@ -28,7 +28,8 @@ def test_registry_lists_every_source_and_rejects_unknown():
     assert SOURCE_NAMES[:2] == ("sample", "folder")  # the full list: test_sources_registry.py
     for name in SOURCE_NAMES:
         assert get_source(name).name == name
-    with pytest.raises(ConfigError, match="unknown source .div9k. \\(did you mean .div2k.\\?\\); choose one of: sample, folder, div2k"):
+    with pytest.raises(ConfigError, match="unknown source .div9k. \\(did you mean .div2k.\\?\\); "
+                                          "choose one of: sample, folder, div2k"):
         get_source("div9k")
 
 
