@@ -93,26 +93,55 @@ def build_set(images: list[Path], out: Path, recipe: str, seed: int, crop: int |
 
 def train(run: Path, shards: Path, budget: Budget, seed: int, *, stages: tuple[str, ...],
           ablation: str | None = None, model: str | None = None, backbone: str | None = None,
-          minutes: float | None = None) -> float:
-    """Train ``stages`` of the tiny config into ``run``; return the seconds spent."""
+          minutes: float | None = None) -> float | None:
+    """Train ``stages`` of the tiny config into ``run``; return the seconds spent (None: none trained).
+
+    A stage that already has a checkpoint (``--reuse``) is kept as it is.
+    """
     from ssr_models.configs import load_train_config
-    from ssr_models.run import train_stage
+    from ssr_models.run import stage_step, train_stage
 
     config = load_train_config("tiny").with_model(model, backbone).with_ablation(ablation)
-    t0 = time.perf_counter()
+    t0, trained = time.perf_counter(), False
     for stage in stages:
+        if stage_step(run / stage) is not None:
+            continue
+        trained = True
         sc = config.stage(stage)
         sc = replace(sc, trainer={**sc.trainer, "tensorboard": False, "log_every": 10**6})
         train_stage(stage, sc, str(shards), run / stage, steps=budget.steps, seed=seed,
                     device="cpu", trainer_overrides={"max_minutes": minutes})
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0 if trained else None
 
 
 def with_shared_stages(run: Path, full: Path) -> Path:
     """Copy the full run's kernel and nbsr stages into ``run`` (a diffusion-only run)."""
     for stage in ("kernel", "nbsr"):
-        shutil.copytree(full / stage, run / stage)
+        if not (run / stage).exists():
+            shutil.copytree(full / stage, run / stage)
     return run
+
+
+def train_all(runs: dict[str, Path], shards: Path, backbone: Path, budget: Budget,
+              seed: int) -> dict[str, float]:
+    """Train every run of ``runs`` (full, the ablations, latent) on ``shards``.
+
+    Returns: seconds per run that trained something (runs kept by ``--reuse`` are left out).
+    """
+    from tests.ssr_models.tiny_backbone import make_tiny_backbone
+
+    seconds: dict[str, float | None] = {"full": train(runs["full"], shards, budget, seed,
+                             stages=("kernel", "nbsr", "diffusion"), minutes=budget.minutes)}
+    for a in ABLATION_ROWS:
+        seconds[a] = train(runs[a], shards, budget, seed, stages=("diffusion",), ablation=a,
+                           minutes=budget.ablation_minutes)
+        with_shared_stages(runs[a], runs["full"])
+    if not backbone.is_dir():
+        make_tiny_backbone(backbone, seed=seed)
+    seconds["latent"] = train(runs["latent"], shards, budget, seed, stages=("diffusion",),
+                              model="ssr-latent-tiny", backbone=str(backbone), minutes=budget.minutes)
+    with_shared_stages(runs["latent"], runs["full"])
+    return {name: v for name, v in seconds.items() if v is not None}
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -235,10 +264,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="smoke run: 1 step per stage, 2 reverse steps, no time budget, 32 px crops")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     ap.add_argument("--work", type=Path, default=None, help="keep shards and runs here (default: temp)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep the shards and the trained stages an earlier run left in --work "
+                         "(build and train only what is missing; give the same options)")
     ap.add_argument("--out", type=Path, default=None, help="also write the report (markdown) here")
     args = ap.parse_args(argv)
     if not args.data.is_dir():
         ap.error(f"--data {args.data}: no such folder")
+    if args.reuse and (args.work is None or not (args.work / "test").is_dir()):
+        ap.error("--reuse needs the --work folder of an earlier run")
     torch.set_flush_denormal(True)  # as ssr-train: DKENet's softmax tails are denormal on x86
     threads = torch.get_num_threads()
     if args.threads:
@@ -264,26 +298,13 @@ def _run(args: argparse.Namespace) -> int:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         train_imgs, test_imgs = split_images(args.data, args.seed)
-        tr = build_set(train_imgs, work / "train", args.recipe, args.seed, args.train_crop,
-                       args.samples_per_image)
-        te = build_set(test_imgs, work / "test", args.recipe, args.seed + 1, None, 1)
+        tr, te = work / "train", work / "test"
+        runs = {name: work / "runs" / name for name in ("full", *ABLATION_ROWS, "latent")}
+        if not args.reuse:
+            build_set(train_imgs, tr, args.recipe, args.seed, args.train_crop, args.samples_per_image)
+            build_set(test_imgs, te, args.recipe, args.seed + 1, None, 1)
         t_build = time.perf_counter() - t_start
-        runs = {"full": work / "runs" / "full"}
-        seconds = {"full": train(runs["full"], tr, budget, args.seed,
-                                 stages=("kernel", "nbsr", "diffusion"), minutes=budget.minutes)}
-        for a in ABLATION_ROWS:
-            runs[a] = work / "runs" / a
-            seconds[a] = train(runs[a], tr, budget, args.seed, stages=("diffusion",), ablation=a,
-                               minutes=budget.ablation_minutes)
-            with_shared_stages(runs[a], runs["full"])
-        from tests.ssr_models.tiny_backbone import make_tiny_backbone
-
-        backbone = make_tiny_backbone(work / "backbone", seed=args.seed)
-        runs["latent"] = work / "runs" / "latent"
-        seconds["latent"] = train(runs["latent"], tr, budget, args.seed, stages=("diffusion",),
-                                  model="ssr-latent-tiny", backbone=str(backbone),
-                                  minutes=budget.minutes)
-        with_shared_stages(runs["latent"], runs["full"])
+        seconds = train_all(runs, tr, work / "backbone", budget, args.seed)
         t_score = time.perf_counter()
         psnrs, notes = score_images(te, tr, runs, args.eval_crop, args.seed,
                                     2 if args.quick else None)
@@ -306,8 +327,11 @@ def _run(args: argparse.Namespace) -> int:
     report.append("steps done: " + "; ".join(
         f"{n}: " + ", ".join(f"{s} {v}" for s, v in st.items()) for n, st in steps.items()))
     report += notes
-    report.append(f"wall: build {t_build:.0f} s, training " + ", ".join(
-        f"{n} {v:.0f} s" for n, v in seconds.items())
+    if args.reuse:
+        report.append(f"--reuse: shards and the stages trained before kept from {args.work} "
+                      "(their training times are not in the wall line)")
+    report.append(f"wall: build {t_build:.0f} s, training " + (", ".join(
+        f"{n} {v:.0f} s" for n, v in seconds.items()) or "none")
         + f", scoring {t_score:.0f} s, total {total / 60:.1f} min")
     report.append(f"load average (1/5/15 min): start {load_start[0]:.1f}/{load_start[1]:.1f}/"
                   f"{load_start[2]:.1f}, end {load_end[0]:.1f}/{load_end[1]:.1f}/{load_end[2]:.1f} "

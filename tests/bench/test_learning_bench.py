@@ -59,3 +59,10 @@ def test_quick_run_prints_every_row(tmp_path: Path, capsys: pytest.CaptureFixtur
         assert m is not None, row
         assert np.isfinite(float(m.group(1))), row
     assert "5 train / 1 test images" in text and "load average" in text
+    # --reuse keeps the shards and the trained stages: nothing trains, the scores are the same
+    args = ["--data", str(data), "--quick", "--threads", "1", "--work", str(tmp_path / "work")]
+    assert learning.main([*args, "--reuse"]) == 0
+    again = capsys.readouterr().out
+    assert "--reuse: shards and the stages trained before kept" in again
+    assert again.split("budget:")[0] == text.split("budget:")[0]
+    assert re.search(r"wall: build \d+ s, training none, scoring", again)
