@@ -3,8 +3,8 @@
 Local workers come from a forkserver (spawn where there is none): a fresh process that imports
 torch and the build's modules once and forks each worker from there, so workers start with
 their imports loaded and with none of the build process's threads (torch and OpenCV thread
-pools do not survive a fork of a process that used them). Each runs one torch/OpenCV thread,
-so N workers use N cores. Jobs are chunks of images (``degrade.build.shard``), not shards, so
+pools do not survive a fork of a process that used them). Each runs one torch, OpenCV and BLAS
+thread, so N workers use N cores. Jobs are chunks of images (``degrade.build.shard``), not shards, so
 two workers share even a one-shard build; while the workers start, the build process runs
 jobs itself. Results come back in completion order; the caller writes each shard in input
 order and records it when complete, which is what makes an interrupted build resumable.
@@ -50,12 +50,37 @@ PARENT_POLL_S = 0.5  # how often a worker checks that its parent still lives (an
 
 
 def single_thread() -> None:
-    """Use one torch and one OpenCV thread in this process."""
+    """Use one torch, one OpenCV and one BLAS thread in this process.
+
+    The BLAS pool matters too: numpy's OpenBLAS starts one thread per core and they spin
+    between calls, so a "one-thread" build used 1.6 cores for the same wall time, and N workers
+    fought over the cores (threadpoolctl is how scikit-learn limits it).
+    """
     import cv2
     import torch
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
+    threadpool_limits(1)
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the block with :func:`single_thread`'s limits; restore the caller's afterwards."""
+    import cv2
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threads = (torch.get_num_threads(), cv2.getNumThreads())
+    try:
+        with threadpool_limits(1):
+            torch.set_num_threads(1)
+            cv2.setNumThreads(1)
+            yield
+    finally:
+        torch.set_num_threads(threads[0])
+        cv2.setNumThreads(threads[1])
 
 
 class Counter:
@@ -227,7 +252,7 @@ def run_parallel(fn: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], worker
 
 
 def single_threaded_call(fn: Callable[..., Any], *args: Any) -> Any:
-    """Run ``fn(*args)`` with one torch and one OpenCV thread (what a cluster task runs).
+    """Run ``fn(*args)`` with :func:`single_thread`'s limits (what a cluster task runs).
 
     A wrapper rather than a worker plugin: it also holds on workers that join the cluster
     after the build started, and setting the thread count is cheap next to a shard.

@@ -30,7 +30,7 @@ from ssr_datasets.storage import Storage, remove_stale_temps
 from ..depth import check_depth_provider
 from ..preview import write_shard_preview
 from .config import BuildConfig, BuildResult, DepthOptions, ShardResult, ShardTask, validate_config
-from .executor import Counter, cluster_client, run_on_cluster, run_parallel, single_thread
+from .executor import Counter, cluster_client, one_thread, run_on_cluster, run_parallel
 from .plan import for_workers, plan
 from .shard import ChunkOutcome, ShardAssembler, chunk_size, chunks, degrade_chunk, run_shard
 from .state import PARTIAL_NAME, PREVIEW_NAME, build_manifest, build_warnings, load_previous, strict_error
@@ -175,20 +175,12 @@ class _BuildRun:
 
     def run_here(self, todo: list[ShardTask]) -> None:
         """Run the shards in this process with one thread, as in the workers."""
-        import cv2
-        import torch
-
-        threads = (torch.get_num_threads(), cv2.getNumThreads())
-        single_thread()
-        try:
+        with one_thread():  # the caller gets its own thread settings back
             for task in todo:
                 counter = Counter(self.report, self.done_images)
                 self.finished(run_shard(task, self.config, self.storage.location, self.opts,
                                         counter))
                 self.done_images = counter.value
-        finally:  # give the caller its own settings back
-            torch.set_num_threads(threads[0])
-            cv2.setNumThreads(threads[1])
 
     def run_pool(self, todo: list[ShardTask], workers: int) -> None:
         """Run the shards' chunks on local worker processes; write each shard in input order.
@@ -197,9 +189,6 @@ class _BuildRun:
         even a single shard; each shard's tar is appended in input order as its chunks arrive
         (:class:`shard.ShardAssembler`), so the bytes are those of a one-process build.
         """
-        import cv2
-        import torch
-
         parts = chunks(todo, chunk_size(self.config, self.opts))
         count = {t.index: sum(p.shard == t.index for p in parts) for t in todo}
         tasks = {t.index: t for t in todo}
@@ -218,18 +207,14 @@ class _BuildRun:
                 shard.__exit__(None, None, None)
                 self.finished(shard.result)
 
-        threads = (torch.get_num_threads(), cv2.getNumThreads())
-        single_thread()  # for the chunks this process runs while the workers start
         try:
-            run_parallel(degrade_chunk, [(p, self.config, self.opts) for p in parts], workers,
-                         arrived, modules=WORKER_MODULES)
+            with one_thread():  # for the chunks this process runs while the workers start
+                run_parallel(degrade_chunk, [(p, self.config, self.opts) for p in parts],
+                             workers, arrived, modules=WORKER_MODULES)
         except BaseException as exc:
             for shard in open_shards.values():  # their temp files go; nothing looks complete
                 shard.__exit__(type(exc), exc, exc.__traceback__)
             raise
-        finally:
-            torch.set_num_threads(threads[0])
-            cv2.setNumThreads(threads[1])
 
     def run_on_cluster(self, cluster: str, todo: list[ShardTask]) -> None:
         """Run one task per shard on a Dask cluster; progress per finished shard."""

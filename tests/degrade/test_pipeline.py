@@ -12,11 +12,13 @@ import json
 import math
 import shutil
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from threadpoolctl import threadpool_info
 
 import degrade
 import degrade.build.run as build_run
@@ -106,6 +108,26 @@ def test_build_leaves_the_callers_thread_settings_alone(image_folder: Path, tmp_
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_in_process_build_runs_one_blas_thread_and_restores_it(
+        image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # OpenBLAS threads spin between calls: a "one-thread" build used 1.6 cores before.
+    def blas_threads() -> list[int]:
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    seen: list[list[int]] = []
+    original = build_run.run_shard
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        seen.append(blas_threads())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(build_run, "run_shard", recording)
+    before = blas_threads()
+    build(make_config(image_folder, max_images=2), tmp_path / "o", command="t", preview=False)
+    assert seen and all(counts == [1] * len(before) for counts in seen)
+    assert blas_threads() == before
 
 
 # ---------------------------------------------------------------- shard assignment
