@@ -28,6 +28,7 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, overload
 
@@ -181,6 +182,38 @@ class Registry(Generic[T, M]):
     def names(self) -> tuple[str, ...]:
         """Return the registered names in registration order."""
         return tuple(self._entries)
+
+    def __getitem__(self, name: str) -> T:
+        """``REG[name]`` is :meth:`get` (a ConfigError, not a KeyError, for an unknown name)."""
+        return self.get(name)
+
+    def items(self) -> list[tuple[str, T]]:
+        """Return (name, object) pairs in registration order; loads every lazy entry."""
+        return [(name, self.get(name)) for name in self.names()]
+
+    # ------------------------------------------------------------------ scoped changes
+
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (for :meth:`scoped` blocks: a plugin's test, a narrowed choice).
+
+        Raises:
+            ConfigError: an unknown name.
+        """
+        self._entry(name)
+        del self._entries[name]
+
+    @contextmanager
+    def scoped(self) -> Iterator[Registry[T, M]]:
+        """Undo every registration and removal made inside the block when it ends.
+
+        What tests use instead of patching a dict: ``with REG.scoped(): REG.register(...)``.
+        """
+        saved = dict(self._entries)
+        try:
+            yield self
+        finally:
+            self._entries.clear()
+            self._entries.update(saved)
 
     def __contains__(self, name: object) -> bool:
         try:

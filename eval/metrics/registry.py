@@ -11,8 +11,8 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ssr_core.config import did_you_mean
 from ssr_core.errors import ConfigError
+from ssr_core.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -39,23 +39,19 @@ class MetricSpec:
         return "\u2191" if self.higher_is_better else "\u2193"
 
 
-METRICS: dict[str, MetricSpec] = {}
+#: Every metric a user can name; the entry's object is its (eager) :class:`MetricSpec`, whose
+#: ``factory`` is imported only by :func:`create_metric`.
+METRICS: Registry[MetricSpec, None] = Registry("metric")
 
 
 def register(spec: MetricSpec) -> MetricSpec:
-    """Add a metric; a duplicate name is an error."""
-    if spec.name in METRICS:
-        raise ConfigError(f"metric {spec.name!r} is registered twice")
-    METRICS[spec.name] = spec
-    return spec
+    """Add a metric under ``spec.name``; a duplicate name is a ConfigError."""
+    return METRICS.register(spec.name, spec)
 
 
 def get_metric(name: str) -> MetricSpec:
-    """Return a registered metric; unknown names list the choices."""
-    if name not in METRICS:
-        raise ConfigError(f"unknown metric {name!r}{did_you_mean(name, METRICS)}; "
-                          f"choose one of: {', '.join(METRICS)}")
-    return METRICS[name]
+    """Return a registered metric; an unknown name lists the choices (with "did you mean")."""
+    return METRICS.get(name)
 
 
 def image_metrics() -> list[str]:

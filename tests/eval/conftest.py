@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import types
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import cv2
@@ -55,16 +56,20 @@ def fake_spec(name: str, full_reference: bool, version: str = "1", extra: str | 
 
 
 @pytest.fixture
-def fake_metrics(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
-    """Register fake_fr, fake_nr and fake_missing (undone after the test); return the call counter."""
+def fake_metrics(monkeypatch: pytest.MonkeyPatch) -> Iterator[Counter[str]]:
+    """Register fake_fr, fake_nr and fake_missing; yield the call counter.
+
+    The test may register or unregister more metrics: the registry is restored after it.
+    """
     module = types.ModuleType(FAKE_MODULE)
     module.FakeMetric = FakeMetric  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, FAKE_MODULE, module)
-    for spec in (fake_spec("fake_fr", True), fake_spec("fake_nr", False, higher_is_better=True),
-                 fake_spec("fake_missing", True)):
-        monkeypatch.setitem(METRICS, spec.name, spec)
-    CALLS.clear()
-    return CALLS
+    with METRICS.scoped():
+        for spec in (fake_spec("fake_fr", True), fake_spec("fake_nr", False, higher_is_better=True),
+                     fake_spec("fake_missing", True)):
+            METRICS.register(spec.name, spec)
+        CALLS.clear()
+        yield CALLS
 
 
 def random_rgb(seed: int, h: int = 32, w: int = 40) -> np.ndarray:

@@ -104,7 +104,7 @@ def test_metric_refusing_an_image_is_dropped_with_the_reason() -> None:
 def test_missing_extra_is_unavailable_without_importing(fake_metrics, monkeypatch) -> None:
     spec = dataclasses.replace(METRICS["fake_nr"], name="fake_extra", extra="fakeextra",
                                factory="no_such_module_ssr:Nothing")
-    monkeypatch.setitem(METRICS, "fake_extra", spec)
+    METRICS.register("fake_extra", spec)  # fake_metrics restores the registry
     monkeypatch.setitem(score_module._EXTRA_PROBES, "fakeextra", "no_such_module_ssr")
     res = score(["fake_extra", "fake_nr"], [ImagePair.of("a", random_rgb(0))])
     assert 'pip install "ssr-bench[fakeextra]"' in res.unavailable["fake_extra"]
@@ -132,7 +132,9 @@ def test_cache_hit_skips_work_and_changes_recompute(fake_metrics, tmp_path: Path
     preds["b"] = noisy(gts["b"], 9.0, seed=7)  # one changed prediction: only its values
     changed = run()
     assert calls == {"fake_fr": 1, "fake_nr": 1} and changed.cached == 4
-    monkeypatch.setitem(METRICS, "fake_fr", dataclasses.replace(METRICS["fake_fr"], version="2"))
+    bumped = dataclasses.replace(METRICS["fake_fr"], version="2")
+    METRICS.unregister("fake_fr")
+    METRICS.register("fake_fr", bumped)
     run()
     assert calls == {"fake_fr": 3}  # a new metric version recomputes that metric only
     cropped = run(crop_border=2)

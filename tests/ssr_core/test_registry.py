@@ -118,3 +118,19 @@ def test_lazy_import_errors_are_raised_not_swallowed() -> None:
 def test_malformed_lazy_targets_are_refused(target: object) -> None:
     with pytest.raises(ConfigError, match="lazy target"):
         Registry("source").register_lazy("x", target)  # type: ignore[arg-type]
+
+
+def test_scoped_changes_are_undone_in_order_and_unknown_removal_fails() -> None:
+    reg: Registry[int, None] = Registry("metric")
+    for i, name in enumerate(["psnr", "ssim", "niqe"]):
+        reg.register(name, i)
+    with reg.scoped():
+        reg.unregister("ssim")
+        reg.register("ssim", 10)  # re-registered: now last
+        reg.register("fake", 3)
+        assert reg.names() == ("psnr", "niqe", "ssim", "fake") and reg["ssim"] == 10
+        with pytest.raises(ConfigError, match=r"unknown metric 'sim' \(did you mean 'ssim'\?\)"):
+            reg.unregister("sim")
+    assert reg.items() == [("psnr", 0), ("ssim", 1), ("niqe", 2)]
+    with pytest.raises(ConfigError, match="unknown metric 'fake'"):
+        reg["fake"]
