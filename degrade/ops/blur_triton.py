@@ -89,6 +89,25 @@ def _tap_weight(ey, bxy, pa, dx, log_floor):
 
 
 @triton.jit
+def _tap_row(a, K: tl.constexpr, delta, pb, pc, shift, img, r0, h_hr, st_row):
+    """Row terms of tap row ``a``: (ey, bxy) for :func:`_tap_weight` and the row's HR pointer.
+
+    ``r0`` is the HR row of tap (0, 0) before reflection. Shared by the forward and backward
+    kernels, so both walk the same taps with the same float32 ops.
+    """
+    dy = (a - K // 2) - delta
+    row = img + _reflect(r0 + a, h_hr - 1).to(tl.int64) * st_row
+    return -0.5 * pc * dy * dy - shift, -pb * dy, row
+
+
+@triton.jit
+def _tap(b, K: tl.constexpr, delta, ey, bxy, pa, log_floor, row, c0, w_hr):
+    """Weight of tap (a, b) (row terms from :func:`_tap_row`) and its HR pixel pointer."""
+    dx = (b - K // 2) - delta
+    return _tap_weight(ey, bxy, pa, dx, log_floor), row + _reflect(c0 + b, w_hr - 1)
+
+
+@triton.jit
 def _svblur_kernel(
     hr_ptr, field_ptr, out_ptr,
     n_lr, w_lr, h_hr, w_hr, delta,
@@ -122,15 +141,10 @@ def _svblur_kernel(
     acc2 = tl.zeros((BLOCK,), dtype=tl.float32)
     wsum = tl.zeros((BLOCK,), dtype=tl.float32)
     for a in range(K):
-        dy = (a - K // 2) - delta
-        ey = -0.5 * pc * dy * dy - shift
-        bxy = -pb * dy
-        row = img + _reflect(r0 + a, h_hr - 1).to(tl.int64) * st_row
+        ey, bxy, row = _tap_row(a, K, delta, pb, pc, shift, img, r0, h_hr, st_row)
         for b in range(K):
-            dx = (b - K // 2) - delta
-            wgt = _tap_weight(ey, bxy, pa, dx, log_floor)
+            wgt, px = _tap(b, K, delta, ey, bxy, pa, log_floor, row, c0, w_hr)
             wsum += wgt
-            px = row + _reflect(c0 + b, w_hr - 1)
             acc0 += tl.load(px, mask=live, other=0.0).to(tl.float32) * wgt
             if RGB:
                 acc1 += tl.load(px + st_c, mask=live, other=0.0).to(tl.float32) * wgt

@@ -30,7 +30,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .blur_triton import BLOCK, NUM_WARPS, _precision, _reflect, _tap_weight, apply_kernel_field_triton
+from .blur_triton import BLOCK, NUM_WARPS, _precision, _tap, _tap_row, apply_kernel_field_triton
 from .kernels import LOG_FLOOR, precision_terms
 
 
@@ -74,14 +74,11 @@ def _field_grad_kernel(
     tyy = tl.zeros((BLOCK,), dtype=tl.float32)
     for a in range(K):
         dy = (a - K // 2) - delta
-        ey = -0.5 * pc * dy * dy - shift
-        bxy = -pb * dy
-        row = img + _reflect(r0 + a, h_hr - 1).to(tl.int64) * st_row
+        ey, bxy, row = _tap_row(a, K, delta, pb, pc, shift, img, r0, h_hr, st_row)
         for b in range(K):
             dx = (b - K // 2) - delta
-            wgt = _tap_weight(ey, bxy, pa, dx, log_floor)
+            wgt, px = _tap(b, K, delta, ey, bxy, pa, log_floor, row, c0, w_hr)
             wsum += wgt
-            px = row + _reflect(c0 + b, w_hr - 1)
             gx = tl.zeros((BLOCK,), dtype=tl.float32)
             for cc in range(C):
                 xv = tl.load(px + cc * st_c, mask=live, other=0.0).to(tl.float32)
