@@ -49,7 +49,12 @@ def make_inputs(folder: Path, n: int) -> None:
 
 
 def timed_build(config: BuildConfig, out: Path, workers: int, batch: int) -> tuple[float, float, dict]:
-    """Return (wall s, this process's CPU s, manifest) of one build."""
+    """Return (wall s, this process's CPU s, manifest) of one build.
+
+    Dirty pages of earlier builds are flushed first (``os.sync``, untimed): otherwise a build
+    pays for the previous one's writeback, and the order of the runs decides the figures.
+    """
+    os.sync()
     t, c = time.perf_counter(), time.process_time()
     result = build(config, out, workers=workers, preview=False, command="bench/build.py",
                    depth_options=DepthOptions(batch_size=batch, use_cache=False))
@@ -81,6 +86,7 @@ def main() -> None:
         rows: dict[str, list[float]] = {"1 worker": [], "1 worker cpu": []}
         stage_ms: dict[str, list[float]] = {}
         for r in range(args.repeats):
+            os.sync()  # as timed_build does
             c = time.process_time()
             peer_wall.append(peer_build(paths, Path(tmp) / f"peer{r}"))
             peer_cpu.append(time.process_time() - c)
