@@ -12,6 +12,8 @@ from pathlib import Path
 
 import click
 
+from degrade.depth import DEPTH_REQUESTS
+from eval.tables.spec import STAND_INS
 from ssr_core.cli import allow_download_option, device_option, library_errors
 
 from .cli_options import emit_table
@@ -39,12 +41,12 @@ from .cli_run import _EXT_FORMATS, FORMATS, _root_pairs, _tqdm_progress, default
                    "./data.")
 @click.option("--dataset-root", "dataset_roots", multiple=True, metavar="GROUP=DIR",
               help="Folder of one data set (div2k=/data/DIV2K). Repeatable.")
-@click.option("--stand-in", type=click.Choice(["sample"]), default=None,
+@click.option("--stand-in", type=click.Choice(STAND_INS), default=None,
               help="Build GROUP sets from this source instead (scikit-image's photos, offline), "
                    "labelled as a stand-in.")
 @click.option("--max-images", type=click.IntRange(1), default=None, metavar="N",
               help="Only the first N images of GROUP sets (a different, recorded test set).")
-@click.option("--depth", type=click.Choice(["auto", "gt", "prior", "midas", "depth-anything"]),
+@click.option("--depth", type=click.Choice(DEPTH_REQUESTS),
               default=None, help="Depth provider of GROUP sets instead of the table's (prior).")
 @allow_download_option()
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,

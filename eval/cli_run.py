@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import click
 
 from degrade.depth import DEPTH_REQUESTS
+from eval.tables.spec import STAND_INS
 from ssr_core.cli import (
     allow_download_option,
     check_overlap,
@@ -90,7 +91,7 @@ def _tqdm_progress() -> Callable[[str, int], Callable[[int], None]]:
 @click.option("--dataset-root", "dataset_roots", multiple=True, metavar="GROUP=DIR",
               help="Folder of one data set, by group id or source name (div2k=/data/DIV2K). "
                    "Repeatable; wins over --data-root.")
-@click.option("--stand-in", type=click.Choice(["sample"]), default=None,
+@click.option("--stand-in", type=click.Choice(STAND_INS), default=None,
               help="Run every row group on this source instead (scikit-image's photos, offline), "
                    "labelled as a stand-in in every output (no difference to the paper is shown).")
 @click.option("--paper-only", is_flag=True,

@@ -20,6 +20,7 @@ from degrade.recipes import BUILTIN_RECIPES, RECIPES
 from eval import cli as eval_cli
 from eval import cli_run
 from eval.metrics.registry import METRICS
+from eval.tables.spec import STAND_INS
 from ssr_datasets.sources import SOURCE_NAMES, SOURCES
 from ssr_models import ModelInfo, configs, infer_cli, method_choice, train_cli
 from ssr_models.configs import ONLINE_DEPTH, STAGE_MODELS, STAGES, OnlineDepth, Stage
@@ -88,6 +89,9 @@ def test_ssr_infer_choices_come_from_the_registries() -> None:
 
 def test_ssr_eval_choices_and_help_come_from_the_registries() -> None:
     assert _choices(cli_run.run_cmd, "depth") == DEPTH_REQUESTS
+    assert _choices(eval_cli.main.commands["kernels"], "depth") == DEPTH_REQUESTS
+    for command in ("run", "kernels"):
+        assert _choices(eval_cli.main.commands[command], "stand_in") == STAND_INS
     image = [n for n, s in METRICS.items() if s.target == "image"]
     option = _option(eval_cli.main.commands["score"], "metric_names")
     assert (option.metavar or "").split(",") == image

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,7 +32,7 @@ from ssr_core.io import write_bytes_atomic
 from ssr_datasets.imageio import encode_png, read_image
 
 from .result import Cell, GroupResult, Preview, RowResult, TableResult
-from .spec import GroupSpec, RowSpec, TableSpec
+from .spec import GroupSpec, RowSpec, StandIn, TableSpec
 from .testsets import DatasetNotFound, Roots, TestSet, find_items, real_pair_testset, synthetic_testset
 
 if TYPE_CHECKING:
@@ -42,8 +42,6 @@ if TYPE_CHECKING:
 
 #: The reason every group of a ``paper_only`` run shows (its footnote).
 PAPER_ONLY_REASON = "paper's numbers only (--paper-only: no data looked for, nothing run)"
-StandIn = Literal["sample"]
-STAND_INS: tuple[str, ...] = ("sample",)
 #: (description, total) -> an update function taking how many items were just done.
 Progress = Callable[[str, int], Callable[[int], None]]
 

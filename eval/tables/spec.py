@@ -13,12 +13,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import yaml
 
 from ssr_core.config import dataclass_at, dataclass_from_mapping, named_or_yaml_path
 from ssr_core.errors import ConfigError
+
+#: Sources that ``--stand-in`` may put in place of every group's data (labelled in every output).
+StandIn = Literal["sample"]
+STAND_INS: tuple[str, ...] = get_args(StandIn)
 
 TABLES_DIR = Path(__file__).resolve().parents[2] / "manifests" / "tables"
 BUILTIN_TABLES: tuple[str, ...] = ("table1", "table2", "table3")
