@@ -15,6 +15,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -234,12 +235,14 @@ def test_resume_equals_one_run(tiny_backbone: Path, tmp_path: Path) -> None:
 # ---- ssr-train / ssr-infer ----------------------------------------------------------------------
 def test_cli_trains_and_infers_with_a_backbone(shard_dir: Path, tiny_backbone: Path,
                                                tmp_path: Path) -> None:
-    """``ssr-train --stage all --model ssr-latent-tiny --backbone DIR``, then ``ssr-infer`` on
-    the run (the diffusion method); run.json records the backbone and its sha256, and a backbone
-    with other bytes is refused at inference."""
+    """``ssr-train --stage all --model ssr-latent-tiny --backbone DIR``, then ``ssr-infer`` and
+    ``ssr-eval run --method SSR=RUN`` on the run; run.json records the backbone and its sha256,
+    and a backbone with other bytes is refused at inference."""
     from click.testing import CliRunner
     from PIL import Image
 
+    from eval.tables.methods import parse_method
+    from eval.tables.testsets import TestImage
     from ssr_models.infer_cli import main as infer
     from ssr_models.train_cli import main as train
 
@@ -264,6 +267,12 @@ def test_cli_trains_and_infers_with_a_backbone(shard_dir: Path, tiny_backbone: P
     make_tiny_backbone(other, seed=1)  # same layout and shapes, other weights
     res = CliRunner().invoke(infer, [*args, "--out", str(tmp_path / "sr2"), "--backbone", str(other)])
     assert res.exit_code != 0 and "not the backbone the run was trained on" in res.output
+    # ssr-eval run --method SSR=RUN: the table method the CLI makes of the run, on one LR image
+    method = parse_method(f"SSR={run}")
+    assert (method.kind, method.method) == ("ssr", "diffusion")
+    lr = np.asarray(Image.open(images / "a.png"))
+    sr = method.super_resolve(TestImage("a", "a", lr, np.zeros((48, 40, 3), np.uint8)), None)
+    assert sr.shape == (48, 40, 3) and sr.dtype == np.uint8 and sr.std() > 0
 
 
 def test_backbone_option_needs_a_backbone_model(shard_dir: Path, tiny_backbone: Path,
