@@ -202,6 +202,22 @@ class Div2krkSource:
                                       f"{hr.shape[1]}x{hr.shape[0]} / {s}")
         return hr, lr
 
+    def kernel_path(self, item: SourceItem) -> Path:
+        """Return the true-kernel file of a listed item (:func:`kernel_path`)."""
+        return kernel_path(_as_div2krk(item))
+
+    def kernel_geometry(self, split: str) -> tuple[int, float, int]:
+        """Return (K, delta, s) of a split's released kernels: delta = (s - 1) / 2 HR px.
+
+        The generator puts the kernel's mean at tap ``K//2 + 0.5 (s - K%2)`` (gen_kernel's MU,
+        and kernel_shift moves the centre of mass there), i.e. R + (s - 1)/2 for odd K: the
+        centre of the s x s block under an LR pixel sampled at ``s*i``, our "centered" delta.
+        The x4 kernel of two x2 passes lands there too: 2 (5 + 1/2) + 5 + 1/2 = 15 + 3/2.
+        """
+        split = resolve_split(self, split)
+        s = int(split[1:])
+        return KERNEL_SIZE[split], (s - 1) / 2, s
+
     def true_kernel(self, item: SourceItem) -> np.ndarray:
         """Return the released kernel of a listed item, float64 (K, K) summing to 1 (:func:`load_kernel`)."""
         item = _as_div2krk(item)
