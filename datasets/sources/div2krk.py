@@ -27,8 +27,10 @@ Layout of the release ``DIV2KRK_public.zip``, what was verified and where:
   (manifests/datasets/div2krk.yaml).
 
 Not verified (no copy of the files was at hand): whether the archive's top folder is
-``DIV2KRK/`` or ``DIV2KRK_public/DIV2KRK/``, so both are accepted, as is ROOT being the folder
-that holds ``gt/`` itself; the HR sizes (``load_pair`` accepts an HR within s pixels of s x LR,
+``DIV2KRK/`` (the catalog's ``provides``: a DAN evaluation script reads ``DIV2KRK/gt_k_x4``,
+and the renaming script's ``DIV2KRK_public/DIV2KRK/`` looks like the archive extracted into a
+folder of its own name) or ``DIV2KRK_public/DIV2KRK/``, so both are accepted, as is ROOT being
+the folder that holds ``gt/`` itself; the HR sizes (``load_pair`` accepts an HR within s pixels of s x LR,
 and the tables crop HR at the bottom/right to s x LR, as for DRealSR).
 
 Splits ``x4`` (default) and ``x2``; the image id is the LR stem (``im_1`` .. ``im_100``), so

@@ -19,6 +19,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,6 +29,9 @@ from ssr_core.io import sha256_file
 from .estimates import Geometry
 from .methods import KernelImage
 from .run import KernelSet
+
+if TYPE_CHECKING:
+    from ssr_datasets.sources import SourceItem
 
 REDEG_REASON = ("the released LR images come from the authors' generator (its borders and "
                 "rounding), not this engine: re-degradation PSNR is n/a on a released set")
@@ -41,7 +45,7 @@ def has_true_kernels(source_name: str) -> bool:
     return bool(getattr(source, "real_pairs", False)) and hasattr(source, "true_kernel")
 
 
-def released_kernel_set(source_name: str, split: str | None, root: Path, items: list,
+def released_kernel_set(source_name: str, split: str | None, root: Path, items: list[SourceItem],
                         max_images: int | None = None, name: str | None = None) -> KernelSet:
     """Open a released set (listed ``items`` of ``source_name`` under ``root``) for the kernel track.
 
