@@ -16,7 +16,7 @@ from eval.kernels.methods import moment_gaussian, parse_kernel_method
 from eval.kernels.released import REDEG_REASON
 from eval.kernels.table import load_kernel_table, run_kernel_table
 from eval.tables.runner import RunOptions
-from eval.tables.testsets import Roots
+from eval.tables.testsets import DatasetNotFound, Roots
 from ssr_core.errors import ConfigError
 from tests.datasets.layouts import div2krk
 from tests.reference import blindsr_generator_kernel, gaussian_kernel_direct
@@ -111,3 +111,16 @@ def test_cli_scores_the_released_set_and_refuses_a_stand_in(released: dict) -> N
     assert res.exit_code != 0 and "--stand-in does not apply to it" in res.output
     with pytest.raises(ConfigError, match="div2krk has no split 'x3'"):
         run_kernel_table(load_kernel_table(), ["div2krk:x3"], [], options(released))
+
+
+def test_the_released_set_is_found_under_the_data_root(released: dict) -> None:
+    # DATA/DIV2KRK, as the archive extracts: a candidate of the group's label, read with ROOT = it
+    opts = RunOptions(roots=Roots(released["root"]), work_dir=released["work"], max_images=2)
+    _, scored = run_kernel_table(load_kernel_table(), ["div2krk:x2"], [], opts)
+    kset = scored[0][0]
+    assert kset.info["split"] == "x2" and kset.info["root"] == str(released["root"] / "DIV2KRK")
+    assert kset.geometry == Geometry(11, 0.5, 2) and kset.keys == list(KEYS)
+    # bare div2krk is the default split, x4, whose folders this copy lacks: named as missing
+    with pytest.raises(DatasetNotFound, match=r"DIV2KRK x4 \(released\) not found .*missing "
+                                              r"folder\(s\) lr_x4/, gt_k_x4/ of DIV2KRK"):
+        run_kernel_table(load_kernel_table(), ["div2krk"], [], opts)
