@@ -29,7 +29,7 @@ from .archive import STATE_DIR, marker_path
 
 #: Datasets with a manifest in ssr_manifests/datasets/, registered here explicitly.
 DATASET_NAMES: tuple[str, ...] = (
-    "div2k", "flickr2k", "set5", "set14", "bsds100", "urban100", "drealsr", "nyuv2",
+    "div2k", "flickr2k", "set5", "set14", "bsds100", "urban100", "drealsr", "div2krk", "nyuv2",
     "cityscapes", "middlebury",
 )
 LOCK_NAME = "checksums.json"

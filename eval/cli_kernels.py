@@ -21,11 +21,13 @@ from .cli_run import _EXT_FORMATS, FORMATS, _root_pairs, _tqdm_progress, default
 
 
 @click.command("kernels")
-@click.option("--set", "sets", multiple=True, metavar="DIR|GROUP|TABLE:GROUP",
+@click.option("--set", "sets", multiple=True, metavar="DIR|GROUP|TABLE:GROUP|div2krk:SPLIT",
               help="Test set: a shard set (`degrade build` folder), a group of the kernel table "
                    "(div2k: recipe ssr; div2k-clean: ssr-clean, noise-free) or TABLE:GROUP "
-                   "(table1:bsds100), built or reused like `ssr-eval run` builds it. Repeatable. "
-                   "Default: every group of --table.")
+                   "(table1:bsds100), built or reused like `ssr-eval run` builds it; or "
+                   "div2krk:x2 / div2krk:x4, KernelGAN's released DIV2KRK scored against its "
+                   "released kernels (found like a group; --dataset-root div2krk=DIR). "
+                   "Repeatable. Default: every group of --table.")
 @click.option("--method", "methods", multiple=True, metavar="NAME=SOURCE",
               help="An estimator to score (repeatable): SOURCE a DKENet run (ssr-train --out "
                    "folder or its kernel/ stage; best.pt if present), a folder of {key}.npy "
@@ -86,6 +88,7 @@ def kernels_cmd(sets: tuple[str, ...], methods: tuple[str, ...], table: str, dat
       degrade build --out out/sample
       ssr-eval kernels --set out/sample --method DKENet=runs/tiny --method mean=mean:out/train
       ssr-eval kernels --set div2k-clean --data-root /data --method KernelGAN=results/kgan/
+      ssr-eval kernels --set div2krk:x2 --dataset-root div2krk=~/data/div2krk --method KernelGAN=kgan/
       ssr-eval kernels --stand-in sample --maps maps/ --out kernels.html
 
     Invariant (K, K) kernels are centred by their centre of mass (the DIV2KRK convention) and

@@ -56,6 +56,9 @@ NOT_RUN = {
     "--out out/div2k-valid": f"{_DATA} (DIV2K) and MiDaS weights",
     "degrade build --source nyuv2 --root ~/data/nyu --split test --recipe cmos-defocus "
     "--depth gt --out out/nyu-test": f"{_DATA} (NYU Depth v2, 2.8 GB)",
+    "ssr-eval kernels --set div2krk:x2 --dataset-root div2krk=~/data/div2krk --method "
+    "KernelGAN=kgan/": f"{_DATA} (DIV2KRK) and KernelGAN's estimates; tests/eval/"
+                                  "test_kernels_div2krk.py runs the same command on a miniature",
     "degrade build --depth midas --depth-weights ~/weights --device cuda --out out/sample-midas":
         "needs MiDaS weights and a GPU",
     "degrade datasets download div2k --root data/div2k --split valid": f"{_NET} fakes a server)",

@@ -121,7 +121,7 @@ def test_every_registry_refuses_a_typo_with_one_wording() -> None:
     from ssr_core.errors import ConfigError
     from ssr_datasets.sources import get_source
 
-    typos = [(lambda: get_source("div2kk"), "source", "div2kk", "div2k", SOURCES.names()),
+    typos = [(lambda: get_source("div2"), "source", "div2", "div2k", SOURCES.names()),
              (lambda: estimate_nearness("midsa", None, None), "depth provider", "midsa", "midas",
               PROVIDERS.names()),
              (lambda: ssr_models.create_model("nbsr-tini"), "model", "nbsr-tini", "nbsr-tiny",

@@ -15,7 +15,7 @@ from ssr_core.errors import ConfigError, MissingAssetError
 
 #: Sources whose files ``degrade datasets download NAME`` fetches from public URLs
 #: (manifests/datasets/); the others pass their own instructions as ``manual``.
-DOWNLOADABLE = frozenset({"div2k", "flickr2k", "nyuv2", "middlebury"})
+DOWNLOADABLE = frozenset({"div2k", "flickr2k", "div2krk", "nyuv2", "middlebury"})
 
 #: How many names a message lists before it says "... and N more".
 PREVIEW = 5

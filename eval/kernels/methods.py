@@ -58,13 +58,19 @@ BASELINES: Registry[Callable[[str, str], KernelMethod], str] = Registry("baselin
 
 @dataclass(frozen=True, eq=False)
 class KernelImage:
-    """What an estimator sees of one test image (uint8 LR/HR, float nearness, true field)."""
+    """What an estimator sees of one test image (uint8 LR/HR, float nearness, the truth).
+
+    The truth is ``kernel_field`` (3, h, w) (s1, s2, theta) of a shard set, or, on a released
+    set (DIV2KRK), ``true_kernel``: its one float64 (K, K) kernel on the set's grid, with
+    ``kernel_field`` None.
+    """
 
     key: str
     lr: np.ndarray
     hr: np.ndarray
     nearness: np.ndarray | None
-    kernel_field: np.ndarray
+    kernel_field: np.ndarray | None
+    true_kernel: np.ndarray | None = None
 
 
 class KernelMethod(Protocol):
@@ -82,7 +88,8 @@ class KernelMethod(Protocol):
         ...
 
     def prepare(self, fields: list[np.ndarray], geometry: Geometry) -> None:
-        """See the test set's true fields once before estimating (the ``mean`` baseline)."""
+        """See the test set's truths once before estimating (the ``mean`` baseline): (3, h, w)
+        fields, or (K, K) kernels of a released set."""
         ...
 
     def missing(self, keys: list[str]) -> list[str]:
@@ -130,7 +137,15 @@ class TrueField(_Base):
     kind: KernelMethodKind = "true"
 
     def estimate(self, image: KernelImage, geometry: Geometry) -> Estimate:
+        if image.kernel_field is None:
+            return Estimate("invariant", _true_kernel(image), ("the released kernel as it is",))
         return Estimate("params", image.kernel_field.astype(np.float64))
+
+
+def _true_kernel(image: KernelImage) -> np.ndarray:
+    if image.true_kernel is None:
+        raise ConfigError(f"{image.key}: the image carries neither a true field nor a true kernel")
+    return image.true_kernel
 
 
 class InvariantOracle(_Base):
@@ -138,7 +153,8 @@ class InvariantOracle(_Base):
 
     ``sum_ij |k - k_ij|^2 = N |k - m|^2 + const`` with ``m`` the image's mean true kernel, so the
     fit is to ``m`` alone: L-BFGS in float64 over (log s1, log s2, theta) from three starts (the
-    mean field's moments, and that shape turned by +-pi/4); the best wins.
+    mean field's moments, and that shape turned by +-pi/4); the best wins. On a released set,
+    ``m`` is the image's true kernel and the starts come from its second moments.
     """
 
     kind: KernelMethodKind = "oracle"
@@ -146,23 +162,56 @@ class InvariantOracle(_Base):
     def estimate(self, image: KernelImage, geometry: Geometry) -> Estimate:
         from degrade.ops.kernels import gaussian_kernels
 
-        m = torch.from_numpy(mean_kernel([image.kernel_field], geometry))
-        p = fit_gaussian(m, image.kernel_field, geometry)
+        if image.kernel_field is None:
+            m = torch.from_numpy(np.asarray(_true_kernel(image), np.float64))
+            start = moment_gaussian(m.numpy(), geometry)
+        else:
+            m = torch.from_numpy(mean_kernel([image.kernel_field], geometry))
+            start = field_start(image.kernel_field)
+        p = fit_gaussian(m, start, geometry)
         kernel = gaussian_kernels(torch.tensor(p, dtype=torch.float64), geometry.kernel_size,
                                   geometry.delta).numpy()
-        return Estimate("invariant", kernel, ("one Gaussian per image fitted to the true field",),
-                        gaussian=p, lr_shape=tuple(image.kernel_field.shape[1:]))
+        return Estimate("invariant", kernel, ("one Gaussian per image fitted to the true kernels",),
+                        gaussian=p, lr_shape=tuple(image.lr.shape[:2]))
 
 
-def fit_gaussian(target: torch.Tensor, field: np.ndarray, geometry: Geometry
+def field_start(field: np.ndarray) -> tuple[float, float, float]:
+    """Return the median canonical (s1, s2, theta) of a (3, h, w) field: the fit's start."""
+    f = field.reshape(3, -1).astype(np.float64)
+    return (float(np.median(np.maximum(f[0], f[1]))), float(np.median(np.minimum(f[0], f[1]))),
+            float(np.median(f[2])))
+
+
+def moment_gaussian(kernel: np.ndarray, geometry: Geometry) -> tuple[float, float, float]:
+    """Return (s1, s2, theta) of the Gaussian with a (K, K) kernel's second central moments.
+
+    theta is the major axis in (dx, dy) = (column, row) offsets (DESIGN.md section 3), in
+    [0, pi); standard deviations are floored at 0.1 px so that a start is always valid.
+    """
+    k = np.asarray(kernel, np.float64)
+    k = k / k.sum()
+    d = np.arange(geometry.kernel_size, dtype=np.float64)
+    dy, dx = np.meshgrid(d, d, indexing="ij")
+    my, mx = float((k * dy).sum()), float((k * dx).sum())
+    cxx = float((k * (dx - mx) ** 2).sum())
+    cyy = float((k * (dy - my) ** 2).sum())
+    cxy = float((k * (dx - mx) * (dy - my)).sum())
+    values, vectors = np.linalg.eigh(np.array([[cxx, cxy], [cxy, cyy]]))
+    major = vectors[:, 1]  # eigh sorts ascending: the last is the major axis (dx, dy)
+    theta = math.atan2(major[1], major[0]) % math.pi
+    s1, s2 = (math.sqrt(max(v, 0.01)) for v in values[::-1])
+    return s1, s2, theta
+
+
+def fit_gaussian(target: torch.Tensor, start: tuple[float, float, float], geometry: Geometry
                  ) -> tuple[float, float, float]:
-    """Return (s1, s2, theta) of the Gaussian closest to ``target`` (K, K) taps in L2."""
+    """Return (s1, s2, theta) of the Gaussian closest to ``target`` (K, K) taps in L2.
+
+    ``start``: (s1, s2, theta) to begin from; it is also tried turned by +-pi/4.
+    """
     from degrade.ops.kernels import gaussian_kernels
 
-    f = field.reshape(3, -1).astype(np.float64)
-    s1 = float(np.median(np.maximum(f[0], f[1])))
-    s2 = float(np.median(np.minimum(f[0], f[1])))
-    th = float(np.median(f[2]))
+    s1, s2, th = start
 
     def error(x: torch.Tensor) -> torch.Tensor:
         p = torch.stack([x[0].exp(), x[1].exp(), x[2]])
@@ -217,7 +266,11 @@ class MeanField(_Base):
 
     def prepare(self, fields: list[np.ndarray], geometry: Geometry) -> None:
         if self.shards is None:
-            self.kernel = mean_kernel(fields, geometry)
+            kernels = [f for f in fields if f.ndim == 2]  # a released set's true kernels
+            if kernels and len(kernels) != len(fields):
+                raise ConfigError(f"{self.name}: a test set mixes true fields and true kernels")
+            self.kernel = (np.mean(np.stack(kernels), 0) if kernels
+                           else mean_kernel(fields, geometry))
             return
         from ssr_datasets.manifest import manifest_shards, read_manifest
         from ssr_datasets.shards import iter_shard

@@ -3,7 +3,9 @@
 Every value compares kernels *on the test set's grid*: K x K taps (tap ``(a, b)``, ``a, b`` in
 ``-R..R``, weighs ``HRpad[s*i + a, s*j + b]``), each kernel normalized to sum 1, the true kernel
 of LR pixel (i, j) being the set's Gaussian (s1, s2, theta) centred at ``(delta, delta)``
-(DESIGN.md section 3). Estimates are brought to that grid before they get here
+(DESIGN.md section 3), or, on a released set whose truth is one K x K kernel per image
+(DIV2KRK, :mod:`eval.kernels.released`), that kernel as released (the Gaussian-parameter
+metrics are then n/a: the truth has no parameters). Estimates are brought to that grid before they get here
 (:mod:`eval.kernels.estimates`). Conventions, metric by metric (also in the registry entries):
 
 - ``kernel_psnr`` (dB, higher is better): ``10 log10(1 / MSE)`` with the MSE over every tap of
@@ -42,7 +44,7 @@ import torch
 
 from ssr_core.errors import ConfigError
 
-from .estimates import Estimate, Geometry, taps_moment_size, true_taps
+from .estimates import Estimate, Geometry, taps_moment_size
 
 if TYPE_CHECKING:
     from degrade.recipes import Recipe
@@ -124,28 +126,36 @@ def param_errors(est: np.ndarray, true: np.ndarray) -> tuple[dict[str, float], d
     return values, {k: v.astype(np.float32) for k, v in maps.items()}
 
 
-def tap_errors(estimates: list[Estimate], true_field: np.ndarray, geometry: Geometry
+def tap_errors(estimates: list[Estimate], truth: np.ndarray | Estimate, geometry: Geometry,
+               lr_shape: tuple[int, int] | None = None
                ) -> list[tuple[dict[str, float], dict[str, np.ndarray]]]:
     """Return kernel_psnr and kernel_l1 of each estimate and their per-pixel maps.
 
     LR rows are processed in chunks, the true taps of a chunk built once for all estimates.
 
     Args:
-        estimates: On ``geometry``'s grid, covering the (h, w) LR grid of ``true_field``.
-        true_field: float (3, h, w) true (s1, s2, theta).
+        estimates: On ``geometry``'s grid, covering the (h, w) LR grid.
+        truth: float (3, h, w) true (s1, s2, theta), or the truth as an Estimate on the grid
+            (a released set's one (K, K) kernel per image: ``Estimate("invariant", k)``).
         geometry: The set's K and delta.
+        lr_shape: (h, w); needed when ``truth`` is an Estimate (a field gives its own).
 
     Returns:
         Per estimate, in order: (values, maps).
     """
-    _, h, w = true_field.shape
+    if isinstance(truth, Estimate):
+        if lr_shape is None:
+            raise ConfigError("tap_errors: give lr_shape with a true kernel (it has no grid)")
+        true_est, (h, w) = truth, lr_shape
+    else:
+        true_est, (h, w) = Estimate("params", truth), truth.shape[1:]
     kk = geometry.kernel_size ** 2
     l1 = np.empty((len(estimates), h, w), np.float64)
     sq = np.empty((len(estimates), h, w), np.float64)
     rows = max(1, _CHUNK_PIXELS // max(w, 1))
     for r0 in range(0, h, rows):
         r1 = min(h, r0 + rows)
-        t = true_taps(true_field[:, r0:r1], geometry).reshape(r1 - r0, w, kk)
+        t = true_est.taps_rows(r0, r1, geometry)  # (rows, w, K*K); one true kernel: (rows, 1, K*K)
         for n, estimate in enumerate(estimates):
             d = estimate.taps_rows(r0, r1, geometry) - t  # an invariant kernel broadcasts over w
             l1[n, r0:r1] = d.abs().sum(-1, dtype=torch.float64).numpy()
@@ -225,38 +235,68 @@ def redeg_psnr(lr_hat: np.ndarray, lr: np.ndarray) -> tuple[float, np.ndarray]:
     return value, np.abs(d).mean(2).astype(np.float32)
 
 
-def score_image(estimate: Estimate, true_field: np.ndarray, geometry: Geometry, *,
+def score_image(estimate: Estimate, true_field: np.ndarray | None, geometry: Geometry, *,
                 hr: np.ndarray | None = None, lr: np.ndarray | None = None,
-                redeg_reason: str | None = None) -> ImageKernelScores:
+                redeg_reason: str | None = None, true_kernel: np.ndarray | None = None,
+                lr_shape: tuple[int, int] | None = None) -> ImageKernelScores:
     """Compute every kernel metric of one image (module docstring) and its error maps.
 
     Args:
         estimate: On the set's grid.
-        true_field: float (3, h, w) of the set.
+        true_field: float (3, h, w) of the set, or None when the truth is ``true_kernel``.
         geometry: K, delta, scale of the set.
         hr, lr: uint8 images for the re-degradation PSNR.
         redeg_reason: Why the set cannot be re-degraded (noise, JPEG, ...); None = re-degrade.
+        true_kernel: A released set's one true (K, K) kernel on the set's grid (DIV2KRK), used
+            as it is; the Gaussian-parameter metrics are then n/a (the truth has none).
+        lr_shape: (h, w) of the LR grid with ``true_kernel`` (default: ``lr``'s).
     """
     return score_estimates([estimate], true_field, geometry, hr=hr, lr=lr,
-                           redeg_reason=redeg_reason)[0]
+                           redeg_reason=redeg_reason, true_kernel=true_kernel,
+                           lr_shape=lr_shape)[0]
 
 
-def score_estimates(estimates: list[Estimate], true_field: np.ndarray, geometry: Geometry, *,
+def score_estimates(estimates: list[Estimate], true_field: np.ndarray | None, geometry: Geometry, *,
                     hr: np.ndarray | None = None, lr: np.ndarray | None = None,
-                    redeg_reason: str | None = None, recipe: Recipe | None = None
-                    ) -> list[ImageKernelScores]:
-    """Score several estimates of one image (the true taps are built once); see score_image."""
+                    redeg_reason: str | None = None, recipe: Recipe | None = None,
+                    true_kernel: np.ndarray | None = None,
+                    lr_shape: tuple[int, int] | None = None) -> list[ImageKernelScores]:
+    """Score several estimates of one image (the true taps are built once); see score_image.
+
+    Raises:
+        ConfigError: neither or both of ``true_field`` and ``true_kernel``, a true kernel that
+            is not (K, K) of the set, or one without an LR shape.
+    """
+    truth: np.ndarray | Estimate
+    if (true_field is None) == (true_kernel is None):
+        raise ConfigError("give the truth as exactly one of true_field (3, h, w) and true_kernel (K, K)")
+    if true_kernel is not None:
+        k = geometry.kernel_size
+        if true_kernel.shape != (k, k):
+            raise ConfigError(f"the true kernel is {true_kernel.shape}, the set's grid is {k}x{k}")
+        lr_shape = lr_shape or (None if lr is None else lr.shape[:2])
+        if lr_shape is None:
+            raise ConfigError("a true kernel needs the LR shape (lr or lr_shape)")
+        truth = Estimate("invariant", true_kernel)
+    else:
+        truth = true_field
+        lr_shape = true_field.shape[1:]
     results = []
-    for estimate, (values, maps) in zip(estimates, tap_errors(estimates, true_field, geometry),
+    for estimate, (values, maps) in zip(estimates, tap_errors(estimates, truth, geometry, lr_shape),
                                         strict=True):
         out = ImageKernelScores(dict(values), dict(maps))
         params = estimate.params_field()
-        if params is None:
+        if params is None or true_field is None:
+            why = ("the true kernels are released taps, not Gaussian parameters"
+                   if true_field is None else f"{estimate.kind} estimates give no Gaussian parameters")
             for m in PARAM_METRICS:
-                out.why_na[m] = f"{estimate.kind} estimates give no Gaussian parameters"
-            out.maps["est_size"] = _moment_size(estimate, true_field.shape[1:], geometry)
-            t = canonical(true_field.astype(np.float64))
-            out.maps["true_size"] = np.sqrt(t[0] * t[1]).astype(np.float32)
+                out.why_na[m] = why
+            out.maps["est_size"] = _moment_size(estimate, lr_shape, geometry)
+            if true_field is None:
+                out.maps["true_size"] = _moment_size(truth, lr_shape, geometry)  # type: ignore[arg-type]
+            else:
+                t = canonical(true_field.astype(np.float64))
+                out.maps["true_size"] = np.sqrt(t[0] * t[1]).astype(np.float32)
         else:
             values, maps = param_errors(params, true_field)
             out.values.update(values)

@@ -1,7 +1,8 @@
 """Score kernel estimators on one test set: per image, per method, cached; maps on request.
 
 The set is any shard set with ground-truth kernel fields (a ``degrade build`` folder, or a
-table group's synthetic test set). Per (method, image) the estimate is made, brought to the set's
+table group's synthetic test set), or a released set with one true kernel per image (DIV2KRK,
+:mod:`eval.kernels.released`). Per (method, image) the estimate is made, brought to the set's
 grid and scored by :func:`eval.kernels.metrics.score_image`; the set value of a metric is the
 mean of the per-image values that exist (``theta_err`` skips exactly isotropic images).
 
@@ -189,7 +190,8 @@ def score_kernel_set(kset: KernelSet, methods: list[KernelMethod], *,
             continue
         active.append((method, out, out.describe["fingerprint"]))
     if any(m.kind == "mean" for m, _, _ in active):
-        fields = [im.kernel_field for im in kset.images()]
+        fields = [im.kernel_field if im.kernel_field is not None else im.true_kernel
+                  for im in kset.images()]
         for m, _, _ in active:
             if m.kind == "mean":
                 m.prepare(fields, geometry)
@@ -212,7 +214,7 @@ def score_kernel_set(kset: KernelSet, methods: list[KernelMethod], *,
             estimates = [method.estimate(image, geometry) for method, _, _, _ in todo]
             scored = score_estimates(estimates, image.kernel_field, geometry, hr=image.hr,
                                      lr=image.lr, redeg_reason=kset.redeg_reason,
-                                     recipe=kset.recipe)
+                                     recipe=kset.recipe, true_kernel=image.true_kernel)
             for (_, out, keys, na_key), est, scores in zip(todo, estimates, scored, strict=True):
                 out.conversions = out.conversions or est.conversions
                 out.computed += len(scores.values)
@@ -267,6 +269,8 @@ def _generic_reason(metric: str, kset: KernelSet) -> str:
     if metric == "theta_err":
         return "no Gaussian parameters, or an isotropic true field: no angle to compare"
     if metric in PARAM_METRICS:
+        if kset.info.get("kind") == "released":
+            return "the true kernels are released taps, not Gaussian parameters"
         return "the estimates give taps, not Gaussian parameters"
     return "not computed"
 

@@ -8,7 +8,10 @@ the same provenance (test sets, methods, metric conventions, versions, command).
 - ``GROUP``: a group of the kernel table spec (``manifests/tables/kernels.yaml``: ``div2k``,
   ``div2k-clean``), or ``TABLE:GROUP`` (``table1:bsds100``): that table's test set, found under
   the data roots (or replaced by ``--stand-in``) and built/reused exactly as ``ssr-eval run``
-  does (:func:`eval.tables.runner.testset_for`); real-pair groups have no true kernels (n/a).
+  does (:func:`eval.tables.runner.testset_for`); real-pair groups have no true kernels (n/a),
+  except a source that releases them (DIV2KRK: :mod:`eval.kernels.released`);
+- ``SOURCE`` or ``SOURCE:SPLIT`` of such a source (``div2krk:x2``): the released set, found
+  under the data roots like a group (``--dataset-root div2krk=DIR``) and read in place.
 
 Rows: the spec's built-in baselines, then the methods given (a method named like a row replaces
 it). No paper prints these numbers: the "paper" and delta columns stay empty.
@@ -24,9 +27,12 @@ from typing import Any
 from eval.tables.result import Cell, GroupResult, RowResult, TableResult
 from eval.tables.runner import RunOptions, environment, testset_for
 from eval.tables.spec import GroupSpec, RowSpec, TableSpec, load_table, table_path
+from eval.tables.testsets import find_items
 from ssr_core.errors import ConfigError
+from ssr_datasets.sources import SOURCE_NAMES, splits_of
 
 from .methods import KernelMethod, builtin_kernel_method
+from .released import has_true_kernels, released_kernel_set
 from .run import KernelSet, MethodScores, score_kernel_set, shard_kernel_set
 
 KERNEL_TABLE = "kernels"
@@ -72,16 +78,35 @@ def resolve_set(text: str, spec: TableSpec, options: RunOptions) -> ResolvedSet:
         group = GroupSpec(id=path.name or "set", label=str(path), source=str(kset.info.get("recipe")))
         return ResolvedSet(group, kset)
     table_name, sep, group_id = text.partition(":")
-    table = spec if not sep else load_table(table_name)
-    group_id = group_id if sep else text
     if path.exists():
         raise ConfigError(f"--set {text}: {path} is not a shard set (no manifest.json)")
-    group = table.group(group_id)
+    if table_name in SOURCE_NAMES and has_true_kernels(table_name):
+        split = splits_of(table_name)[0] if not sep else group_id
+        if split not in splits_of(table_name):
+            raise ConfigError(f"--set {text}: {table_name} has no split {split!r}; choose one of: "
+                              f"{', '.join(splits_of(table_name))}")
+        group = GroupSpec(id=f"{table_name}-{split}", label=f"{table_name.upper()} {split} (released)",
+                          source=table_name, split=split)
+        return _released(group, options)
+    table = spec if not sep else load_table(table_name)
+    group = table.group(group_id if sep else text)
     if group.recipe is None and options.stand_in is None:
+        if has_true_kernels(group.source):
+            return _released(group, options)
         return ResolvedSet(group, None, reason=f"{group.label} holds real pairs: no true kernel field")
     testset, stand_in = testset_for(group, table, options)
     kset = shard_kernel_set(testset.path, name=testset.name)
     return ResolvedSet(group, kset, stand_in)
+
+
+def _released(group: GroupSpec, options: RunOptions) -> ResolvedSet:
+    """Find a released set (DIV2KRK) under the data roots; it has no stand-in."""
+    if options.stand_in is not None:
+        raise ConfigError(f"--set {group.id} is a released data set, read as it is: --stand-in "
+                          "does not apply to it (leave one of them out)")
+    root, items = find_items(group, options.roots)
+    kset = released_kernel_set(group.source, group.split, root, items, options.max_images)
+    return ResolvedSet(group, kset)
 
 
 def table_rows(spec: TableSpec, methods: list[KernelMethod]) -> tuple[list[RowSpec], list[KernelMethod]]:

@@ -188,7 +188,7 @@ def table_from_dict(data: Any) -> TableSpec:
         raise ConfigError(f"scale must be a positive integer, got {spec.scale!r}")
     group_ids = [g.id for g in groups]
     _check_ids(group_ids, "group")
-    from ssr_datasets.sources import get_source
+    from ssr_datasets.sources import get_source, resolve_split
 
     for g in groups:
         source = get_source(g.source)
@@ -196,6 +196,11 @@ def table_from_dict(data: Any) -> TableSpec:
             if g.recipe is not None:
                 raise ConfigError(f"group {g.id}: source {g.source!r} holds real pairs; "
                                   "it takes no recipe")
+            split = resolve_split(source, g.split)
+            # real pairs are cropped to HR = scale x LR: another scale's LR would be cut silently
+            if split is not None and re.fullmatch(r"x\d+", split) and int(split[1:]) != spec.scale:
+                raise ConfigError(f"group {g.id}: split {split} of {g.source} holds x{split[1:]} "
+                                  f"pairs but table {spec.name} is x{spec.scale}")
         elif g.recipe is None:
             raise ConfigError(f"group {g.id}: a synthetic test set needs a 'recipe'")
     rows = tuple(_row(r, i, spec, group_ids) for i, r in enumerate(rows_raw))

@@ -91,6 +91,43 @@ def drealsr(root: Path, stems: Iterable[str] = ("DSC_1454", "DSC_1460"), scale: 
     return root
 
 
+def div2krk_kernel(size: int, seed: int) -> np.ndarray:
+    """Return a random float64 (size, size) kernel summing to 1."""
+    k = np.random.default_rng(seed).uniform(0.0, 1.0, (size, size))
+    return k / k.sum()
+
+
+def div2krk(root: Path, scales: Iterable[int] = (4,), real: Iterable[int] = (1, 2),
+            folder: str = "DIV2KRK") -> Path:
+    """KernelGAN's DIV2KRK release: ``gt/img_<n>_gt.png``, ``lr_x<s>/im_<n>.png`` and
+    ``gt_k_x<s>/kernel_<n>.mat`` (variable ``Kernel``, 11x11 at x2, 31x31 at x4), n = 1..100.
+
+    Images and kernels numbered in ``real`` are decodable (HR ``rgb(n)``, LR ``rgb(100 + n)``,
+    kernel ``div2krk_kernel(K, n)``); the others are empty files (listing checks names).
+    """
+    import scipy.io
+
+    base = root / folder
+    real = set(real)
+    for n in range(1, 101):
+        gt = base / "gt" / f"img_{n}_gt.png"
+        if n in real:
+            write_png(gt, rgb(n, H, W))
+        else:
+            touch_all(gt.parent, [gt.name])
+        for s in scales:
+            lr = base / f"lr_x{s}" / f"im_{n}.png"
+            mat = base / f"gt_k_x{s}" / f"kernel_{n}.mat"
+            mat.parent.mkdir(parents=True, exist_ok=True)
+            if n in real:
+                write_png(lr, rgb(100 + n, H // s, W // s))
+                scipy.io.savemat(mat, {"Kernel": div2krk_kernel(11 if s == 2 else 31, n)})
+            else:
+                touch_all(lr.parent, [lr.name])
+                mat.touch()
+    return root
+
+
 def cityscapes_camera(baseline: float = 0.209313, fx: float = 2262.52) -> dict:
     """A camera JSON with the real Cityscapes keys (values of a typical frame)."""
     return {"extrinsic": {"baseline": baseline, "pitch": 0.038, "roll": 0.0, "x": 1.7,

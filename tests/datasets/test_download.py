@@ -427,7 +427,7 @@ def test_every_manifest_loads_and_every_name_has_a_file() -> None:
 
 def test_unknown_dataset_suggests_a_name() -> None:
     with pytest.raises(ConfigError, match="did you mean 'div2k'"):
-        load_dataset("div2kk")
+        load_dataset("div2")
 
 
 def test_div2k_manifest_carries_the_published_checksums() -> None:

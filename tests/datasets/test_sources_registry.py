@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from layouts import bench_set, cityscapes, div2k_valid, drealsr, flickr2k, middlebury, nyu_mat, urban100
+from layouts import (
+    bench_set,
+    cityscapes,
+    div2k_valid,
+    div2krk,
+    drealsr,
+    flickr2k,
+    middlebury,
+    nyu_mat,
+    urban100,
+)
 
 from ssr_core.errors import ConfigError
 from ssr_datasets.sources import (
@@ -27,6 +37,7 @@ LAYOUTS = {
     "bsds100": (lambda r: bench_set(r, "bsd100", "B100", 100), None, False),
     "urban100": (urban100, None, False),
     "drealsr": (drealsr, "x4", False),
+    "div2krk": (div2krk, "x4", False),
     "nyuv2": (lambda r: nyu_mat(r / "nyu_depth_v2_labeled.mat", w=4, h=3), "all", True),
     "cityscapes": (lambda r: cityscapes(r, "val", 500), "val", True),
     "middlebury": (lambda r: middlebury(r, SCENES), "perfect", True),
@@ -70,8 +81,8 @@ def test_splits_default_first():
     assert splits_of("nyuv2")[0] == "all" and splits_of("cityscapes")[0] == "train"
 
 
-def test_only_drealsr_is_refused_as_a_build_source():
+def test_only_the_real_pair_sources_are_refused_as_build_sources():
     for name in SOURCE_NAMES:
-        if name != "drealsr":
+        if name not in ("drealsr", "div2krk"):
             require_build_source(name)
             assert getattr(get_source(name), "real_pairs", False) is False

@@ -119,7 +119,7 @@ def test_download_checksum_error_is_a_clean_click_error(served: tuple[str, Path]
 
 
 @pytest.mark.parametrize("args, text", [
-    (["download", "div2kk", "--root", "X"], "did you mean 'div2k'"),
+    (["download", "div2", "--root", "X"], "did you mean 'div2k'"),
     (["download", "cityscapes", "--root", "X"], "register at https://www.cityscapes-dataset.com/"),
     (["download", "div2k", "--root", "X", "--split", "test"], "choose one of: train, valid"),
     (["verify", "set5", "--root", "does-not-exist"], "not a folder"),
