@@ -24,6 +24,7 @@ All randomness comes from ``seed`` (torch's global RNG, seeded here, and the str
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,7 +105,7 @@ def _standardise_latents(vq: torch.nn.Module, hr: torch.Tensor) -> tuple[float, 
     return c, m.tolist()
 
 
-def _train(step_fn, params: list[torch.nn.Parameter], lr: float, max_steps: int,
+def _train(step_fn: Callable[[], torch.Tensor], params: list[torch.nn.Parameter], lr: float, max_steps: int,
            seconds: float | None) -> tuple[int, float]:
     """Run AdamW on ``step_fn() -> loss`` until ``max_steps`` or ``seconds``; return (steps, tail loss)."""
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
@@ -192,3 +193,37 @@ def vq_round_trip(vq: torch.nn.Module, hr: torch.Tensor) -> torch.Tensor:
     """
     with torch.no_grad():
         return (vq.decode(vq.encode(hr * 2 - 1).latents).sample.clamp(-1, 1) + 1) / 2
+
+
+def denoising_errors(model: torch.nn.Module, batches: list, seed: int,
+                     timesteps: int = 10) -> tuple[float, float]:
+    """Return held-out Eq. 5 epsilon (or velocity) MSE of (backbone alone, latent SSR).
+
+    The loss SSR's adapters are trained on, at ``timesteps`` evenly spaced t (the training
+    draw is uniform in t), with the same z_t for both (noise seeded per image) and the batches'
+    true kernel field and nearness (as in training): the adapters' gain over their trivial
+    baseline (zero AMF = the backbone) in their own objective, free of sampling variance.
+
+    Args:
+        model: A ``LatentSSR`` in eval mode. batches: ``Batch`` es of held-out images.
+    """
+    sched = model.noise_scheduler
+    n_train = sched.config.num_train_timesteps
+    ts = [round((i + 0.5) * n_train / timesteps) for i in range(timesteps)]
+    sums = [0.0, 0.0]
+    with torch.no_grad():
+        for i, b in enumerate(batches):
+            g = torch.Generator().manual_seed(seed + i)
+            lr = b.lr * 2 - 1
+            z0 = model.vqvae.encode(b.hr * 2 - 1).latents
+            enc = model.encode(lr, b.kernel_field, b.nearness)
+            for t in ts:
+                noise = torch.randn(z0.shape, generator=g)
+                tt = torch.full((z0.shape[0],), t)
+                zt = sched.add_noise(z0, noise, tt)
+                target = noise if sched.config.prediction_type == "epsilon" else \
+                    sched.get_velocity(z0, noise, tt)
+                for j, e in enumerate((None, enc)):
+                    sums[j] += F.mse_loss(model.eps(zt, lr, tt, e), target).item()
+    n = len(batches) * len(ts)
+    return sums[0] / n, sums[1] / n

@@ -29,14 +29,15 @@ What it does, on this machine's CPU, seeded (``--seed``):
    E[x_0 | LR] (the PSNR-optimal output; a sample's expected squared error is the mean's plus
    the sample variance, up to twice the mean's for a perfect sampler, so a PSNR comparison of a
    sample with bicubic penalises exactly what a diffusion model is for); the latent backbone
-   alone (SSR's trivial baseline: zero-initialised AMF) and latent SSR, same noise; and the
-   kernel L1 (per-pixel sum of |taps|, in [0, 2]) of DKENet and of the mean training kernel
-   (``eval.kernels``).
+   alone (SSR's trivial baseline: zero-initialised AMF) and latent SSR, same noise, plus both
+   models' held-out Eq. 5 denoising error (the adapters' own objective, no sampling variance);
+   and the kernel L1 (per-pixel sum of |taps|, in [0, 2]) of DKENet and of the mean training
+   kernel (``eval.kernels``).
 
 Prints one markdown table (method, PSNR, delta vs bicubic), the kernel rows, the Table 2 rows,
-the latent backbone's fit and VQ ceiling, the budgets, the wall time and the load average (the
-machine may be shared). ``--quick``: a
-smoke run (a few steps per stage, 32 px eval crops), for tests.
+the latent denoising errors, the latent backbone's fit and VQ ceiling, the budgets, the wall
+time and the load average (the machine may be shared). ``--quick``: a smoke run (a few steps
+per stage, 32 px eval crops), for tests.
 """
 
 from __future__ import annotations
@@ -197,12 +198,14 @@ def stage_steps(run: Path) -> dict[str, int]:
 
 def score_images(test: Path, train_shards: Path, runs: dict[str, Path], backbone: Path,
                  eval_crop: int, seed: int, sample_steps: int | None = None
-                 ) -> tuple[dict[str, float], list[str]]:
-    """Return ({row: mean Y PSNR (crop 4)}, notes) over the test set's centre crops.
+                 ) -> tuple[dict[str, float], list[str], tuple[float, float]]:
+    """Return ({row: mean Y PSNR (crop 4)}, notes, latent denoising errors) over the test crops.
+
+    The denoising errors: ``denoising_errors`` of the backbone alone and of latent SSR.
 
     ``sample_steps``: reverse steps of the diffusion samplers (None: each model's default).
     """
-    from bench.latent_backbone_fit import load_vq, vq_round_trip
+    from bench.latent_backbone_fit import denoising_errors, load_vq, vq_round_trip
     from eval.kernels.estimates import Geometry, mean_kernel
     from ssr_datasets.manifest import manifest_shards, read_manifest
     from ssr_datasets.shards import iter_shard
@@ -262,7 +265,7 @@ def score_images(test: Path, train_shards: Path, runs: dict[str, Path], backbone
     notes.append(f"latent backbone's VQ round trip of the test HR crops (ceiling of both latent "
                  f"rows): {out.pop('VQ round trip'):.2f} dB; latent SSR vs backbone alone: "
                  f"{out[LATENT_ROW] - out[BACKBONE_ROW]:+.2f} dB")
-    return out, notes
+    return out, notes, denoising_errors(latent, batches, seed)
 
 
 def kernel_errors(test: Path, train_shards: Path, full: Path) -> dict[str, float]:
@@ -305,6 +308,14 @@ def ablation_table(psnrs: dict[str, float]) -> list[str]:
         a, b = psnrs[key + SAMPLE], psnrs[key + ONE_STEP]
         lines.append(f"| {r} | {a:.2f} | {a - base:+.2f} | {b:.2f} | {b - base:+.2f} |")
     return lines
+
+
+def latent_table(denoise: tuple[float, float]) -> list[str]:
+    """Return the held-out denoising error rows: the backbone alone, then latent SSR (Eq. 5)."""
+    plain, ssr = denoise
+    return ["| latent model | held-out epsilon MSE (Eq. 5 loss, 10 t, true K and D) | vs backbone alone |",
+            "|---|---:|---:|", f"| {BACKBONE_ROW} | {plain:.4f} | |",
+            f"| {LATENT_ROW} | {ssr:.4f} | {100 * (ssr / plain - 1):+.1f}% |"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -370,7 +381,7 @@ def _run(args: argparse.Namespace) -> int:
         t_build = time.perf_counter() - t_start
         seconds = train_all(runs, tr, work / "backbone", budget, args.seed)
         t_score = time.perf_counter()
-        psnrs, notes = score_images(te, tr, runs, work / "backbone", args.eval_crop, args.seed,
+        psnrs, notes, denoise = score_images(te, tr, runs, work / "backbone", args.eval_crop, args.seed,
                                     2 if args.quick else None)
         notes.insert(0, backbone_note(work / "backbone"))
         kernels = kernel_errors(te, tr, runs["full"])
@@ -380,7 +391,8 @@ def _run(args: argparse.Namespace) -> int:
     load_end = os.getloadavg()
     report = [f"# Learning check ({args.data.name}: {len(train_imgs)} train / {len(test_imgs)} "
               f"test images, recipe {args.recipe}, seed {args.seed})", ""]
-    report += table(psnrs, kernels) + [""] + ablation_table(psnrs) + [""]
+    report += table(psnrs, kernels) + [""] + ablation_table(psnrs) + [""] + latent_table(denoise)
+    report += [""]
     if budget.minutes is None:
         report.append(f"budget: --quick, {budget.steps} steps per stage (a smoke run, not a measurement)")
     else:

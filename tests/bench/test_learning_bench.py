@@ -65,6 +65,9 @@ def test_quick_run_prints_every_row(tmp_path: Path, capsys: pytest.CaptureFixtur
         m = re.search(rf"^\| {re.escape(row)} \| (\S+) \| \S+ \| (\S+) \| \S+ \|$", text, re.M)
         assert m is not None, row
         assert np.isfinite(float(m.group(1))) and np.isfinite(float(m.group(2))), row
+    m = re.search(r"^\| latent SSR \(ssr-latent-tiny on that backbone\) \| (\S+) \| ([+-]\S+)% \|$",
+                  text, re.M)
+    assert m is not None and np.isfinite(float(m.group(1))) and np.isfinite(float(m.group(2)))
     assert "5 train / 1 test images" in text and "load average" in text
     assert re.search(r"latent backbone: fitted here on the training split in \d+ s \(VQ-f4 "
                      r"autoencoder 1 steps", text)
