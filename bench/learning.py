@@ -244,7 +244,7 @@ def score_images(test: Path, train_shards: Path, runs: dict[str, Path], backbone
         sums.setdefault(row, []).append(psnr(hr, sr, crop_border=s, y_channel=True))
 
     with torch.no_grad():
-        for b in batches:
+        for i, b in enumerate(batches):
             hr, lr = to_uint8(b.hr), to_uint8(b.lr)
             up = torch.nn.functional.interpolate(b.lr, scale_factor=s, mode="bicubic",
                                                  align_corners=False)
@@ -252,11 +252,13 @@ def score_images(test: Path, train_shards: Path, runs: dict[str, Path], backbone
             add("NBSR, true kernel field", hr, to_uint8(nbsr.super_resolve(b.lr, b.kernel_field)))
             taps = mean_taps.expand(1, k * k, *b.lr.shape[-2:])
             add("NBSR, mean training kernel", hr, to_uint8(nbsr.super_resolve(b.lr, taps)))
+            # A seed per image: with one seed, every (same-size) crop gets the same noise and a
+            # sample row averages a single draw (one run's latent rows moved by 4 dB with it).
             for row, pipe in pipes.items():
-                add(row, hr, pipe(lr).sr)
+                add(row, hr, pipe(lr, seed=seed + i).sr)
             # SSR's trivial baseline: the backbone alone, with the pipeline's noise (its seed,
             # nothing drawn before sampling), so the two latent rows differ by the adapters only
-            g = torch.Generator().manual_seed(seed)
+            g = torch.Generator().manual_seed(seed + i)
             add(BACKBONE_ROW, hr, to_uint8(latent.sample(b.lr, None, None, steps=sample_steps,
                                                          generator=g, plain=True)))
             add("VQ round trip", hr, to_uint8(vq_round_trip(vq, b.hr)))
