@@ -43,7 +43,7 @@ Choices where the papers are silent (configurable in :class:`DiffusionConfig`):
   sampler doubles it; this plug-in sampler, given the exact x_0 predictor of a Gaussian toy, adds
   ~0.26 of the posterior variance: ``test_a_sample_of_an_exact_x0_predictor_...``). On BSD100
   (bench/learning.py, issue 14) the tiny model's one-step estimate beat bicubic while its 15-step
-  sample lost ~1.5 dB to it; the sample is what a diffusion model is for (detail, realism),
+  sample lost 1.5-2.2 dB to it; the sample is what a diffusion model is for (detail, realism),
   the one-step estimate is what a PSNR comparison with a regression baseline should use.
 * Data consistency (BlindDiff's kernel-aware term): after each x_0 estimate, ``dc_steps``
   steps x0 <- x0 - dc_weight * mu * grad 0.5 ||A(x0) - lr||^2 on [0, 1] images, A = Eq. 1, mu
