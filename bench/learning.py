@@ -15,20 +15,29 @@ What it does, on this machine's CPU, seeded (``--seed``):
    cosine schedule's length, so a stage stopped by the budget never reaches a rate of 0):
    DKENet, NBSR, the pixel diffusion model (``ssr-pixel-tiny``, full conditioning), the three
    Table 2 ablations (diffusion stage only; kernel/NBSR stages copied from the full run) at
-   ``--ablation-minutes`` each, and latent SSR (``ssr-latent-tiny`` on a tiny random backbone
-   written with diffusers' ``save_pretrained``; random, so it shows the plumbing, not the
-   pretrained prior the paper relies on). No validation during training: best.pt would then be
+   ``--ablation-minutes`` each, and latent SSR: first a tiny VQ-f4 + latent SR UNet backbone is
+   fitted on the training split for ``--minutes`` (``bench/latent_backbone_fit.py``: the CompVis
+   backbone cannot run here; a random one decodes noise), then ``ssr-latent-tiny``'s encoders
+   and AMF train on it, backbone frozen. No validation during training: best.pt would then be
    picked on the test images.
 3. Score on the test crops: Y PSNR with a 4 px crop (``degrade.ops.quality.psnr``, BasicSR
    conventions) of uint8 outputs for bicubic (torch, as the trainers' baseline), NBSR with the
    true kernel field, NBSR with the mean training kernel for every pixel, SVKR (``SRPipeline``,
    3 iterations, ``prior`` depth), the pixel diffusion model and the ablations (blind:
-   ``SRPipeline``'s kernel and depth estimates), latent SSR; and the kernel L1 (per-pixel sum of
-   |taps|, in [0, 2]) of DKENet and of the mean training kernel (``eval.kernels``).
+   ``SRPipeline``'s kernel and depth estimates), each twice: one sample of the full reverse
+   process, and the x_0 estimate at T (one step), which approximates the posterior mean
+   E[x_0 | LR] (the PSNR-optimal output; a sample's expected squared error is the mean's plus
+   the sample variance, up to twice the mean's for a perfect sampler, so a PSNR comparison of a
+   sample with bicubic penalises exactly what a diffusion model is for); the latent backbone
+   alone (SSR's trivial baseline: zero-initialised AMF) and latent SSR, same noise, plus both
+   models' held-out Eq. 5 denoising error (the adapters' own objective, no sampling variance);
+   and the kernel L1 (per-pixel sum of |taps|, in [0, 2]) of DKENet and of the mean training
+   kernel (``eval.kernels``).
 
 Prints one markdown table (method, PSNR, delta vs bicubic), the kernel rows, the Table 2 rows,
-the budgets, the wall time and the load average (the machine may be shared). ``--quick``: a
-smoke run (a few steps per stage, 32 px eval crops), for tests.
+the latent denoising errors, the latent backbone's fit and VQ ceiling, the budgets, the wall
+time and the load average (the machine may be shared). ``--quick``: a smoke run (a few steps
+per stage, 32 px eval crops), for tests.
 """
 
 from __future__ import annotations
@@ -51,6 +60,10 @@ from degrade.ops.quality import psnr  # noqa: E402
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 ABLATION_ROWS = ("di-kernel-only", "depth-only", "no-svkr")
+PIXEL = "pixel diffusion (ssr-pixel-tiny, full)"
+SAMPLE, ONE_STEP = ": one sample", ": x0 estimate at T (1 step)"
+BACKBONE_ROW = "latent backbone alone (tiny, fitted here)"
+LATENT_ROW = "latent SSR (ssr-latent-tiny on that backbone)"
 
 
 @dataclass(frozen=True)
@@ -122,26 +135,53 @@ def with_shared_stages(run: Path, full: Path) -> Path:
     return run
 
 
+def fit_backbone(folder: Path, shards: Path, budget: Budget, seed: int) -> float | None:
+    """Fit the tiny latent backbone into ``folder`` unless it exists; return seconds (None: kept).
+
+    Writes ``fit.json`` beside it (steps, losses, seconds) for the report.
+    """
+    from bench.latent_backbone_fit import fit_tiny_backbone
+    from ssr_core.io import write_json_atomic
+
+    if (folder / "fit.json").is_file():
+        return None
+    shutil.rmtree(folder, ignore_errors=True)  # a fit that stopped half-written
+    fit = fit_tiny_backbone(folder, shards, minutes=budget.minutes, max_steps=budget.steps,
+                            seed=seed)
+    write_json_atomic(folder / "fit.json", {"vq_steps": fit.vq_steps, "unet_steps": fit.unet_steps,
+                                            "seconds": fit.seconds, "vq_loss": fit.vq_loss,
+                                            "unet_loss": fit.unet_loss})
+    return fit.seconds
+
+
 def train_all(runs: dict[str, Path], shards: Path, backbone: Path, budget: Budget,
               seed: int) -> dict[str, float]:
-    """Train every run of ``runs`` (full, the ablations, latent) on ``shards``.
+    """Train every run of ``runs`` (full, the ablations, the backbone, latent) on ``shards``.
 
     Returns: seconds per run that trained something (runs kept by ``--reuse`` are left out).
     """
-    from tests.ssr_models.tiny_backbone import make_tiny_backbone
-
     seconds: dict[str, float | None] = {"full": train(runs["full"], shards, budget, seed,
                              stages=("kernel", "nbsr", "diffusion"), minutes=budget.minutes)}
     for a in ABLATION_ROWS:
         seconds[a] = train(runs[a], shards, budget, seed, stages=("diffusion",), ablation=a,
                            minutes=budget.ablation_minutes)
         with_shared_stages(runs[a], runs["full"])
-    if not backbone.is_dir():
-        make_tiny_backbone(backbone, seed=seed)
+    seconds["backbone"] = fit_backbone(backbone, shards, budget, seed)
     seconds["latent"] = train(runs["latent"], shards, budget, seed, stages=("diffusion",),
                               model="ssr-latent-tiny", backbone=str(backbone), minutes=budget.minutes)
     with_shared_stages(runs["latent"], runs["full"])
     return {name: v for name, v in seconds.items() if v is not None}
+
+
+def backbone_note(folder: Path) -> str:
+    """Return the report line of the latent backbone's fit (``fit.json``)."""
+    import json
+
+    fit = json.loads((folder / "fit.json").read_text())
+    return (f"latent backbone: fitted here on the training split in {fit['seconds']:.0f} s (VQ-f4 "
+            f"autoencoder {fit['vq_steps']} steps, final L1 + commitment {fit['vq_loss']:.3f}; "
+            f"latent SR UNet {fit['unet_steps']} steps, final epsilon MSE {fit['unet_loss']:.3f}), "
+            "then frozen under latent SSR")
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -156,12 +196,16 @@ def stage_steps(run: Path) -> dict[str, int]:
     return {s: stage_step(run / s) or 0 for s in ("kernel", "nbsr", "diffusion") if (run / s).is_dir()}
 
 
-def score_images(test: Path, train_shards: Path, runs: dict[str, Path], eval_crop: int,
-                 seed: int, sample_steps: int | None = None) -> tuple[dict[str, float], list[str]]:
-    """Return ({row: mean Y PSNR (crop 4)}, notes) over the test set's centre crops.
+def score_images(test: Path, train_shards: Path, runs: dict[str, Path], backbone: Path,
+                 eval_crop: int, seed: int, sample_steps: int | None = None
+                 ) -> tuple[dict[str, float], list[str], tuple[float, float]]:
+    """Return ({row: mean Y PSNR (crop 4)}, notes, latent denoising errors) over the test crops.
+
+    The denoising errors: ``denoising_errors`` of the backbone alone and of latent SSR.
 
     ``sample_steps``: reverse steps of the diffusion samplers (None: each model's default).
     """
+    from bench.latent_backbone_fit import denoising_errors, load_vq, vq_round_trip
     from eval.kernels.estimates import Geometry, mean_kernel
     from ssr_datasets.manifest import manifest_shards, read_manifest
     from ssr_datasets.shards import iter_shard
@@ -180,23 +224,27 @@ def score_images(test: Path, train_shards: Path, runs: dict[str, Path], eval_cro
     kernel_net, nbsr = (load_stage(runs["full"] / st)[0].eval() for st in ("kernel", "nbsr"))
     delta = float(read_run(runs["full"] / "kernel")["delta"])
 
-    def pipeline(method: str, diffusion: torch.nn.Module | None = None) -> SRPipeline:
+    def pipeline(method: str, diffusion: torch.nn.Module | None = None,
+                 steps: int | None = sample_steps) -> SRPipeline:
         return SRPipeline(method, kernel_net, scale=s, restorer=nbsr, diffusion=diffusion,  # type: ignore[arg-type]
-                          delta=delta, depth="prior", tile=4096, seed=seed, steps=sample_steps)
+                          delta=delta, depth="prior", tile=4096, seed=seed, steps=steps)
 
     pipes = {"SVKR (DKENet + NBSR, 3 iterations)": pipeline("svkr")}
     notes = [f"{len(batches)} test images, {eval_crop} px HR centre crops (x{s}, K = {k})"]
-    for row, name in [("pixel diffusion (ssr-pixel-tiny, full)", "full"),
-                      *[(f"ablation {a}", a) for a in ABLATION_ROWS],
-                      ("latent SSR (ssr-latent-tiny, random tiny backbone)", "latent")]:
-        pipes[row] = pipeline("diffusion", load_stage(runs[name] / "diffusion")[0])
+    for row, name in [(PIXEL, "full"), *[(f"ablation {a}", a) for a in ABLATION_ROWS]]:
+        model = load_stage(runs[name] / "diffusion")[0]
+        pipes[row + SAMPLE] = pipeline("diffusion", model)
+        pipes[row + ONE_STEP] = pipeline("diffusion", model, steps=1)
+    latent = load_stage(runs["latent"] / "diffusion")[0].eval()
+    pipes[LATENT_ROW] = pipeline("diffusion", latent)
+    vq = load_vq(backbone)
     sums: dict[str, list[float]] = {}
 
     def add(row: str, hr: np.ndarray, sr: np.ndarray) -> None:
         sums.setdefault(row, []).append(psnr(hr, sr, crop_border=s, y_channel=True))
 
     with torch.no_grad():
-        for b in batches:
+        for i, b in enumerate(batches):
             hr, lr = to_uint8(b.hr), to_uint8(b.lr)
             up = torch.nn.functional.interpolate(b.lr, scale_factor=s, mode="bicubic",
                                                  align_corners=False)
@@ -204,9 +252,22 @@ def score_images(test: Path, train_shards: Path, runs: dict[str, Path], eval_cro
             add("NBSR, true kernel field", hr, to_uint8(nbsr.super_resolve(b.lr, b.kernel_field)))
             taps = mean_taps.expand(1, k * k, *b.lr.shape[-2:])
             add("NBSR, mean training kernel", hr, to_uint8(nbsr.super_resolve(b.lr, taps)))
+            # A seed per image: with one seed, every (same-size) crop gets the same noise and a
+            # sample row averages a single draw (one run's latent rows moved by 4 dB with it).
             for row, pipe in pipes.items():
-                add(row, hr, pipe(lr).sr)
-    return {row: float(np.mean(v)) for row, v in sums.items()}, notes
+                add(row, hr, pipe(lr, seed=seed + i).sr)
+            # SSR's trivial baseline: the backbone alone, with the pipeline's noise (its seed,
+            # nothing drawn before sampling), so the two latent rows differ by the adapters only
+            g = torch.Generator().manual_seed(seed + i)
+            add(BACKBONE_ROW, hr, to_uint8(latent.sample(b.lr, None, None, steps=sample_steps,
+                                                         generator=g, plain=True)))
+            add("VQ round trip", hr, to_uint8(vq_round_trip(vq, b.hr)))
+    out = {row: float(np.mean(v)) for row, v in sums.items()}
+    out[LATENT_ROW] = out.pop(LATENT_ROW)  # after its baseline
+    notes.append(f"latent backbone's VQ round trip of the test HR crops (ceiling of both latent "
+                 f"rows): {out.pop('VQ round trip'):.2f} dB; latent SSR vs backbone alone: "
+                 f"{out[LATENT_ROW] - out[BACKBONE_ROW]:+.2f} dB")
+    return out, notes, denoising_errors(latent, batches, seed)
 
 
 def kernel_errors(test: Path, train_shards: Path, full: Path) -> dict[str, float]:
@@ -235,12 +296,28 @@ def table(psnrs: dict[str, float], kernels: dict[str, float]) -> list[str]:
 
 
 def ablation_table(psnrs: dict[str, float]) -> list[str]:
-    """Return the Table 2 rows at this scale (full = the pixel diffusion run, SVKR-refined K, D)."""
+    """Return the Table 2 rows at this scale (full = the pixel diffusion run, SVKR-refined K, D).
+
+    Two PSNR columns per row: one sample, and the x_0 estimate at T (1 step); deltas vs bicubic.
+    """
     base = psnrs["bicubic"]
-    rows = [(a, psnrs[f"ablation {a}"]) for a in ABLATION_ROWS]
-    rows.append(("full (kernel + depth + SVKR)", psnrs["pixel diffusion (ssr-pixel-tiny, full)"]))
-    lines = ["| Table 2 row | held-out PSNR Y, crop 4 (dB) | delta vs bicubic (dB) |", "|---|---:|---:|"]
-    return lines + [f"| {r} | {v:.2f} | {v - base:+.2f} |" for r, v in rows]
+    rows = [(a, f"ablation {a}") for a in ABLATION_ROWS]
+    rows.append(("full (kernel + depth + SVKR)", PIXEL))
+    lines = ["| Table 2 row | one sample: PSNR Y, crop 4 (dB) | delta vs bicubic (dB) "
+             "| x0 at T (1 step): PSNR Y (dB) | delta vs bicubic (dB) |",
+             "|---|---:|---:|---:|---:|"]
+    for r, key in rows:
+        a, b = psnrs[key + SAMPLE], psnrs[key + ONE_STEP]
+        lines.append(f"| {r} | {a:.2f} | {a - base:+.2f} | {b:.2f} | {b - base:+.2f} |")
+    return lines
+
+
+def latent_table(denoise: tuple[float, float]) -> list[str]:
+    """Return the held-out denoising error rows: the backbone alone, then latent SSR (Eq. 5)."""
+    plain, ssr = denoise
+    return ["| latent model | held-out epsilon MSE (Eq. 5 loss, 10 t, true K and D) | vs backbone alone |",
+            "|---|---:|---:|", f"| {BACKBONE_ROW} | {plain:.4f} | |",
+            f"| {LATENT_ROW} | {ssr:.4f} | {100 * (ssr / plain - 1):+.1f}% |"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -306,8 +383,9 @@ def _run(args: argparse.Namespace) -> int:
         t_build = time.perf_counter() - t_start
         seconds = train_all(runs, tr, work / "backbone", budget, args.seed)
         t_score = time.perf_counter()
-        psnrs, notes = score_images(te, tr, runs, args.eval_crop, args.seed,
+        psnrs, notes, denoise = score_images(te, tr, runs, work / "backbone", args.eval_crop, args.seed,
                                     2 if args.quick else None)
+        notes.insert(0, backbone_note(work / "backbone"))
         kernels = kernel_errors(te, tr, runs["full"])
         t_score = time.perf_counter() - t_score
         steps = {name: stage_steps(run) for name, run in runs.items()}
@@ -315,7 +393,8 @@ def _run(args: argparse.Namespace) -> int:
     load_end = os.getloadavg()
     report = [f"# Learning check ({args.data.name}: {len(train_imgs)} train / {len(test_imgs)} "
               f"test images, recipe {args.recipe}, seed {args.seed})", ""]
-    report += table(psnrs, kernels) + [""] + ablation_table(psnrs) + [""]
+    report += table(psnrs, kernels) + [""] + ablation_table(psnrs) + [""] + latent_table(denoise)
+    report += [""]
     if budget.minutes is None:
         report.append(f"budget: --quick, {budget.steps} steps per stage (a smoke run, not a measurement)")
     else:

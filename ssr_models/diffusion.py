@@ -36,6 +36,15 @@ Choices where the papers are silent (configurable in :class:`DiffusionConfig`):
 * Sampling starts from x_T = y_0 + kappa sqrt(eta_T) eps (ResShift), uses ``steps`` evenly spaced
   indices (always including T-1 and 0), clamps each x_0 estimate to [-1, 1], and returns the
   final x_0 estimate. BN/train mode is left as the caller set it (use ``model.eval()``).
+* What to score: ``steps=1`` returns the x_0 estimate at T, where x_T holds almost nothing of
+  x_0 - y_0 (weight 1 - eta_T = 0.01 against noise of std kappa sqrt(eta_T) ~ 2), so it
+  approximates the posterior mean E[x_0 | LR, conditions], the PSNR-optimal output. T steps
+  give a sample: its squared error is the mean's plus the sample's variance (an exact posterior
+  sampler doubles it; this plug-in sampler, given the exact x_0 predictor of a Gaussian toy, adds
+  ~0.26 of the posterior variance: ``test_a_sample_of_an_exact_x0_predictor_...``). On BSD100
+  (bench/learning.py, issue 14) the tiny model's one-step estimate beat bicubic while its 15-step
+  sample lost 1.5-2.2 dB to it; the sample is what a diffusion model is for (detail, realism),
+  the one-step estimate is what a PSNR comparison with a regression baseline should use.
 * Data consistency (BlindDiff's kernel-aware term): after each x_0 estimate, ``dc_steps``
   steps x0 <- x0 - dc_weight * mu * grad 0.5 ||A(x0) - lr||^2 on [0, 1] images, A = Eq. 1, mu
   the exact line search (A A^T has norm ~1 / (4 pi s1 s2), so a fixed step would be tiny).

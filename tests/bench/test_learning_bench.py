@@ -20,9 +20,12 @@ sys.modules[_SPEC.name] = learning  # its dataclass looks its module up there
 _SPEC.loader.exec_module(learning)
 
 ROWS = ("bicubic", "NBSR, true kernel field", "NBSR, mean training kernel",
-        "SVKR (DKENet + NBSR, 3 iterations)", "pixel diffusion (ssr-pixel-tiny, full)",
-        "latent SSR (ssr-latent-tiny, random tiny backbone)", "mean", "DKENet",
-        "di-kernel-only", "depth-only", "no-svkr", "full (kernel + depth + SVKR)")
+        "SVKR (DKENet + NBSR, 3 iterations)", "pixel diffusion (ssr-pixel-tiny, full): one sample",
+        "pixel diffusion (ssr-pixel-tiny, full): x0 estimate at T (1 step)",
+        "latent backbone alone (tiny, fitted here)", "latent SSR (ssr-latent-tiny on that backbone)",
+        "mean", "DKENet")
+# Table 2 rows: one sample and the x0 estimate at T, each with its delta vs bicubic
+ABLATION_ROWS = ("di-kernel-only", "depth-only", "no-svkr", "full (kernel + depth + SVKR)")
 
 
 def _photos(folder: Path, n: int = 6, size: int = 64) -> Path:
@@ -58,7 +61,18 @@ def test_quick_run_prints_every_row(tmp_path: Path, capsys: pytest.CaptureFixtur
         m = re.search(rf"^\| {re.escape(row)} \| (\S+) \| (\S+) \|$", text, re.M)
         assert m is not None, row
         assert np.isfinite(float(m.group(1))), row
+    for row in ABLATION_ROWS:
+        m = re.search(rf"^\| {re.escape(row)} \| (\S+) \| \S+ \| (\S+) \| \S+ \|$", text, re.M)
+        assert m is not None, row
+        assert np.isfinite(float(m.group(1))) and np.isfinite(float(m.group(2))), row
+    m = re.search(r"^\| latent SSR \(ssr-latent-tiny on that backbone\) \| (\S+) \| ([+-]\S+)% \|$",
+                  text, re.M)
+    assert m is not None and np.isfinite(float(m.group(1))) and np.isfinite(float(m.group(2)))
     assert "5 train / 1 test images" in text and "load average" in text
+    assert re.search(r"latent backbone: fitted here on the training split in \d+ s \(VQ-f4 "
+                     r"autoencoder 1 steps", text)
+    assert re.search(r"VQ round trip of the test HR crops .*: \d+\.\d\d dB; latent SSR vs "
+                     r"backbone alone: [+-]\d+\.\d\d dB", text)
     # --reuse keeps the shards and the trained stages: nothing trains, the scores are the same
     args = ["--data", str(data), "--quick", "--threads", "1", "--work", str(tmp_path / "work")]
     assert learning.main([*args, "--reuse"]) == 0

@@ -207,3 +207,41 @@ def test_former_diffusion_names_are_aliases_of_ssr_pixel() -> None:
     assert create_model("diffusion-no-svkr").config.amf.use_svkr is False
     stage = {"model": "diffusion-tiny", "trainer": {"steps": 1}, "data": {"crop_hr": 16, "batch_size": 1}}
     assert parse_train_config({"stages": {"diffusion": stage}}).stages["diffusion"].model == "ssr-pixel-tiny"
+
+
+def test_a_sample_of_an_exact_x0_predictor_is_further_from_hr_than_its_one_step_estimate() -> None:
+    """Why the pixel model's sample lost to bicubic in bench/learning.py while its x_0 estimate won.
+
+    Toy posterior with a closed form: HR = y_0 + r, r ~ N(0, s^2) independent of y_0, so the
+    MMSE estimate is y_0 itself and E[x_0 | x_t] = y_0 + g_t (x_t - y_0) with
+    g_t = (1 - eta_t) s^2 / ((1 - eta_t)^2 s^2 + kappa^2 eta_t) (ResShift Eq. 1-2). With that exact
+    predictor, one step from T returns y_0 (the posterior mean, MSE s^2), while T steps return
+    y_0 + d with d independent of r: MSE s^2 + Var(d). Var(d) is the chain's variance, written
+    out here from ResShift's equations (tests/reference.resshift_etas): V_T = kappa^2 eta_T,
+    V_s = c_t^2 V_t + kappa^2 eta_s alpha / eta_t, c_t = (eta_s + alpha g_t) / eta_t, output g_0^2 V_0.
+    """
+    s, kappa = 0.1, 2.0
+    model = ssr_pixel_tiny(amf={"use_kernel": False, "use_depth": False}).eval()
+    cfg = model.config.schedule
+    etas = resshift_etas(cfg.num_train_timesteps, kappa, cfg.power, cfg.min_noise_level, cfg.eta_max)
+
+    def gain(eta: float | torch.Tensor) -> float | torch.Tensor:
+        return (1 - eta) * s**2 / ((1 - eta) ** 2 * s**2 + kappa**2 * eta)
+
+    model.predict_x0 = lambda xt, t, y0, enc: y0 + gain(model.schedule.eta(t)) * (xt - y0)
+    lr = torch.full((4, 3, 16, 16), 0.5)  # y_0 = 0 on [-1, 1]: no clamp reached at s = 0.1
+    r = s * torch.randn(4, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    one = model.sample(lr, None, None, steps=1, scale=S, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    full = model.sample(lr, None, None, scale=S, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    v = kappa**2 * etas[-1]
+    for t in range(len(etas) - 1, 0, -1):
+        eta_t, eta_s = etas[t], etas[t - 1]
+        alpha = eta_t - eta_s
+        v = ((eta_s + alpha * gain(eta_t)) / eta_t) ** 2 * v + kappa**2 * eta_s * alpha / eta_t
+    want_var = gain(etas[0]) ** 2 * v
+    assert one.abs().max() < 1e-3  # the posterior mean, up to g_T ~ 3e-5 of x_T's noise
+    assert full.var().item() == pytest.approx(want_var, rel=0.05)
+    assert 0.2 * s**2 < want_var < s**2  # below an exact posterior sampler's s^2, far above 0
+    mse_one, mse_full = (one - r).pow(2).mean().item(), (full - r).pow(2).mean().item()
+    assert mse_one == pytest.approx(s**2, rel=0.03)
+    assert mse_full == pytest.approx(s**2 + want_var, rel=0.05) and mse_full > 1.2 * mse_one
