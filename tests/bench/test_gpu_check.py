@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,8 +24,11 @@ SCRIPT = REPO / "bench" / "gpu_check.py"
 
 
 def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    # One torch thread, as in the test process (tests/conftest.py): the smoke figures are not
+    # measurements, and a second OpenMP thread on tiny tensors only spins.
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, str(SCRIPT), "--smoke", "--device", "cpu", *args],
-                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
 
 
 def test_smoke_sections_run_and_report(tmp_path: Path) -> None:
