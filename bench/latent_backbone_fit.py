@@ -31,6 +31,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ssr_models.latent_backbone import tiny_backbone_models
+
+WIDTH = 16  # channels of the VQ levels and the UNet's first level (the test backbone's: 8)
 NUM_CODES = 256  # 16 (the test backbone's) posterises every 4 x 4 HR block to 16 colours
 VQ_SHARE = 0.4  # of the budget: the autoencoder converges faster than the denoiser
 
@@ -57,20 +60,7 @@ class BackboneFit:
 
 def _models(seed: int) -> tuple[torch.nn.Module, torch.nn.Module, object]:
     """Return fresh (VQModel, UNet2DModel, DDIMScheduler) of the bench's tiny backbone."""
-    from diffusers import DDIMScheduler, UNet2DModel, VQModel
-
-    torch.manual_seed(seed)
-    vq = VQModel(in_channels=3, out_channels=3, latent_channels=3, num_vq_embeddings=NUM_CODES,
-                 block_out_channels=(16, 16, 16), layers_per_block=1, norm_num_groups=8,
-                 down_block_types=("DownEncoderBlock2D",) * 3,
-                 up_block_types=("UpDecoderBlock2D",) * 3)
-    unet = UNet2DModel(in_channels=6, out_channels=3, block_out_channels=(16, 32),
-                       layers_per_block=1, norm_num_groups=8, attention_head_dim=8,
-                       down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-                       up_block_types=("AttnUpBlock2D", "UpBlock2D"))
-    sched = DDIMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear",
-                          beta_start=0.0015, beta_end=0.0155, clip_sample=False)
-    return vq, unet, sched
+    return tiny_backbone_models(WIDTH, NUM_CODES, seed)
 
 
 def _init_codebook(vq: torch.nn.Module, hr: torch.Tensor, generator: torch.Generator) -> None:

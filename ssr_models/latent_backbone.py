@@ -41,7 +41,8 @@ from ssr_core.io import sha256_file
 from ssr_core.tensors import compare_shapes
 
 __all__ = ["DEFAULT_BACKBONE", "EXTRA_HINT", "LR_CHANNELS", "WEIGHTS", "Backbone", "BackboneInfo",
-           "check_backbone", "find_backbone", "load_backbone", "require_diffusers"]
+           "check_backbone", "find_backbone", "load_backbone", "require_diffusers",
+           "tiny_backbone_models"]
 
 DEFAULT_BACKBONE = "CompVis/ldm-super-resolution-4x-openimages"
 EXTRA_HINT = 'pip install "ssr-bench[latent]" (diffusers>=0.30, huggingface_hub, safetensors)'
@@ -267,3 +268,31 @@ def load_backbone(backbone: str, expect_sha256: dict[str, str] | None = None) ->
         model.load_state_dict(load_file(str(path)), strict=True)
         models[sub] = model.eval().requires_grad_(False)
     return Backbone(models["vqvae"], models["unet"], dict(info.configs["scheduler"]), info)
+
+
+def tiny_backbone_models(width: int, num_codes: int, seed: int = 0) -> tuple[Any, Any, Any]:
+    """Return a fresh tiny backbone in the default's architecture: (VQModel, UNet2DModel, DDIM).
+
+    VQ-f4 (three encoder levels of ``width`` channels, 3 latent channels, ``num_codes`` codes)
+    and a two-level latent SR UNet (``width``, ``2 * width``; input = latent + LR, epsilon
+    output), with the CompVis LDM-SR schedule. What the tests save with ``save_pretrained`` and
+    what ``bench/learning.py`` fits on its training split; weights drawn from ``seed``.
+    """
+    require_diffusers()
+    import torch
+    from diffusers import DDIMScheduler, UNet2DModel, VQModel
+
+    torch.manual_seed(seed)
+    vq = VQModel(in_channels=3, out_channels=3, latent_channels=3, num_vq_embeddings=num_codes,
+                 block_out_channels=(width,) * 3, layers_per_block=1, norm_num_groups=8,
+                 down_block_types=("DownEncoderBlock2D",) * 3,
+                 up_block_types=("UpDecoderBlock2D",) * 3)
+    unet = UNet2DModel(in_channels=3 + LR_CHANNELS, out_channels=3,
+                       block_out_channels=(width, 2 * width), layers_per_block=1,
+                       norm_num_groups=8, attention_head_dim=8,
+                       down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+                       up_block_types=("AttnUpBlock2D", "UpBlock2D"))
+    sched = DDIMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear",
+                          beta_start=0.0015, beta_end=0.0155, clip_sample=False)
+    return vq, unet, sched
+
