@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, Any
 
 __all__ = ["FILE_MODE", "atomic_file", "dump_json", "fsync_dir", "link_atomic", "sha256_file",
-           "sha256_stream", "write_bytes_atomic", "write_json_atomic", "writer_tag"]
+           "sha256_json", "sha256_stream", "write_bytes_atomic", "write_json_atomic", "writer_tag"]
 
 #: Mode of every file the project writes (``mkstemp`` creates 0600; outputs are meant to be shared).
 FILE_MODE = 0o644
@@ -130,6 +130,11 @@ def dump_json(obj: Any) -> bytes:
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
     """Write ``obj`` as JSON (:func:`dump_json`) to local ``path`` atomically."""
     write_bytes_atomic(path, dump_json(obj))
+
+
+def sha256_json(obj: Any) -> str:
+    """Return the hex sha256 of ``obj`` encoded by :func:`dump_json` (a fingerprint of a record)."""
+    return hashlib.sha256(dump_json(obj)).hexdigest()
 
 
 def sha256_stream(f: IO[bytes]) -> str:

@@ -226,6 +226,18 @@ class Div2krkSource:
         return load_kernel(kernel_path(item), KERNEL_SIZE[f"x{item.scale}"])
 
 
+def _mat_errors() -> tuple[type[BaseException], ...]:
+    """What scipy's MATLAB reader raises on a file that is not a readable v4-v7 .mat.
+
+    NotImplementedError is scipy's answer to a v7.3 file (HDF5 inside: "use HDF reader"), which
+    the release does not use; MatReadError, ValueError and TypeError come from a corrupt header
+    or body. All become an InputError naming the file.
+    """
+    import scipy.io
+
+    return (ValueError, TypeError, NotImplementedError, scipy.io.matlab.MatReadError)
+
+
 def load_kernel(path: str | Path, size: int | None = None) -> np.ndarray:
     """Read a DIV2KRK kernel file: variable ``Kernel`` of a MATLAB v5 .mat, as float64 (K, K).
 
@@ -255,7 +267,7 @@ def load_kernel(path: str | Path, size: int | None = None) -> np.ndarray:
         raise
     except OSError as exc:
         raise InputError(path, f"cannot read the kernel file: {exc.strerror or exc}") from exc
-    except (ValueError, TypeError, NotImplementedError, scipy.io.matlab.MatReadError) as exc:
+    except _mat_errors() as exc:
         raise InputError(path, f"not a MATLAB v5 .mat kernel file ({exc})") from exc
     shapes = {name: (shape, cls) for name, shape, cls in header}
     if KERNEL_VAR not in shapes:
@@ -270,7 +282,7 @@ def load_kernel(path: str | Path, size: int | None = None) -> np.ndarray:
         raise InputError(path, f"{KERNEL_VAR} has shape {tuple(shape)}; expected {want}")
     try:
         k = scipy.io.loadmat(path, variable_names=[KERNEL_VAR])[KERNEL_VAR]
-    except (ValueError, TypeError, NotImplementedError, scipy.io.matlab.MatReadError) as exc:
+    except _mat_errors() as exc:
         raise InputError(path, f"cannot decode {KERNEL_VAR} ({exc})") from exc
     k = np.asarray(k)
     if k.shape != tuple(shape) or not np.issubdtype(k.dtype, np.floating):

@@ -15,17 +15,14 @@ covers every HR, LR and kernel file's path (relative to the root) and sha256.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from ssr_core.errors import ConfigError
-from ssr_core.io import sha256_file
+from ssr_core.io import sha256_file, sha256_json
 
+from ..tables.testsets import crop_pair
 from .estimates import Geometry
 from .methods import KernelImage
 from .run import KernelSet
@@ -73,16 +70,13 @@ def released_kernel_set(source_name: str, split: str | None, root: Path, items: 
         paths = (Path(item.path), source.lr_partner(item),  # type: ignore[attr-defined]
                  source.kernel_path(item))  # type: ignore[attr-defined]
         files.append([[p.relative_to(root).as_posix(), sha256_file(p)] for p in paths])
-    fingerprint = hashlib.sha256(json.dumps(
-        {"source": source_name, "split": split, "files": files}, sort_keys=True).encode()).hexdigest()
+    fingerprint = sha256_json({"source": source_name, "split": split, "files": files})
     keys = [item.image_id for item in items]
 
     def images() -> Iterator[KernelImage]:
         for item in items:
-            hr, lr = source.load_pair(item)  # type: ignore[attr-defined]
-            h, w = min(lr.shape[0], hr.shape[0] // scale), min(lr.shape[1], hr.shape[1] // scale)
-            yield KernelImage(item.image_id, np.ascontiguousarray(lr[:h, :w]),
-                              np.ascontiguousarray(hr[:scale * h, :scale * w]), None, None,
+            lr, hr = crop_pair(*source.load_pair(item), scale)  # type: ignore[attr-defined]
+            yield KernelImage(item.image_id, lr, hr, None, None,
                               source.true_kernel(item))  # type: ignore[attr-defined]
 
     info = {"kind": "released", "source": source_name, "split": split, "root": str(root),

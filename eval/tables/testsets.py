@@ -240,10 +240,7 @@ def real_pair_testset(group: GroupSpec, root: Path, items: list[SourceItem], sca
 
     def images() -> Iterator[TestImage]:
         for key, item in by_key.items():
-            hr, lr = source.load_pair(item)
-            h, w = min(lr.shape[0], hr.shape[0] // scale), min(lr.shape[1], hr.shape[1] // scale)
-            yield TestImage(key, key, np.ascontiguousarray(lr[:h, :w]),
-                            np.ascontiguousarray(hr[:scale * h, :scale * w]))
+            yield TestImage(key, key, *crop_pair(*source.load_pair(item), scale))
 
     info = {"kind": "real-pairs", "source": group.source, "split": group.split, "root": str(root),
             "count": len(items), "fingerprint": fingerprint, "max_images": max_images,
@@ -277,6 +274,12 @@ def _export_lr(testset: TestSet) -> None:
         path = folder / f"{image.key}.png"
         if not path.is_file():
             write_bytes_atomic(path, encode_png(image.lr))
+
+
+def crop_pair(hr: np.ndarray, lr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return (lr, hr) of a real pair cropped at the bottom/right so that HR = scale x LR."""
+    h, w = min(lr.shape[0], hr.shape[0] // scale), min(lr.shape[1], hr.shape[1] // scale)
+    return np.ascontiguousarray(lr[:h, :w]), np.ascontiguousarray(hr[:scale * h, :scale * w])
 
 
 def _digest(obj: Any) -> str:

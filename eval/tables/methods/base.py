@@ -8,7 +8,6 @@ a circle.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import numpy as np
 
 from ssr_core.errors import ConfigError
-from ssr_core.io import dump_json
+from ssr_core.io import sha256_json
 from ssr_core.registry import Registry
 
 from ..spec import RowSpec
@@ -92,7 +91,7 @@ class Method(Protocol):
 
 def digest(obj: Any) -> str:
     """Return the sha256 hex of ``obj`` as canonical JSON (sorted keys)."""
-    return hashlib.sha256(dump_json(obj)).hexdigest()
+    return sha256_json(obj)
 
 
 def refuse_expects(method: Method, row: RowSpec) -> None:
