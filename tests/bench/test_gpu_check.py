@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,19 +22,36 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "bench" / "gpu_check.py"
 
 
-def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    # One torch thread, as in the test process (tests/conftest.py): the smoke figures are not
-    # measurements, and a second OpenMP thread on tiny tensors only spins.
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, str(SCRIPT), "--smoke", "--device", "cpu", *args],
-                          capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
+def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        *args: str) -> tuple[int, str]:
+    """Run the script's ``main()`` in this process; return (exit code, stdout).
+
+    In this process rather than a child: the script's own work is the same (with --smoke its
+    sections and CLIs run in-process anyway, and --isolate still starts a child per section),
+    without a second import of torch and the project. What ``main()`` changes in the process
+    (environment, sys.path, argv, cwd) is put back afterwards.
+    """
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["gpu_check.py", "--smoke", "--device", "cpu", *args])
+    monkeypatch.setattr(sys, "path", [str(REPO / "bench"), *sys.path])
+    for name in ("PYTHONPATH", "TRITON_INTERPRET"):  # main() sets them: restore them after
+        monkeypatch.setenv(name, os.environ.get(name, ""))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # --isolate's children: one thread, as here
+    gpu_check = importlib.import_module("gpu_check")
+    try:
+        code = gpu_check.main()
+    finally:
+        torch.set_flush_denormal(False)  # step_timing sets it for the whole process, as ssr-train
+    return code, capsys.readouterr().out
 
 
-def test_smoke_sections_run_and_report(tmp_path: Path) -> None:
+@pytest.mark.filterwarnings("ignore:.*found in sys.modules after import of package:RuntimeWarning")
+def test_smoke_sections_run_and_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "report.json"
-    proc = run(tmp_path, "--only", "b,c,d,e,g,h,i", "--work", str(tmp_path / "w"),
-               "--out", str(out))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    code, stdout = run(tmp_path, monkeypatch, capsys, "--only", "b,c,d,e,g,h,i",
+                       "--work", str(tmp_path / "w"), "--out", str(out))
+    assert code == 0, stdout
     report = json.loads(out.read_text())
     sections = report["sections"]
     assert [k for k, r in sections.items() if r["status"] == "ok"] == ["b", "c", "d", "e", "g", "h",
@@ -51,15 +67,16 @@ def test_smoke_sections_run_and_report(tmp_path: Path) -> None:
         assert (tmp_path / "w" / run_dir / "last.pt").is_file()  # the CLIs really trained
     # the CLIs' own imports are in the package list the lead carries wheels for
     assert {"torch", "click", "webdataset", "numpy"} <= set(report["third_party"])
-    assert "| b | degrade build --device DEV | ok |" in proc.stdout
+    assert "| b | degrade build --device DEV | ok |" in stdout
 
 
-def test_a_failing_section_is_reported_and_the_others_run(tmp_path: Path) -> None:
+def test_a_failing_section_is_reported_and_the_others_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     """Section f needs section c's run; alone, in its own process (--isolate), its CLI exits 1:
     the report keeps the command's last lines, b still runs, and the exit code says so."""
     out = tmp_path / "report.md"
-    proc = run(tmp_path, "--only", "f,b", "--isolate", "--out", str(out))
-    assert proc.returncode == 1, proc.stdout + proc.stderr
+    code, stdout = run(tmp_path, monkeypatch, capsys, "--only", "f,b", "--isolate", "--out", str(out))
+    assert code == 1, stdout
     table = out.read_text()
     row_f = next(line for line in table.splitlines() if line.startswith("| f |"))
     assert "| FAIL |" in row_f and "-> exit 1:" in row_f

@@ -6,6 +6,7 @@ ast scan, so lazy imports inside functions count too."""
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,6 +79,7 @@ DEGRADE_DATA_USERS = ("degrade/build/", "degrade/cli.py", "degrade/cli_datasets.
                       "degrade/preview.py", "degrade/depth/cache.py")
 
 
+@functools.cache  # one scan of the tree for the tests below (they only read it)
 def _all_imports() -> dict[str, tuple[str, set[str]]]:
     """Map every package file to (its folder in LAYERS, the other project packages it imports)."""
     out: dict[str, tuple[str, set[str]]] = {}
