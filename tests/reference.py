@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 
@@ -337,6 +338,38 @@ def yiq_luma_pyiqa_steps(rgb: np.ndarray) -> np.ndarray:
                         [0.2115, -0.5227, 0.3112]]).t()
     y = (x.permute(0, 2, 3, 1) @ yiq).permute(0, 3, 1, 2)[0, 0] * 255
     return y.round().double().numpy()
+
+
+def _round_to_float32(q: Fraction) -> Fraction:
+    """The float32 nearest the exact rational ``q``, ties to even (no double rounding)."""
+    near = np.float32(float(q))
+    cands = [near, np.nextafter(near, np.float32(-np.inf)), np.nextafter(near, np.float32(np.inf))]
+    return min((abs(Fraction(float(c)) - q), int(c.view(np.uint32)) & 1, Fraction(float(c)))
+               for c in cands)[2]
+
+
+def yiq_y255_float32_orders(rgb: np.ndarray) -> dict[str, np.ndarray]:
+    """``round(255 * (0.299 R + 0.587 G + 0.114 B))`` in float32 on [0, 1], in both orders a
+    float32 dot-product kernel evaluates it, in exact rational arithmetic rounded step by step.
+
+    "rounded": each product rounded to float32, then the sums left to right. "fused": a chain of
+    fused multiply-adds, ``fma(x2, w2, fma(x1, w1, x0 * w0))`` (one rounding per step).
+    ``rgb``: uint8 (N, 3), a few thousand pixels at most (slow). Returns float64 (N,) per order.
+    """
+    w = [Fraction(float(np.float32(v))) for v in (0.299, 0.587, 0.114)]
+    f255 = Fraction(255)
+    out: dict[str, list[float]] = {"rounded": [], "fused": []}
+    for pixel in np.asarray(rgb, dtype=np.uint8).reshape(-1, 3):
+        x = [Fraction(float(np.float32(int(c) / 255.0))) for c in pixel]
+        acc = _round_to_float32(x[0] * w[0])
+        for xi, wi in zip(x[1:], w[1:], strict=True):
+            acc = _round_to_float32(acc + _round_to_float32(xi * wi))
+        fused = _round_to_float32(x[0] * w[0])
+        for xi, wi in zip(x[1:], w[1:], strict=True):
+            fused = _round_to_float32(fused + xi * wi)
+        for name, y in (("rounded", acc), ("fused", fused)):
+            out[name].append(float(round(_round_to_float32(y * f255))))  # round(): half to even
+    return {name: np.array(v) for name, v in out.items()}
 
 
 def niqe_pyiqa_steps(rgb: np.ndarray, mu_pris: np.ndarray, cov_pris: np.ndarray) -> float:

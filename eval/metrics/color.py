@@ -31,8 +31,9 @@ __all__ = ["GRAY_WEIGHTS", "YIQ_Y_WEIGHTS", "rgb_to_gray", "rgb_to_y", "to_float
 # met within 0.007, with the 4-digit ones it is off by 0.17 (pyiqa uses YIQ 0.299, 0.587, 0.114).
 _NTSC_TO_RGB = np.array([[1.0, 0.956, 0.621], [1.0, -0.272, -0.647], [1.0, -1.106, 1.703]])
 GRAY_WEIGHTS: tuple[float, float, float] = tuple(float(v) for v in np.linalg.inv(_NTSC_TO_RGB)[0])
-#: pyiqa's ``rgb2yiq`` first row, used in float32 (``pyiqa.utils.color_util``)
-YIQ_Y_WEIGHTS: tuple[float, float, float] = (0.299, 0.587, 0.114)
+#: pyiqa's ``rgb2yiq`` matrix (``pyiqa.utils.color_util``), used in float32; its first row is Y
+_PYIQA_YIQ = ((0.299, 0.587, 0.114), (0.5959, -0.2746, -0.3213), (0.2115, -0.5227, 0.3112))
+YIQ_Y_WEIGHTS: tuple[float, float, float] = _PYIQA_YIQ[0]
 
 
 def rgb_to_gray(img255: np.ndarray) -> np.ndarray:
@@ -58,10 +59,13 @@ def yiq_luma_pyiqa(img255: np.ndarray) -> np.ndarray:
     """Return the integer luminance pyiqa's NIQE scores: ``round(255 * Y_yiq(x))`` on [0, 255].
 
     pyiqa (``to_y_channel(x, 255, "yiq")``) works on the float32 image ``x = rgb / 255`` in
-    [0, 1]: ``Y = 0.299 R + 0.587 G + 0.114 B`` in float32, times 255 in float32, rounded half to
-    even (``torch.round``). About 1 pixel in 1000 of a uint8 image sits exactly on a .5 tie in
-    exact arithmetic, so the float32 steps decide its level; they are reproduced here in the
-    same order (identical to pyiqa on every pixel of the 100 BSD100 images).
+    [0, 1]: ``torch.matmul`` by its full float32 YIQ matrix, channel Y times 255 in float32,
+    rounded half to even (``torch.round``). About 1 pixel in 1000 of a uint8 image sits exactly on
+    a .5 tie in exact arithmetic, so the float32 steps decide its level, and they are not the same
+    on every CPU: torch's float32 matmul kernel chains fused multiply-adds on some (seen with
+    AVX-512) and rounds each product on others, and 132 of 1,144,832 grid pixels then land one
+    level apart. The same matmul is called here, so the levels are pyiqa's on whatever CPU it
+    runs (this convention inherits that dependence; ``convention="matlab"`` does not have it).
 
     Args:
         img255: float ``(H, W, 3)`` RGB on [0, 255] (see :func:`to_float255`).
@@ -72,8 +76,10 @@ def yiq_luma_pyiqa(img255: np.ndarray) -> np.ndarray:
     >>> yiq_luma_pyiqa(np.array([[[255.0, 255.0, 255.0], [10.0, 20.0, 30.0]]])).tolist()
     [[255.0, 18.0]]
     """
+    import torch  # lazy: only this convention needs torch's kernel, and color stays numpy-first
+
     check_hw3(img255)
-    x = (np.asarray(img255, dtype=np.float64) / 255.0).astype(np.float32)
-    w = np.asarray(YIQ_Y_WEIGHTS, dtype=np.float32)
-    y = x[..., 0] * w[0] + x[..., 1] * w[1] + x[..., 2] * w[2]
-    return np.round(y * np.float32(255.0)).astype(np.float64)
+    x = torch.from_numpy((np.asarray(img255, dtype=np.float64) / 255.0).astype(np.float32))
+    yiq = torch.tensor(_PYIQA_YIQ, dtype=torch.float32).t()  # the full matrix: pyiqa's gemm shape
+    y = torch.matmul(x[None], yiq)[0, :, :, 0] * 255.0
+    return y.round().double().numpy()

@@ -25,7 +25,12 @@ from eval.metrics.niqe_model import NIQE, _aggd, imresize_half, niqe, niqe_gray,
 from eval.metrics.registry import create_metric, get_metric
 from ssr_core.errors import ConfigError
 from tests.datafiles import data_file
-from tests.reference import keys_cubic, niqe_pyiqa_steps, yiq_luma_pyiqa_steps
+from tests.reference import (
+    keys_cubic,
+    niqe_pyiqa_steps,
+    yiq_luma_pyiqa_steps,
+    yiq_y255_float32_orders,
+)
 
 # niqe row (MATLAB reference) and niqe(ours) row (pyiqa 0.1.x) of calibration_summary.csv
 REFERENCE = {"I03": 15.7536, "I04": 3.6549, "I06": 3.2355, "I08": 3.184, "I19": 8.6352}
@@ -104,9 +109,21 @@ def test_pyiqa_luminance_keeps_its_float32_ties() -> None:
     # round either way; a coarse (r, g) grid times every b holds over a thousand of them
     r, g, b = np.meshgrid(np.arange(0, 256, 3), np.arange(0, 256, 5), np.arange(256), indexing="ij")
     rgb = np.stack([r, g, b], -1).reshape(-1, 256, 3).astype(np.uint8)
-    ties = (299 * r.astype(int) + 587 * g + 114 * b) % 1000 == 500
+    exact = (299 * r.astype(int) + 587 * g + 114 * b).reshape(-1, 256)  # 1000 x the level
+    ties = exact % 1000 == 500
     assert ties.sum() > 1000
-    np.testing.assert_array_equal(yiq_luma_pyiqa(rgb.astype(np.float64)), yiq_luma_pyiqa_steps(rgb))
+    ours = yiq_luma_pyiqa(rgb.astype(np.float64))
+    # off the ties float32 error (< 1e-4 of a level) cannot cross the rounding point
+    np.testing.assert_array_equal(ours[~ties], np.round(exact[~ties] / 1000))
+    # on them the level is the one a float32 kernel gives in one of its two evaluation orders
+    orders = yiq_y255_float32_orders(rgb[ties])
+    assert not np.array_equal(orders["rounded"], orders["fused"])  # the ties tell them apart
+    assert any(np.array_equal(ours[ties], level) for level in orders.values())
+    if importlib.util.find_spec("pyiqa") is not None:  # and it is pyiqa's, on this CPU
+        from pyiqa.utils.color_util import to_y_channel
+
+        x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255
+        np.testing.assert_array_equal(ours, to_y_channel(x, 255, "yiq")[0, 0].double().numpy())
 
 
 # --- imresize (MATLAB bicubic, antialiased, 0.5) --------------------------------------------
