@@ -361,13 +361,11 @@ def yiq_y255_float32_orders(rgb: np.ndarray) -> dict[str, np.ndarray]:
     out: dict[str, list[float]] = {"rounded": [], "fused": []}
     for pixel in np.asarray(rgb, dtype=np.uint8).reshape(-1, 3):
         x = [Fraction(float(np.float32(int(c) / 255.0))) for c in pixel]
-        acc = _round_to_float32(x[0] * w[0])
+        rounded = fused = _round_to_float32(x[0] * w[0])
         for xi, wi in zip(x[1:], w[1:], strict=True):
-            acc = _round_to_float32(acc + _round_to_float32(xi * wi))
-        fused = _round_to_float32(x[0] * w[0])
-        for xi, wi in zip(x[1:], w[1:], strict=True):
+            rounded = _round_to_float32(rounded + _round_to_float32(xi * wi))
             fused = _round_to_float32(fused + xi * wi)
-        for name, y in (("rounded", acc), ("fused", fused)):
+        for name, y in (("rounded", rounded), ("fused", fused)):
             out[name].append(float(round(_round_to_float32(y * f255))))  # round(): half to even
     return {name: np.array(v) for name, v in out.items()}
 
